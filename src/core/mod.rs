@@ -1,0 +1,12 @@
+//! The host-agnostic core: no FFI, no threads, no globals, no I/O. Tested without any PBX.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod audio;
+pub mod capture;
+pub mod config;
+pub mod digit;
+pub mod dtmf;
+pub mod events;
+pub mod g711;
+pub mod suppress;

@@ -1,0 +1,3 @@
+//! 16-bit PCM mono WAV reading and writing (offline CLI, tests, benchmark).
+//!
+//! API CONTRACT (skeleton; the DSP work fills in the implementation).
