@@ -1,5 +1,22 @@
-//! Build script: with no host feature it does nothing (no libclang needed for `cargo test`).
-//! With `asterisk` or `freeswitch` it finds the host headers, runs bindgen and compiles c_shim/.
+//! Build script. With no host feature it does nothing (no libclang needed for `cargo test`).
+//! With `asterisk` or `freeswitch` it finds the host headers, runs bindgen and compiles c_shim/
+//! (see build/asterisk.rs and build/freeswitch.rs).
+
+#[cfg(feature = "asterisk")]
+#[path = "build/asterisk.rs"]
+mod asterisk;
+#[cfg(feature = "freeswitch")]
+#[path = "build/freeswitch.rs"]
+mod freeswitch;
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DOCS_RS");
+    if std::env::var_os("DOCS_RS").is_some() {
+        return;
+    }
+    #[cfg(feature = "asterisk")]
+    asterisk::build();
+    #[cfg(feature = "freeswitch")]
+    freeswitch::build();
 }

@@ -9,4 +9,5 @@ pub mod digit;
 pub mod dtmf;
 pub mod events;
 pub mod g711;
+pub mod secret;
 pub mod suppress;
