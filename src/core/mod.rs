@@ -9,5 +9,6 @@ pub mod digit;
 pub mod dtmf;
 pub mod events;
 pub mod g711;
+pub mod payment;
 pub mod secret;
 pub mod suppress;
