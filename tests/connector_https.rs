@@ -18,7 +18,9 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
-use secure_pay::connector::{codes, Connector, ConnectorOptions, SubmitError, WipeObserver};
+use secure_pay::connector::{
+    codes, validate_profile, Connector, ConnectorOptions, SubmitError, WipeObserver,
+};
 use secure_pay::core::payment::{ConnectorProfile, PaymentMethod, PaymentOutcome, PaymentRequest};
 use secure_pay::core::secret::SecretDigits;
 
@@ -862,8 +864,21 @@ fn client_certificate_from_an_unknown_ca_is_refused() {
 #[test]
 fn configuration_errors_are_clear_and_still_wipe() {
     let pki = Pki::new();
+    let good = pki.profile(443, PaymentMethod::Charge);
+    assert_eq!(validate_profile(&good), Ok(()));
+    let mut mtls = good.clone();
+    mtls.client_cert_file = Some(pki.client_cert_file.clone());
+    mtls.client_key_file = Some(pki.client_key_file.clone());
+    assert_eq!(validate_profile(&mtls), Ok(()));
+    let mut swapped = mtls.clone();
+    swapped.client_cert_file = mtls.client_key_file.clone();
+    assert!(validate_profile(&swapped)
+        .unwrap_err()
+        .contains("client_cert_file"));
+
     let mut p = pki.profile(443, PaymentMethod::Charge);
     p.url = "http://127.0.0.1:1/pay".into();
+    assert!(validate_profile(&p).unwrap_err().contains("plain http"));
     expect_error(
         &run(&p, PaymentMethod::Charge),
         codes::CONFIG_ERROR,
