@@ -6,8 +6,9 @@
 //!   with precomputed cos/sin tables (shared, read-only) (16 independent multiply-adds per sample, no recurrence, so the
 //!   compiler vectorises it), plus the exact integer energy.
 //! * Every sub-block completes an analysis **window** of `K = 4` sub-blocks (`N = 4M` = 12.5 ms,
-//!   close to the classic 102-sample Goertzel block). The window spectrum is the phase-corrected
-//!   sum of its four sub-block spectra, so windows slide by one sub-block (a "hop") at the cost
+//!   close to the classic 102-sample Goertzel block). Each sub-block spectrum is rotated once to
+//!   an absolute time reference (exact integer phase index), so a window's spectrum is the plain
+//!   sum of its four sub-block spectra and windows slide by one sub-block (a "hop") at the cost
 //!   of one DFT.
 //! * Per hop we compute the tone energy `T_k = 2|X_k|²/N` of each frequency (equal to the energy
 //!   a steady tone puts in the window), the strongest row and column, and the **coverage**
@@ -62,31 +63,29 @@ fn make_tab(rate: u64) -> Vec<[f32; 16]> {
         .collect()
 }
 
-/// e^{-iω q M} for q = 0..K, per frequency: [k][q] = (re, im).
-fn make_w(rate: u64) -> [[[f32; 2]; K]; 8] {
-    let m = rate / 320;
-    let mut w = [[[0.0f32; 2]; K]; 8];
-    for (k, wk) in w.iter_mut().enumerate() {
-        for (q, wq) in wk.iter_mut().enumerate() {
-            wq[0] = cos_turns(FREQS[k] * q as u64 * m, rate) as f32;
-            wq[1] = -sin_turns(FREQS[k] * q as u64 * m, rate) as f32;
-        }
+/// e^{-i 2π p / 320} for p = 0..320 as (re, im): the phase of sub-block j at frequency f is
+/// (j·f mod 320)/320 turns at every rate (a sub-block is 1/320 s).
+fn make_phasors() -> [[f32; 2]; 320] {
+    let mut t = [[0.0f32; 2]; 320];
+    for (p, v) in t.iter_mut().enumerate() {
+        v[0] = cos_turns(p as u64, 320) as f32;
+        v[1] = -sin_turns(p as u64, 320) as f32;
     }
-    w
+    t
 }
+
+static PHASORS: LazyLock<[[f32; 2]; 320]> = LazyLock::new(make_phasors);
 
 /// Coefficient tables per rate, shared read-only by every channel. Built once on first use
 /// (thread-safe `LazyLock`), then only read; `Analyzer::new` takes `&'static` references so the
 /// audio path never touches the lock.
 struct Tables {
     tab: Vec<[f32; 16]>,
-    w: [[[f32; 2]; K]; 8],
 }
 
 fn build(rate: u64) -> Tables {
     Tables {
         tab: make_tab(rate),
-        w: make_w(rate),
     }
 }
 
@@ -174,7 +173,7 @@ pub(crate) struct Analyzer {
     m: usize,
     n: usize,
     tab: &'static [[f32; 16]],
-    w: &'static [[[f32; 2]; K]; 8],
+    phasors: &'static [[f32; 2]; 320],
     buf: [i16; MAX_M],
     fill: usize,
     /// Spectra (cos, sin sums) and energies of the last K sub-blocks, ring indexed by count % K.
@@ -192,13 +191,13 @@ pub(crate) struct Analyzer {
 impl Analyzer {
     pub fn new(rate: SampleRate, tests: HopTests) -> Self {
         let t = tables(rate);
-        let (tab, w): (&'static [[f32; 16]], &'static [[[f32; 2]; K]; 8]) = (&t.tab, &t.w);
+        let (tab, phasors): (&'static [[f32; 16]], &'static [[f32; 2]; 320]) = (&t.tab, &PHASORS);
         let m = tab.len();
         Self {
             m,
             n: m * K,
             tab,
-            w,
+            phasors,
             buf: [0; MAX_M],
             fill: 0,
             sub: [[0.0; 16]; K],
@@ -280,9 +279,19 @@ impl Analyzer {
             }
             e += (x[i] as i32 * x[i] as i32) as i64;
         }
+        // Rotate the sub-block spectrum (referenced to its own first sample) to the absolute
+        // time reference: multiply X = C - iS by e^{-iω j M}. With M = rate/320 the phase is
+        // (j·f mod 320)/320 turns, computed exactly in integers (no drift on long streams).
         let slot = (self.count % K as u64) as usize;
-        for k in 0..16 {
-            self.sub[slot][k] = a[k] + b[k];
+        let j = (self.count % 320) as usize;
+        let ph = &self.phasors;
+        for k in 0..8 {
+            let c = a[2 * k] + b[2 * k];
+            let sn = a[2 * k + 1] + b[2 * k + 1];
+            let [pr, pi] = ph[(j * FREQS[k] as usize) % 320];
+            // (c - i sn)(pr + i pi)
+            self.sub[slot][2 * k] = c * pr + sn * pi;
+            self.sub[slot][2 * k + 1] = c * pi - sn * pr;
         }
         self.sub_e[slot] = e;
         self.count += 1;
@@ -294,23 +303,15 @@ impl Analyzer {
             return None;
         }
         let h = self.count - 1;
-        let oldest = self.count - K as u64;
+        // The window spectrum is the plain sum of the last K (absolutely referenced)
+        // sub-block spectra.
         let mut z = [0.0f32; 16];
-        let mut energy: i64 = 0;
-        for q in 0..K {
-            let slot = ((oldest + q as u64) % K as u64) as usize;
-            let s = &self.sub[slot];
-            energy += self.sub_e[slot];
-            for k in 0..8 {
-                // X = C - iS, times W = (wr + i wi).
-                let c = s[2 * k];
-                let sn = s[2 * k + 1];
-                let wr = self.w[k][q][0];
-                let wi = self.w[k][q][1];
-                z[2 * k] += c * wr + sn * wi;
-                z[2 * k + 1] += c * wi - sn * wr;
+        for sub in &self.sub {
+            for (zj, sj) in z.iter_mut().zip(sub) {
+                *zj += sj;
             }
         }
+        let energy: i64 = self.sub_e.iter().sum();
         let prev2 = self.zhist[(h % 2) as usize];
         self.zhist[(h % 2) as usize] = z;
         let prev2_cov = self.covhist[(h % 2) as usize];
@@ -367,12 +368,11 @@ impl Analyzer {
         // phase centre shifted, which shortens the effective lag and hides a frequency offset.
         let plateau = prev2_cov >= 0.9 * cov && cov >= 0.9 * prev2_cov;
         let dphi = |k: usize| {
-            // Phase advance over half a window, corrected by the nominal advance W[k][2].
+            // Phase advance over half a window (both spectra share the absolute reference, so
+            // it is (ω_tone − ω_bin)·2M directly).
             let (zr, zi) = (z[2 * k], z[2 * k + 1]);
             let (pr, pi) = (prev2[2 * k], -prev2[2 * k + 1]);
-            let (ar, ai) = (zr * pr - zi * pi, zr * pi + zi * pr);
-            let (wr, wi) = (self.w[k][2][0], self.w[k][2][1]);
-            let (br, bi) = (ar * wr - ai * wi, ar * wi + ai * wr);
+            let (br, bi) = (zr * pr - zi * pi, zr * pi + zi * pr);
             bi.atan2(br).abs()
         };
         if hop.mask {
