@@ -136,6 +136,26 @@ fn must_accept_cases() -> Vec<Case> {
                 ));
             }
         }
+        for (lo, hi, twist) in [
+            (1.5, -1.5, 4.0),
+            (-1.5, 1.5, -8.0),
+            (1.5, 1.5, 0.0),
+            (-1.5, -1.5, 0.0),
+        ] {
+            v.push(c(
+                format!("snr 12 offset {lo}/{hi} twist {twist}"),
+                DtmfSpec {
+                    level_dbm0: -15.0,
+                    twist_db: twist,
+                    low_offset_pct: lo,
+                    high_offset_pct: hi,
+                    noise_snr_db: Some(12.0),
+                    tone_ms: 40.0,
+                    gap_ms: 40.0,
+                    ..base(rate)
+                },
+            ));
+        }
         for (tone, gap) in [
             (40.0, 40.0),
             (45.0, 40.0),
@@ -153,7 +173,7 @@ fn must_accept_cases() -> Vec<Case> {
             ));
         }
         for snr in [12.0, 15.0, 20.0, 30.0] {
-            for twist in [-4.0, 0.0, 2.0] {
+            for twist in [-8.0, -4.0, 0.0, 2.0, 4.0] {
                 v.push(c(
                     format!("snr {snr} twist {twist}"),
                     DtmfSpec {

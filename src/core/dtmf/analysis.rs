@@ -341,7 +341,7 @@ impl Analyzer {
             && rel_ok(&t[4..8], c, tc, ts.rel_mask);
         // The phase test needs the tone to fill both windows: a partly filled window has its
         // phase centre shifted, which shortens the effective lag and hides a frequency offset.
-        let plateau = prev2_cov >= 0.9 * cov && cov >= 0.9 * prev2_cov;
+        let plateau = prev2_cov >= 0.8 * cov && cov >= 0.8 * prev2_cov;
         let dphi = |k: usize| {
             // Phase advance over half a window (both spectra share the absolute reference, so
             // it is (ω_tone − ω_bin)·2M directly).

@@ -16,7 +16,7 @@
 //!
 //! | property | accepted | rejected |
 //! |---|---|---|
-//! | frequency deviation | ≤ ±1.5 % (test at ±2.5 %) | ≥ ±3.5 % |
+//! | frequency deviation | ≤ ±1.5 % (test at ±2.2 %) | ≥ ±3.5 % |
 //! | duration | ≥ 40 ms (`min_tone_ms` 32) | ≤ 23 ms |
 //! | pause | ≥ 40 ms separates | ≤ 10 ms bridged |
 //! | twist (high − low) | −8 … +4 dB (tests at −10 / +6) | beyond |
@@ -49,7 +49,7 @@ pub struct DetectorParams {
     /// Other tones of a group must be this far below the group's peak (dB).
     pub relative_peak_db: f32,
     /// The two tones must carry at least this share of the window's energy (0..1), after
-    /// correcting each tone's energy for its measured frequency offset (spandsp: 0.82).
+    /// correcting each tone's energy for its measured frequency offset (spandsp: about 0.82).
     pub min_energy_ratio: f32,
     /// Maximum deviation of each tone from its nominal frequency, percent (Q.24: accept 1.5,
     /// reject 3.5).
@@ -68,8 +68,8 @@ impl Default for DetectorParams {
             normal_twist_db: 10.0,
             reverse_twist_db: 6.0,
             relative_peak_db: 8.0,
-            min_energy_ratio: 0.8,
-            max_freq_dev_pct: 2.5,
+            min_energy_ratio: 0.85,
+            max_freq_dev_pct: 2.2,
             mask_threshold_dbm0: -55.0,
         }
     }
