@@ -4,7 +4,7 @@
 //! * The input is cut into **sub-blocks** of `M` samples (3.125 ms: 25/50/100/150 samples at
 //!   8/16/32/48 kHz). For each complete sub-block a plain DFT at the 8 DTMF frequencies is taken
 //!   with precomputed cos/sin tables (shared, read-only) (16 independent multiply-adds per sample, no recurrence, so the
-//!   compiler vectorises it), plus the exact integer energy.
+//!   compiler vectorises it), plus the energy.
 //! * Every sub-block completes an analysis **window** of `K = 4` sub-blocks (`N = 4M` = 12.5 ms,
 //!   close to the classic 102-sample Goertzel block). Each sub-block spectrum is rotated once to
 //!   an absolute time reference (exact integer phase index), so a window's spectrum is the plain
@@ -180,7 +180,9 @@ pub(crate) struct Analyzer {
     fill: usize,
     /// Spectra (cos, sin sums) and energies of the last K sub-blocks, ring indexed by count % K.
     sub: [[f32; 16]; K],
-    sub_e: [i64; K],
+    sub_e: [f32; K],
+    /// Phase index (0..320) of the next sub-block, per frequency: (j·f mod 320).
+    phase: [u16; 8],
     /// Completed sub-blocks since start.
     count: u64,
     /// Window spectra (re, im interleaved) of the previous two hops, ring indexed by hop % 2.
@@ -203,7 +205,8 @@ impl Analyzer {
             buf: [0; MAX_M],
             fill: 0,
             sub: [[0.0; 16]; K],
-            sub_e: [0; K],
+            sub_e: [0.0; K],
+            phase: [0; 8],
             count: 0,
             zhist: [[0.0; 16]; 2],
             covhist: [0.0; 2],
@@ -224,7 +227,8 @@ impl Analyzer {
     pub fn reset(&mut self) {
         self.fill = 0;
         self.sub = [[0.0; 16]; K];
-        self.sub_e = [0; K];
+        self.sub_e = [0.0; K];
+        self.phase = [0; 8];
         self.count = 0;
         self.zhist = [[0.0; 16]; 2];
         self.covhist = [0.0; 2];
@@ -265,15 +269,17 @@ impl Analyzer {
         // time reference: multiply X = C - iS by e^{-iω j M}. With M = rate/320 the phase is
         // (j·f mod 320)/320 turns, computed exactly in integers (no drift on long streams).
         let slot = (self.count % K as u64) as usize;
-        let j = (self.count % 320) as usize;
         let ph = &self.phasors;
         for k in 0..8 {
             let c = acc[2 * k];
             let sn = acc[2 * k + 1];
-            let [pr, pi] = ph[(j * FREQS[k] as usize) % 320];
+            let p = self.phase[k] as usize;
+            let [pr, pi] = ph[p % 320];
             // (c - i sn)(pr + i pi)
             self.sub[slot][2 * k] = c * pr + sn * pi;
             self.sub[slot][2 * k + 1] = c * pi - sn * pr;
+            let next = p + (FREQS[k] as usize % 320);
+            self.phase[k] = if next >= 320 { next - 320 } else { next } as u16;
         }
         self.sub_e[slot] = e;
         self.count += 1;
@@ -293,7 +299,7 @@ impl Analyzer {
                 *zj += sj;
             }
         }
-        let energy: i64 = self.sub_e.iter().sum();
+        let energy: f32 = self.sub_e.iter().sum();
         let prev2 = self.zhist[(h % 2) as usize];
         self.zhist[(h % 2) as usize] = z;
         let prev2_cov = self.covhist[(h % 2) as usize];
@@ -308,7 +314,7 @@ impl Analyzer {
             end: (h + 1) * self.m as u64,
             ..Hop::default()
         };
-        let e = energy as f32;
+        let e = energy;
         if e <= 0.0 {
             return Some(hop);
         }
@@ -403,9 +409,21 @@ fn dft(x: &[i16], tab: &[[f32; 16]]) -> [f32; 16] {
     a
 }
 
-/// Exact energy of a sub-block.
-fn energy(x: &[i16]) -> i64 {
-    x.iter().map(|&v| (v as i32 * v as i32) as i64).sum()
+/// Energy of a sub-block (8 independent lanes, fixed order: vectorised and deterministic).
+fn energy(x: &[i16]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            let v = v as f32;
+            *l += v * v;
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        let v = v as f32;
+        *l += v * v;
+    }
+    lanes.iter().sum()
 }
 
 /// 1 / sinc² of a tone whose phase advances `dphi` radians per half window off its bin: a
