@@ -58,9 +58,14 @@ fn every_bad_value_names_the_key_and_what_is_allowed() {
         (
             "connector.acme.url",
             "ftp://x.example/pay",
-            "not an http(s) URL",
+            "not an https:// URL",
         ),
-        ("connector.acme.url", "", "not an http(s) URL"),
+        ("connector.acme.url", "", "not an https:// URL"),
+        (
+            "connector.acme.url",
+            "http://127.0.0.1:8080/pay",
+            "not an https:// URL",
+        ),
         (
             "connector.acme.method",
             "refund",

@@ -433,8 +433,8 @@ impl Config {
         match norm(key).as_str() {
             "url" => {
                 let lv = v.to_ascii_lowercase();
-                if !(lv.starts_with("https://") || lv.starts_with("http://")) || v.len() < 10 {
-                    return Err(err(&full, format!("{} is not an http(s) URL; use https://host/path", shown(v))));
+                if !lv.starts_with("https://") || v.len() < 10 {
+                    return Err(err(&full, format!("{} is not an https:// URL (card data never travels unencrypted); use https://host/path", shown(v))));
                 }
                 p.url = v.to_string();
             }
