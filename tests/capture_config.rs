@@ -337,3 +337,19 @@ fn profile_names_keep_their_spelling_in_flat_and_section_form() {
     let p = c.active_connector().unwrap();
     assert_eq!((p.name.as_str(), p.timeout_ms), ("my-gw", 3000));
 }
+
+#[test]
+fn debug_output_of_config_hides_the_password() {
+    let mut c = Config::default();
+    c.set("connector.acme.url", "https://a.example/pay")
+        .unwrap();
+    c.set("connector.acme.password", "hunter2-secret").unwrap();
+    c.resolve().unwrap();
+    let d = format!("{c:?}");
+    assert!(
+        d.contains("a.example"),
+        "control: the profile is in the debug output"
+    );
+    assert!(d.contains("<set>"));
+    assert!(!d.contains("hunter2"), "{d}");
+}
