@@ -705,3 +705,89 @@ impl Drop for Session {
         self.wipe_all();
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::core::payment::ConnectorProfile;
+
+    fn session() -> Session {
+        let cfg = CaptureConfig {
+            connector: Some(ConnectorProfile {
+                name: "t".into(),
+                url: "https://127.0.0.1:1/".into(),
+                ..ConnectorProfile::default()
+            }),
+            ..CaptureConfig::default()
+        };
+        let mut s = Session::start(&cfg, 1_795_000_000_000, &mut |_| {});
+        s.set_date(YearMonth {
+            year: 2026,
+            month: 11,
+        });
+        s
+    }
+
+    fn feed(s: &mut Session, keys: &str, t: &mut u64) {
+        for c in keys.chars() {
+            *t += 150;
+            s.on_digit(
+                Digit::from_char(c).unwrap(),
+                DigitSource::Rfc4733,
+                *t,
+                &mut |_| {},
+            );
+        }
+    }
+
+    fn holds_nothing(s: &Session) -> bool {
+        s.values.iter().all(SecretDigits::is_empty)
+            && s.active.as_ref().map_or(true, |a| a.digits.is_empty())
+            && s.pending.is_none()
+    }
+
+    #[test]
+    fn every_wipe_path_leaves_no_digits() {
+        type Wipe = fn(&mut Session, u64);
+        let paths: [(&str, Wipe); 6] = [
+            ("cancel", |s, t| {
+                s.command(&Command::Cancel, t, &mut |_| {}).unwrap()
+            }),
+            ("stop", |s, t| s.stop(StopReason::Hangup, t, &mut |_| {})),
+            ("restart", |s, t| {
+                s.command(&Command::Restart, t, &mut |_| {}).unwrap()
+            }),
+            ("session timeout", |s, t| s.tick(t + 600_000, &mut |_| {})),
+            ("submit + take", |s, t| {
+                s.command(&Command::Submit, t, &mut |_| {}).unwrap();
+                assert!(s.take_payment_request().is_some());
+            }),
+            ("submit + outcome without take", |s, t| {
+                s.command(&Command::Submit, t, &mut |_| {}).unwrap();
+                let o = PaymentOutcome::Error {
+                    code: "x".into(),
+                    message: "y".into(),
+                };
+                s.on_payment_outcome(o, t, &mut |_| {});
+            }),
+        ];
+        for (name, wipe) in paths {
+            let mut s = session();
+            let mut t = 1_795_000_000_000;
+            feed(&mut s, "4242424242424242#1228123", &mut t);
+            assert!(!holds_nothing(&s), "{name}: control, data was captured");
+            assert_eq!(s.values[FieldKind::SecurityCode.index()].expose(), b"123");
+            wipe(&mut s, t);
+            assert!(holds_nothing(&s), "{name}");
+        }
+        // mid-field: restart and capture wipe the partial digits
+        let mut s = session();
+        let mut t = 1_795_000_000_000;
+        feed(&mut s, "4242", &mut t);
+        assert!(!holds_nothing(&s));
+        s.command(&Command::Capture(FieldKind::CardNumber), t, &mut |_| {})
+            .unwrap();
+        assert!(holds_nothing(&s));
+    }
+}
