@@ -31,6 +31,9 @@ use crate::core::secret::SecretDigits;
 
 const N: usize = FieldKind::ALL.len();
 
+/// 2000-01-01T00:00:00Z in Unix milliseconds: an earlier `now_ms` is not a wall clock.
+const UNIX_MS_2000: u64 = 946_684_800_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Active,
@@ -362,6 +365,17 @@ impl Session {
             self.check(kind, a.digits.expose(), now_ms)
         };
         let shown_len = (kind != FieldKind::SecurityCode).then_some(len as u8);
+        if kind == FieldKind::ExpirationDate
+            && self.date_override.is_none()
+            && now_ms < UNIX_MS_2000
+        {
+            // `now_ms` is not Unix time and no date was set: no expiry can be judged valid.
+            sink(Event::Error {
+                code: "no-calendar-date",
+                message: "expiry cannot be checked: now_ms is not Unix time and Session::set_date was not called",
+                field: Some(kind),
+            });
+        }
         match result {
             Ok(brand) => {
                 let masked = match kind {
