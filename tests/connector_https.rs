@@ -229,6 +229,18 @@ impl TestServer {
         versions: Versions,
         reply: Reply,
     ) -> TestServer {
+        Self::start_with(cert, client_ca, versions, reply, false)
+    }
+
+    /// `abrupt`: on a TLS failure, drop the socket at once (no alert, unread data: RST),
+    /// like a server that just hangs up.
+    fn start_with(
+        cert: &Issued,
+        client_ca: Option<CertificateDer<'static>>,
+        versions: Versions,
+        reply: Reply,
+        abrupt: bool,
+    ) -> TestServer {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         static ANY: &[&rustls::SupportedProtocolVersion] =
             &[&rustls::version::TLS13, &rustls::version::TLS12];
@@ -269,7 +281,7 @@ impl TestServer {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !s.load(Ordering::Acquire) && Instant::now() < deadline {
                 match listener.accept() {
-                    Ok((sock, _)) => serve(sock, config.clone(), &reply, &s, &r, &f),
+                    Ok((sock, _)) => serve(sock, config.clone(), &reply, abrupt, &s, &r, &f),
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
@@ -305,6 +317,7 @@ fn serve(
     sock: TcpStream,
     config: Arc<ServerConfig>,
     reply: &Reply,
+    abrupt: bool,
     stop: &AtomicBool,
     received: &Mutex<Vec<Received>>,
     tls_failures: &Mutex<Vec<String>>,
@@ -316,6 +329,9 @@ fn serve(
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut sock) {
             tls_failures.lock().unwrap().push(e.to_string());
+            if abrupt {
+                return;
+            }
             // Send our alert, then let the client read it before closing (no RST).
             let _ = conn.write_tls(&mut sock);
             let _ = sock.shutdown(Shutdown::Write);
@@ -994,4 +1010,53 @@ fn panicking_callback_does_not_kill_the_worker() {
         PaymentOutcome::Success { .. }
     ));
     c.shutdown();
+}
+
+#[test]
+fn mutual_tls_server_that_hangs_up_without_an_alert() {
+    let pki = Pki::new();
+    let s = TestServer::start_with(
+        &pki.server,
+        Some(pki.client_ca.der()),
+        Versions::Any,
+        http("200 OK", r#"{"charge_id":"ch"}"#),
+        true,
+    );
+    let o = run(
+        &pki.profile(s.port, PaymentMethod::Charge),
+        PaymentMethod::Charge,
+    );
+    eprintln!("outcome: {o:?}");
+    // Depending on timing the client sees the reset/close or a TLS error; either way a clear
+    // error, never a success, and the request never reached the handler.
+    match &o {
+        PaymentOutcome::Error { code, message } if code == codes::IO_ERROR => {
+            assert!(message.contains("client_cert_file"), "{message}")
+        }
+        PaymentOutcome::Error { code, message } if code == codes::TLS_ERROR => {
+            assert!(message.contains("TLS"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(s.received().is_empty());
+    assert!(!s.tls_failures().is_empty());
+}
+
+#[test]
+fn connector_is_shareable_and_huge_timeouts_do_not_overflow() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Connector>();
+
+    let pki = Pki::new();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut p = pki.profile(port, PaymentMethod::Charge);
+    p.timeout_ms = u64::MAX;
+    expect_error(
+        &run(&p, PaymentMethod::Charge),
+        codes::CONNECT_FAILED,
+        "refused",
+    );
 }

@@ -22,6 +22,8 @@ use super::{body, codes};
 
 /// Used when a profile leaves `timeout_ms` at 0.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Longer `timeout_ms` values are clamped to this (10 minutes).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
 /// Larger responses are refused (a Generic Pay Connector answer is a few hundred bytes).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -239,13 +241,15 @@ fn io_outcome(
         _ if !has_client_cert
             && matches!(
                 e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
             ) =>
         {
             err(
                 codes::IO_ERROR,
                 format!(
-                    "connection reset by the connector ({e}); if it requires mutual TLS, set \
+                    "connection closed or reset by the connector ({e}); if it requires mutual TLS, set \
                      client_cert_file and client_key_file"
                 ),
             )
@@ -419,9 +423,10 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                 Some(_) => Err(Err(
                     "connection closed before the end of the response body".into()
                 )),
-                None if buf.is_empty() => Err(Err(
-                    "connection closed by the connector without any response".into(),
-                )),
+                None if buf.is_empty() => Err(Ok(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed by the connector without any response",
+                ))),
                 None => Err(Err(
                     "connection closed in the middle of the response headers".into(),
                 )),
@@ -539,7 +544,7 @@ pub(crate) fn post(
     let timeout_ms = if profile.timeout_ms == 0 {
         DEFAULT_TIMEOUT_MS
     } else {
-        profile.timeout_ms
+        profile.timeout_ms.min(MAX_TIMEOUT_MS)
     };
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let target = match parse_url(&profile.url) {
@@ -686,7 +691,9 @@ mod tests {
         let mut r: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}";
         assert!(matches!(read_response(&mut r), Err(Err(_))));
         let mut r: &[u8] = b"";
-        assert!(matches!(read_response(&mut r), Err(Err(_))));
+        assert!(
+            matches!(read_response(&mut r), Err(Ok(e)) if e.kind() == io::ErrorKind::UnexpectedEof)
+        );
         let mut r: &[u8] = b"SSH-2.0-OpenSSH\r\n\r\n";
         assert!(matches!(read_response(&mut r), Err(Err(_))));
     }
