@@ -330,7 +330,8 @@ fn request_head(
 pub(crate) struct Response {
     pub status: u16,
     pub reason: String,
-    pub body: Vec<u8>,
+    /// Zeroized on drop too: a careless connector might echo the request.
+    pub body: Zeroizing<Vec<u8>>,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -344,8 +345,9 @@ enum Framing {
 }
 
 /// Decodes a chunked body; `Ok(None)` while incomplete.
-fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut out = Vec::new();
+fn dechunk(mut data: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    // The decoded body is never longer than the encoded one: no reallocation.
+    let mut out = Zeroizing::new(Vec::with_capacity(data.len()));
     loop {
         let Some(eol) = find(data, b"\r\n") else {
             return Ok(None);
@@ -368,8 +370,10 @@ fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
 
 /// Reads one response (we sent `Connection: close`). Bounded in size and by the deadline.
 fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, String>> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+    // Sized once for the largest accepted response, so it never reallocates (and leaves no
+    // unwiped copy behind); zeroized on drop like the read chunk.
+    let mut buf: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(MAX_RESPONSE_BYTES + 4096));
+    let mut chunk = Zeroizing::new([0u8; 4096]);
     let mut head: Option<(usize, u16, String, Framing)> = None;
     loop {
         // Is what we have complete?
@@ -386,7 +390,7 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                     return Ok(Response {
                         status: *status,
                         reason: reason.clone(),
-                        body: body[..*n].to_vec(),
+                        body: Zeroizing::new(body[..*n].to_vec()),
                     })
                 }
                 Framing::Chunked => {
@@ -401,12 +405,13 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                 _ => {}
             }
         }
-        if buf.len() > MAX_RESPONSE_BYTES {
+        if buf.len() >= MAX_RESPONSE_BYTES {
             return Err(Err(format!(
                 "response larger than {MAX_RESPONSE_BYTES} bytes"
             )));
         }
-        let n = match r.read(&mut chunk) {
+        let room = (MAX_RESPONSE_BYTES - buf.len()).min(chunk.len());
+        let n = match r.read(&mut chunk[..room]) {
             Ok(n) => n,
             // A peer that closes without TLS close_notify: treat as end of stream.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
@@ -418,7 +423,7 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                 Some((start, status, reason, Framing::UntilClose)) => Ok(Response {
                     status,
                     reason,
-                    body: buf[start..].to_vec(),
+                    body: Zeroizing::new(buf[start..].to_vec()),
                 }),
                 Some(_) => Err(Err(
                     "connection closed before the end of the response body".into()
@@ -694,6 +699,10 @@ mod tests {
         assert!(
             matches!(read_response(&mut r), Err(Ok(e)) if e.kind() == io::ErrorKind::UnexpectedEof)
         );
+        // Endless body without a length: refused at the cap, not read forever.
+        let mut r = std::io::repeat(b'x');
+        let mut framed = b"HTTP/1.1 200 OK\r\n\r\n".chain(&mut r);
+        assert!(matches!(read_response(&mut framed), Err(Err(m)) if m.contains("larger")));
         let mut r: &[u8] = b"SSH-2.0-OpenSSH\r\n\r\n";
         assert!(matches!(read_response(&mut r), Err(Err(_))));
     }
