@@ -1,0 +1,1 @@
+//! Fuzz/property harness (filled in below).
