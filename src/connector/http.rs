@@ -22,6 +22,8 @@ use super::{body, codes};
 
 /// Used when a profile leaves `timeout_ms` at 0.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Longer `timeout_ms` values are clamped to this (10 minutes).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
 /// Larger responses are refused (a Generic Pay Connector answer is a few hundred bytes).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -211,7 +213,12 @@ enum Phase {
     Receive,
 }
 
-fn io_outcome(e: &io::Error, phase: Phase, timeout_ms: u64) -> PaymentOutcome {
+fn io_outcome(
+    e: &io::Error,
+    phase: Phase,
+    timeout_ms: u64,
+    has_client_cert: bool,
+) -> PaymentOutcome {
     if let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -229,6 +236,24 @@ fn io_outcome(e: &io::Error, phase: Phase, timeout_ms: u64) -> PaymentOutcome {
             codes::TLS_ERROR,
             format!("TLS handshake failed: connection closed or reset by the server ({e})"),
         ),
+        // A TLS 1.3 server that refuses a (missing) client certificate may close before
+        // its alert is read: say what the likely cause is.
+        _ if !has_client_cert
+            && matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            err(
+                codes::IO_ERROR,
+                format!(
+                    "connection closed or reset by the connector ({e}); if it requires mutual TLS, set \
+                     client_cert_file and client_key_file"
+                ),
+            )
+        }
         Phase::Send => err(codes::IO_ERROR, format!("sending the request failed: {e}")),
         Phase::Receive => err(codes::IO_ERROR, format!("reading the response failed: {e}")),
     }
@@ -305,7 +330,8 @@ fn request_head(
 pub(crate) struct Response {
     pub status: u16,
     pub reason: String,
-    pub body: Vec<u8>,
+    /// Zeroized on drop too: a careless connector might echo the request.
+    pub body: Zeroizing<Vec<u8>>,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -319,8 +345,9 @@ enum Framing {
 }
 
 /// Decodes a chunked body; `Ok(None)` while incomplete.
-fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut out = Vec::new();
+fn dechunk(mut data: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    // The decoded body is never longer than the encoded one: no reallocation.
+    let mut out = Zeroizing::new(Vec::with_capacity(data.len()));
     loop {
         let Some(eol) = find(data, b"\r\n") else {
             return Ok(None);
@@ -343,8 +370,10 @@ fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
 
 /// Reads one response (we sent `Connection: close`). Bounded in size and by the deadline.
 fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, String>> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+    // Sized once for the largest accepted response, so it never reallocates (and leaves no
+    // unwiped copy behind); zeroized on drop like the read chunk.
+    let mut buf: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(MAX_RESPONSE_BYTES + 4096));
+    let mut chunk = Zeroizing::new([0u8; 4096]);
     let mut head: Option<(usize, u16, String, Framing)> = None;
     loop {
         // Is what we have complete?
@@ -361,7 +390,7 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                     return Ok(Response {
                         status: *status,
                         reason: reason.clone(),
-                        body: body[..*n].to_vec(),
+                        body: Zeroizing::new(body[..*n].to_vec()),
                     })
                 }
                 Framing::Chunked => {
@@ -376,12 +405,13 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                 _ => {}
             }
         }
-        if buf.len() > MAX_RESPONSE_BYTES {
+        if buf.len() >= MAX_RESPONSE_BYTES {
             return Err(Err(format!(
                 "response larger than {MAX_RESPONSE_BYTES} bytes"
             )));
         }
-        let n = match r.read(&mut chunk) {
+        let room = (MAX_RESPONSE_BYTES - buf.len()).min(chunk.len());
+        let n = match r.read(&mut chunk[..room]) {
             Ok(n) => n,
             // A peer that closes without TLS close_notify: treat as end of stream.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
@@ -393,14 +423,15 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                 Some((start, status, reason, Framing::UntilClose)) => Ok(Response {
                     status,
                     reason,
-                    body: buf[start..].to_vec(),
+                    body: Zeroizing::new(buf[start..].to_vec()),
                 }),
                 Some(_) => Err(Err(
                     "connection closed before the end of the response body".into()
                 )),
-                None if buf.is_empty() => Err(Err(
-                    "connection closed by the connector without any response".into(),
-                )),
+                None if buf.is_empty() => Err(Ok(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed by the connector without any response",
+                ))),
                 None => Err(Err(
                     "connection closed in the middle of the response headers".into(),
                 )),
@@ -518,7 +549,7 @@ pub(crate) fn post(
     let timeout_ms = if profile.timeout_ms == 0 {
         DEFAULT_TIMEOUT_MS
     } else {
-        profile.timeout_ms
+        profile.timeout_ms.min(MAX_TIMEOUT_MS)
     };
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let target = match parse_url(&profile.url) {
@@ -547,11 +578,15 @@ pub(crate) fn post(
         Ok(c) => c,
         Err(e) => return err(codes::TLS_ERROR, format!("TLS setup: {e}")),
     };
+    let has_client_cert = profile
+        .client_cert_file
+        .as_deref()
+        .is_some_and(|c| !c.is_empty());
     let mut tls = StreamOwned::new(conn, DeadlineStream { sock, deadline });
 
     while tls.conn.is_handshaking() {
         if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-            return io_outcome(&e, Phase::Handshake, timeout_ms);
+            return io_outcome(&e, Phase::Handshake, timeout_ms, has_client_cert);
         }
     }
 
@@ -563,12 +598,12 @@ pub(crate) fn post(
     drop(head);
     drop(body); // zeroized here: the card data is gone from our memory before we wait
     if let Err(e) = sent {
-        return io_outcome(&e, Phase::Send, timeout_ms);
+        return io_outcome(&e, Phase::Send, timeout_ms, has_client_cert);
     }
 
     let resp = match read_response(&mut tls) {
         Ok(r) => r,
-        Err(Ok(e)) => return io_outcome(&e, Phase::Receive, timeout_ms),
+        Err(Ok(e)) => return io_outcome(&e, Phase::Receive, timeout_ms, has_client_cert),
         Err(Err(m)) => return err(codes::BAD_RESPONSE, m),
     };
     tls.conn.send_close_notify();
@@ -661,7 +696,13 @@ mod tests {
         let mut r: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}";
         assert!(matches!(read_response(&mut r), Err(Err(_))));
         let mut r: &[u8] = b"";
-        assert!(matches!(read_response(&mut r), Err(Err(_))));
+        assert!(
+            matches!(read_response(&mut r), Err(Ok(e)) if e.kind() == io::ErrorKind::UnexpectedEof)
+        );
+        // Endless body without a length: refused at the cap, not read forever.
+        let mut r = std::io::repeat(b'x');
+        let mut framed = b"HTTP/1.1 200 OK\r\n\r\n".chain(&mut r);
+        assert!(matches!(read_response(&mut framed), Err(Err(m)) if m.contains("larger")));
         let mut r: &[u8] = b"SSH-2.0-OpenSSH\r\n\r\n";
         assert!(matches!(read_response(&mut r), Err(Err(_))));
     }

@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::core::payment::{ConnectorProfile, PaymentOutcome, PaymentRequest};
 
-pub use http::DEFAULT_TIMEOUT_MS;
+pub use http::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
 
 /// `PaymentOutcome::Error::code` values produced by the connector itself. A connector's
 /// own `error_code` (from a 2xx JSON body) is passed on unchanged instead.
@@ -57,6 +57,15 @@ pub mod codes {
     pub const SHUTDOWN: &str = "shutdown";
     /// The worker failed unexpectedly (a bug); the request was still wiped.
     pub const INTERNAL_ERROR: &str = "internal-error";
+}
+
+/// Checks a profile the way a hand-off would, without any network I/O: the URL (https only),
+/// the CA file, and the client certificate/key pair. For adapters to call at load time so a
+/// bad profile is reported then, not on the first payment. `Err` is a clear message.
+pub fn validate_profile(profile: &ConnectorProfile) -> Result<(), String> {
+    http::parse_url(&profile.url)?;
+    http::tls_config(profile)?;
+    Ok(())
 }
 
 /// Why [`Connector::submit`] refused a job. The request was dropped (and so wiped) and

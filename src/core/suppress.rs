@@ -28,7 +28,11 @@ pub struct MaskerConfig {
 
 impl Default for MaskerConfig {
     fn default() -> Self {
-        Self { lookahead_ms: 40, mode: MaskMode::Silence, detector: DetectorParams::default() }
+        Self {
+            lookahead_ms: 40,
+            mode: MaskMode::Silence,
+            detector: DetectorParams::default(),
+        }
     }
 }
 
@@ -65,7 +69,10 @@ impl Masker {
                 max: Self::MAX_LOOKAHEAD_MS,
             });
         }
-        Ok(Self { rate, delay: rate.samples_for_ms(cfg.lookahead_ms) })
+        Ok(Self {
+            rate,
+            delay: rate.samples_for_ms(cfg.lookahead_ms),
+        })
     }
 
     pub fn rate(&self) -> SampleRate {

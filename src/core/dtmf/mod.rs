@@ -17,7 +17,10 @@ pub struct DetectorParams {
 
 impl Default for DetectorParams {
     fn default() -> Self {
-        Self { min_tone_ms: 32, max_dropout_ms: 10 }
+        Self {
+            min_tone_ms: 32,
+            max_dropout_ms: 10,
+        }
     }
 }
 
