@@ -330,3 +330,180 @@ pub fn headers_of(msgs: &[Msg]) -> HashMap<String, Vec<String>> {
     }
     h
 }
+
+/// A dialplan context `sp` for scripted calls. `inbound` is the customer's leg in the PBX
+/// (recorded as call-<CALLNAME>.wav when RECORD is set), dialling `agent` (recorded as
+/// agent-<CALLNAME>.wav). `customer` is a scripted phone: each time GLOBAL(SPSTEP_<call>)
+/// goes up it sends GLOBAL(SPKEYS_<call>) as DTMF frames and plays GLOBAL(SPTONES_<call>) as
+/// in-band tones for GLOBAL(SPWAIT_<call>) seconds, then reports UserEvent SPStep.
+/// `START_APP` (if set on the call) runs on the inbound leg before the Dial (e.g.
+/// `SecurePay(...)`).
+pub fn phone_dialplan() -> String {
+    r#"[general]
+[globals]
+[sp]
+exten => inbound,1,Answer()
+ same => n,ExecIf($["${RECORD}" != ""]?MixMonitor(call-${CALLNAME}.wav))
+ same => n,UserEvent(SPInbound,Call: ${CALLNAME},Chan: ${CHANNEL})
+ same => n,GotoIf($["${START_APP}" = ""]?dial)
+ same => n,SecurePay(${START_OPTS})
+ same => n,UserEvent(SPStarted,Call: ${CALLNAME},Status: ${SECUREPAY_STATUS},Error: ${SECUREPAY_ERROR})
+ same => n(dial),Dial(Local/agent@sp/n)
+ same => n,Hangup()
+
+exten => agent,1,Answer()
+ same => n,ExecIf($["${RECORD}" != ""]?MixMonitor(agent-${CALLNAME}.wav))
+ same => n,UserEvent(SPAgent,Call: ${CALLNAME},Chan: ${CHANNEL})
+ same => n,Wait(300)
+ same => n,Hangup()
+
+exten => customer,1,Answer()
+ same => n,Set(DONE=0)
+ same => n(loop),GotoIf($[0${GLOBAL(SPSTEP_${CALLNAME})} > ${DONE}]?act)
+ same => n,Wait(0.05)
+ same => n,Goto(loop)
+ same => n(act),Set(DONE=$[${DONE} + 1])
+ same => n,GotoIf($["${GLOBAL(SPKEYS_${CALLNAME})}" = ""]?tones)
+ same => n,SendDTMF(${GLOBAL(SPKEYS_${CALLNAME})},120,100)
+ same => n(tones),GotoIf($["${GLOBAL(SPTONES_${CALLNAME})}" = ""]?done)
+ same => n,Playtones(${GLOBAL(SPTONES_${CALLNAME})})
+ same => n,Wait(${GLOBAL(SPWAIT_${CALLNAME})})
+ same => n,StopPlaytones()
+ same => n(done),UserEvent(SPStep,Call: ${CALLNAME},Step: ${DONE})
+ same => n,Goto(loop)
+
+exten => stopper,1,Answer()
+ same => n,StopSecurePay()
+ same => n,UserEvent(SPStopper,Status: ${SECUREPAY_STATUS})
+ same => n,Hangup()
+"#
+    .to_owned()
+}
+
+/// One scripted call through [`phone_dialplan`].
+pub struct Call {
+    pub name: String,
+    /// The customer's leg in the PBX (where secure mode runs).
+    pub customer: String,
+    /// The agent's phone channel (`Local/agent@sp-xxxx;2`).
+    pub agent: String,
+    step: u32,
+}
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+impl Call {
+    /// Originates a call; `vars` are extra `__VAR=value` settings (e.g. RECORD=1).
+    pub fn originate(ami: &mut Ami, name: &str, vars: &[(&str, &str)]) -> Call {
+        Self::originate_nowait(ami, name, vars);
+        Self::wait_up(ami, name)
+    }
+
+    pub fn originate_nowait(ami: &mut Ami, name: &str, vars: &[(&str, &str)]) {
+        let mut v = format!("__CALLNAME={name}");
+        for (k, val) in vars {
+            v.push_str(&format!(",__{k}={val}"));
+        }
+        let r = ami.action(&[
+            ("Action", "Originate"),
+            ("Channel", "Local/customer@sp"),
+            ("Context", "sp"),
+            ("Exten", "inbound"),
+            ("Priority", "1"),
+            ("Variable", &v),
+            ("Async", "true"),
+        ]);
+        assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+    }
+
+    pub fn wait_up(ami: &Ami, name: &str) -> Call {
+        let inbound = ami
+            .wait_event(
+                Duration::from_secs(90),
+                "UserEvent",
+                &[("UserEvent", "SPInbound"), ("Call", name)],
+            )
+            .unwrap_or_else(|| panic!("call {name}: no inbound leg"));
+        let agent = ami
+            .wait_event(
+                Duration::from_secs(90),
+                "UserEvent",
+                &[("UserEvent", "SPAgent"), ("Call", name)],
+            )
+            .unwrap_or_else(|| panic!("call {name}: agent did not answer"));
+        Call {
+            name: name.to_owned(),
+            customer: inbound.get("Chan").unwrap_or("").to_owned(),
+            agent: agent.get("Chan").unwrap_or("").to_owned(),
+            step: 0,
+        }
+    }
+
+    /// Agent-side channel prefix (`Local/agent@sp-xxxx`, both halves).
+    pub fn agent_prefix(&self) -> &str {
+        self.agent.trim_end_matches(";2")
+    }
+
+    /// Makes the customer key `oob` as DTMF frames, then `inband` as tones (no wait).
+    pub fn key_nowait(&mut self, ami: &mut Ami, oob: &str, inband: &str) {
+        self.step += 1;
+        let tones = if inband.is_empty() {
+            String::new()
+        } else {
+            playtones_arg(inband, 120, 120)
+        };
+        let wait = f64::from(playtones_ms(inband, 120, 120) + 300) / 1000.0;
+        for (k, v) in [
+            ("SPKEYS", oob.to_owned()),
+            ("SPTONES", tones),
+            ("SPWAIT", format!("{wait:.2}")),
+            ("SPSTEP", self.step.to_string()),
+        ] {
+            let r = ami.action(&[
+                ("Action", "Setvar"),
+                ("Variable", &format!("GLOBAL({k}_{})", self.name)),
+                ("Value", &v),
+            ]);
+            assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+        }
+    }
+
+    pub fn wait_keyed(&self, ami: &Ami) {
+        ami.wait_event(
+            Duration::from_secs(120),
+            "UserEvent",
+            &[
+                ("UserEvent", "SPStep"),
+                ("Call", &self.name),
+                ("Step", &self.step.to_string()),
+            ],
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "call {}: customer did not finish step {}",
+                self.name, self.step
+            )
+        });
+    }
+
+    pub fn key(&mut self, ami: &mut Ami, oob: &str, inband: &str) {
+        self.key_nowait(ami, oob, inband);
+        self.wait_keyed(ami);
+    }
+
+    /// AMI `SecurePay` on the customer leg.
+    pub fn securepay(&self, ami: &mut Ami, extra: &[(&str, &str)]) -> Msg {
+        let mut h = vec![("Action", "SecurePay"), ("Channel", self.customer.as_str())];
+        h.extend_from_slice(extra);
+        ami.action(&h)
+    }
+}
+
+/// SecurePay* events of one channel, in order.
+pub fn sp_events_of(ami: &Ami, chan: &str) -> Vec<Msg> {
+    ami.all()
+        .into_iter()
+        .filter(|m| m.event().is_some_and(|e| e.starts_with("SecurePay")))
+        .filter(|m| m.get("Channel") == Some(chan))
+        .collect()
+}
