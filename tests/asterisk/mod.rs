@@ -88,8 +88,13 @@ impl Instance {
         );
         let _ = std::fs::remove_file(&tmp);
         let dir = PathBuf::from(dir.trim());
+        // "@INST@" in an extra file = the instance dir as Asterisk sees it (inside the chroot)
+        let inside = dir
+            .strip_prefix(chroot_root())
+            .map(|p| format!("/{}", p.display()))
+            .unwrap();
         for (f, content) in extra {
-            std::fs::write(dir.join("etc").join(f), content).unwrap();
+            std::fs::write(dir.join("etc").join(f), content.replace("@INST@", &inside)).unwrap();
         }
         // installed under the name the loader keys it by (module name = file name)
         let so = dir.join("modules/res_secure_pay.so");
@@ -506,4 +511,14 @@ pub fn sp_events_of(ami: &Ami, chan: &str) -> Vec<Msg> {
         .filter(|m| m.event().is_some_and(|e| e.starts_with("SecurePay")))
         .filter(|m| m.get("Channel") == Some(chan))
         .collect()
+}
+
+/// True for AMI messages produced by the scripted customer PHONE itself (its own dialplan
+/// lines and the test's global variables that script it): they carry the digits the phone is
+/// about to key, by construction. Everything else (the PBX leg, the agent, SecurePay events)
+/// must never carry them.
+pub fn is_test_phone_msg(m: &Msg) -> bool {
+    m.event() == Some("VarSet") && m.get("Channel") == Some("none")
+        || m.get("Channel")
+            .is_some_and(|c| c.starts_with("Local/customer@") && c.ends_with(";2"))
 }
