@@ -24,17 +24,24 @@ pub fn chroot_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
 }
 
-/// The module built together with this test binary (target/<profile>/libsecure_pay.so).
+/// The module built together with this test binary: target/<profile>/deps/libsecure_pay.so
+/// (what `cargo test` builds) or target/<profile>/libsecure_pay.so (`cargo build`), the newer.
 pub fn module_path() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join("libsecure_pay.so");
-    assert!(
-        p.is_file(),
-        "{} not found: build with `cargo test --release --features asterisk`",
-        p.display()
-    );
-    p
+    let deps = exe.parent().expect("deps dir");
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for p in [
+        deps.join("libsecure_pay.so"),
+        deps.parent().unwrap().join("libsecure_pay.so"),
+    ] {
+        if let Ok(t) = std::fs::metadata(&p).and_then(|m| m.modified()) {
+            if best.as_ref().map_or(true, |(bt, _)| t > *bt) {
+                best = Some((t, p));
+            }
+        }
+    }
+    best.map(|(_, p)| p)
+        .expect("libsecure_pay.so not found: build with `cargo test --release --features asterisk`")
 }
 
 fn run_script(args: &[&str], envs: &[(&str, &str)]) -> String {
