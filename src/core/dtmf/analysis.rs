@@ -252,8 +252,9 @@ impl Analyzer {
                     continue;
                 }
                 self.fill = 0;
-                let buf = self.buf;
-                self.sub_block(&buf[..m]);
+                let acc = dft(&self.buf[..m], &self.tab[..m]);
+                let e = energy(&self.buf[..m]);
+                self.store(acc, e);
             }
             if let Some(h) = self.hop() {
                 on_hop(&h);
@@ -265,6 +266,11 @@ impl Analyzer {
     fn sub_block(&mut self, x: &[i16]) {
         let acc = dft(x, &self.tab[..x.len()]);
         let e = energy(x);
+        self.store(acc, e);
+    }
+
+    /// Stores a sub-block's spectrum (rotated to the absolute reference) and energy.
+    fn store(&mut self, acc: [f32; 16], e: f32) {
         // Rotate the sub-block spectrum (referenced to its own first sample) to the absolute
         // time reference: multiply X = C - iS by e^{-iω j M}. With M = rate/320 the phase is
         // (j·f mod 320)/320 turns, computed exactly in integers (no drift on long streams).
