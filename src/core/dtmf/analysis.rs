@@ -252,8 +252,7 @@ impl Analyzer {
                     continue;
                 }
                 self.fill = 0;
-                let acc = dft(&self.buf[..m], &self.tab[..m]);
-                let e = energy(&self.buf[..m]);
+                let (acc, e) = dft(&self.buf[..m], &self.tab[..m]);
                 self.store(acc, e);
             }
             if let Some(h) = self.hop() {
@@ -264,8 +263,7 @@ impl Analyzer {
 
     /// DFT + energy of one complete sub-block into the ring.
     fn sub_block(&mut self, x: &[i16]) {
-        let acc = dft(x, &self.tab[..x.len()]);
-        let e = energy(x);
+        let (acc, e) = dft(x, &self.tab[..x.len()]);
         self.store(acc, e);
     }
 
@@ -391,18 +389,21 @@ impl Analyzer {
     }
 }
 
-/// Correlations of `x` with the 16 table columns (cos and sin of the 8 frequencies). Two
-/// samples per step, one fused add per lane, so the 4 accumulator vectors stay in registers.
-/// Always called on a whole sub-block: the summation order never depends on chunking.
+/// Correlations of `x` with the 16 table columns (cos and sin of the 8 frequencies), and the
+/// energy of `x`. Two samples per step, one fused add per lane, so the 4 accumulator vectors
+/// stay in registers. Always called on a whole sub-block: the summation order never depends on
+/// chunking.
 #[inline(never)]
-fn dft(x: &[i16], tab: &[[f32; 16]]) -> [f32; 16] {
+fn dft(x: &[i16], tab: &[[f32; 16]]) -> ([f32; 16], f32) {
     let mut a = [0.0f32; 16];
+    let mut e = 0.0f32;
     for (xs, ts) in x.chunks_exact(2).zip(tab.chunks_exact(2)) {
         let v0 = xs[0] as f32;
         let v1 = xs[1] as f32;
         for k in 0..16 {
             a[k] += v0 * ts[0][k] + v1 * ts[1][k];
         }
+        e += v0 * v0 + v1 * v1;
     }
     if let (Some(&v), Some(t)) = (x.get(x.len() & !1), tab.get(x.len() & !1)) {
         if x.len() % 2 == 1 {
@@ -410,26 +411,10 @@ fn dft(x: &[i16], tab: &[[f32; 16]]) -> [f32; 16] {
             for k in 0..16 {
                 a[k] += v * t[k];
             }
+            e += v * v;
         }
     }
-    a
-}
-
-/// Energy of a sub-block (8 independent lanes, fixed order: vectorised and deterministic).
-fn energy(x: &[i16]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            let v = v as f32;
-            *l += v * v;
-        }
-    }
-    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        let v = v as f32;
-        *l += v * v;
-    }
-    lanes.iter().sum()
+    (a, e)
 }
 
 /// 1 / sinc² of a tone whose phase advances `dphi` radians per half window off its bin: a
