@@ -3,8 +3,8 @@
 //! # How it works
 //! * The input is cut into **sub-blocks** of `M` samples (3.125 ms: 25/50/100/150 samples at
 //!   8/16/32/48 kHz). For each complete sub-block a plain DFT at the 8 DTMF frequencies is taken
-//!   with precomputed cos/sin tables (shared, read-only) (16 independent multiply-adds per sample, no recurrence, so the
-//!   compiler vectorises it), plus the energy.
+//!   with precomputed cos/sin tables (shared, read-only; 16 independent multiply-adds per
+//!   sample, no recurrence, so the compiler vectorises it), plus the energy.
 //! * Every sub-block completes an analysis **window** of `K = 4` sub-blocks (`N = 4M` = 12.5 ms,
 //!   close to the classic 102-sample Goertzel block). Each sub-block spectrum is rotated once to
 //!   an absolute time reference (exact integer phase index), so a window's spectrum is the plain
@@ -14,10 +14,11 @@
 //!   a steady tone puts in the window), the strongest row and column, and the **coverage**
 //!   `(T_row + T_col) / E_window`: ≈ 1 for a clean DTMF pair filling the window, ≈ the fraction
 //!   of the window the pair fills when it starts or stops inside it, small for speech and noise.
-//! * The capture tests (spandsp's order: level, twist, relative peak, energy ratio) plus a
+//! * The capture tests (spandsp's: level, twist, relative peak, energy ratio) plus a
 //!   **frequency test** from the phase advance of each tone between windows half a window apart
 //!   (this is what separates ±1.5 % from ±3.5 % with a 12.5 ms window, where the magnitude alone
-//!   barely changes) mark a hop `strict`. Looser tests mark it `mask` (anything a permissive
+//!   barely changes) mark a hop `strict`. The measured offset also undoes the window's sinc loss
+//!   for an off-centre tone before the level, twist and energy tests. Looser tests mark it `mask` (anything a permissive
 //!   decoder could read) and `run` (the pair is present, used to measure tone edges).
 //!
 //! Chunk independence: samples are only ever folded into the spectra a whole sub-block at a
