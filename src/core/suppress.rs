@@ -4,7 +4,7 @@
 //! # How it works
 //! Every 3.125 ms the detector's front end judges the last 12.5 ms window (see
 //! [`crate::core::dtmf`]). Besides the strict capture tests it applies a deliberately
-//! permissive **mask test**: a row and a column tone each down to −55 dBm0, twist −18…+14 dB,
+//! permissive **mask test**: a row and a column tone each down to −55 dBm0, twist −18…+17 dB,
 //! each 6 dB above the rest of its group, together ≥ 40 % of the window energy, frequency
 //! within ±3.5 % (phase test without the capture's plateau condition), no duration test.
 //! Every window that passes is replaced *whole*, from 6 ms before it starts to 6 ms after it

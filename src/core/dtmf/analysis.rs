@@ -480,7 +480,7 @@ impl HopTests {
             cov_mask: 0.4,
             t_mask: n * dbm0_power(mask_threshold_dbm0),
             twist_mask_lo: db_ratio(-18.0),
-            twist_mask_hi: db_ratio(14.0),
+            twist_mask_hi: db_ratio(17.0),
             rel_mask: db_ratio(6.0),
             share_mask: 0.015,
         }
