@@ -32,11 +32,7 @@ pub fn ami_name(ev: &Event) -> String {
 fn push_header(body: &mut String, key: &str, value: &str) {
     let _ = write!(body, "{key}: ");
     // a header value must stay on one line
-    body.extend(
-        value
-            .chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
-    );
+    body.extend(value.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
     body.push_str("\r\n");
 }
 

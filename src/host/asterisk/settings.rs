@@ -46,31 +46,18 @@ fn is_secret_key(key: &str) -> bool {
 /// Loads (or, with `reload`, re-reads if changed) `secure_pay.conf`.
 pub fn load(reload: bool) -> Result<(), String> {
     {
-        let mut p = PENDING
-            .lock()
-            .map_err(|_| "settings lock poisoned".to_owned())?;
-        *p = Some(Pending {
-            cfg: Config::default(),
-            errors: Vec::new(),
-            pairs: Vec::new(),
-        });
+        let mut p = PENDING.lock().map_err(|_| "settings lock poisoned".to_owned())?;
+        *p = Some(Pending { cfg: Config::default(), errors: Vec::new(), pairs: Vec::new() });
     }
     let file = CString::new(CONF_FILE).unwrap_or_default();
     // SAFETY: NUL-terminated file name; the shim calls sp_rs_config_pair synchronously on this
     // thread and destroys the parsed config before returning.
     let status = unsafe { ffi::sp_ast_config_load(file.as_ptr(), c_int::from(reload)) } as u32;
-    let pending = PENDING
-        .lock()
-        .map_err(|_| "settings lock poisoned".to_owned())?
-        .take();
-    let Some(p) = pending else {
-        return Err("settings were not collected".into());
-    };
+    let pending = PENDING.lock().map_err(|_| "settings lock poisoned".to_owned())?.take();
+    let Some(p) = pending else { return Err("settings were not collected".into()) };
     match status {
         ffi::SP_AST_CONFIG_UNCHANGED => return Ok(()),
-        ffi::SP_AST_CONFIG_INVALID => {
-            return Err(format!("{CONF_FILE} is not a valid config file"))
-        }
+        ffi::SP_AST_CONFIG_INVALID => return Err(format!("{CONF_FILE} is not a valid config file")),
         ffi::SP_AST_CONFIG_MISSING => {
             log::info!("secure_pay: {CONF_FILE} not found; using built-in defaults");
         }
@@ -101,9 +88,7 @@ pub extern "C" fn sp_rs_config_pair(
         // SAFETY: the shim passes the category and variable strings of the parsed config,
         // valid during this call.
         let (Some(section), Some(key), Some(value)) =
-            (unsafe { cstr(section) }, unsafe { cstr(key) }, unsafe {
-                cstr(value)
-            })
+            (unsafe { cstr(section) }, unsafe { cstr(key) }, unsafe { cstr(value) })
         else {
             return;
         };
@@ -117,11 +102,7 @@ pub extern "C" fn sp_rs_config_pair(
         if let Err(e) = p.cfg.set(&full, value) {
             p.errors.push(format!("[{section}] {e}"));
         }
-        let shown = if is_secret_key(key) {
-            "********".to_owned()
-        } else {
-            value.to_owned()
-        };
+        let shown = if is_secret_key(key) { "********".to_owned() } else { value.to_owned() };
         p.pairs.push((section.to_owned(), key.to_owned(), shown));
     });
 }

@@ -131,12 +131,7 @@ fn registry_remove(ch: &Arc<Channel>) {
 
 /// All channels currently in secure mode.
 pub fn active() -> Vec<Arc<Channel>> {
-    REGISTRY
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .cloned()
-        .collect()
+    REGISTRY.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
 }
 
 /// Number of channels in secure mode.
@@ -155,11 +150,7 @@ impl Channel {
     }
 
     fn push_digit(&self, d: Digit, src: DigitSource) {
-        if self
-            .inbox_tx
-            .try_send(Input::Digit(d, src, now_ms()))
-            .is_err()
-        {
+        if self.inbox_tx.try_send(Input::Digit(d, src, now_ms())).is_err() {
             self.overflow.store(true, Ordering::Relaxed);
         }
         wake();
@@ -172,11 +163,7 @@ impl Channel {
         while let Ok(Input::Digit(d, src, t)) = self.inbox_rx.try_recv() {
             st.session.on_digit(d, src, t, &mut sink);
         }
-        let outcome = self
-            .outcome
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(o) = outcome {
             st.session.on_payment_outcome(o, now_ms(), &mut sink);
         }
@@ -285,14 +272,12 @@ unsafe fn media_bypassed(session: *mut fs::switch_core_session_t) -> bool {
         return true;
     }
     // SAFETY: live channel; the partner uuid string is copied at once.
-    let partner =
-        unsafe { util::opt_str(fs::switch_channel_get_partner_uuid(ch)) }.map(str::to_owned);
-    partner
-        .and_then(|u| LockedSession::locate(&u))
-        .is_some_and(|p| {
-            // SAFETY: `p` holds the partner's read lock.
-            unsafe { flags_bypass(util::channel_of(p.as_ptr())) }
-        })
+    let partner = unsafe { util::opt_str(fs::switch_channel_get_partner_uuid(ch)) }
+        .map(str::to_owned);
+    partner.and_then(|u| LockedSession::locate(&u)).is_some_and(|p| {
+        // SAFETY: `p` holds the partner's read lock.
+        unsafe { flags_bypass(util::channel_of(p.as_ptr())) }
+    })
 }
 
 /// # Safety
@@ -360,8 +345,7 @@ pub unsafe fn start(
     }
     let mut cfg = Config::clone(global);
     if !opts.trim().is_empty() {
-        cfg.apply_options(opts)
-            .map_err(|e| StartError::BadOptions(e.to_string()))?;
+        cfg.apply_options(opts).map_err(|e| StartError::BadOptions(e.to_string()))?;
     }
     let cfg = Arc::new(cfg);
     // SAFETY: live session.
@@ -380,11 +364,7 @@ pub unsafe fn start(
         uuid: unsafe { util::uuid_of(session) },
         key,
         cfg,
-        media: Mutex::new(Media {
-            masker: None,
-            rate: 0,
-            channels: 0,
-        }),
+        media: Mutex::new(Media { masker: None, rate: 0, channels: 0 }),
         state: Mutex::new(State {
             session: capture,
             saved_sensitive,
@@ -399,10 +379,7 @@ pub unsafe fn start(
         detaching: AtomicBool::new(false),
         stop_reason: AtomicU8::new(0),
     });
-    REGISTRY
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, Arc::clone(&ch));
+    REGISTRY.write().unwrap_or_else(|p| p.into_inner()).insert(key, Arc::clone(&ch));
 
     let user_data = Arc::into_raw(Arc::clone(&ch)) as *mut c_void;
     let mut bug: *mut fs::switch_media_bug_t = std::ptr::null_mut();
@@ -430,12 +407,8 @@ pub unsafe fn start(
     // SAFETY: live session; the hook is a 'static fn.
     let hooked = unsafe { fs::switch_core_event_hook_add_recv_dtmf(session, Some(recv_dtmf_hook)) };
     if hooked != fs::SWITCH_STATUS_SUCCESS {
-        log::error!(
-            "secure_pay: {}: could not hook DTMF; refusing secure mode",
-            ch.uuid
-        );
-        ch.stop_reason
-            .store(reason_code(StopReason::Error), Ordering::Relaxed);
+        log::error!("secure_pay: {}: could not hook DTMF; refusing secure mode", ch.uuid);
+        ch.stop_reason.store(reason_code(StopReason::Error), Ordering::Relaxed);
         // SAFETY: live session; CLOSE runs here and releases the bug's Arc.
         unsafe { fs::switch_core_media_bug_remove_callback(session, Some(bug_callback)) };
         return Err(StartError::Attach);
@@ -478,12 +451,9 @@ unsafe fn detach(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>, rea
     if ch.detaching.swap(true, Ordering::AcqRel) {
         return;
     }
-    let _ = ch.stop_reason.compare_exchange(
-        0,
-        reason_code(reason),
-        Ordering::AcqRel,
-        Ordering::Relaxed,
-    );
+    let _ = ch
+        .stop_reason
+        .compare_exchange(0, reason_code(reason), Ordering::AcqRel, Ordering::Relaxed);
     // SAFETY: live session; CLOSE (-> `finish`) runs in this thread before this returns.
     unsafe { fs::switch_core_media_bug_remove_callback(session, Some(bug_callback)) };
 }
@@ -560,11 +530,7 @@ impl Channel {
             return false;
         }
         let mut m = self.media.lock().unwrap_or_else(|p| p.into_inner());
-        self.build_masker(
-            &mut m,
-            imp.actual_samples_per_second,
-            imp.number_of_channels as u32,
-        )
+        self.build_masker(&mut m, imp.actual_samples_per_second, imp.number_of_channels as u32)
     }
 
     fn build_masker(&self, m: &mut Media, rate: u32, channels: u32) -> bool {
@@ -572,17 +538,11 @@ impl Channel {
         m.channels = channels;
         m.masker = None;
         let Some(sr) = SampleRate::from_hz(rate) else {
-            log::error!(
-                "secure_pay: {}: read rate {rate} Hz is not supported",
-                self.uuid
-            );
+            log::error!("secure_pay: {}: read rate {rate} Hz is not supported", self.uuid);
             return false;
         };
         if channels > 1 {
-            log::error!(
-                "secure_pay: {}: {channels}-channel audio is not supported",
-                self.uuid
-            );
+            log::error!("secure_pay: {}: {channels}-channel audio is not supported", self.uuid);
             return false;
         }
         match Masker::new(sr, &self.cfg.masker) {
@@ -613,8 +573,7 @@ impl Channel {
         // SAFETY: live session; `imp` is a local (a struct copy, no allocation).
         let st = unsafe { fs::switch_core_session_get_read_impl(session, &mut imp) };
         if st == fs::SWITCH_STATUS_SUCCESS
-            && (imp.actual_samples_per_second != m.rate
-                || imp.number_of_channels as u32 != m.channels)
+            && (imp.actual_samples_per_second != m.rate || imp.number_of_channels as u32 != m.channels)
         {
             // Codec change mid-call (re-INVITE): re-size once; mute if unsupported.
             let (r, c) = (imp.actual_samples_per_second, imp.number_of_channels as u32);
@@ -623,9 +582,7 @@ impl Channel {
         let Some(masker) = m.masker.as_mut() else {
             return mute(samples);
         };
-        masker.process(samples, &mut |ev| {
-            self.push_digit(ev.digit, DigitSource::InBand)
-        });
+        masker.process(samples, &mut |ev| self.push_digit(ev.digit, DigitSource::InBand));
     }
 }
 

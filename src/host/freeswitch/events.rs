@@ -29,10 +29,7 @@ pub fn reserve() {
         // SAFETY: both strings are 'static NUL-terminated literals; the core copies them.
         let st = unsafe { fs::switch_event_reserve_subclass_detailed(OWNER.as_ptr(), s.as_ptr()) };
         if st != fs::SWITCH_STATUS_SUCCESS {
-            log::warn!(
-                "secure_pay: could not reserve event subclass {}",
-                s.to_string_lossy()
-            );
+            log::warn!("secure_pay: could not reserve event subclass {}", s.to_string_lossy());
         }
     }
 }
@@ -118,14 +115,5 @@ pub unsafe fn fire_error(
     message: &'static str,
 ) {
     // SAFETY: forwarded contract.
-    unsafe {
-        fire(
-            session,
-            &Event::Error {
-                code,
-                message,
-                field: None,
-            },
-        )
-    };
+    unsafe { fire(session, &Event::Error { code, message, field: None }) };
 }

@@ -76,10 +76,7 @@ pub unsafe fn uuid_of(session: *mut fs::switch_core_session_t) -> String {
 ///
 /// # Safety
 /// `channel` belongs to a live session.
-pub unsafe fn test_flag(
-    channel: *mut fs::switch_channel_t,
-    flag: fs::switch_channel_flag_t,
-) -> bool {
+pub unsafe fn test_flag(channel: *mut fs::switch_channel_t, flag: fs::switch_channel_flag_t) -> bool {
     // SAFETY: live channel per the caller's contract.
     unsafe { fs::switch_channel_test_flag(channel, flag) != 0 }
 }
@@ -111,9 +108,7 @@ pub unsafe fn set_var(channel: *mut fs::switch_channel_t, name: &CStr, value: Op
 pub fn is_true(v: Option<&str>) -> bool {
     v.is_some_and(|v| {
         let v = v.trim().to_ascii_lowercase();
-        matches!(
-            v.as_str(),
-            "yes" | "on" | "true" | "t" | "enabled" | "active" | "allow"
-        ) || v.parse::<i64>().is_ok_and(|n| n != 0)
+        matches!(v.as_str(), "yes" | "on" | "true" | "t" | "enabled" | "active" | "allow")
+            || v.parse::<i64>().is_ok_and(|n| n != 0)
     })
 }
