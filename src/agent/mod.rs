@@ -263,6 +263,9 @@ fn handle(ctx: &Ctx, stream: TcpStream) {
         ("GET", ["", "static", "page.css"]) => {
             security_headers(ctx, Response::new(200, "text/css; charset=utf-8", PAGE_CSS))
         }
+        ("GET", ["", "favicon.ico"]) => {
+            security_headers(ctx, Response::new(204, "image/x-icon", ""))
+        }
         ("GET", ["", "healthz"]) => {
             let p = ctx.hub.pbx();
             security_headers(

@@ -150,6 +150,7 @@
   }
 
   function progressText(call) {
+    if (call.mode === 'submitted' || call.mode === 'off') return '';
     const a = call.fields.find((f) => f.status === 'capturing');
     if (a) {
       if (a.name === 'security-code') return label(a.name) + ': being keyed (hidden).';
@@ -231,6 +232,7 @@
         t = 'Payment successful: ' + cardText + '.';
         const ref = sub.charge_id || sub.token_id;
         if (ref) t += ' Reference ' + ref + '.';
+        t += ' Press End secure mode to give the call back its normal controls.';
       } else {
         t = 'Payment declined: ' + (sub.message || 'no reason given') + (sub.code ? ' (' + sub.code + ')' : '') +
           '. Use Restart or Re-enter to take the card again.';

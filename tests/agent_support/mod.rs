@@ -613,3 +613,81 @@ impl Sse {
         }
     }
 }
+
+// ---------------------------------------------------------------- browser test runner
+
+/// The Node + Chromium page test (tests/agent_e2e/page.test.mjs), or why it cannot run.
+pub fn browser_ready() -> Result<std::path::PathBuf, String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent_e2e");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        return Err(format!(
+            "{chromium} missing: run scripts/setup-deps (Debian chromium)"
+        ));
+    }
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        return Err(format!(
+            "playwright-core missing: run `npm install` in {} (scripts/test does)",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// Where the screenshots go: target/agent-e2e/<name>/.
+pub fn shot_dir(name: &str) -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/agent-e2e")
+        .join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Kills the browser driver (by its PID, via `Child::kill`) if the test panics.
+struct ChildGuard(std::process::Child);
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs the page test with `env`; `step(name)` performs each `NEED <name>` (the customer
+/// keys, the PBX goes down/up). Panics unless the script prints PASS and exits 0.
+pub fn run_page_test(env: &[(&str, &str)], mut step: impl FnMut(&str)) {
+    let dir = browser_ready().unwrap_or_else(|e| panic!("browser test cannot run: {e}"));
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg("page.test.mjs")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut guard = ChildGuard(cmd.spawn().expect("spawn node"));
+    let mut stdin = guard.0.stdin.take().unwrap();
+    let out = BufReader::new(guard.0.stdout.take().unwrap());
+    let mut passed = false;
+    let mut transcript = String::new();
+    for line in out.lines() {
+        let line = line.unwrap();
+        eprintln!("[page] {line}");
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if let Some(s) = line.strip_prefix("NEED ") {
+            step(s.trim());
+            stdin.write_all(b"OK\n").unwrap();
+            stdin.flush().unwrap();
+        } else if line == "PASS" {
+            passed = true;
+        }
+    }
+    let status = guard.0.wait().unwrap();
+    assert!(
+        passed && status.success(),
+        "page test failed ({status}):\n{transcript}"
+    );
+}
