@@ -46,12 +46,24 @@ fn agent_page_in_chromium_against_fake_ami() {
             ("UNKNOWN_URL", &unknown),
             ("SHOT_DIR", shots.to_str().unwrap()),
             ("PBX_RESTART", "1"),
+            ("XSS_STEP", "1"),
         ],
         |step| {
             let p = pbx.as_mut().unwrap();
             match step {
                 "wrong-card" => p.key(UID, "4242424242424241#"),
                 "partial-card" => p.key(UID, "424242"),
+                "html-error" => p.emit(
+                    UID,
+                    "SecurePayError",
+                    &[
+                        ("SecurePay-Error-Code", "test"),
+                        (
+                            "SecurePay-Error-Message",
+                            "<img src=x onerror=\"window.__xss=1\"> & <b>bold</b>",
+                        ),
+                    ],
+                ),
                 "full-card" => p.key(UID, "4242424242424242#1230123"),
                 "pbx-down" => p.shutdown(),
                 "pbx-up" => {

@@ -540,3 +540,21 @@ fn wrong_ami_credentials_are_reported_and_retried() {
     cfg.frame_ancestors = "'self'; script-src *".into();
     assert!(Service::start(cfg).is_err());
 }
+
+#[test]
+fn page_script_never_builds_html_from_data() {
+    // All dynamic values go through textContent/attributes; guard against regressions.
+    let js = include_str!("../src/agent/page.js");
+    for bad in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+    ] {
+        assert!(!js.contains(bad), "page.js uses {bad}");
+    }
+    // control: the checker does see what it looks for
+    assert!(js.contains("textContent"));
+}

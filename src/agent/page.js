@@ -143,7 +143,7 @@
   }
 
   function announce(text) {
-    if (text && text !== lastAnnounce) {
+    if (text !== lastAnnounce) {
       lastAnnounce = text;
       setText($('progress'), text);
     }

@@ -114,6 +114,14 @@ try {
   await waitText(card + ' .f-error', /Invalid card number/, 'invalid card reason');
   await shot('agent-03-invalid-card');
 
+  // ---- hostile text in an event is shown as text, never parsed as HTML (fake PBX only)
+  if (process.env.XSS_STEP === '1') {
+    await need('html-error');
+    await waitText('#notice', /<img src=x onerror=/, 'hostile message shown as text');
+    const parsed = await page.evaluate(() => !!document.querySelector('#notice *') || window.__xss === 1);
+    if (parsed) throw new Error('event text was parsed as HTML');
+  }
+
   // ---- masked progress and brand while the customer keys (in-band tones)
   await page.evaluate((s) => { window.__cardRow = document.querySelector(s); }, card);
   await need('partial-card');

@@ -403,6 +403,14 @@ impl FakePbx {
         g.chans[i].session = Some(Session::start(&capture_config(), now, &mut |_| {}));
     }
 
+    /// Publishes a raw event for channel `uid` (e.g. hostile header values).
+    pub fn emit(&self, uid: &str, event: &str, headers: &[(&str, &str)]) {
+        let mut g = self.st.lock().unwrap();
+        let i = Self::idx(&g, uid);
+        let text = wire(event, &g.chans[i], None, headers);
+        broadcast(&mut g, &text);
+    }
+
     pub fn set_outcome(&self, o: PaymentOutcome) {
         self.st.lock().unwrap().outcome = o;
     }
