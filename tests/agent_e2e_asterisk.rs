@@ -5,7 +5,9 @@
 //! tests/asterisk) keys a wrong card out-of-band (SendDTMF), then part of a card in-band
 //! (Playtones), the agent re-enters, the customer keys the full card in-band and the expiry and
 //! security code out-of-band; Submit reaches a loopback HTTPS connector (test CA) and the page
-//! shows success with only the last 4. Screenshots: target/agent-e2e/asterisk/.
+//! shows success with only the last 4. Screenshots: target/agent-e2e/asterisk/. Then the
+//! Asterisk instance is stopped and started again: the service reports the loss, reconnects,
+//! shows the old call as ended and tracks a new call (secure mode, hangup).
 //!
 //! Needs the chroot (scripts/setup-asterisk), root (chroot), chromium, `npm install` in
 //! tests/agent_e2e, and the module: this test binary is built WITHOUT the `asterisk` feature
@@ -220,11 +222,67 @@ fn agent_page_in_chromium_against_real_asterisk() {
     // ... while the service only ever saw masked data
     let (snap, _) = svc.hub().snapshot(&uid).unwrap();
     assert!(!snap.contains("424242424242"), "{snap}");
-    let r = ami.action(&[("Action", "Hangup"), ("Channel", &call.customer)]);
-    assert_eq!(r.get("Response"), Some("Success"));
+    drop(ami);
+
+    // The PBX restarts: the service reports the loss, reconnects, resynchronises (the call
+    // is gone: shown as ended) and tracks new calls.
+    let runner = |args: &[&str]| {
+        let out = std::process::Command::new(asterisk::repo().join("scripts/asterisk-run"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "asterisk-run {args:?}: {out:?}");
+    };
+    let dir = inst.dir.to_str().unwrap().to_string();
+    runner(&["stop", &dir]);
+    assert!(agent_support::wait_until(Duration::from_secs(20), || !svc
+        .hub()
+        .pbx()
+        .connected));
+    assert!(svc.hub().pbx().last_error.is_some());
+    runner(&["start", &dir]);
+    let out = inst.cli("module load res_secure_pay.so");
+    assert!(out.contains("Loaded"), "module load: {out}");
+    assert!(
+        agent_support::wait_until(Duration::from_secs(30), || {
+            let p = svc.hub().pbx();
+            p.connected && p.reconnects >= 1
+        }),
+        "no reconnect: {:?}",
+        svc.hub().pbx()
+    );
     assert!(agent_support::wait_until(Duration::from_secs(10), || {
         svc.hub()
             .snapshot(&uid)
+            .is_some_and(|(s, _)| s.contains("\"ended\":true"))
+    }));
+    // a new call after the restart is tracked, and its hangup too
+    let mut ami = inst.ami();
+    let call2 = Call::originate(&mut ami, "ap2", &[]);
+    let inbound2 = ami
+        .wait_event(
+            WAIT,
+            "UserEvent",
+            &[("UserEvent", "SPInbound"), ("Call", "ap2")],
+        )
+        .unwrap();
+    let uid2 = inbound2.get("Uniqueid").unwrap().to_string();
+    assert!(agent_support::wait_until(Duration::from_secs(10), || svc
+        .hub()
+        .knows(&uid2)));
+    let r = call2.securepay(&mut ami, &[("Command", "start")]);
+    assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+    assert!(agent_support::wait_until(Duration::from_secs(10), || {
+        svc.hub()
+            .snapshot(&uid2)
+            .is_some_and(|(s, _)| s.contains("\"mode\":\"secure\""))
+    }));
+    let r = ami.action(&[("Action", "Hangup"), ("Channel", &call2.customer)]);
+    assert_eq!(r.get("Response"), Some("Success"));
+    assert!(agent_support::wait_until(Duration::from_secs(10), || {
+        svc.hub()
+            .snapshot(&uid2)
             .is_some_and(|(s, _)| s.contains("\"ended\":true"))
     }));
 }

@@ -558,3 +558,62 @@ fn page_script_never_builds_html_from_data() {
     // control: the checker does see what it looks for
     assert!(js.contains("textContent"));
 }
+
+#[test]
+fn cli_mints_links_the_service_accepts() {
+    let bin = env!("CARGO_BIN_EXE_secure-pay-agent");
+    let out = std::process::Command::new(bin)
+        .args([
+            "link",
+            "--call",
+            UID,
+            "--ttl",
+            "120",
+            "--base",
+            "http://127.0.0.1:8090/",
+        ])
+        .env(
+            "SECURE_PAY_AGENT_SECRET",
+            std::str::from_utf8(LINK_SECRET).unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap();
+    let url = url.trim();
+    let rest = url
+        .strip_prefix(&format!("http://127.0.0.1:8090/call/{UID}?exp="))
+        .unwrap_or_else(|| panic!("{url}"));
+    let (exp, sig) = rest.split_once("&sig=").unwrap();
+    let now = unix_now();
+    let e = signer().verify(UID, Some(exp), Some(sig), now).unwrap();
+    assert!(e > now && e <= now + 121, "{e} vs {now}");
+    // refusals: no secret, short secret, bad call id, secret on the command line is no option
+    let run = |args: &[&str], secret: Option<&str>| {
+        let mut c = std::process::Command::new(bin);
+        c.args(args).env_remove("SECURE_PAY_AGENT_SECRET");
+        if let Some(s) = secret {
+            c.env("SECURE_PAY_AGENT_SECRET", s);
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&["link", "--call", UID], None);
+    assert!(!ok && err.contains("SECURE_PAY_AGENT_SECRET"), "{err}");
+    let (ok, err) = run(&["link", "--call", UID], Some("short"));
+    assert!(!ok && err.contains("at least 16"), "{err}");
+    let (ok, err) = run(&["link", "--call", "a/b"], Some("0123456789abcdef0123"));
+    assert!(!ok && err.contains("Uniqueid"), "{err}");
+    let (ok, err) = run(
+        &["link", "--call", UID, "--secret", "x"],
+        Some("0123456789abcdef0123"),
+    );
+    assert!(!ok && err.contains("unexpected argument"), "{err}");
+}
