@@ -211,7 +211,12 @@ enum Phase {
     Receive,
 }
 
-fn io_outcome(e: &io::Error, phase: Phase, timeout_ms: u64) -> PaymentOutcome {
+fn io_outcome(
+    e: &io::Error,
+    phase: Phase,
+    timeout_ms: u64,
+    has_client_cert: bool,
+) -> PaymentOutcome {
     if let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -229,6 +234,22 @@ fn io_outcome(e: &io::Error, phase: Phase, timeout_ms: u64) -> PaymentOutcome {
             codes::TLS_ERROR,
             format!("TLS handshake failed: connection closed or reset by the server ({e})"),
         ),
+        // A TLS 1.3 server that refuses a (missing) client certificate may close before
+        // its alert is read: say what the likely cause is.
+        _ if !has_client_cert
+            && matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            err(
+                codes::IO_ERROR,
+                format!(
+                    "connection reset by the connector ({e}); if it requires mutual TLS, set \
+                     client_cert_file and client_key_file"
+                ),
+            )
+        }
         Phase::Send => err(codes::IO_ERROR, format!("sending the request failed: {e}")),
         Phase::Receive => err(codes::IO_ERROR, format!("reading the response failed: {e}")),
     }
@@ -547,11 +568,15 @@ pub(crate) fn post(
         Ok(c) => c,
         Err(e) => return err(codes::TLS_ERROR, format!("TLS setup: {e}")),
     };
+    let has_client_cert = profile
+        .client_cert_file
+        .as_deref()
+        .is_some_and(|c| !c.is_empty());
     let mut tls = StreamOwned::new(conn, DeadlineStream { sock, deadline });
 
     while tls.conn.is_handshaking() {
         if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-            return io_outcome(&e, Phase::Handshake, timeout_ms);
+            return io_outcome(&e, Phase::Handshake, timeout_ms, has_client_cert);
         }
     }
 
@@ -563,12 +588,12 @@ pub(crate) fn post(
     drop(head);
     drop(body); // zeroized here: the card data is gone from our memory before we wait
     if let Err(e) = sent {
-        return io_outcome(&e, Phase::Send, timeout_ms);
+        return io_outcome(&e, Phase::Send, timeout_ms, has_client_cert);
     }
 
     let resp = match read_response(&mut tls) {
         Ok(r) => r,
-        Err(Ok(e)) => return io_outcome(&e, Phase::Receive, timeout_ms),
+        Err(Ok(e)) => return io_outcome(&e, Phase::Receive, timeout_ms, has_client_cert),
         Err(Err(m)) => return err(codes::BAD_RESPONSE, m),
     };
     tls.conn.send_close_notify();

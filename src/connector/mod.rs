@@ -59,6 +59,15 @@ pub mod codes {
     pub const INTERNAL_ERROR: &str = "internal-error";
 }
 
+/// Checks a profile the way a hand-off would, without any network I/O: the URL (https only),
+/// the CA file, and the client certificate/key pair. For adapters to call at load time so a
+/// bad profile is reported then, not on the first payment. `Err` is a clear message.
+pub fn validate_profile(profile: &ConnectorProfile) -> Result<(), String> {
+    http::parse_url(&profile.url)?;
+    http::tls_config(profile)?;
+    Ok(())
+}
+
 /// Why [`Connector::submit`] refused a job. The request was dropped (and so wiped) and
 /// `done` will not be called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

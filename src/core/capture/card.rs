@@ -233,6 +233,22 @@ pub fn luhn_valid(number: &[u8]) -> bool {
     sum % 10 == 0
 }
 
+/// The Luhn check digit (ASCII) that makes `body` + digit valid (test data, demos).
+pub fn luhn_check_digit(body: &[u8]) -> u8 {
+    let mut sum = 0u32;
+    for (i, &c) in body.iter().rev().enumerate() {
+        let mut d = u32::from(c.wrapping_sub(b'0') % 10);
+        if i % 2 == 0 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    b'0' + ((10 - sum % 10) % 10) as u8
+}
+
 /// Why a card number is refused (Twilio error types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CardError {
