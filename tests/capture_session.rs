@@ -777,3 +777,17 @@ fn config_options_drive_a_session() {
         b"12345"
     );
 }
+
+#[test]
+fn field_complete_reports_the_attempt_that_succeeded() {
+    let mut h = H::default();
+    h.keys("4242424242424241#"); // attempt 1 fails (Luhn)
+    h.take();
+    h.keys("4242424242424242#");
+    let ev = h.take();
+    let f = find(&ev, "field");
+    assert_eq!(hdr(f[0], "SecurePay-Result"), "complete");
+    assert_eq!(hdr(f[0], "SecurePay-Attempt"), "2");
+    // the next field starts at attempt 1
+    assert_eq!(hdr(find(&ev, "capture")[0], "SecurePay-Attempt"), "1");
+}

@@ -394,11 +394,12 @@ impl Session {
                 }
                 self.values[i] = a.digits; // the old value (if any) is wiped on drop
                 self.valid[i] = true;
+                let attempt = self.attempts[i] + 1;
                 self.attempts[i] = 0;
                 sink(Event::Field {
                     field: kind,
                     result: FieldResult::Complete,
-                    attempt: 1,
+                    attempt,
                     length: shown_len,
                     masked,
                     brand,
