@@ -161,6 +161,7 @@ impl FreeSwitch {
       <param name="dtmf-type" value="rfc2833"/>
       <param name="liberal-dtmf" value="true"/>
       <param name="rfc2833-pt" value="101"/>
+      <param name="rtp-timer-name" value="soft"/>
       <param name="apply-inbound-acl" value="loopback.auto"/>
       <param name="manage-presence" value="false"/>
     </settings>
