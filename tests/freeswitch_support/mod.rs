@@ -103,8 +103,19 @@ impl FreeSwitch {
         for d in ["conf", "log", "db", "run", "temp", "rec", "mod"] {
             std::fs::create_dir_all(dir.join(d)).expect("mkdir");
         }
+        // Our own module dir (like a production install): FreeSWITCH's modules symlinked, ours
+        // copied in as mod_secure_pay.so, loaded by name so `reload mod_secure_pay` works.
         let module = dir.join("mod/mod_secure_pay.so");
         std::fs::copy(built_module(), &module).expect("copy module");
+        for e in std::fs::read_dir(prefix.join("lib/freeswitch/mod")).expect("FreeSWITCH mod dir") {
+            let p = e.expect("dir entry").path();
+            if p.extension().is_some_and(|x| x == "so") {
+                let _ = std::os::unix::fs::symlink(
+                    &p,
+                    dir.join("mod").join(p.file_name().expect("name")),
+                );
+            }
+        }
         let esl_port = free_port();
         let sip_port = free_port();
         let rtp_base = 20000 + (std::process::id() as u16 % 200) * 100 + (n as u16 % 10) * 10;
@@ -198,7 +209,7 @@ impl FreeSwitch {
         <load module="mod_native_file"/>
         <load module="mod_tone_stream"/>
         {sofia_load}
-        <load module="{module}"/>
+        <load module="mod_secure_pay"/>
       </modules>
     </configuration>
     <configuration name="logfile.conf" description="log">
@@ -260,7 +271,6 @@ impl FreeSwitch {
 </document>
 "#,
             rtp_end = rtp_base + 9,
-            module = module.display(),
             extra = opts.extra_dialplan,
         );
         let _ = rec;
@@ -282,6 +292,8 @@ impl FreeSwitch {
             .arg(d("temp"))
             .arg("-recordings")
             .arg(d("rec"))
+            .arg("-mod")
+            .arg(d("mod"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
