@@ -185,7 +185,8 @@ fn api_bad_input_lifecycle_apps_and_reload() {
     let text = std::fs::read_to_string(&conf).expect("conf");
     let text = text.replace(
         "<settings></settings>\n      <connectors>",
-        "<settings><param name=\"fields\" value=\"payment-card-number,postal-code\"/></settings>\n      <connectors>",
+        "<settings><param name=\"fields\" value=\"payment-card-number,postal-code\"/>\
+         <param name=\"mode\" value=\"loud\"/></settings>\n      <connectors>",
     );
     assert!(
         text.contains("postal-code"),
@@ -221,4 +222,47 @@ fn api_bad_input_lifecycle_apps_and_reload() {
         "+OK inactive"
     );
     let _ = esl.api(&format!("uuid_kill {ra}"));
+}
+
+/// The shipped example `dialplan/freeswitch/secure_pay.conf.xml` loads without a single bad key
+/// and its settings apply (connector profile `acme`).
+#[test]
+fn shipped_example_config_loads_cleanly() {
+    let Some(prefix) = prefix() else { return };
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dialplan/freeswitch/secure_pay.conf.xml");
+    let fs = FreeSwitch::start(
+        &prefix,
+        &Options {
+            secure_pay_conf_file: Some(example),
+            ..Options::default()
+        },
+    );
+    let mut esl = fs.esl();
+    let mut ev = fs.esl();
+    ev.subscribe("plain CUSTOM secure_pay::start");
+    let (a, b) = originate_customer(&mut esl, "cust1");
+    let r = esl.api(&format!("uuid_secure_pay {b} start"));
+    assert!(r.starts_with("+OK"), "start: {r}");
+    let st = custom(&mut ev, "start", &b, Duration::from_secs(3)).expect("start event");
+    assert_eq!(st.get("SecurePay-Connector"), Some("acme"));
+    assert_eq!(
+        st.get("SecurePay-Required"),
+        Some("payment-card-number,expiration-date,security-code")
+    );
+    let _ = esl.api(&format!("uuid_kill {a}"));
+    std::thread::sleep(Duration::from_millis(300));
+    let log = fs.log_text();
+    assert!(
+        log.contains("mod_secure_pay loaded"),
+        "module logged its load"
+    );
+    assert!(
+        !log.contains("secure_pay config key"),
+        "the example has a bad key"
+    );
+    assert!(
+        !log.contains("secure_pay.conf not found"),
+        "the example was not read"
+    );
 }

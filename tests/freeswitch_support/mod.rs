@@ -79,6 +79,8 @@ pub struct Options {
     pub sip: bool,
     /// Extra dialplan extensions (raw XML) in context `sp`.
     pub extra_dialplan: String,
+    /// Use this secure_pay.conf.xml file (included as is) instead of the generated section.
+    pub secure_pay_conf_file: Option<PathBuf>,
 }
 
 pub struct FreeSwitch {
@@ -182,6 +184,14 @@ impl FreeSwitch {
         } else {
             String::new()
         };
+        let secure_pay_conf = match &opts.secure_pay_conf_file {
+            Some(f) => format!("<X-PRE-PROCESS cmd=\"include\" data=\"{}\"/>", f.display()),
+            None => format!(
+                "<configuration name=\"secure_pay.conf\" description=\"secure_pay\">\n      \
+                 <settings>{settings}</settings>\n      <connectors>{connectors}</connectors>\n    \
+                 </configuration>"
+            ),
+        };
         let rec = dir.join("rec");
         let xml = format!(
             r#"<?xml version="1.0"?>
@@ -226,10 +236,7 @@ impl FreeSwitch {
         <param name="apply-inbound-acl" value="loopback.auto"/>
       </settings>
     </configuration>
-    <configuration name="secure_pay.conf" description="secure_pay">
-      <settings>{settings}</settings>
-      <connectors>{connectors}</connectors>
-    </configuration>
+    {secure_pay_conf}
     {sofia_conf}
   </section>
   <section name="dialplan" description="dialplan">
