@@ -146,6 +146,23 @@ fn api_bad_input_lifecycle_apps_and_reload() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // ---- Transfer keeps secure mode (the media bug stays with the session).
+    let r = esl.api(&format!("uuid_secure_pay {cust} start"));
+    assert!(r.starts_with("+OK"), "start before transfer: {r}");
+    let _ = custom(&mut ev, "start", &cust, Duration::from_secs(3)).expect("start event");
+    let r = esl.api(&format!("uuid_transfer {cust} park XML sp"));
+    assert!(r.starts_with("+OK"), "transfer: {r}");
+    std::thread::sleep(Duration::from_millis(800));
+    let s = esl.api(&format!("uuid_secure_pay {cust} status"));
+    assert!(
+        s.starts_with("+OK active"),
+        "secure mode survives a transfer: {s}"
+    );
+    let r = esl.api(&format!("uuid_secure_pay {cust} stop"));
+    assert!(r.starts_with("+OK"), "stop after transfer: {r}");
+    let stop = custom(&mut ev, "stop", &cust, Duration::from_secs(3)).expect("stop event");
+    assert_eq!(stop.get("SecurePay-Reason"), Some("agent"));
+
     // ---- Hangup mid-entry: clean stop with reason hangup, FreeSWITCH keeps running.
     let r = esl.api(&format!("uuid_secure_pay {cust} start"));
     assert!(r.starts_with("+OK"), "start again: {r}");

@@ -209,5 +209,30 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
         );
     }
 
+    // digits_dialed (what CDRs record) on the customer channel: the control digits, never the
+    // secure ones.
+    let mut hup = fs.esl();
+    hup.subscribe("plain CHANNEL_HANGUP_COMPLETE");
     let _ = esl.api(&format!("uuid_kill {cust_a}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut dialed = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(e) = hup.next_event(Duration::from_millis(500)) {
+            if e.get("Unique-ID") == Some(cust_b.as_str()) {
+                dialed = Some(e.get("variable_digits_dialed").unwrap_or("").to_string());
+                break;
+            }
+        }
+    }
+    let dialed = dialed.expect("hangup event of the customer channel");
+    assert!(
+        dialed.contains('5') && dialed.contains('9'),
+        "control digits in digits_dialed: {dialed:?}"
+    );
+    for d in EXPIRY.chars() {
+        assert!(
+            !dialed.contains(d),
+            "secure digit in digits_dialed: {dialed:?}"
+        );
+    }
 }
