@@ -3,7 +3,7 @@
 //! # How it works
 //! * The input is cut into **sub-blocks** of `M` samples (3.125 ms: 25/50/100/150 samples at
 //!   8/16/32/48 kHz). For each complete sub-block a plain DFT at the 8 DTMF frequencies is taken
-//!   with `const` cos/sin tables (16 independent multiply-adds per sample, no recurrence, so the
+//!   with precomputed cos/sin tables (shared, read-only) (16 independent multiply-adds per sample, no recurrence, so the
 //!   compiler vectorises it), plus the exact integer energy.
 //! * Every sub-block completes an analysis **window** of `K = 4` sub-blocks (`N = 4M` = 12.5 ms,
 //!   close to the classic 102-sample Goertzel block). The window spectrum is the phase-corrected
@@ -23,6 +23,8 @@
 //! time, in a fixed order, so the arithmetic (and therefore every decision) is identical however
 //! the stream is split.
 
+use std::sync::LazyLock;
+
 use crate::core::audio::SampleRate;
 
 /// Sub-blocks per analysis window.
@@ -35,71 +37,72 @@ pub(crate) const FREQS: [u64; 8] = [697, 770, 852, 941, 1209, 1336, 1477, 1633];
 
 const PI: f64 = std::f64::consts::PI;
 
-/// sin(2π·num/den), usable in `const` context (Taylor series after range reduction).
-pub(crate) const fn sin_turns(num: u64, den: u64) -> f64 {
-    let r = num % den;
-    let mut t = r as f64 / den as f64;
-    if t > 0.5 {
-        t -= 1.0;
-    }
-    let x = t * 2.0 * PI;
-    let x2 = x * x;
-    let mut term = x;
-    let mut sum = x;
-    let mut i = 1u64;
-    while i < 24 {
-        term = -term * x2 / (((2 * i) * (2 * i + 1)) as f64);
-        sum += term;
-        i += 1;
-    }
-    sum
+/// sin(2π·num/den), with the phase reduced exactly in integers first.
+pub(crate) fn sin_turns(num: u64, den: u64) -> f64 {
+    (2.0 * PI * (num % den) as f64 / den as f64).sin()
 }
 
 /// cos(2π·num/den).
-const fn cos_turns(num: u64, den: u64) -> f64 {
-    sin_turns((4 * (num % den)) + den, 4 * den)
+fn cos_turns(num: u64, den: u64) -> f64 {
+    (2.0 * PI * (num % den) as f64 / den as f64).cos()
 }
 
 /// Row `n` of a sub-block table: [cos f0 n, sin f0 n, cos f1 n, sin f1 n, ...].
-const fn make_tab<const M: usize>(rate: u64) -> [[f32; 16]; M] {
-    let mut t = [[0.0f32; 16]; M];
-    let mut n = 0;
-    while n < M {
-        let mut k = 0;
-        while k < 8 {
-            t[n][2 * k] = cos_turns(FREQS[k] * n as u64, rate) as f32;
-            t[n][2 * k + 1] = sin_turns(FREQS[k] * n as u64, rate) as f32;
-            k += 1;
-        }
-        n += 1;
-    }
-    t
+fn make_tab(rate: u64) -> Vec<[f32; 16]> {
+    let m = (rate / 320) as usize;
+    (0..m)
+        .map(|n| {
+            let mut row = [0.0f32; 16];
+            for k in 0..8 {
+                row[2 * k] = cos_turns(FREQS[k] * n as u64, rate) as f32;
+                row[2 * k + 1] = sin_turns(FREQS[k] * n as u64, rate) as f32;
+            }
+            row
+        })
+        .collect()
 }
 
 /// e^{-iω q M} for q = 0..K, per frequency: [k][q] = (re, im).
-const fn make_w(rate: u64, m: u64) -> [[[f32; 2]; K]; 8] {
+fn make_w(rate: u64) -> [[[f32; 2]; K]; 8] {
+    let m = rate / 320;
     let mut w = [[[0.0f32; 2]; K]; 8];
-    let mut k = 0;
-    while k < 8 {
-        let mut q = 0;
-        while q < K {
-            w[k][q][0] = cos_turns(FREQS[k] * q as u64 * m, rate) as f32;
-            w[k][q][1] = -sin_turns(FREQS[k] * q as u64 * m, rate) as f32;
-            q += 1;
+    for (k, wk) in w.iter_mut().enumerate() {
+        for (q, wq) in wk.iter_mut().enumerate() {
+            wq[0] = cos_turns(FREQS[k] * q as u64 * m, rate) as f32;
+            wq[1] = -sin_turns(FREQS[k] * q as u64 * m, rate) as f32;
         }
-        k += 1;
     }
     w
 }
 
-static TAB_8K: [[f32; 16]; 25] = make_tab::<25>(8000);
-static TAB_16K: [[f32; 16]; 50] = make_tab::<50>(16000);
-static TAB_32K: [[f32; 16]; 100] = make_tab::<100>(32000);
-static TAB_48K: [[f32; 16]; 150] = make_tab::<150>(48000);
-static W_8K: [[[f32; 2]; K]; 8] = make_w(8000, 25);
-static W_16K: [[[f32; 2]; K]; 8] = make_w(16000, 50);
-static W_32K: [[[f32; 2]; K]; 8] = make_w(32000, 100);
-static W_48K: [[[f32; 2]; K]; 8] = make_w(48000, 150);
+/// Coefficient tables per rate, shared read-only by every channel. Built once on first use
+/// (thread-safe `LazyLock`), then only read; `Analyzer::new` takes `&'static` references so the
+/// audio path never touches the lock.
+struct Tables {
+    tab: Vec<[f32; 16]>,
+    w: [[[f32; 2]; K]; 8],
+}
+
+fn build(rate: u64) -> Tables {
+    Tables {
+        tab: make_tab(rate),
+        w: make_w(rate),
+    }
+}
+
+static T8K: LazyLock<Tables> = LazyLock::new(|| build(8000));
+static T16K: LazyLock<Tables> = LazyLock::new(|| build(16000));
+static T32K: LazyLock<Tables> = LazyLock::new(|| build(32000));
+static T48K: LazyLock<Tables> = LazyLock::new(|| build(48000));
+
+fn tables(rate: SampleRate) -> &'static Tables {
+    match rate {
+        SampleRate::Hz8000 => &T8K,
+        SampleRate::Hz16000 => &T16K,
+        SampleRate::Hz32000 => &T32K,
+        SampleRate::Hz48000 => &T48K,
+    }
+}
 
 /// Level of a full-scale sine in dBm0 (G.711 / spandsp convention; not π).
 #[allow(clippy::approx_constant)]
@@ -188,12 +191,8 @@ pub(crate) struct Analyzer {
 
 impl Analyzer {
     pub fn new(rate: SampleRate, tests: HopTests) -> Self {
-        let (tab, w): (&'static [[f32; 16]], &'static [[[f32; 2]; K]; 8]) = match rate {
-            SampleRate::Hz8000 => (&TAB_8K, &W_8K),
-            SampleRate::Hz16000 => (&TAB_16K, &W_16K),
-            SampleRate::Hz32000 => (&TAB_32K, &W_32K),
-            SampleRate::Hz48000 => (&TAB_48K, &W_48K),
-        };
+        let t = tables(rate);
+        let (tab, w): (&'static [[f32; 16]], &'static [[[f32; 2]; K]; 8]) = (&t.tab, &t.w);
         let m = tab.len();
         Self {
             m,
@@ -452,31 +451,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn const_trig_is_accurate() {
-        for (num, den) in [
-            (0u64, 8000u64),
-            (697, 8000),
-            (1633 * 77, 8000),
-            (1, 4),
-            (3, 4),
-            (1, 2),
-        ] {
-            let x = 2.0 * PI * (num % den) as f64 / den as f64;
-            assert!(
-                (sin_turns(num, den) - x.sin()).abs() < 1e-12,
-                "sin {num}/{den}"
-            );
-            assert!(
-                (cos_turns(num, den) - x.cos()).abs() < 1e-12,
-                "cos {num}/{den}"
-            );
-        }
-    }
-
-    #[test]
     fn table_shapes() {
-        assert_eq!(TAB_8K.len() * 320, 8000);
-        assert_eq!(TAB_48K.len() * 320, 48000);
-        assert!((TAB_8K[1][0] - (2.0 * PI * 697.0 / 8000.0).cos() as f32).abs() < 1e-7);
+        assert_eq!(tables(SampleRate::Hz8000).tab.len() * 320, 8000);
+        assert_eq!(tables(SampleRate::Hz48000).tab.len() * 320, 48000);
+        let t8 = &tables(SampleRate::Hz8000).tab;
+        assert!((t8[1][0] - (2.0 * PI * 697.0 / 8000.0).cos() as f32).abs() < 1e-7);
+        assert!((t8[3][1] - (2.0 * PI * 697.0 * 3.0 / 8000.0).sin() as f32).abs() < 1e-7);
     }
 }
