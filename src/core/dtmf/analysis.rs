@@ -309,19 +309,21 @@ impl Analyzer {
         self.zhist[(h % 2) as usize] = z;
         let prev2_cov = self.covhist[(h % 2) as usize];
         self.covhist[(h % 2) as usize] = 0.0;
-        let mut t = [0.0f32; 8];
-        let scale = 2.0 / self.n as f32;
-        for k in 0..8 {
-            t[k] = (z[2 * k] * z[2 * k] + z[2 * k + 1] * z[2 * k + 1]) * scale;
-        }
         let mut hop = Hop {
             index: h,
             end: (h + 1) * self.m as u64,
             ..Hop::default()
         };
         let e = energy;
-        if e <= 0.0 {
+        // |X_k|² ≤ N·E (Cauchy–Schwarz), so T_k ≤ 2E: a window this quiet cannot hold a tone
+        // for any test (silence, low background noise).
+        if 2.0 * e < self.tests.t_mask.min(self.tests.t_run) || e <= 0.0 {
             return Some(hop);
+        }
+        let mut t = [0.0f32; 8];
+        let scale = 2.0 / self.n as f32;
+        for k in 0..8 {
+            t[k] = (z[2 * k] * z[2 * k] + z[2 * k + 1] * z[2 * k + 1]) * scale;
         }
         let (r, tr) = argmax(&t[0..4]);
         let (c, tc) = argmax(&t[4..8]);
