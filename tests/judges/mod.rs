@@ -106,6 +106,18 @@ pub fn resample(samples: &[i16], from_hz: u32, to_hz: u32) -> Vec<i16> {
     read_raw(&output)
 }
 
+/// Reads any audio file sox understands (e.g. espeak-ng's WAV) as mono 16-bit PCM at `rate_hz`.
+pub fn load_with_sox(path: &Path, rate_hz: u32) -> Vec<i16> {
+    let output = scratch_file("load", "raw");
+    let _guard = Scratch(vec![output.clone()]);
+    let mut cmd = Command::new("sox");
+    cmd.arg("-D").arg(path);
+    raw_args(&mut cmd, rate_hz);
+    cmd.arg(&output);
+    run(&mut cmd, "sox");
+    read_raw(&output)
+}
+
 /// `multimon-ng -a DTMF` on the audio; returns the decoded digits in order ("" if none).
 pub fn multimon(samples: &[i16], rate_hz: u32) -> String {
     let audio = resample(samples, rate_hz, 22050);
