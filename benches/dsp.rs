@@ -391,25 +391,32 @@ fn main() {
 
     let (i48, h48) = state_bytes(48000, 40);
     let mask8 = med[2] / sp;
+    // A masker that finds no digits measures nothing: do not call its speed a met target.
+    let working = last[2].as_ref().map(|r| r.digits).unwrap_or(0) > 0;
+    let verdict = |ok: bool| match (working, ok) {
+        (false, _) => "NOT MEANINGFUL (our detector found no digits)",
+        (true, true) => "MET",
+        (true, false) => "NOT MET",
+    };
     println!();
     println!("targets (issue 2; reported, never enforced here):");
     println!(
         "  detect+mask at 8 kHz >= 3x spandsp: {:.2}x -> {}",
         mask8,
-        if mask8 >= 3.0 { "MET" } else { "NOT MET" }
+        verdict(mask8 >= 3.0)
     );
     println!(
         "  state at 48 kHz, 40 ms look-ahead <= 8192 bytes: {} bytes -> {}",
         i48 + h48,
-        if i48 + h48 <= 8192 { "MET" } else { "NOT MET" }
+        verdict(i48 + h48 <= 8192)
     );
     let zero_alloc = last[2].as_ref().map(|r| r.allocs_in_loop).unwrap_or(1) == 0
         && last[4].as_ref().map(|r| r.allocs_in_loop).unwrap_or(1) == 0;
     println!(
         "  zero allocations per frame (masker loop): {}",
-        if zero_alloc { "MET" } else { "NOT MET" }
+        verdict(zero_alloc)
     );
-    if last[2].as_ref().map(|r| r.digits).unwrap_or(0) == 0 {
+    if !working {
         println!(
             "  WARNING: our masker reported 0 digits on audio with {} keyed digits: the numbers \
              above do not measure a working detector.",
