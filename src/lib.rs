@@ -18,6 +18,7 @@ compile_error!("build one host adapter at a time: --features asterisk OR --featu
 
 pub mod connector;
 pub mod core;
+pub mod gen;
 pub mod wav;
 
 #[cfg(any(feature = "asterisk", feature = "freeswitch"))]
