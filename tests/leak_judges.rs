@@ -74,3 +74,39 @@ fn leaked_ms_meter_sees_tones_and_not_silence() {
     );
     assert_eq!(leaked_ms(&vec![0i16; 8000], 8000, -45.0), 0.0);
 }
+
+/// Simulated suppressors that know the true tone positions (dtmf-standards.md §8), run through the
+/// same judges and meter the leak tests use: the criteria can be met (zeroing every tone passes)
+/// and they catch a head leak (keeping only each tone's first 20 ms is read by multimon-ng).
+#[test]
+fn oracle_suppressors_show_the_leak_criteria_discriminate() {
+    use secure_pay::gen::{self, DtmfSpec, Rng};
+    for rate in [8000u32, 48000] {
+        let spec = DtmfSpec {
+            tone_ms: 60.0,
+            gap_ms: 60.0,
+            ..DtmfSpec::default()
+        };
+        let seq = gen::dtmf_sequence(rate, KEYS, &spec, &mut Rng::new(3)).unwrap();
+        let control = judge_all(&seq.samples, rate);
+        assert_eq!(control.multimon, KEYS, "{rate}: {control}");
+
+        let mut zeroed = seq.samples.clone();
+        let mut head_only = seq.samples.clone();
+        let head = (rate / 50) as usize; // 20 ms
+        for t in &seq.tones {
+            zeroed[t.start..t.end].fill(0);
+            head_only[t.start + head..t.end].fill(0);
+        }
+        let v = judge_all(&zeroed, rate);
+        assert!(v.is_silent(), "{rate}: zeroing every tone must pass: {v}");
+        assert_eq!(leaked_ms(&zeroed, rate, -45.0), 0.0);
+
+        let v = judge_all(&head_only, rate);
+        assert!(
+            v.multimon.len() >= 12,
+            "{rate}: a 20 ms head leak must be read: {v}"
+        );
+        assert!(leaked_ms(&head_only, rate, -45.0) >= 16.0 * 10.0);
+    }
+}
