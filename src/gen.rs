@@ -279,7 +279,7 @@ pub fn tone_mix(rate_hz: u32, parts: &[(f64, f64)], n: usize, rng: &mut Rng) -> 
 }
 
 /// A crude speech-like signal at about `dbm0`: voiced "syllables" (a gliding 90–260 Hz
-/// fundamental with ~20 harmonics shaped by two moving formant peaks and a 3–6 Hz syllable
+/// fundamental with vibrato and jitter, up to 24 harmonics shaped by two moving formant peaks and a 3–6 Hz syllable
 /// envelope), unvoiced noise bursts and short pauses. Not speech, but harmonic-rich and
 /// non-stationary: good for delay/bit-exactness checks and quick talk-off smoke tests.
 pub fn speech_like(rate_hz: u32, n: usize, dbm0: f64, rng: &mut Rng) -> Vec<i16> {
@@ -301,9 +301,18 @@ pub fn speech_like(rate_hz: u32, n: usize, dbm0: f64, rng: &mut Rng) -> Vec<i16>
                 *p = rng.uniform(0.0, std::f64::consts::TAU);
             }
             let mut acc_phase = 0.0f64;
+            // Natural micro-variation of the pitch: ~5.5 Hz vibrato of ±2 % plus slow jitter.
+            let vib_rate = rng.uniform(4.0, 7.0);
+            let vib_phase = rng.uniform(0.0, std::f64::consts::TAU);
+            let mut jitter = 0.0f64;
             for i in 0..len {
                 let t = i as f64 / len as f64;
-                let f0 = f0a + (f0b - f0a) * t;
+                if i % (rate_hz as usize / 200).max(1) == 0 {
+                    jitter = 0.9 * jitter + 0.1 * rng.uniform(-0.03, 0.03);
+                }
+                let vib =
+                    0.02 * (std::f64::consts::TAU * vib_rate * i as f64 / fs + vib_phase).sin();
+                let f0 = (f0a + (f0b - f0a) * t) * (1.0 + vib + jitter);
                 acc_phase += std::f64::consts::TAU * f0 / fs;
                 let env = (std::f64::consts::PI * t).sin();
                 let mut v = 0.0;

@@ -1,42 +1,335 @@
 //! Events as plain data: what the adapters publish (FreeSWITCH CUSTOM `secure_pay::<name>`,
 //! Asterisk AMI `SecurePay<Name>`). They carry masked data only; the masking is enforced by the
-//! capture engine that builds them, not by the UI.
+//! capture engine that builds them (`core::capture`), not by the UI.
 //!
-//! API CONTRACT (skeleton; the capture work fills in fields and headers). Adapters publish an
-//! event by calling [`Event::name`] and [`Event::for_each_header`]; both hosts get the same
-//! headers, documented once in README.
+//! Adapters publish an event by calling [`Event::name`] and [`Event::for_each_header`]; both
+//! hosts get the same headers, documented once in README ("Capture, masking and events").
+//! Header names are `SecurePay-Title-Case` (no spaces: valid AMI keys and FreeSWITCH headers).
+//! A header that does not apply to an event instance is omitted, never sent empty, except
+//! `SecurePay-Required` which is sent empty when no required field is left.
+//!
+//! No event carries a security code, a clear card number, or a wall-clock/transaction value
+//! that could be mistaken for card digits.
+
+use arrayvec::ArrayString;
+
+use crate::core::capture::card::Brand;
+use crate::core::capture::field::{ErrorType, FieldKind, FieldList};
+use crate::core::capture::StopReason;
+use crate::core::payment::PaymentMethod;
+
+/// A masked display string (at most 19 characters are ever put in it).
+pub type Masked = ArrayString<32>;
+
+/// How a field ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldResult {
+    Complete,
+    Invalid(ErrorType),
+}
+
+/// Result carried by a `submit` event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitResult {
+    /// The request was built and is being handed to the connector.
+    Pending {
+        method: PaymentMethod,
+    },
+    Success {
+        charge_id: Option<String>,
+        token_id: Option<String>,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+/// Masked status of a session (command `status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    /// `capturing`, `waiting` (no active field, not all required fields valid), `complete`
+    /// (ready to submit), `submitting`, `done` (outcome received), `finished`.
+    pub state: &'static str,
+    pub field: Option<FieldKind>,
+    /// Digits typed in the active field (not given for the security code).
+    pub length: Option<u8>,
+    pub attempt: Option<u32>,
+    pub required: FieldList,
+    pub captured: FieldList,
+    pub card_number: Option<Masked>,
+    pub brand: Option<Brand>,
+    pub expiration_date: Option<Masked>,
+}
 
 /// A masked event from a capture session.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    Start,
-    Capture,
-    Digit,
-    Field,
-    Complete,
-    Submit,
+    /// Secure capture started. `required`: the configured fields in capture order.
+    Start {
+        required: FieldList,
+        connector: Option<String>,
+    },
+    /// A field is now being captured (automatically or on agent request).
+    Capture {
+        field: FieldKind,
+        attempt: u32,
+        max_attempts: u32,
+        required: FieldList,
+    },
+    /// A key press was added to (or the clear key wiped) the active field. Never sent for the
+    /// security code. `masked` is one mask character per digit.
+    Digit {
+        field: FieldKind,
+        length: u8,
+        masked: Masked,
+        brand: Option<Brand>,
+    },
+    /// A field ended: complete (valid) or invalid with a Twilio error type.
+    Field {
+        field: FieldKind,
+        result: FieldResult,
+        attempt: u32,
+        /// Digits entered (never given for the security code).
+        length: Option<u8>,
+        /// What the agent may see (card: per `pan_display`; expiry/postal/generic only if
+        /// configured; never the security code).
+        masked: Option<Masked>,
+        brand: Option<Brand>,
+        required: FieldList,
+    },
+    /// Every required field is captured and valid: ready to submit.
+    Complete {
+        captured: FieldList,
+        card_number: Option<Masked>,
+        brand: Option<Brand>,
+        expiration_date: Option<Masked>,
+    },
+    /// Payment hand-off progress / result.
+    Submit {
+        result: SubmitResult,
+        card_number: Option<Masked>,
+        brand: Option<Brand>,
+    },
+    /// The payment was cancelled; all data wiped; the session is finished.
     Cancel,
-    Stop,
-    Error,
+    /// Secure capture ended; all data wiped; the session is finished.
+    Stop { reason: StopReason },
+    /// Something needs the agent's attention (e.g. too many failed attempts).
+    Error {
+        code: &'static str,
+        message: &'static str,
+        field: Option<FieldKind>,
+    },
+    /// Masked status (answer to the `status` command).
+    Status(StatusSnapshot),
+}
+
+fn num(n: u64) -> ArrayString<20> {
+    let mut s = ArrayString::new();
+    let _ = std::fmt::write(&mut s, format_args!("{n}"));
+    s
 }
 
 impl Event {
-    /// Lower-case event name: `start`, `capture`, `digit`, ... (FreeSWITCH subclass suffix;
-    /// Asterisk uses `SecurePay` + the capitalised name).
+    /// Lower-case event name: `start`, `capture`, `digit`, `field`, `complete`, `submit`,
+    /// `cancel`, `stop`, `error`, `status` (FreeSWITCH subclass suffix; Asterisk uses
+    /// `SecurePay` + the capitalised name).
     pub fn name(&self) -> &'static str {
         match self {
-            Event::Start => "start",
-            Event::Capture => "capture",
-            Event::Digit => "digit",
-            Event::Field => "field",
-            Event::Complete => "complete",
-            Event::Submit => "submit",
+            Event::Start { .. } => "start",
+            Event::Capture { .. } => "capture",
+            Event::Digit { .. } => "digit",
+            Event::Field { .. } => "field",
+            Event::Complete { .. } => "complete",
+            Event::Submit { .. } => "submit",
             Event::Cancel => "cancel",
-            Event::Stop => "stop",
-            Event::Error => "error",
+            Event::Stop { .. } => "stop",
+            Event::Error { .. } => "error",
+            Event::Status(_) => "status",
         }
     }
 
     /// Calls `f(header, value)` for every header of the event (masked data only).
-    pub fn for_each_header(&self, _f: &mut dyn FnMut(&'static str, &str)) {}
+    pub fn for_each_header(&self, f: &mut dyn FnMut(&'static str, &str)) {
+        match self {
+            Event::Start {
+                required,
+                connector,
+            } => {
+                f("SecurePay-Required", &required.to_header());
+                f(
+                    "SecurePay-Connector",
+                    connector.as_deref().unwrap_or("none"),
+                );
+            }
+            Event::Capture {
+                field,
+                attempt,
+                max_attempts,
+                required,
+            } => {
+                f("SecurePay-Field", field.name());
+                f("SecurePay-Attempt", &num(u64::from(*attempt)));
+                f("SecurePay-Max-Attempts", &num(u64::from(*max_attempts)));
+                f("SecurePay-Required", &required.to_header());
+            }
+            Event::Digit {
+                field,
+                length,
+                masked,
+                brand,
+            } => {
+                f("SecurePay-Field", field.name());
+                f("SecurePay-Length", &num(u64::from(*length)));
+                f("SecurePay-Masked", masked);
+                f("SecurePay-Partial", "true");
+                if let Some(b) = brand {
+                    f("SecurePay-Card-Brand", b.name());
+                }
+            }
+            Event::Field {
+                field,
+                result,
+                attempt,
+                length,
+                masked,
+                brand,
+                required,
+            } => {
+                f("SecurePay-Field", field.name());
+                match result {
+                    FieldResult::Complete => f("SecurePay-Result", "complete"),
+                    FieldResult::Invalid(e) => {
+                        f("SecurePay-Result", "invalid");
+                        f("SecurePay-Error-Type", e.name());
+                    }
+                }
+                f("SecurePay-Attempt", &num(u64::from(*attempt)));
+                if let Some(l) = length {
+                    f("SecurePay-Length", &num(u64::from(*l)));
+                }
+                if let Some(m) = masked {
+                    f("SecurePay-Masked", m);
+                }
+                if let Some(b) = brand {
+                    f("SecurePay-Card-Brand", b.name());
+                }
+                f("SecurePay-Partial", "false");
+                f("SecurePay-Required", &required.to_header());
+            }
+            Event::Complete {
+                captured,
+                card_number,
+                brand,
+                expiration_date,
+            } => {
+                f("SecurePay-Captured", &captured.to_header());
+                if let Some(m) = card_number {
+                    f("SecurePay-Card-Number", m);
+                }
+                if let Some(b) = brand {
+                    f("SecurePay-Card-Brand", b.name());
+                }
+                if let Some(e) = expiration_date {
+                    f("SecurePay-Expiration-Date", e);
+                }
+            }
+            Event::Submit {
+                result,
+                card_number,
+                brand,
+            } => {
+                match result {
+                    SubmitResult::Pending { method } => {
+                        f("SecurePay-Result", "pending");
+                        f(
+                            "SecurePay-Method",
+                            match method {
+                                PaymentMethod::Charge => "charge",
+                                PaymentMethod::Tokenize => "tokenize",
+                            },
+                        );
+                    }
+                    SubmitResult::Success {
+                        charge_id,
+                        token_id,
+                    } => {
+                        f("SecurePay-Result", "success");
+                        if let Some(c) = charge_id {
+                            f("SecurePay-Charge-Id", c);
+                        }
+                        if let Some(t) = token_id {
+                            f("SecurePay-Token-Id", t);
+                        }
+                    }
+                    SubmitResult::Error { code, message } => {
+                        f("SecurePay-Result", "error");
+                        f("SecurePay-Error-Code", code);
+                        f("SecurePay-Error-Message", message);
+                    }
+                }
+                if let Some(m) = card_number {
+                    f("SecurePay-Card-Number", m);
+                }
+                if let Some(b) = brand {
+                    f("SecurePay-Card-Brand", b.name());
+                }
+            }
+            Event::Cancel => {}
+            Event::Stop { reason } => f("SecurePay-Reason", reason.name()),
+            Event::Error {
+                code,
+                message,
+                field,
+            } => {
+                f("SecurePay-Error-Code", code);
+                f("SecurePay-Error-Message", message);
+                if let Some(fk) = field {
+                    f("SecurePay-Field", fk.name());
+                }
+            }
+            Event::Status(s) => {
+                f("SecurePay-State", s.state);
+                if let Some(fk) = s.field {
+                    f("SecurePay-Field", fk.name());
+                }
+                if let Some(l) = s.length {
+                    f("SecurePay-Length", &num(u64::from(l)));
+                }
+                if let Some(a) = s.attempt {
+                    f("SecurePay-Attempt", &num(u64::from(a)));
+                }
+                f("SecurePay-Required", &s.required.to_header());
+                f("SecurePay-Captured", &s.captured.to_header());
+                if let Some(m) = &s.card_number {
+                    f("SecurePay-Card-Number", m);
+                }
+                if let Some(b) = s.brand {
+                    f("SecurePay-Card-Brand", b.name());
+                }
+                if let Some(e) = &s.expiration_date {
+                    f("SecurePay-Expiration-Date", e);
+                }
+            }
+        }
+    }
+
+    /// All headers as owned pairs (tests, CLI; adapters use [`Event::for_each_header`]).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        self.for_each_header(&mut |k, val| v.push((k, val.to_string())));
+        v
+    }
+
+    /// The value of one header, if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let mut out = None;
+        self.for_each_header(&mut |k, v| {
+            if k == name && out.is_none() {
+                out = Some(v.to_string());
+            }
+        });
+        out
+    }
 }

@@ -40,8 +40,14 @@ pub struct PaymentRequest {
 /// What came back from the connector (or why nothing did). Masked-safe: no card data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentOutcome {
-    Success { charge_id: Option<String>, token_id: Option<String> },
-    Error { code: String, message: String },
+    Success {
+        charge_id: Option<String>,
+        token_id: Option<String>,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
 }
 
 /// A named connector from the configuration.

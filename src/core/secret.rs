@@ -16,7 +16,10 @@ pub struct SecretDigits {
 
 impl SecretDigits {
     pub const fn new() -> Self {
-        Self { buf: [0; MAX_SECRET_DIGITS], len: 0 }
+        Self {
+            buf: [0; MAX_SECRET_DIGITS],
+            len: 0,
+        }
     }
 
     /// Appends one decimal digit (`b'0'..=b'9'`). Returns false (and stores nothing) when full

@@ -1,10 +1,31 @@
 //! The masker: a look-ahead delay line around the detector that replaces DTMF audio from its first
 //! sample to its last (plus a hangover), so neither the agent nor a recording hears a digit.
 //!
-//! API CONTRACT (skeleton; the DSP work fills in the implementation behind it).
+//! # How it works
+//! Every 3.125 ms the detector's front end judges the last 12.5 ms window (see
+//! [`crate::core::dtmf`]). Besides the strict capture tests it applies a deliberately
+//! permissive **mask test**: a row and a column tone each down to −55 dBm0, twist −20…+16 dB,
+//! only 3 dB above the rest of their group, filling ≥ 30 % of the window energy, no frequency or
+//! duration test. Every window that passes is replaced *whole*, from 3 ms before it starts to
+//! 5 ms after it ends. A tone's first window to pass the test necessarily contains the tone's
+//! first sample, so as long as the look-ahead covers one window plus the guard (12.5 + 3 ms;
+//! the default is 40 ms) nothing of the tone reaches the output; a held key stays masked for as
+//! long as it is held. Short bursts, weak, twisted or slightly off-frequency pairs that capture
+//! rejects are masked all the same.
+//!
+//! Outside masked spans the output is the input delayed by exactly [`Masker::delay_samples`],
+//! sample for sample. Decisions never reach back further than the look-ahead, and the
+//! replacement signal depends only on the sample's position in the stream, so the output is
+//! identical however the input is split into frames.
+//!
+//! With a look-ahead shorter than 15.5 ms the head of each tone leaks: with 0 ms, each tone's
+//! first ~4–7 ms (until the first window it fills by 30 % has been judged) passes unmasked;
+//! everything after that is masked. multimon-ng reads a 20 ms head, so keep the look-ahead at
+//! 16 ms or more where leaking nothing matters.
 
 use crate::core::audio::SampleRate;
-use crate::core::dtmf::{DetectorParams, ToneEvent};
+use crate::core::dtmf::analysis::Hop;
+use crate::core::dtmf::{Detector, DetectorParams, ToneEvent};
 
 /// What replaces masked audio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -12,9 +33,9 @@ pub enum MaskMode {
     /// Digital silence (default).
     #[default]
     Silence,
-    /// Low-level comfort noise.
+    /// Low-level comfort noise (white, about −50 dBm0).
     Noise,
-    /// One flat tone, identical for every key.
+    /// One flat 1 kHz tone at −16 dBm0, identical for every key.
     Beep,
 }
 
@@ -28,7 +49,11 @@ pub struct MaskerConfig {
 
 impl Default for MaskerConfig {
     fn default() -> Self {
-        Self { lookahead_ms: 40, mode: MaskMode::Silence, detector: DetectorParams::default() }
+        Self {
+            lookahead_ms: 40,
+            mode: MaskMode::Silence,
+            detector: DetectorParams::default(),
+        }
     }
 }
 
@@ -49,10 +74,48 @@ impl std::fmt::Display for MaskerError {
 
 impl std::error::Error for MaskerError {}
 
-/// Per-channel masker. Allocates only in `new`.
+/// Pending masked spans (input sample indices, `[start, end)`), oldest first.
+const MAX_SPANS: usize = 16;
+
+/// One period of the beep: 1 kHz at 48 kHz (stepped through at lower rates), −16 dBm0.
+const BEEP: [i16; 48] = make_beep();
+
+const fn make_beep() -> [i16; 48] {
+    let mut t = [0i16; 48];
+    // −16 dBm0 peak: 22 826 * 10^(−16/20) ≈ 3 614.
+    let mut i = 0;
+    while i < 48 {
+        let v = crate::core::dtmf::analysis::sin_turns(i as u64, 48) * 3614.0;
+        t[i] = if v >= 0.0 {
+            (v + 0.5) as i16
+        } else {
+            (v - 0.5) as i16
+        };
+        i += 1;
+    }
+    t
+}
+
+/// Guard before each masked window and hangover after it, in ms.
+const PRE_GUARD_MS: u32 = 6;
+const HANGOVER_MS: u32 = 6;
+
+/// Per-channel masker. Allocates only in `new` (the delay line).
+#[derive(Clone)]
 pub struct Masker {
     rate: SampleRate,
-    delay: usize,
+    det: Detector,
+    mode: MaskMode,
+    ring: Vec<i16>,
+    pos: usize,
+    /// Input samples consumed so far.
+    t: u64,
+    spans: [(u64, u64); MAX_SPANS],
+    nspans: usize,
+    /// How far back (from a window's end) a masked window reaches, and the hangover.
+    back: u64,
+    hang: u64,
+    beep_step: usize,
 }
 
 impl Masker {
@@ -65,22 +128,200 @@ impl Masker {
                 max: Self::MAX_LOOKAHEAD_MS,
             });
         }
-        Ok(Self { rate, delay: rate.samples_for_ms(cfg.lookahead_ms) })
+        let det = Detector::new(rate, &cfg.detector);
+        let back = (det.window_samples() + rate.samples_for_ms(PRE_GUARD_MS)) as u64;
+        Ok(Self {
+            rate,
+            mode: cfg.mode,
+            ring: vec![0; rate.samples_for_ms(cfg.lookahead_ms)],
+            pos: 0,
+            t: 0,
+            spans: [(0, 0); MAX_SPANS],
+            nspans: 0,
+            back,
+            hang: rate.samples_for_ms(HANGOVER_MS) as u64,
+            beep_step: (48000 / rate.hz()) as usize,
+            det,
+        })
     }
 
     pub fn rate(&self) -> SampleRate {
         self.rate
     }
 
+    /// Look-ahead needed for zero leak (one analysis window + the guard), in ms, rounded up.
+    pub fn min_leak_free_lookahead_ms() -> u32 {
+        16
+    }
+
+    /// Bytes of per-channel state, delay line included.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.ring.capacity() * std::mem::size_of::<i16>()
+    }
+
     /// Processes `frame` in place: on return it holds the input delayed by
     /// [`Masker::delay_samples`], with DTMF spans replaced. Digits go to `sink`.
-    pub fn process(&mut self, _frame: &mut [i16], _sink: &mut dyn FnMut(ToneEvent)) {}
+    pub fn process(&mut self, frame: &mut [i16], sink: &mut dyn FnMut(ToneEvent)) {
+        // Work hop by hop so at most one window is judged per piece: the span queue then never
+        // overflows, whatever the frame size.
+        let hop = self.det.hop_samples() as u64;
+        let mut rest = frame;
+        while !rest.is_empty() {
+            let room = (hop - self.t % hop) as usize;
+            let (piece, tail) = rest.split_at_mut(room.min(rest.len()));
+            self.process_piece(piece, sink);
+            rest = tail;
+        }
+    }
+
+    fn process_piece(&mut self, frame: &mut [i16], sink: &mut dyn FnMut(ToneEvent)) {
+        let t0 = self.t;
+        let d = self.ring.len() as u64;
+        {
+            let back = self.back;
+            let hang = self.hang;
+            let spans = &mut self.spans;
+            let nspans = &mut self.nspans;
+            self.det.process_hops(frame, sink, &mut |h: &Hop| {
+                if h.mask {
+                    // Never reach back into audio already output when this window is judged.
+                    let a = h.end.saturating_sub(back).max(h.end.saturating_sub(d));
+                    push_span(spans, nspans, a, h.end + hang);
+                }
+            });
+        }
+        let len = frame.len() as u64;
+        self.t += len;
+        self.delay(frame);
+        // Output covers input indices [t0 - d, t0 + len - d).
+        let out_start = t0 as i64 - d as i64;
+        let out_end = out_start + len as i64;
+        let mut keep = 0;
+        for i in 0..self.nspans {
+            let (a, b) = self.spans[i];
+            let lo = (a as i64).max(out_start).max(0);
+            let hi = (b as i64).min(out_end);
+            if lo < hi {
+                let from = (lo - out_start) as usize;
+                let to = (hi - out_start) as usize;
+                fill(self.mode, self.beep_step, &mut frame[from..to], lo as u64);
+            }
+            if (b as i64) > out_end {
+                self.spans[keep] = (a, b);
+                keep += 1;
+            }
+        }
+        self.nspans = keep;
+    }
+
+    /// End of stream: report a digit still pending (the audio still in the delay line comes out
+    /// by feeding [`Masker::delay_samples`] more samples, e.g. silence, to `process`).
+    pub fn flush(&mut self, sink: &mut dyn FnMut(ToneEvent)) {
+        self.det.flush(sink);
+    }
 
     /// Samples of delay the masker adds (the look-ahead).
     pub fn delay_samples(&self) -> usize {
-        self.delay
+        self.ring.len()
     }
 
     /// Forget all state (delay line to silence, detector reset).
-    pub fn reset(&mut self) {}
+    pub fn reset(&mut self) {
+        self.det.reset();
+        self.ring.fill(0);
+        self.pos = 0;
+        self.t = 0;
+        self.nspans = 0;
+    }
+
+    /// Swaps the frame through the ring: frame gets the delayed samples, ring the new ones.
+    fn delay(&mut self, frame: &mut [i16]) {
+        let d = self.ring.len();
+        if d == 0 {
+            return;
+        }
+        let mut rest = frame;
+        while !rest.is_empty() {
+            let n = (d - self.pos).min(rest.len());
+            let (head, tail) = rest.split_at_mut(n);
+            head.swap_with_slice(&mut self.ring[self.pos..self.pos + n]);
+            self.pos = (self.pos + n) % d;
+            rest = tail;
+        }
+    }
+}
+
+fn push_span(spans: &mut [(u64, u64); MAX_SPANS], n: &mut usize, a: u64, b: u64) {
+    if *n > 0 {
+        let last = &mut spans[*n - 1];
+        // Starts only grow; join overlapping or touching spans (and, if the queue is full,
+        // anything: masking more is the safe side).
+        if a <= last.1 || *n == MAX_SPANS {
+            last.1 = last.1.max(b);
+            return;
+        }
+    }
+    spans[*n] = (a, b);
+    *n += 1;
+}
+
+/// Replacement audio for output samples starting at input index `first`.
+fn fill(mode: MaskMode, beep_step: usize, out: &mut [i16], first: u64) {
+    match mode {
+        MaskMode::Silence => out.fill(0),
+        MaskMode::Noise => {
+            for (i, s) in out.iter_mut().enumerate() {
+                // Stateless hash of the position: same output however frames are split.
+                let mut z = (first + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z ^= z >> 29;
+                // Uniform in −88..=88: RMS ≈ 51, about −50 dBm0.
+                *s = (z % 177) as i16 - 88;
+            }
+        }
+        MaskMode::Beep => {
+            for (i, s) in out.iter_mut().enumerate() {
+                let idx = ((first + i as u64) % 48) as usize * beep_step % 48;
+                *s = BEEP[idx];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beep_table_is_a_1khz_sine() {
+        assert_eq!(BEEP[0], 0);
+        assert_eq!(BEEP[12], 3614);
+        assert_eq!(BEEP[36], -3614);
+    }
+
+    #[test]
+    fn lookahead_limit() {
+        let cfg = MaskerConfig {
+            lookahead_ms: 101,
+            ..MaskerConfig::default()
+        };
+        assert!(matches!(
+            Masker::new(SampleRate::Hz8000, &cfg),
+            Err(MaskerError::LookaheadTooLong { ms: 101, max: 100 })
+        ));
+    }
+
+    #[test]
+    fn spans_merge_and_cap() {
+        let mut s = [(0u64, 0u64); MAX_SPANS];
+        let mut n = 0;
+        push_span(&mut s, &mut n, 10, 20);
+        push_span(&mut s, &mut n, 15, 30);
+        assert_eq!((n, s[0]), (1, (10, 30)));
+        for i in 0..40u64 {
+            push_span(&mut s, &mut n, 100 + i * 100, 150 + i * 100);
+        }
+        assert_eq!(n, MAX_SPANS);
+        assert_eq!(s[MAX_SPANS - 1].1, 150 + 39 * 100);
+    }
 }

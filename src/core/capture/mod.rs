@@ -2,12 +2,33 @@
 //! validation (Luhn, brand, dates), PCI masking, keys, timeouts and the per-channel session state
 //! machine. Inputs: digits (with source and time), commands, clock ticks. Output: [`Event`]s.
 //!
-//! API CONTRACT (skeleton; the capture work fills in the implementation).
+//! - [`card`]: brands (IIN table), lengths, Luhn.
+//! - [`field`]: field kinds, error types, expiry dates.
+//! - [`mask`]: the display rules (what an event may carry).
+//! - [`dedup`]: one key press seen by two paths counts once.
+//! - [`command`]: commands and `parse_command`.
+//! - [`session`]: the state machine.
+//! - [`fuzzing`]: the fuzz/property harness shared by `fuzz/` and `tests/capture_fuzz.rs`.
 
-use crate::core::digit::Digit;
-use crate::core::events::Event;
+pub mod card;
+pub mod command;
+pub mod dedup;
+pub mod field;
+pub mod fuzzing;
+pub mod mask;
+pub mod session;
 
-/// Where a digit came from (used for duplicate suppression and reported nowhere in clear).
+pub use card::{Brand, BrandGuess};
+pub use command::{parse_command, Command, CommandError};
+pub use field::{ErrorType, FieldKind, FieldList, YearMonth};
+pub use mask::PanDisplay;
+pub use session::Session;
+
+pub use crate::core::config::CaptureConfig;
+#[allow(unused_imports)]
+pub(crate) use crate::core::events::Event;
+
+/// Where a digit came from (used for duplicate suppression and reported nowhere).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DigitSource {
     /// Detected in the audio by the masker.
@@ -20,22 +41,29 @@ pub enum DigitSource {
     HostFrame,
 }
 
-/// A per-channel capture session.
-pub struct Session {
-    _private: (),
+/// Why a session stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The agent (API/AMI `stop`).
+    Agent,
+    /// The dialplan (app/stop application).
+    Dialplan,
+    /// Whole-session timeout (a forgotten session ends itself).
+    Timeout,
+    /// The channel hung up.
+    Hangup,
+    /// The adapter failed closed (e.g. uninspectable media).
+    Error,
 }
 
-impl Session {
-    /// Feeds one digit at time `now_ms` (any monotonic millisecond clock).
-    pub fn on_digit(
-        &mut self,
-        _d: Digit,
-        _src: DigitSource,
-        _now_ms: u64,
-        _sink: &mut dyn FnMut(Event),
-    ) {
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Agent => "agent",
+            StopReason::Dialplan => "dialplan",
+            StopReason::Timeout => "timeout",
+            StopReason::Hangup => "hangup",
+            StopReason::Error => "error",
+        }
     }
-
-    /// Advances timers.
-    pub fn tick(&mut self, _now_ms: u64, _sink: &mut dyn FnMut(Event)) {}
 }

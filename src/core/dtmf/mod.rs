@@ -1,28 +1,81 @@
-//! DTMF detection (capture grade, ITU-T Q.24 / GR-506). One [`Detector`] per channel, fed chunks
-//! of any length; results do not depend on how the audio is chunked.
+//! DTMF detection (capture grade, ITU-T Q.24 / Telcordia GR-506). One [`Detector`] per channel,
+//! fed chunks of any length (1 sample and up); results do not depend on how the audio is chunked.
 //!
-//! API CONTRACT (skeleton; the DSP work fills in the implementation behind it).
+//! # Design
+//! [`analysis`] turns the stream into 12.5 ms windows sliding by 3.125 ms, each tested like
+//! spandsp tests its blocks (level, twist, relative peak, share of total energy) plus a
+//! phase-based frequency test. On top of that the detector tracks **runs**: consecutive windows
+//! where the same row/column pair covers at least 40 % of the window. The length of a run
+//! measures the tone's duration to about ±2 ms (a window counts once the tone fills 40 % of it,
+//! so the run is the tone's length + 0.2 window), which is what lets us accept every 40 ms tone
+//! and reject 23 ms ones, something a two-block debounce cannot do. Runs of the same pair
+//! separated by a short gap are joined (dropout bridging); a gap at or beyond
+//! `(max_dropout_ms + min_pause_ms) / 2` ends the digit. A run becomes a digit when at least
+//! two windows passed every capture test and its measured duration is at least `min_tone_ms`.
+//! The digit is reported once its end is confirmed.
+//!
+//! | property | accepted | rejected |
+//! |---|---|---|
+//! | frequency deviation | ≤ ±1.5 % (test at ±2.5 %) | ≥ ±3.5 % |
+//! | duration | ≥ 40 ms (`min_tone_ms` 32) | ≤ 23 ms |
+//! | pause | ≥ 40 ms separates | ≤ 10 ms bridged |
+//! | twist (high − low) | −8 … +4 dB (tests at −10 / +6) | beyond |
+//! | level per tone | 0 … −36 dBm0 (floor −42) | below the floor |
+//! | noise | white noise at ≥ 12 dB SNR | |
+
+pub(crate) mod analysis;
 
 use crate::core::audio::SampleRate;
 use crate::core::digit::Digit;
+use analysis::{Analyzer, Hop, HopTests};
 
-/// Detection thresholds. `Default` is the Q.24 profile described in README.
+/// Detection thresholds. `Default` is the Q.24 profile described in the module doc.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DetectorParams {
-    /// Tones shorter than this are not accepted as digits (must accept >= 40 ms, reject <= 23 ms).
+    /// Tones measured shorter than this are not accepted as digits (must accept >= 40 ms,
+    /// reject <= 23 ms; the measurement is good to about ±3 ms).
     pub min_tone_ms: u32,
-    /// Silence/dropout shorter than this inside a tone is bridged.
+    /// Silence/dropout up to this long inside a tone is always bridged.
     pub max_dropout_ms: u32,
+    /// Pauses at least this long always separate two digits (gaps between the two limits are
+    /// split at their midpoint).
+    pub min_pause_ms: u32,
+    /// Minimum level of each tone, dBm0 (spandsp: about −42).
+    pub threshold_dbm0: f32,
+    /// Low group louder than high by up to this many dB ("normal" twist; Q.24: 8).
+    pub normal_twist_db: f32,
+    /// High group louder than low by up to this many dB ("reverse" twist; Q.24: 4).
+    pub reverse_twist_db: f32,
+    /// Other tones of a group must be this far below the group's peak (dB).
+    pub relative_peak_db: f32,
+    /// The two tones must carry at least this share of the window's energy (0..1).
+    pub min_energy_ratio: f32,
+    /// Maximum deviation of each tone from its nominal frequency, percent (Q.24: accept 1.5,
+    /// reject 3.5).
+    pub max_freq_dev_pct: f32,
+    /// Masking only: per-tone level from which a tone pair is masked even if not captured.
+    pub mask_threshold_dbm0: f32,
 }
 
 impl Default for DetectorParams {
     fn default() -> Self {
-        Self { min_tone_ms: 32, max_dropout_ms: 10 }
+        Self {
+            min_tone_ms: 32,
+            max_dropout_ms: 10,
+            min_pause_ms: 40,
+            threshold_dbm0: -42.0,
+            normal_twist_db: 10.0,
+            reverse_twist_db: 6.0,
+            relative_peak_db: 8.0,
+            min_energy_ratio: 0.65,
+            max_freq_dev_pct: 2.5,
+            mask_threshold_dbm0: -55.0,
+        }
     }
 }
 
 /// One accepted key press, with its position in samples of the input stream (first sample fed
-/// to the detector = 0).
+/// to the detector = 0). `end_sample` is exclusive.
 #[derive(Clone, Copy)]
 pub struct ToneEvent {
     pub digit: Digit,
@@ -30,25 +83,175 @@ pub struct ToneEvent {
     pub end_sample: u64,
 }
 
+/// A run of windows with the same pair (a tone being measured).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    row: u8,
+    col: u8,
+    first: u64,
+    last: u64,
+    strict: u32,
+}
+
 /// Per-channel DTMF receiver.
+#[derive(Clone)]
 pub struct Detector {
     rate: SampleRate,
+    an: Analyzer,
+    run: Option<Run>,
+    /// Hop length and window length in samples.
+    m: u64,
+    n: u64,
+    /// Minimum measured duration (samples) for a digit.
+    min_tone: u64,
+    /// A gap of at least this many samples (measured) ends a digit.
+    bridge: u64,
 }
 
 impl Detector {
-    pub fn new(rate: SampleRate, _params: &DetectorParams) -> Self {
-        Self { rate }
+    pub fn new(rate: SampleRate, params: &DetectorParams) -> Self {
+        let tests = HopTests::new(
+            rate,
+            params.threshold_dbm0,
+            params.normal_twist_db,
+            params.reverse_twist_db,
+            params.relative_peak_db,
+            params.min_energy_ratio,
+            params.max_freq_dev_pct,
+            params.mask_threshold_dbm0,
+        );
+        let an = Analyzer::new(rate, tests);
+        let per_ms = rate.hz() as u64 / 1000;
+        let bridge_ms = (params.max_dropout_ms as u64 + params.min_pause_ms as u64).div_ceil(2);
+        Self {
+            rate,
+            m: an.hop_len() as u64,
+            n: an.window_len() as u64,
+            an,
+            run: None,
+            min_tone: params.min_tone_ms as u64 * per_ms,
+            bridge: bridge_ms.max(1) * per_ms,
+        }
     }
 
     pub fn rate(&self) -> SampleRate {
         self.rate
     }
 
+    /// Length of the analysis window in samples (12.5 ms). A masker needs at least this much
+    /// look-ahead (plus its guard) to remove a tone from its first sample.
+    pub fn window_samples(&self) -> usize {
+        self.an.window_len()
+    }
+
+    /// Hop of the analysis in samples (3.125 ms): windows are judged this often.
+    pub fn hop_samples(&self) -> usize {
+        self.an.hop_len()
+    }
+
     /// Feeds samples; calls `sink` for each digit whose end is confirmed.
-    pub fn process(&mut self, _samples: &[i16], _sink: &mut dyn FnMut(ToneEvent)) {}
+    pub fn process(&mut self, samples: &[i16], sink: &mut dyn FnMut(ToneEvent)) {
+        self.process_hops(samples, sink, &mut |_| {});
+    }
 
-    /// End of stream: report a digit still sounding.
-    pub fn flush(&mut self, _sink: &mut dyn FnMut(ToneEvent)) {}
+    /// As `process`, also handing every analysis window to `on_hop` (the masker's hook).
+    pub(crate) fn process_hops(
+        &mut self,
+        samples: &[i16],
+        sink: &mut dyn FnMut(ToneEvent),
+        on_hop: &mut dyn FnMut(&Hop),
+    ) {
+        // Split borrows: the analyzer calls back into the run tracker.
+        let an = &mut self.an;
+        let mut tracker = Tracker {
+            run: &mut self.run,
+            m: self.m,
+            n: self.n,
+            min_tone: self.min_tone,
+            bridge: self.bridge,
+        };
+        an.process(samples, &mut |h| {
+            tracker.on_hop(h, sink);
+            on_hop(h);
+        });
+    }
 
-    pub fn reset(&mut self) {}
+    /// End of stream: report a digit still sounding (or whose end is not yet confirmed).
+    pub fn flush(&mut self, sink: &mut dyn FnMut(ToneEvent)) {
+        if let Some(r) = self.run.take() {
+            finish(&r, self.m, self.n, self.min_tone, sink);
+        }
+    }
+
+    /// Forget all state, as if newly created.
+    pub fn reset(&mut self) {
+        self.an.reset();
+        self.run = None;
+    }
+}
+
+struct Tracker<'a> {
+    run: &'a mut Option<Run>,
+    m: u64,
+    n: u64,
+    min_tone: u64,
+    bridge: u64,
+}
+
+/// Measured tone start/end (samples) of a run: a window joins the run once the tone fills 40 %
+/// of it, so the tone starts about 0.4 window (+ half a hop) before the first window's end.
+fn span(r: &Run, m: u64, n: u64) -> (u64, u64) {
+    let first_end = (r.first + 1) * m;
+    let last_start = ((r.last + 1) * m).saturating_sub(n);
+    let edge = (2 * n) / 5 + m / 2;
+    let start = first_end.saturating_sub(edge);
+    let end = (last_start + edge).max(start);
+    (start, end)
+}
+
+fn finish(r: &Run, m: u64, n: u64, min_tone: u64, sink: &mut dyn FnMut(ToneEvent)) {
+    let (start, end) = span(r, m, n);
+    if r.strict >= 2 && end - start >= min_tone {
+        if let Some(digit) = Digit::from_matrix(r.row as usize, r.col as usize) {
+            sink(ToneEvent {
+                digit,
+                start_sample: start,
+                end_sample: end,
+            });
+        }
+    }
+}
+
+impl Tracker<'_> {
+    fn on_hop(&mut self, h: &Hop, sink: &mut dyn FnMut(ToneEvent)) {
+        if h.run {
+            match self.run.as_mut() {
+                Some(r) if r.row == h.row && r.col == h.col => {
+                    r.last = h.index;
+                    r.strict += h.strict as u32;
+                    return;
+                }
+                Some(r) => {
+                    let done = *r;
+                    finish(&done, self.m, self.n, self.min_tone, sink);
+                }
+                None => {}
+            }
+            *self.run = Some(Run {
+                row: h.row,
+                col: h.col,
+                first: h.index,
+                last: h.index,
+                strict: h.strict as u32,
+            });
+        } else if let Some(r) = *self.run {
+            // Measured gap so far: from the run's end to where this window's tone would start.
+            let (_, end) = span(&r, self.m, self.n);
+            let next_start = ((h.index + 1) * self.m).saturating_sub((2 * self.n) / 5 + self.m / 2);
+            if next_start.saturating_sub(end) >= self.bridge {
+                finish(&r, self.m, self.n, self.min_tone, sink);
+                *self.run = None;
+            }
+        }
+    }
 }

@@ -1,0 +1,706 @@
+//! The per-channel capture session state machine.
+//!
+//! Time: `now_ms` is Unix time in milliseconds (wall clock). Timeouts use differences only (a
+//! clock stepping back counts as no time passing); the calendar month for expiry checks is the
+//! UTC month of `now_ms` unless [`Session::set_date`] overrides it (hosts with a monotonic clock
+//! must call it).
+//!
+//! Flow: `start` emits `start` and `capture` of the first required field. Digits fill the
+//! active field; the terminator ends it, auto-advance ends it at its maximum valid length, the
+//! inter-digit timeout ends it too (valid value → complete, Twilio-style; otherwise
+//! `input-timeout`). A complete field emits `field` (complete) and the next missing required
+//! field is captured; when none is left, `complete`. An invalid field emits `field` (invalid,
+//! error type), counts an attempt and is captured again; after `max_attempts` failures an
+//! `error` (`too-many-failed-attempts`) is emitted and the session waits for the agent
+//! (`capture FIELD` resets the attempts). `submit` moves the data into a `PaymentRequest`
+//! (taken by the adapter with [`Session::take_payment_request`]); the outcome becomes the
+//! `submit` event and the session is `done` (no card data left). `cancel`/`stop` wipe
+//! everything and finish the session.
+
+use crate::core::capture::card::{self, Brand, BrandGuess, CardError};
+use crate::core::capture::command::{Command, CommandError};
+use crate::core::capture::dedup::Dedup;
+use crate::core::capture::field::{validate_expiry, ErrorType, FieldKind, FieldList, YearMonth};
+use crate::core::capture::mask::{clear_value, mask_pan, stars};
+use crate::core::capture::{DigitSource, StopReason};
+use crate::core::config::CaptureConfig;
+use crate::core::digit::Digit;
+use crate::core::events::{Event, FieldResult, Masked, StatusSnapshot, SubmitResult};
+use crate::core::payment::{PaymentOutcome, PaymentRequest};
+use crate::core::secret::SecretDigits;
+
+const N: usize = FieldKind::ALL.len();
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Active,
+    Submitting,
+    Done,
+    Finished,
+}
+
+struct Active {
+    kind: FieldKind,
+    digits: SecretDigits,
+    /// More digits were typed than the field can hold (auto-advance off): invalid at the end.
+    overflow: bool,
+    since_ms: u64,
+    last_ms: Option<u64>,
+}
+
+/// A per-channel capture session.
+pub struct Session {
+    cfg: CaptureConfig,
+    phase: Phase,
+    active: Option<Active>,
+    values: [SecretDigits; N],
+    valid: [bool; N],
+    attempts: [u32; N],
+    card_brand: Option<Brand>,
+    card_display: Option<Masked>,
+    dedup: Dedup,
+    started_ms: u64,
+    date_override: Option<YearMonth>,
+    pending: Option<PaymentRequest>,
+    id: String,
+    submits: u32,
+}
+
+impl Session {
+    /// Starts a session: emits `start` and `capture` of the first required field.
+    pub fn start(cfg: &CaptureConfig, now_ms: u64, sink: &mut dyn FnMut(Event)) -> Session {
+        let mut s = Session {
+            cfg: cfg.clone(),
+            phase: Phase::Active,
+            active: None,
+            values: Default::default(),
+            valid: [false; N],
+            attempts: [0; N],
+            card_brand: None,
+            card_display: None,
+            dedup: Dedup::new(cfg.dedup_window_ms, cfg.repeat_window_ms),
+            started_ms: now_ms,
+            date_override: None,
+            pending: None,
+            id: String::new(),
+            submits: 0,
+        };
+        sink(Event::Start {
+            required: s.cfg.fields.clone(),
+            connector: s.cfg.connector.as_ref().map(|p| p.name.clone()),
+        });
+        s.advance(now_ms, sink);
+        s
+    }
+
+    /// Identifier used to build payment `transaction_id`s (`<id>-<n>`), e.g. the channel
+    /// uuid. Default: `sp<start time>`.
+    pub fn set_id(&mut self, id: &str) {
+        self.id = id
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect();
+    }
+
+    /// Overrides the calendar month used for expiry checks (tests; hosts whose `now_ms` is
+    /// not Unix time).
+    pub fn set_date(&mut self, today: YearMonth) {
+        self.date_override = Some(today);
+    }
+
+    fn today(&self, now_ms: u64) -> YearMonth {
+        self.date_override
+            .unwrap_or_else(|| YearMonth::from_unix_ms(now_ms))
+    }
+
+    /// True after stop/cancel/timeout: the adapter tears down secure mode.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// The field being captured, if any.
+    pub fn active_field(&self) -> Option<FieldKind> {
+        self.active.as_ref().map(|a| a.kind)
+    }
+
+    fn required_left(&self) -> FieldList {
+        self.cfg
+            .fields
+            .iter()
+            .filter(|f| !self.valid[f.index()])
+            .collect()
+    }
+
+    fn captured(&self) -> FieldList {
+        FieldKind::ALL
+            .iter()
+            .copied()
+            .filter(|f| self.valid[f.index()])
+            .collect()
+    }
+
+    fn expiry_display(&self) -> Option<Masked> {
+        let i = FieldKind::ExpirationDate.index();
+        (self.cfg.show_expiry && self.valid[i]).then(|| clear_value(self.values[i].expose()))
+    }
+
+    /// Makes `kind` the active field (wiping any earlier value of it) and emits `capture`.
+    fn begin(&mut self, kind: FieldKind, now_ms: u64, sink: &mut dyn FnMut(Event)) {
+        let i = kind.index();
+        self.values[i].clear();
+        self.valid[i] = false;
+        if kind == FieldKind::CardNumber {
+            self.card_brand = None;
+            self.card_display = None;
+        }
+        self.active = Some(Active {
+            kind,
+            digits: SecretDigits::new(),
+            overflow: false,
+            since_ms: now_ms,
+            last_ms: None,
+        });
+        sink(Event::Capture {
+            field: kind,
+            attempt: self.attempts[i] + 1,
+            max_attempts: self.cfg.max_attempts,
+            required: self.required_left(),
+        });
+    }
+
+    /// Captures the next missing required field, or emits `complete` when none is left.
+    fn advance(&mut self, now_ms: u64, sink: &mut dyn FnMut(Event)) {
+        self.active = None;
+        let next = self.cfg.fields.iter().find(|f| !self.valid[f.index()]);
+        match next {
+            Some(f) => self.begin(f, now_ms, sink),
+            None => sink(Event::Complete {
+                captured: self.captured(),
+                card_number: self.card_display,
+                brand: self.card_brand,
+                expiration_date: self.expiry_display(),
+            }),
+        }
+    }
+
+    /// Length at which a field completes by itself (its maximum valid length).
+    fn max_len(&self, kind: FieldKind, digits: &[u8]) -> usize {
+        let c = &self.cfg;
+        match kind {
+            FieldKind::CardNumber => match card::guess_brand(digits) {
+                BrandGuess::Known(b) => b.max_length(),
+                _ => 19,
+            },
+            FieldKind::ExpirationDate => 4,
+            FieldKind::SecurityCode => self.card_brand.map_or(4, Brand::security_code_length),
+            FieldKind::PostalCode => c.postal_code_max_length,
+            FieldKind::Reference => c.reference_max_length,
+            FieldKind::Amount => c.amount_max_length,
+        }
+    }
+
+    fn progress_brand(kind: FieldKind, digits: &[u8]) -> Option<Brand> {
+        match (kind, card::guess_brand(digits)) {
+            (FieldKind::CardNumber, BrandGuess::Known(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn emit_progress(&self, sink: &mut dyn FnMut(Event)) {
+        if let Some(a) = &self.active {
+            // The security code is never shown, not even as a count of mask characters.
+            if a.kind == FieldKind::SecurityCode {
+                return;
+            }
+            let len = a.digits.len();
+            sink(Event::Digit {
+                field: a.kind,
+                length: len as u8,
+                masked: stars(len),
+                brand: Self::progress_brand(a.kind, a.digits.expose()),
+            });
+        }
+    }
+
+    /// Feeds one key press at time `now_ms` (see module docs for the clock).
+    pub fn on_digit(
+        &mut self,
+        d: Digit,
+        src: DigitSource,
+        now_ms: u64,
+        sink: &mut dyn FnMut(Event),
+    ) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        if !self.dedup.accept(d, src, now_ms) {
+            return;
+        }
+        if self.phase != Phase::Active {
+            return;
+        }
+        let Some(kind) = self.active.as_ref().map(|a| a.kind) else {
+            return;
+        };
+        let key = Some(d.as_char());
+        if key == self.cfg.terminator {
+            if self.active.as_ref().is_some_and(|a| !a.digits.is_empty()) {
+                self.finish_field(now_ms, false, sink);
+            }
+            return;
+        }
+        if key == self.cfg.clear_key {
+            if let Some(a) = self.active.as_mut() {
+                if !a.digits.is_empty() || a.overflow {
+                    a.digits.clear();
+                    a.overflow = false;
+                    a.since_ms = now_ms;
+                    a.last_ms = None;
+                    self.emit_progress(sink);
+                }
+            }
+            return;
+        }
+        let Some(v) = d.decimal() else {
+            return; // A-D and unconfigured * / # are swallowed and ignored.
+        };
+        let max = self
+            .active
+            .as_ref()
+            .map_or(0, |a| self.max_len(kind, a.digits.expose()));
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        a.last_ms = Some(now_ms);
+        if a.digits.len() >= max || !a.digits.push(b'0' + v) {
+            a.overflow = true;
+            return;
+        }
+        self.emit_progress(sink);
+        // Recompute: the brand (hence the maximum) may have become known with this digit.
+        let full = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.digits.len() >= self.max_len(kind, a.digits.expose()));
+        if self.cfg.auto_advance && full {
+            self.finish_field(now_ms, false, sink);
+        }
+    }
+
+    /// Validates the active field's digits.
+    fn check(
+        &self,
+        kind: FieldKind,
+        digits: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<Brand>, ErrorType> {
+        let c = &self.cfg;
+        let len = digits.len();
+        let bad = ErrorType::for_field(kind);
+        match kind {
+            FieldKind::CardNumber => card::validate_card(digits, &c.allowed_brands)
+                .map(Some)
+                .map_err(|e| match e {
+                    CardError::Number => ErrorType::InvalidCardNumber,
+                    CardError::Type => ErrorType::InvalidCardType,
+                }),
+            FieldKind::ExpirationDate => {
+                if validate_expiry(digits, self.today(now_ms), c.expiry_max_years) {
+                    Ok(None)
+                } else {
+                    Err(bad)
+                }
+            }
+            FieldKind::SecurityCode => {
+                let ok = match self.card_brand {
+                    Some(b) => len == b.security_code_length(),
+                    None => len == 3 || len == 4,
+                };
+                if ok {
+                    Ok(None)
+                } else {
+                    Err(bad)
+                }
+            }
+            FieldKind::PostalCode => {
+                if (c.postal_code_min_length..=c.postal_code_max_length).contains(&len) {
+                    Ok(None)
+                } else {
+                    Err(bad)
+                }
+            }
+            FieldKind::Reference => {
+                if (c.reference_min_length..=c.reference_max_length).contains(&len) {
+                    Ok(None)
+                } else {
+                    Err(bad)
+                }
+            }
+            FieldKind::Amount => {
+                let nonzero = digits.iter().any(|&b| b != b'0');
+                if nonzero && (c.amount_min_length..=c.amount_max_length).contains(&len) {
+                    Ok(None)
+                } else {
+                    Err(bad)
+                }
+            }
+        }
+    }
+
+    /// Ends the active field: complete (and advance) or invalid (and retry / give up).
+    fn finish_field(&mut self, now_ms: u64, timed_out: bool, sink: &mut dyn FnMut(Event)) {
+        let Some(a) = self.active.take() else {
+            return;
+        };
+        let kind = a.kind;
+        let i = kind.index();
+        let len = a.digits.len();
+        let result = if a.overflow {
+            Err(ErrorType::for_field(kind))
+        } else {
+            self.check(kind, a.digits.expose(), now_ms)
+        };
+        let shown_len = (kind != FieldKind::SecurityCode).then_some(len as u8);
+        match result {
+            Ok(brand) => {
+                let masked = match kind {
+                    FieldKind::CardNumber => {
+                        Some(mask_pan(a.digits.expose(), self.cfg.pan_display))
+                    }
+                    FieldKind::ExpirationDate if self.cfg.show_expiry => {
+                        Some(clear_value(a.digits.expose()))
+                    }
+                    FieldKind::PostalCode if self.cfg.show_postal_code => {
+                        Some(clear_value(a.digits.expose()))
+                    }
+                    FieldKind::Reference | FieldKind::Amount if self.cfg.show_generic => {
+                        Some(clear_value(a.digits.expose()))
+                    }
+                    FieldKind::SecurityCode => None,
+                    _ => Some(stars(len)),
+                };
+                if kind == FieldKind::CardNumber {
+                    self.card_brand = brand;
+                    self.card_display = masked;
+                    // A security code captured for another brand no longer fits.
+                    let ci = FieldKind::SecurityCode.index();
+                    if let Some(b) = brand {
+                        if self.valid[ci] && self.values[ci].len() != b.security_code_length() {
+                            self.values[ci].clear();
+                            self.valid[ci] = false;
+                        }
+                    }
+                }
+                self.values[i] = a.digits; // the old value (if any) is wiped on drop
+                self.valid[i] = true;
+                self.attempts[i] = 0;
+                sink(Event::Field {
+                    field: kind,
+                    result: FieldResult::Complete,
+                    attempt: 1,
+                    length: shown_len,
+                    masked,
+                    brand,
+                    required: self.required_left(),
+                });
+                self.advance(now_ms, sink);
+            }
+            Err(e) => {
+                let brand = Self::progress_brand(kind, a.digits.expose());
+                drop(a); // wipes the rejected digits
+                let e = if timed_out {
+                    ErrorType::InputTimeout
+                } else {
+                    e
+                };
+                self.attempts[i] = self.attempts[i].saturating_add(1);
+                sink(Event::Field {
+                    field: kind,
+                    result: FieldResult::Invalid(e),
+                    attempt: self.attempts[i],
+                    length: shown_len,
+                    masked: None,
+                    brand,
+                    required: self.required_left(),
+                });
+                if self.attempts[i] < self.cfg.max_attempts {
+                    self.begin(kind, now_ms, sink);
+                } else {
+                    sink(Event::Error {
+                        code: "too-many-failed-attempts",
+                        message: "field given up after the maximum number of attempts; capture it again or cancel",
+                        field: Some(kind),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Advances timers: field timeouts and the whole-session timeout (which stops the session
+    /// with reason `timeout`).
+    pub fn tick(&mut self, now_ms: u64, sink: &mut dyn FnMut(Event)) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        if now_ms.saturating_sub(self.started_ms) >= self.cfg.session_timeout_ms {
+            self.stop(StopReason::Timeout, now_ms, sink);
+            return;
+        }
+        if self.phase != Phase::Active {
+            return;
+        }
+        if let Some(a) = &self.active {
+            let (from, limit) = match a.last_ms {
+                Some(t) => (t, self.cfg.inter_digit_timeout_ms),
+                None => (a.since_ms, self.cfg.first_digit_timeout_ms),
+            };
+            if now_ms.saturating_sub(from) >= limit {
+                self.finish_field(now_ms, true, sink);
+            }
+        }
+    }
+
+    fn wipe_all(&mut self) {
+        for v in &mut self.values {
+            v.clear();
+        }
+        self.valid = [false; N];
+        self.attempts = [0; N];
+        self.active = None;
+        self.pending = None;
+        self.card_brand = None;
+        self.card_display = None;
+    }
+
+    /// Applies a command. Errors say why it does not apply; the session is unchanged then.
+    pub fn command(
+        &mut self,
+        cmd: &Command,
+        now_ms: u64,
+        sink: &mut dyn FnMut(Event),
+    ) -> Result<(), CommandError> {
+        if let Command::Status = cmd {
+            sink(Event::Status(self.status()));
+            return Ok(());
+        }
+        if self.phase == Phase::Finished {
+            return Err(CommandError::Finished);
+        }
+        match cmd {
+            Command::Status => Ok(()),
+            Command::Start(_) => Err(CommandError::AlreadyStarted),
+            Command::Capture(kind) => {
+                if self.phase == Phase::Submitting {
+                    return Err(CommandError::SubmitInProgress);
+                }
+                self.phase = Phase::Active;
+                self.active = None;
+                self.attempts[kind.index()] = 0;
+                self.begin(*kind, now_ms, sink);
+                Ok(())
+            }
+            Command::Clear => {
+                if self.phase == Phase::Submitting {
+                    return Err(CommandError::SubmitInProgress);
+                }
+                let Some(a) = self.active.as_mut() else {
+                    return Err(CommandError::NoActiveField);
+                };
+                a.digits.clear();
+                a.overflow = false;
+                a.since_ms = now_ms;
+                a.last_ms = None;
+                self.emit_progress(sink);
+                Ok(())
+            }
+            Command::Restart => {
+                if self.phase == Phase::Submitting {
+                    return Err(CommandError::SubmitInProgress);
+                }
+                self.wipe_all();
+                self.phase = Phase::Active;
+                self.advance(now_ms, sink);
+                Ok(())
+            }
+            Command::Submit => self.submit(now_ms, sink),
+            Command::Cancel => {
+                self.wipe_all();
+                self.phase = Phase::Finished;
+                sink(Event::Cancel);
+                Ok(())
+            }
+            Command::Stop => {
+                self.stop(StopReason::Agent, now_ms, sink);
+                Ok(())
+            }
+        }
+    }
+
+    fn submit(&mut self, now_ms: u64, sink: &mut dyn FnMut(Event)) -> Result<(), CommandError> {
+        match self.phase {
+            Phase::Submitting => return Err(CommandError::SubmitInProgress),
+            Phase::Done => return Err(CommandError::AlreadySubmitted),
+            _ => {}
+        }
+        let missing = self.required_left();
+        if !missing.is_empty() {
+            return Err(CommandError::NotComplete { missing });
+        }
+        let Some(profile) = self.cfg.connector.clone() else {
+            return Err(CommandError::NoConnector);
+        };
+        self.active = None;
+        self.submits += 1;
+        let take = |s: &mut Self, f: FieldKind| {
+            s.valid[f.index()] = false;
+            std::mem::take(&mut s.values[f.index()])
+        };
+        let card_number = take(self, FieldKind::CardNumber);
+        let security_code = take(self, FieldKind::SecurityCode);
+        let expiry = take(self, FieldKind::ExpirationDate);
+        let postal_code = take(self, FieldKind::PostalCode);
+        let reference = take(self, FieldKind::Reference);
+        let amount = take(self, FieldKind::Amount);
+        let mut expiry_month = SecretDigits::new();
+        let mut expiry_year = SecretDigits::new();
+        for (k, &c) in expiry.expose().iter().enumerate() {
+            if k < 2 {
+                expiry_month.push(c);
+            } else {
+                expiry_year.push(c);
+            }
+        }
+        drop(expiry);
+        let amount_minor = if amount.is_empty() {
+            self.cfg.charge_amount
+        } else {
+            amount.expose().iter().try_fold(0u64, |acc, &c| {
+                acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+            })
+        };
+        drop(amount);
+        let mut parameters = Vec::new();
+        if !reference.is_empty() {
+            // Not card data: a merchant reference the connector may need.
+            parameters.push((
+                "reference".to_string(),
+                String::from_utf8_lossy(reference.expose()).into_owned(),
+            ));
+        }
+        drop(reference);
+        let id = if self.id.is_empty() {
+            format!("sp{}", self.started_ms)
+        } else {
+            self.id.clone()
+        };
+        self.pending = Some(PaymentRequest {
+            method: profile.method,
+            transaction_id: format!("{id}-{}", self.submits),
+            card_number,
+            security_code,
+            expiry_month,
+            expiry_year,
+            postal_code,
+            amount_minor,
+            currency_code: profile.currency_code.clone(),
+            description: profile.description.clone(),
+            token_type: profile.token_type.clone(),
+            parameters,
+        });
+        self.phase = Phase::Submitting;
+        let _ = now_ms;
+        sink(Event::Submit {
+            result: SubmitResult::Pending {
+                method: profile.method,
+            },
+            card_number: self.card_display,
+            brand: self.card_brand,
+        });
+        Ok(())
+    }
+
+    /// The request built by a successful `submit` (once). The data now lives only in the
+    /// returned value; hand it to the connector, which drops (wipes) it after the hand-off.
+    pub fn take_payment_request(&mut self) -> Option<PaymentRequest> {
+        if self.phase == Phase::Submitting {
+            self.pending.take()
+        } else {
+            None
+        }
+    }
+
+    /// The connector's result: emits `submit` (success or error). The session is then `done`:
+    /// no card data is left (a failed payment needs `restart`/`capture` to re-enter).
+    pub fn on_payment_outcome(
+        &mut self,
+        o: PaymentOutcome,
+        now_ms: u64,
+        sink: &mut dyn FnMut(Event),
+    ) {
+        let _ = now_ms;
+        if self.phase != Phase::Submitting {
+            return;
+        }
+        self.pending = None;
+        let result = match o {
+            PaymentOutcome::Success {
+                charge_id,
+                token_id,
+            } => SubmitResult::Success {
+                charge_id,
+                token_id,
+            },
+            PaymentOutcome::Error { code, message } => SubmitResult::Error { code, message },
+        };
+        self.phase = Phase::Done;
+        sink(Event::Submit {
+            result,
+            card_number: self.card_display,
+            brand: self.card_brand,
+        });
+    }
+
+    /// Ends the session: wipes all data, emits `stop` (once).
+    pub fn stop(&mut self, reason: StopReason, now_ms: u64, sink: &mut dyn FnMut(Event)) {
+        let _ = now_ms;
+        if self.phase == Phase::Finished {
+            return;
+        }
+        self.wipe_all();
+        self.phase = Phase::Finished;
+        sink(Event::Stop { reason });
+    }
+
+    /// Masked status.
+    pub fn status(&self) -> StatusSnapshot {
+        let state = match self.phase {
+            Phase::Finished => "finished",
+            Phase::Submitting => "submitting",
+            Phase::Done => "done",
+            Phase::Active if self.active.is_some() => "capturing",
+            Phase::Active if self.required_left().is_empty() => "complete",
+            Phase::Active => "waiting",
+        };
+        let a = self.active.as_ref();
+        StatusSnapshot {
+            state,
+            field: a.map(|a| a.kind),
+            length: a
+                .filter(|a| a.kind != FieldKind::SecurityCode)
+                .map(|a| a.digits.len() as u8),
+            attempt: a.map(|a| self.attempts[a.kind.index()] + 1),
+            required: self.required_left(),
+            captured: self.captured(),
+            card_number: self.card_display,
+            brand: self.card_brand,
+            expiration_date: self.expiry_display(),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.wipe_all();
+    }
+}
