@@ -385,16 +385,25 @@ fn rate_of(hz: u32) -> SampleRate {
     SampleRate::from_hz(hz).unwrap_or_else(|| panic!("unsupported rate {hz}"))
 }
 
-/// Digits our detector reports on `audio` (20 ms chunks, then flush).
-fn our_digits(audio: &[i16], rate: u32) -> String {
+/// Digits our detector reports on `audio` (20 ms chunks, then flush), with each one's start in ms.
+fn our_digits(audio: &[i16], rate: u32) -> (String, Vec<String>) {
     let mut det = Detector::new(rate_of(rate), &DetectorParams::default());
     let mut digits = String::new();
+    let mut at = Vec::new();
     let chunk = (rate / 50) as usize;
+    let mut sink = |e: secure_pay::core::dtmf::ToneEvent| {
+        digits.push(e.digit.as_char());
+        at.push(format!(
+            "{}@{}ms",
+            e.digit.as_char(),
+            e.start_sample * 1000 / rate as u64
+        ));
+    };
     for c in audio.chunks(chunk) {
-        det.process(c, &mut |e| digits.push(e.digit.as_char()));
+        det.process(c, &mut sink);
     }
-    det.flush(&mut |e| digits.push(e.digit.as_char()));
-    digits
+    det.flush(&mut sink);
+    (digits, at)
 }
 
 /// Samples of `audio` that our default masker does not pass through unchanged (output compared
@@ -436,7 +445,7 @@ fn talkoff_ours_vs_spandsp_on_speech_and_music() {
         }
         control.push((
             rate,
-            our_digits(&seq, rate),
+            our_digits(&seq, rate).0,
             judges::spandsp(&seq, rate, false),
         ));
     }
@@ -451,7 +460,7 @@ fn talkoff_ours_vs_spandsp_on_speech_and_music() {
     let mut by_class: [[Tally; 2]; 2] = Default::default(); // [speech?][rate index]
     let mut speech_false = Vec::new();
     for it in &items {
-        let ours = our_digits(&it.audio, it.rate);
+        let (ours, ours_at) = our_digits(&it.audio, it.rate);
         let sp = judges::spandsp(&it.audio, it.rate, false);
         let mm = judges::multimon(&it.audio, it.rate);
         let altered = altered_samples(&it.audio, it.rate);
@@ -467,6 +476,13 @@ fn talkoff_ours_vs_spandsp_on_speech_and_music() {
             mm.len(),
             100.0 * altered as f64 / it.audio.len() as f64
         );
+        if !it.speech && !(ours.is_empty() && sp.is_empty()) {
+            // Music only (no card data): which digits, so a regression can be traced.
+            let _ = writeln!(
+                report,
+                "    ours {ours_at:?}; spandsp {sp:?}; multimon-ng {mm:?}"
+            );
+        }
         if it.speech && !ours.is_empty() {
             speech_false.push(format!(
                 "{} @ {} Hz: {} digit(s)",
