@@ -12,11 +12,14 @@ mod freeswitch;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=DOCS_RS");
-    if std::env::var_os("DOCS_RS").is_some() {
-        return;
-    }
+    let docs_rs = std::env::var_os("DOCS_RS").is_some();
     #[cfg(feature = "asterisk")]
-    asterisk::build();
+    if !docs_rs {
+        asterisk::build();
+    }
     #[cfg(feature = "freeswitch")]
-    freeswitch::build();
+    if !docs_rs {
+        freeswitch::build();
+    }
+    let _ = docs_rs;
 }

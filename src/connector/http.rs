@@ -22,6 +22,8 @@ use super::{body, codes};
 
 /// Used when a profile leaves `timeout_ms` at 0.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Longer `timeout_ms` values are clamped to this (10 minutes).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
 /// Larger responses are refused (a Generic Pay Connector answer is a few hundred bytes).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -239,13 +241,15 @@ fn io_outcome(
         _ if !has_client_cert
             && matches!(
                 e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
             ) =>
         {
             err(
                 codes::IO_ERROR,
                 format!(
-                    "connection reset by the connector ({e}); if it requires mutual TLS, set \
+                    "connection closed or reset by the connector ({e}); if it requires mutual TLS, set \
                      client_cert_file and client_key_file"
                 ),
             )
@@ -326,7 +330,8 @@ fn request_head(
 pub(crate) struct Response {
     pub status: u16,
     pub reason: String,
-    pub body: Vec<u8>,
+    /// Zeroized on drop too: a careless connector might echo the request.
+    pub body: Zeroizing<Vec<u8>>,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -340,8 +345,9 @@ enum Framing {
 }
 
 /// Decodes a chunked body; `Ok(None)` while incomplete.
-fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut out = Vec::new();
+fn dechunk(mut data: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    // The decoded body is never longer than the encoded one: no reallocation.
+    let mut out = Zeroizing::new(Vec::with_capacity(data.len()));
     loop {
         let Some(eol) = find(data, b"\r\n") else {
             return Ok(None);
@@ -364,8 +370,10 @@ fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
 
 /// Reads one response (we sent `Connection: close`). Bounded in size and by the deadline.
 fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, String>> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+    // Sized once for the largest accepted response, so it never reallocates (and leaves no
+    // unwiped copy behind); zeroized on drop like the read chunk.
+    let mut buf: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(MAX_RESPONSE_BYTES + 4096));
+    let mut chunk = Zeroizing::new([0u8; 4096]);
     let mut head: Option<(usize, u16, String, Framing)> = None;
     loop {
         // Is what we have complete?
@@ -382,7 +390,7 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                     return Ok(Response {
                         status: *status,
                         reason: reason.clone(),
-                        body: body[..*n].to_vec(),
+                        body: Zeroizing::new(body[..*n].to_vec()),
                     })
                 }
                 Framing::Chunked => {
@@ -397,12 +405,13 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                 _ => {}
             }
         }
-        if buf.len() > MAX_RESPONSE_BYTES {
+        if buf.len() >= MAX_RESPONSE_BYTES {
             return Err(Err(format!(
                 "response larger than {MAX_RESPONSE_BYTES} bytes"
             )));
         }
-        let n = match r.read(&mut chunk) {
+        let room = (MAX_RESPONSE_BYTES - buf.len()).min(chunk.len());
+        let n = match r.read(&mut chunk[..room]) {
             Ok(n) => n,
             // A peer that closes without TLS close_notify: treat as end of stream.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
@@ -414,14 +423,15 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                 Some((start, status, reason, Framing::UntilClose)) => Ok(Response {
                     status,
                     reason,
-                    body: buf[start..].to_vec(),
+                    body: Zeroizing::new(buf[start..].to_vec()),
                 }),
                 Some(_) => Err(Err(
                     "connection closed before the end of the response body".into()
                 )),
-                None if buf.is_empty() => Err(Err(
-                    "connection closed by the connector without any response".into(),
-                )),
+                None if buf.is_empty() => Err(Ok(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed by the connector without any response",
+                ))),
                 None => Err(Err(
                     "connection closed in the middle of the response headers".into(),
                 )),
@@ -539,7 +549,7 @@ pub(crate) fn post(
     let timeout_ms = if profile.timeout_ms == 0 {
         DEFAULT_TIMEOUT_MS
     } else {
-        profile.timeout_ms
+        profile.timeout_ms.min(MAX_TIMEOUT_MS)
     };
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let target = match parse_url(&profile.url) {
@@ -686,7 +696,13 @@ mod tests {
         let mut r: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}";
         assert!(matches!(read_response(&mut r), Err(Err(_))));
         let mut r: &[u8] = b"";
-        assert!(matches!(read_response(&mut r), Err(Err(_))));
+        assert!(
+            matches!(read_response(&mut r), Err(Ok(e)) if e.kind() == io::ErrorKind::UnexpectedEof)
+        );
+        // Endless body without a length: refused at the cap, not read forever.
+        let mut r = std::io::repeat(b'x');
+        let mut framed = b"HTTP/1.1 200 OK\r\n\r\n".chain(&mut r);
+        assert!(matches!(read_response(&mut framed), Err(Err(m)) if m.contains("larger")));
         let mut r: &[u8] = b"SSH-2.0-OpenSSH\r\n\r\n";
         assert!(matches!(read_response(&mut r), Err(Err(_))));
     }

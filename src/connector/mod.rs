@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::core::payment::{ConnectorProfile, PaymentOutcome, PaymentRequest};
 
-pub use http::DEFAULT_TIMEOUT_MS;
+pub use http::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
 
 /// `PaymentOutcome::Error::code` values produced by the connector itself. A connector's
 /// own `error_code` (from a 2xx JSON body) is passed on unchanged instead.

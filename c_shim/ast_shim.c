@@ -1,0 +1,338 @@
+/* secure_pay C shim for Asterisk 22 (see ast_shim.h). Holds AST_MODULE_INFO (the module table
+ * the loader reads, built by Asterisk's own macro so no ABI constant is hand-written), the
+ * framehook trampoline, and wrappers for macro-only APIs. All decisions are made in Rust. */
+#define ASTMM_LIBC ASTMM_IGNORE
+#include "asterisk.h"
+
+#include <string.h>
+
+#include "asterisk/channel.h"
+#include "asterisk/cli.h"
+#include "asterisk/config.h"
+#include "asterisk/datastore.h"
+#include "asterisk/format.h"
+#include "asterisk/format_cache.h"
+#include "asterisk/frame.h"
+#include "asterisk/framehook.h"
+#include "asterisk/logger.h"
+#include "asterisk/manager.h"
+#include "asterisk/module.h"
+#include "asterisk/utils.h"
+
+#include "ast_shim.h"
+
+struct ast_module *sp_ast_self(void)
+{
+	return AST_MODULE_SELF;
+}
+
+void sp_ast_log(int level, const char *msg)
+{
+	int l;
+	switch (level) {
+	case SP_AST_LOG_ERROR: l = __LOG_ERROR; break;
+	case SP_AST_LOG_WARNING: l = __LOG_WARNING; break;
+	case SP_AST_LOG_NOTICE: l = __LOG_NOTICE; break;
+	default: l = __LOG_DEBUG; break;
+	}
+	ast_log(l, "res_secure_pay", 0, "secure_pay", "%s\n", msg ? msg : "");
+}
+
+void sp_ast_manager_event(const char *event, const char *body)
+{
+	manager_event(EVENT_FLAG_CALL, event, "%s", body ? body : "");
+}
+
+void sp_ast_channel_lock(struct ast_channel *chan)
+{
+	ast_channel_lock(chan);
+}
+
+void sp_ast_channel_unlock(struct ast_channel *chan)
+{
+	ast_channel_unlock(chan);
+}
+
+struct ast_channel *sp_ast_channel_unref(struct ast_channel *chan)
+{
+	return ast_channel_unref(chan);
+}
+
+void sp_ast_module_ref(void)
+{
+	ast_module_ref(AST_MODULE_SELF);
+}
+
+void sp_ast_module_unref(void)
+{
+	ast_module_unref(AST_MODULE_SELF);
+}
+
+void sp_ast_astman_append(void *s, const char *text)
+{
+	astman_append((struct mansession *) s, "%s", text ? text : "");
+}
+
+/* ---- framehook on the customer channel's READ side ---- */
+
+static void fill_silence(int codec, void *data, int datalen)
+{
+	unsigned char v = 0;
+	if (codec == SP_AST_CODEC_ULAW) {
+		v = 0xFF;
+	} else if (codec == SP_AST_CODEC_ALAW) {
+		v = 0xD5;
+	}
+	memset(data, v, (size_t) datalen);
+}
+
+static struct ast_frame *hook_event(struct ast_channel *chan, struct ast_frame *f,
+	enum ast_framehook_event event, void *data)
+{
+	struct ast_format *fmt;
+	int codec = 0, verdict;
+	unsigned int rate = 0;
+
+	if (!f || event != AST_FRAMEHOOK_EVENT_READ) {
+		return f;
+	}
+	switch (f->frametype) {
+	case AST_FRAME_DTMF_BEGIN:
+	case AST_FRAME_DTMF_END:
+		/* Swallow every out-of-band digit (RFC 4733, SIP INFO, DTMF frames) before the AMI DTMF
+		 * events, the bridge, MixMonitor and every peer see it; Rust captures it. */
+		sp_rs_on_dtmf(chan, data, f->frametype == AST_FRAME_DTMF_END, f->subclass.integer, f->len);
+		ast_frfree(f);
+		return &ast_null_frame;
+	case AST_FRAME_VOICE:
+		fmt = f->subclass.format;
+		if (fmt && ast_format_cmp(fmt, ast_format_ulaw) == AST_FORMAT_CMP_EQUAL) {
+			codec = SP_AST_CODEC_ULAW;
+			rate = 8000;
+		} else if (fmt && ast_format_cmp(fmt, ast_format_alaw) == AST_FORMAT_CMP_EQUAL) {
+			codec = SP_AST_CODEC_ALAW;
+			rate = 8000;
+		} else if (fmt && ast_format_cache_is_slinear(fmt)) {
+			codec = SP_AST_CODEC_SLIN;
+			rate = ast_format_get_sample_rate(fmt);
+		}
+		if (!codec || !f->data.ptr || f->datalen <= 0) {
+			/* A codec we cannot inspect: fail closed, nothing of it reaches the agent. */
+			sp_rs_on_uninspectable(chan, data, fmt ? ast_format_get_name(fmt) : "unknown");
+			ast_frfree(f);
+			return &ast_null_frame;
+		}
+		verdict = sp_rs_on_voice(chan, data, codec, rate, f->data.ptr, f->datalen, f->samples);
+		if (verdict == SP_AST_VOICE_PASS) {
+			return f;
+		}
+		if (verdict == SP_AST_VOICE_MUTE) {
+			fill_silence(codec, f->data.ptr, f->datalen);
+			return f;
+		}
+		ast_frfree(f);
+		return &ast_null_frame;
+	default:
+		return f;
+	}
+}
+
+static int hook_consume(void *data, enum ast_frame_type type)
+{
+	/* Consuming VOICE makes ast_channel_has_hook_requiring_audio() true: no native RTP bridge
+	 * and no direct media while secure, so every frame passes through this hook. */
+	return type == AST_FRAME_VOICE || type == AST_FRAME_DTMF_BEGIN || type == AST_FRAME_DTMF_END;
+}
+
+static void hook_destroy(void *data)
+{
+	sp_rs_hook_destroy(data);
+}
+
+static void hook_fixup(void *data, int framehook_id, struct ast_channel *old_chan,
+	struct ast_channel *new_chan)
+{
+	sp_rs_hook_fixup(data, new_chan);
+}
+
+int sp_ast_hook_attach(struct ast_channel *chan, void *state)
+{
+	static struct ast_framehook_interface iface = {
+		.version = AST_FRAMEHOOK_INTERFACE_VERSION,
+		.event_cb = hook_event,
+		.destroy_cb = hook_destroy,
+		.consume_cb = hook_consume,
+		.chan_fixup_cb = hook_fixup,
+		/* keep the hook (and secure mode) on the surviving channel of a masquerade */
+		.disable_inheritance = 0,
+	};
+	struct ast_framehook_interface i = iface;
+	i.data = state;
+	return ast_framehook_attach(chan, &i);
+}
+
+/* ---- datastore: which hook (and state) belongs to the channel ---- */
+
+struct sp_ds {
+	int hook_id;
+	void *state;
+};
+
+static void ds_destroy(void *data)
+{
+	ast_free(data);
+}
+
+static const struct ast_datastore_info ds_info = {
+	.type = "secure_pay",
+	.destroy = ds_destroy,
+};
+
+int sp_ast_ds_add(struct ast_channel *chan, int hook_id, void *state)
+{
+	struct ast_datastore *ds;
+	struct sp_ds *d = ast_calloc(1, sizeof(*d));
+	if (!d) {
+		return -1;
+	}
+	ds = ast_datastore_alloc(&ds_info, NULL);
+	if (!ds) {
+		ast_free(d);
+		return -1;
+	}
+	d->hook_id = hook_id;
+	d->state = state;
+	ds->data = d;
+	ast_channel_datastore_add(chan, ds);
+	return 0;
+}
+
+void *sp_ast_ds_find(struct ast_channel *chan, int *hook_id)
+{
+	struct ast_datastore *ds = ast_channel_datastore_find(chan, &ds_info, NULL);
+	struct sp_ds *d;
+	if (!ds || !ds->data) {
+		return NULL;
+	}
+	d = ds->data;
+	if (hook_id) {
+		*hook_id = d->hook_id;
+	}
+	return d->state;
+}
+
+void sp_ast_ds_remove(struct ast_channel *chan)
+{
+	struct ast_datastore *ds = ast_channel_datastore_find(chan, &ds_info, NULL);
+	if (ds) {
+		ast_channel_datastore_remove(chan, ds);
+		ast_datastore_free(ds);
+	}
+}
+
+/* ---- configuration (secure_pay.conf in Asterisk's format) ---- */
+
+int sp_ast_config_load(const char *file, int reload)
+{
+	struct ast_flags flags = { reload ? CONFIG_FLAG_FILEUNCHANGED : 0 };
+	struct ast_config *cfg = ast_config_load2(file, AST_MODULE, flags);
+	const char *cat = NULL;
+	struct ast_variable *v;
+
+	if (cfg == CONFIG_STATUS_FILEMISSING) {
+		return SP_AST_CONFIG_MISSING;
+	}
+	if (cfg == CONFIG_STATUS_FILEUNCHANGED) {
+		return SP_AST_CONFIG_UNCHANGED;
+	}
+	if (cfg == CONFIG_STATUS_FILEINVALID) {
+		return SP_AST_CONFIG_INVALID;
+	}
+	while ((cat = ast_category_browse(cfg, cat))) {
+		for (v = ast_variable_browse(cfg, cat); v; v = v->next) {
+			sp_rs_config_pair(cat, v->name, v->value);
+		}
+	}
+	ast_config_destroy(cfg);
+	return SP_AST_CONFIG_OK;
+}
+
+/* ---- CLI ---- */
+
+static char *cli_show(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a, int which,
+	const char *command, const char *usage)
+{
+	char *text;
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = (char *) command;
+		e->usage = usage;
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != e->args) {
+		return CLI_SHOWUSAGE;
+	}
+	text = sp_rs_cli_text(which);
+	if (text) {
+		ast_cli(a->fd, "%s", text);
+		sp_rs_free_text(text);
+	}
+	return CLI_SUCCESS;
+}
+
+static char *cli_show_channels(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	return cli_show(e, cmd, a, SP_AST_CLI_SHOW_CHANNELS, "securepay show channels",
+		"Usage: securepay show channels\n"
+		"       Lists channels in secure mode with their masked capture state.\n");
+}
+
+static char *cli_show_settings(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	return cli_show(e, cmd, a, SP_AST_CLI_SHOW_SETTINGS, "securepay show settings",
+		"Usage: securepay show settings\n"
+		"       Shows the settings loaded from secure_pay.conf (secrets hidden).\n");
+}
+
+static struct ast_cli_entry cli_entries[] = {
+	AST_CLI_DEFINE(cli_show_channels, "List channels in secure mode"),
+	AST_CLI_DEFINE(cli_show_settings, "Show secure_pay settings"),
+};
+
+int sp_ast_cli_register(void)
+{
+	return ast_cli_register_multiple(cli_entries, ARRAY_LEN(cli_entries));
+}
+
+void sp_ast_cli_unregister(void)
+{
+	ast_cli_unregister_multiple(cli_entries, ARRAY_LEN(cli_entries));
+}
+
+/* ---- the module table ---- */
+
+static int load_module(void)
+{
+	return sp_rs_load() == 0 ? AST_MODULE_LOAD_SUCCESS : AST_MODULE_LOAD_DECLINE;
+}
+
+static int unload_module(void)
+{
+	return sp_rs_unload();
+}
+
+static int reload_module(void)
+{
+	return sp_rs_reload();
+}
+
+AST_MODULE_INFO(ASTERISK_GPL_KEY, AST_MODFLAG_LOAD_ORDER,
+	"secure_pay: DTMF masking and secure card capture",
+	.support_level = AST_MODULE_SUPPORT_EXTENDED,
+	.load = load_module,
+	.unload = unload_module,
+	.reload = reload_module,
+	.load_pri = AST_MODPRI_DEFAULT,
+);

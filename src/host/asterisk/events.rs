@@ -1,0 +1,69 @@
+//! Core events published as AMI events `SecurePay<Name>` (`SecurePayStart`, `SecurePayDigit`,
+//! ...). Headers: `Channel`, `Uniqueid`, `Linkedid` of the customer channel, then exactly the
+//! core's [`Event::for_each_header`] headers (masked data only).
+
+use std::fmt::Write;
+
+use crate::core::events::Event;
+use crate::ffi::asterisk as ffi;
+use crate::host::asterisk::c_string;
+
+/// Channel identity carried by every event.
+#[derive(Clone, Default)]
+pub struct ChanIds {
+    pub name: String,
+    pub uniqueid: String,
+    pub linkedid: String,
+}
+
+/// `start` -> `SecurePayStart`.
+pub fn ami_name(ev: &Event) -> String {
+    let n = ev.name();
+    let mut s = String::with_capacity(9 + n.len());
+    s.push_str("SecurePay");
+    let mut chars = n.chars();
+    if let Some(c) = chars.next() {
+        s.push(c.to_ascii_uppercase());
+        s.extend(chars);
+    }
+    s
+}
+
+fn push_header(body: &mut String, key: &str, value: &str) {
+    let _ = write!(body, "{key}: ");
+    // a header value must stay on one line
+    body.extend(value.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+    body.push_str("\r\n");
+}
+
+/// The AMI body ("Key: value\r\n" lines) for an event.
+pub fn ami_body(ids: &ChanIds, ev: &Event) -> String {
+    let mut body = String::with_capacity(256);
+    push_header(&mut body, "Channel", &ids.name);
+    push_header(&mut body, "Uniqueid", &ids.uniqueid);
+    push_header(&mut body, "Linkedid", &ids.linkedid);
+    ev.for_each_header(&mut |k, v| push_header(&mut body, k, v));
+    body
+}
+
+/// Publishes one event on the AMI bus (category `call`).
+pub fn publish(ids: &ChanIds, ev: &Event) {
+    let name = c_string(&ami_name(ev));
+    let body = c_string(&ami_body(ids, ev));
+    // SAFETY: both strings are NUL-terminated and outlive the call; manager_event copies them
+    // and is safe from any thread (the shim passes the body as a "%s" argument).
+    unsafe { ffi::sp_ast_manager_event(name.as_ptr(), body.as_ptr()) };
+}
+
+/// An adapter-level error event (not from a session: e.g. start refused), same shape as the
+/// core's `error` event plus `Reason`.
+pub fn publish_adapter_error(ids: &ChanIds, reason: &str) {
+    let mut body = String::with_capacity(160);
+    push_header(&mut body, "Channel", &ids.name);
+    push_header(&mut body, "Uniqueid", &ids.uniqueid);
+    push_header(&mut body, "Linkedid", &ids.linkedid);
+    push_header(&mut body, "Reason", reason);
+    let body = c_string(&body);
+    // SAFETY: as in `publish`.
+    unsafe { ffi::sp_ast_manager_event(c"SecurePayError".as_ptr(), body.as_ptr()) };
+}

@@ -1,0 +1,172 @@
+//! Asterisk 22 adapter: `res_secure_pay.so`.
+//!
+//! - `c_shim/ast_shim.c` holds `AST_MODULE_INFO`, the framehook trampoline and wrappers for the
+//!   macro-only APIs; it calls the `sp_rs_*` functions defined here.
+//! - [`channel`]: per-channel state (capture session + masker) behind a READ framehook on the
+//!   customer channel, its datastore, start/stop, and the media callbacks.
+//! - [`control`]: the dialplan applications `SecurePay` / `StopSecurePay` and the AMI action
+//!   `SecurePay`.
+//! - [`events`]: publishing core events as AMI `SecurePay<Name>` events.
+//! - [`settings`]: `secure_pay.conf`, CLI `securepay show channels|settings`.
+//! - [`logger`]: the `log::Log` implementation writing to Asterisk's logger.
+//!
+//! Every function Asterisk calls goes through [`crate::host::guard`]. Threads: see SAFETY.md.
+
+pub mod channel;
+pub mod control;
+pub mod events;
+pub mod logger;
+pub mod settings;
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use crate::connector::Connector;
+use crate::ffi::asterisk as ffi;
+use crate::host::guard;
+
+/// Monotonic milliseconds since the module was first loaded (the capture engine's clock).
+pub(crate) fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// The payment connector: started at load, shut down at unload.
+static CONNECTOR: Mutex<Option<Connector>> = Mutex::new(None);
+static LOADED: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn with_connector<R>(f: impl FnOnce(Option<&Connector>) -> R) -> R {
+    match CONNECTOR.lock() {
+        Ok(g) => f(g.as_ref()),
+        Err(p) => f(p.into_inner().as_ref()),
+    }
+}
+
+/// Converts a C string from Asterisk into `&str`; NULL or invalid UTF-8 gives `None`.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string valid for the returned lifetime.
+pub(crate) unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a str> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    unsafe { CStr::from_ptr(p) }.to_str().ok()
+}
+
+/// A `CString` with interior NULs removed (values from configs or channels never have them,
+/// but a header must never be cut or refused because of one).
+pub(crate) fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+const APP_START: &CStr = c"SecurePay";
+const APP_STOP: &CStr = c"StopSecurePay";
+const AMI_ACTION: &CStr = c"SecurePay";
+
+#[no_mangle]
+pub extern "C" fn sp_rs_load() -> c_int {
+    guard("load", -1, || {
+        logger::install();
+        if let Err(e) = settings::load(false) {
+            log::error!("secure_pay: {e}; module not loaded");
+            return -1;
+        }
+        match CONNECTOR.lock() {
+            Ok(mut g) => {
+                if g.is_none() {
+                    *g = Some(Connector::start());
+                }
+            }
+            Err(_) => return -1,
+        }
+        // SAFETY: called from the module's load callback (loader thread) with static NUL-terminated
+        // names and function pointers that stay valid until unload unregisters them;
+        // sp_ast_self() is this module's handle.
+        let rc = unsafe {
+            let module = ffi::sp_ast_self();
+            let mut rc = ffi::ast_register_application2(
+                APP_START.as_ptr(),
+                Some(control::app_secure_pay),
+                c"Start secure card capture (DTMF masking) on this channel".as_ptr(),
+                c"SecurePay([options]): see README, section Asterisk.".as_ptr(),
+                module.cast(),
+            );
+            rc |= ffi::ast_register_application2(
+                APP_STOP.as_ptr(),
+                Some(control::app_stop_secure_pay),
+                c"Stop secure card capture on this channel".as_ptr(),
+                c"StopSecurePay(): see README, section Asterisk.".as_ptr(),
+                module.cast(),
+            );
+            rc |= ffi::ast_manager_register2(
+                AMI_ACTION.as_ptr(),
+                (ffi::EVENT_FLAG_CALL | ffi::EVENT_FLAG_SYSTEM) as c_int,
+                Some(control::ami_secure_pay),
+                module,
+                c"Drive secure card capture on a channel".as_ptr(),
+                c"Channel, Command (start|capture|clear|restart|submit|cancel|stop|status), Options, Field"
+                    .as_ptr(),
+            );
+            rc |= ffi::sp_ast_cli_register();
+            rc
+        };
+        if rc != 0 {
+            log::error!("secure_pay: registering applications/AMI/CLI failed");
+            unregister();
+            return -1;
+        }
+        LOADED.store(true, Ordering::SeqCst);
+        log::info!("secure_pay: loaded");
+        0
+    })
+}
+
+fn unregister() {
+    // SAFETY: loader thread; unregistering names that may or may not be registered is allowed.
+    unsafe {
+        ffi::ast_unregister_application(APP_START.as_ptr());
+        ffi::ast_unregister_application(APP_STOP.as_ptr());
+        ffi::ast_manager_unregister(AMI_ACTION.as_ptr());
+        ffi::sp_ast_cli_unregister();
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn sp_rs_unload() -> c_int {
+    guard("unload", -1, || {
+        let live = channel::live_hooks();
+        if live > 0 {
+            // The module's code runs inside those hooks: never pull it out from under them.
+            log::warn!(
+                "secure_pay: unload refused: {live} channel(s) still have secure mode hooks; stop \
+                 them (StopSecurePay / AMI SecurePay Command: stop) or hang up first"
+            );
+            return -1;
+        }
+        unregister();
+        let conn = match CONNECTOR.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(c) = conn {
+            c.shutdown();
+        }
+        LOADED.store(false, Ordering::SeqCst);
+        log::info!("secure_pay: unloaded");
+        0
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn sp_rs_reload() -> c_int {
+    guard("reload", -1, || match settings::load(true) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("secure_pay: reload failed, keeping the previous settings: {e}");
+            -1
+        }
+    })
+}

@@ -1,0 +1,619 @@
+//! Test support for the FreeSWITCH integration tests: an isolated FreeSWITCH instance (own
+//! config/log/db/run dirs under target/, loopback-only ports, event socket on 127.0.0.1 with a
+//! random port; the Drop guard kills only the PID it started), a small ESL client used to
+//! DRIVE the calls, and the independent judges (multimon-ng for audio, Node `modesl` for the
+//! events: tools we did not write).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where FreeSWITCH is installed, or None (the caller prints SKIPPED and passes).
+pub fn prefix() -> Option<PathBuf> {
+    let p = PathBuf::from(
+        std::env::var_os("FREESWITCH_PREFIX").unwrap_or_else(|| "/opt/freeswitch".into()),
+    );
+    if p.join("bin/freeswitch").is_file() {
+        Some(p)
+    } else {
+        println!(
+            "FreeSWITCH tests SKIPPED: no FreeSWITCH at {} (set FREESWITCH_PREFIX)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// target/<profile>/ of this test binary.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
+/// The module built by this cargo invocation (`libsecure_pay.so`, built with
+/// `--features freeswitch`).
+pub fn built_module() -> PathBuf {
+    let p = profile_dir().join("libsecure_pay.so");
+    assert!(p.is_file(), "{} not built (cargo test --features freeswitch)", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Options of an instance.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Extra `<param>`s inside `<settings>` of secure_pay.conf.xml.
+    pub secure_pay_settings: Vec<(String, String)>,
+    /// Connector profiles: (name, [(key, value)]).
+    pub connectors: Vec<(String, Vec<(String, String)>)>,
+    /// Load mod_sofia with a profile on 127.0.0.1 (port in `sip_port`).
+    pub sip: bool,
+    /// Extra dialplan extensions (raw XML) in context `sp`.
+    pub extra_dialplan: String,
+}
+
+pub struct FreeSwitch {
+    pub dir: PathBuf,
+    pub esl_port: u16,
+    pub sip_port: u16,
+    child: Child,
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+impl FreeSwitch {
+    pub fn start(prefix: &Path, opts: &Options) -> FreeSwitch {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = profile_dir().join(format!("fs-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["conf", "log", "db", "run", "temp", "rec", "mod"] {
+            std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+        }
+        let module = dir.join("mod/mod_secure_pay.so");
+        std::fs::copy(built_module(), &module).expect("copy module");
+        let esl_port = free_port();
+        let sip_port = free_port();
+        let rtp_base = 20000 + (std::process::id() as u16 % 200) * 100 + (n as u16 % 10) * 10;
+        let settings: String = opts
+            .secure_pay_settings
+            .iter()
+            .map(|(k, v)| format!("<param name=\"{}\" value=\"{}\"/>", xml_escape(k), xml_escape(v)))
+            .collect();
+        let connectors: String = opts
+            .connectors
+            .iter()
+            .map(|(name, kv)| {
+                let ps: String = kv
+                    .iter()
+                    .map(|(k, v)| {
+                        format!("<param name=\"{}\" value=\"{}\"/>", xml_escape(k), xml_escape(v))
+                    })
+                    .collect();
+                format!("<connector name=\"{}\">{ps}</connector>", xml_escape(name))
+            })
+            .collect();
+        let sofia_load = if opts.sip { "<load module=\"mod_sofia\"/>" } else { "" };
+        let sofia_conf = if opts.sip {
+            format!(
+                r#"<configuration name="sofia.conf" description="sofia">
+  <global_settings><param name="log-level" value="0"/></global_settings>
+  <profiles><profile name="sp">
+    <settings>
+      <param name="context" value="sp"/>
+      <param name="dialplan" value="XML"/>
+      <param name="sip-ip" value="127.0.0.1"/>
+      <param name="rtp-ip" value="127.0.0.1"/>
+      <param name="ext-rtp-ip" value="127.0.0.1"/>
+      <param name="ext-sip-ip" value="127.0.0.1"/>
+      <param name="sip-port" value="{sip_port}"/>
+      <param name="auth-calls" value="false"/>
+      <param name="accept-blind-reg" value="true"/>
+      <param name="inbound-codec-prefs" value="PCMU"/>
+      <param name="outbound-codec-prefs" value="PCMU"/>
+      <param name="dtmf-type" value="rfc2833"/>
+      <param name="liberal-dtmf" value="true"/>
+      <param name="rfc2833-pt" value="101"/>
+      <param name="apply-inbound-acl" value="loopback.auto"/>
+      <param name="manage-presence" value="false"/>
+    </settings>
+  </profile></profiles>
+</configuration>"#
+            )
+        } else {
+            String::new()
+        };
+        let rec = dir.join("rec");
+        let xml = format!(
+            r#"<?xml version="1.0"?>
+<document type="freeswitch/xml">
+  <section name="configuration" description="config">
+    <configuration name="switch.conf" description="core">
+      <settings>
+        <param name="loglevel" value="debug"/>
+        <param name="max-sessions" value="2000"/>
+        <param name="sessions-per-second" value="1000"/>
+        <param name="rtp-start-port" value="{rtp_base}"/>
+        <param name="rtp-end-port" value="{rtp_end}"/>
+        <param name="dump-cores" value="no"/>
+      </settings>
+    </configuration>
+    <configuration name="modules.conf" description="modules">
+      <modules>
+        <load module="mod_logfile"/>
+        <load module="mod_event_socket"/>
+        <load module="mod_commands"/>
+        <load module="mod_dptools"/>
+        <load module="mod_dialplan_xml"/>
+        <load module="mod_loopback"/>
+        <load module="mod_sndfile"/>
+        <load module="mod_native_file"/>
+        <load module="mod_tone_stream"/>
+        {sofia_load}
+        <load module="{module}"/>
+      </modules>
+    </configuration>
+    <configuration name="logfile.conf" description="log">
+      <settings><param name="rotate-on-hup" value="true"/></settings>
+      <profiles><profile name="default"><settings>
+        <param name="rollover" value="0"/>
+      </settings><mappings><map name="all" value="debug,info,notice,warning,err,crit,alert"/></mappings></profile></profiles>
+    </configuration>
+    <configuration name="event_socket.conf" description="esl">
+      <settings>
+        <param name="listen-ip" value="127.0.0.1"/>
+        <param name="listen-port" value="{esl_port}"/>
+        <param name="password" value="ClueCon"/>
+        <param name="apply-inbound-acl" value="loopback.auto"/>
+      </settings>
+    </configuration>
+    <configuration name="secure_pay.conf" description="secure_pay">
+      <settings>{settings}</settings>
+      <connectors>{connectors}</connectors>
+    </configuration>
+    {sofia_conf}
+  </section>
+  <section name="dialplan" description="dialplan">
+    <context name="sp">
+      <extension name="customer">
+        <condition field="destination_number" expression="^cust(\d+)$">
+          <action application="answer"/>
+          <action application="bridge" data="{{loopback_bowout=false}}loopback/agent$1/sp"/>
+        </condition>
+      </extension>
+      <extension name="customer_app">
+        <condition field="destination_number" expression="^custapp(\d+)$">
+          <action application="answer"/>
+          <action application="secure_pay" data=""/>
+          <action application="bridge" data="{{loopback_bowout=false}}loopback/agent$1/sp"/>
+        </condition>
+      </extension>
+      <extension name="agent">
+        <condition field="destination_number" expression="^agent(\d+)$">
+          <action application="answer"/>
+          <action application="park"/>
+        </condition>
+      </extension>
+      <extension name="sipcust">
+        <condition field="destination_number" expression="^sipcust(\d+)$">
+          <action application="answer"/>
+          <action application="bridge" data="{{loopback_bowout=false}}loopback/agent$1/sp"/>
+        </condition>
+      </extension>
+      <extension name="parkit">
+        <condition field="destination_number" expression="^park$">
+          <action application="answer"/>
+          <action application="park"/>
+        </condition>
+      </extension>
+      {extra}
+    </context>
+  </section>
+</document>
+"#,
+            rtp_end = rtp_base + 9,
+            module = module.display(),
+            extra = opts.extra_dialplan,
+        );
+        let _ = rec;
+        std::fs::write(dir.join("conf/freeswitch.xml"), xml).expect("write conf");
+        let out = std::fs::File::create(dir.join("stdout.log")).expect("stdout log");
+        let err = out.try_clone().expect("clone");
+        let d = |s: &str| dir.join(s);
+        let child = Command::new(prefix.join("bin/freeswitch"))
+            .args(["-nf", "-nonat", "-nosql"])
+            .arg("-conf")
+            .arg(d("conf"))
+            .arg("-log")
+            .arg(d("log"))
+            .arg("-db")
+            .arg(d("db"))
+            .arg("-run")
+            .arg(d("run"))
+            .arg("-temp")
+            .arg(d("temp"))
+            .arg("-recordings")
+            .arg(d("rec"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn freeswitch");
+        let fs = FreeSwitch { dir, esl_port, sip_port, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut e) = Esl::connect(esl_port) {
+                let st = e.api("status");
+                if st.contains("UP") && st.contains("ready") {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "FreeSWITCH did not come up; see {}", fs.dir.display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        fs
+    }
+
+    pub fn esl(&self) -> Esl {
+        Esl::connect(self.esl_port).expect("esl connect")
+    }
+
+    pub fn rec(&self, name: &str) -> PathBuf {
+        self.dir.join("rec").join(name)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/freeswitch.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for FreeSwitch {
+    fn drop(&mut self) {
+        if let Ok(mut e) = Esl::connect(self.esl_port) {
+            let _ = e.send_raw("api fsctl shutdown\n\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Only the PID we started.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ESL event: headers (url-decoded) and body.
+#[derive(Clone, Debug, Default)]
+pub struct EslEvent {
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl EslEvent {
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.headers.get(k).map(String::as_str)
+    }
+}
+
+pub struct Esl {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_headers(block: &str, decode: bool) -> HashMap<String, String> {
+    block
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), if decode { url_decode(v) } else { v.to_string() }))
+        .collect()
+}
+
+impl Esl {
+    pub fn connect(port: u16) -> std::io::Result<Esl> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut e = Esl { r: BufReader::new(s.try_clone()?), w: s };
+        let (h, _) = e.read_msg()?;
+        if h.get("Content-Type").map(String::as_str) != Some("auth/request") {
+            return Err(std::io::Error::other("no auth request"));
+        }
+        e.send_raw("auth ClueCon\n\n")?;
+        let (h, _) = e.read_msg()?;
+        if !h.get("Reply-Text").is_some_and(|t| t.starts_with("+OK")) {
+            return Err(std::io::Error::other("auth failed"));
+        }
+        Ok(e)
+    }
+
+    pub fn send_raw(&mut self, s: &str) -> std::io::Result<()> {
+        self.w.write_all(s.as_bytes())
+    }
+
+    fn read_msg(&mut self) -> std::io::Result<(HashMap<String, String>, String)> {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.r.read_line(&mut line)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "esl closed"));
+            }
+            if line == "\n" {
+                if head.is_empty() {
+                    continue;
+                }
+                break;
+            }
+            head.push_str(&line);
+        }
+        let h = parse_headers(&head, false);
+        let mut body = String::new();
+        if let Some(len) = h.get("Content-Length").and_then(|l| l.trim().parse::<usize>().ok()) {
+            let mut buf = vec![0u8; len];
+            self.r.read_exact(&mut buf)?;
+            body = String::from_utf8_lossy(&buf).into_owned();
+        }
+        Ok((h, body))
+    }
+
+    /// Runs an API command; returns its body (`+OK ...`, `-ERR ...`, or output).
+    pub fn api(&mut self, cmd: &str) -> String {
+        self.send_raw(&format!("api {cmd}\n\n")).expect("esl send");
+        loop {
+            let (h, body) = self.read_msg().expect("esl read");
+            if h.get("Content-Type").map(String::as_str) == Some("api/response") {
+                return body;
+            }
+        }
+    }
+
+    /// Subscribes (e.g. `plain DTMF CUSTOM secure_pay::digit`).
+    pub fn subscribe(&mut self, spec: &str) {
+        self.send_raw(&format!("event {spec}\n\n")).expect("esl send");
+        loop {
+            let (h, _) = self.read_msg().expect("esl read");
+            if h.get("Content-Type").map(String::as_str) == Some("command/reply") {
+                return;
+            }
+        }
+    }
+
+    /// Next event within `timeout`.
+    pub fn next_event(&mut self, timeout: Duration) -> Option<EslEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.w.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
+            let (h, body) = self.read_msg().ok()?;
+            if h.get("Content-Type").map(String::as_str) != Some("text/event-plain") {
+                continue;
+            }
+            let (head, rest) = body.split_once("\n\n").unwrap_or((&body, ""));
+            return Some(EslEvent { headers: parse_headers(head, true), body: rest.to_string() });
+        }
+    }
+
+    /// All events arriving within `d`.
+    pub fn drain(&mut self, d: Duration) -> Vec<EslEvent> {
+        let deadline = Instant::now() + d;
+        let mut v = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.next_event(left) {
+                Some(e) => v.push(e),
+                None => break,
+            }
+        }
+        v
+    }
+}
+
+/// Originates a loopback customer call: `loopback/<dest>/sp`, A leg parked. Returns
+/// (customer A uuid: where we inject audio/DTMF, customer B uuid: the customer channel that
+/// enters the dialplan and is bridged to the agent).
+pub fn originate_customer(esl: &mut Esl, dest: &str) -> (String, String) {
+    let a = new_uuid(esl);
+    let r = esl.api(&format!(
+        "originate {{origination_uuid={a},loopback_bowout=false}}loopback/{dest}/sp &park()"
+    ));
+    assert!(r.starts_with("+OK"), "originate failed: {r}");
+    let b = wait_var(esl, &a, "other_loopback_leg_uuid");
+    (a, b)
+}
+
+pub fn new_uuid(esl: &mut Esl) -> String {
+    esl.api("create_uuid").trim().to_string()
+}
+
+/// Waits until a channel variable is set; returns it.
+pub fn wait_var(esl: &mut Esl, uuid: &str, var: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = esl.api(&format!("uuid_getvar {uuid} {var}"));
+        let v = v.trim();
+        if !v.is_empty() && v != "_undef_" && !v.starts_with("-ERR") {
+            return v.to_string();
+        }
+        assert!(Instant::now() < deadline, "{var} never set on {uuid}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The agent legs of a bridged customer B leg: (agent A = bridge peer, agent B = far end).
+pub fn agent_legs(esl: &mut Esl, cust_b: &str) -> (String, String) {
+    let a = wait_var(esl, cust_b, "bridge_uuid");
+    let b = wait_var(esl, &a, "other_loopback_leg_uuid");
+    (a, b)
+}
+
+/// In-band DTMF for `digits` as a tone_stream (100 ms on, 100 ms off), after 400 ms silence.
+pub fn tone_string(digits: &str, on_ms: u32, off_ms: u32) -> String {
+    let mut parts = Vec::new();
+    for c in digits.chars() {
+        let (lo, hi) = match c {
+            '1' => (697, 1209),
+            '2' => (697, 1336),
+            '3' => (697, 1477),
+            '4' => (770, 1209),
+            '5' => (770, 1336),
+            '6' => (770, 1477),
+            '7' => (852, 1209),
+            '8' => (852, 1336),
+            '9' => (852, 1477),
+            '*' => (941, 1209),
+            '0' => (941, 1336),
+            '#' => (941, 1477),
+            _ => panic!("no tone for {c}"),
+        };
+        parts.push(format!("%({on_ms},{off_ms},{lo},{hi})"));
+    }
+    format!("file_string://silence_stream://400!tone_stream://{}", parts.join(";"))
+}
+
+/// Plays in-band tones INTO the customer channel (written on the A leg, read by B) and waits
+/// until they have been played.
+pub fn play_tones(esl: &mut Esl, cust_a: &str, digits: &str) {
+    let r = esl.api(&format!("uuid_broadcast {cust_a} {} aleg", tone_string(digits, 100, 100)));
+    assert!(r.starts_with("+OK"), "uuid_broadcast failed: {r}");
+    std::thread::sleep(Duration::from_millis(400 + 200 * digits.len() as u64 + 600));
+}
+
+/// Decodes a recording with multimon-ng (independent judge). Returns the digits in order,
+/// with immediate repeats collapsed (multimon-ng sometimes reports one press twice).
+pub fn multimon_digits(wav: &Path) -> String {
+    assert!(wav.is_file(), "recording {} missing", wav.display());
+    let raw = wav.with_extension("raw");
+    let st = Command::new("sox")
+        .arg(wav)
+        .args(["-t", "raw", "-e", "signed-integer", "-b", "16", "-r", "22050", "-c", "1"])
+        .arg(&raw)
+        .status()
+        .expect("sox (apt install sox)");
+    assert!(st.success(), "sox failed on {}", wav.display());
+    let out = Command::new("multimon-ng")
+        .args(["-q", "-c", "-a", "DTMF", "-t", "raw"])
+        .arg(&raw)
+        .output()
+        .expect("multimon-ng (apt install multimon-ng)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut s = String::new();
+    for line in text.lines() {
+        if let Some(d) = line.trim().strip_prefix("DTMF: ") {
+            s.push_str(d.trim());
+        }
+    }
+    let mut collapsed = String::new();
+    for c in s.chars() {
+        if !collapsed.ends_with(c) {
+            collapsed.push(c);
+        }
+    }
+    collapsed
+}
+
+/// Raw multimon-ng digit count (no collapsing), for "no digits at all" assertions.
+pub fn multimon_any(wav: &Path) -> usize {
+    multimon_digits(wav).len()
+}
+
+/// Runs the Node `modesl` ESL client (not ours) subscribed to CUSTOM secure_pay::* for the
+/// life of the returned child; its stdout is one JSON object per event.
+pub struct NodeListener {
+    child: Child,
+    out: PathBuf,
+}
+
+/// Installs `modesl` from npm into target/node (once).
+pub fn node_modesl_dir() -> PathBuf {
+    let dir = profile_dir().parent().expect("target").join("node-esl");
+    if !dir.join("node_modules/modesl").is_dir() {
+        std::fs::create_dir_all(&dir).expect("mkdir node-esl");
+        let st = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .arg("modesl@1")
+            .status()
+            .expect("npm (apt install npm)");
+        assert!(st.success(), "npm install modesl failed");
+    }
+    dir
+}
+
+impl NodeListener {
+    pub fn start(fs: &FreeSwitch) -> NodeListener {
+        let dir = node_modesl_dir();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support/esl_listener.js");
+        let out = fs.dir.join(format!("node-events-{}.jsonl", COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let f = std::fs::File::create(&out).expect("create");
+        let child = Command::new("node")
+            .arg(script)
+            .arg(fs.esl_port.to_string())
+            .env("NODE_PATH", dir.join("node_modules"))
+            .stdout(f)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node");
+        // Wait for its "ready" line.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t = std::fs::read_to_string(&out).unwrap_or_default();
+            if t.contains("\"ready\"") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node modesl listener did not connect");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        NodeListener { child, out }
+    }
+
+    /// The events received so far (each a JSON object as text).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("Event-Subclass").is_some())
+            .collect()
+    }
+}
+
+impl Drop for NodeListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
