@@ -244,9 +244,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// Bytes of state one channel's masker holds: the struct itself plus the heap it owns
-/// (live heap bytes before/after `Masker::new`, measured by the counting allocator).
-fn state_bytes(rate: u32, lookahead_ms: u32) -> (usize, usize) {
+/// Bytes of state one channel's masker holds, two ways: `size_of::<Masker>()` plus the heap it
+/// owns (live heap bytes before/after `Masker::new`, measured by the counting allocator), and
+/// what the masker itself reports (`Masker::state_bytes`).
+fn state_bytes(rate: u32, lookahead_ms: u32) -> (usize, usize, usize) {
     let cfg = MaskerConfig {
         lookahead_ms,
         ..MaskerConfig::default()
@@ -254,8 +255,7 @@ fn state_bytes(rate: u32, lookahead_ms: u32) -> (usize, usize) {
     let before = LIVE_BYTES.load(Ordering::Relaxed);
     let m = Masker::new(rate_of(rate), &cfg).unwrap_or_else(|e| panic!("masker: {e}"));
     let heap = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before);
-    let inline = std::mem::size_of_val(&m);
-    (inline, heap)
+    (std::mem::size_of_val(&m), heap, m.state_bytes())
 }
 
 fn machine() -> String {
@@ -374,22 +374,24 @@ fn main() {
     println!("range over repetitions: {}", spread.join("; "));
 
     println!();
-    println!("state per channel (size_of::<Masker>() + heap owned, counting allocator):");
-    for rate in [8000, 16000, 32000, 48000] {
-        let (inline, heap) = state_bytes(rate, 40);
+    println!("state per channel (measured: size_of::<Masker>() + heap owned, counting allocator;");
+    println!("                   reported: Masker::state_bytes()):");
+    for (rate, la) in [
+        (8000, 40),
+        (16000, 40),
+        (32000, 40),
+        (48000, 40),
+        (48000, 100),
+    ] {
+        let (inline, heap, api) = state_bytes(rate, la);
         println!(
-            "  {:>2} kHz, 40 ms look-ahead: {:>6} bytes ({inline} inline + {heap} heap)",
+            "  {:>2} kHz, {la:>3} ms look-ahead: {:>6} bytes measured ({inline} inline + {heap} heap), \
+             {api} reported",
             rate / 1000,
             inline + heap
         );
     }
-    let (i100, h100) = state_bytes(48000, 100);
-    println!(
-        "  48 kHz, 100 ms look-ahead: {:>6} bytes ({i100} inline + {h100} heap)",
-        i100 + h100
-    );
-
-    let (i48, h48) = state_bytes(48000, 40);
+    let (i48, h48, _) = state_bytes(48000, 40);
     let mask8 = med[2] / sp;
     // A masker that finds no digits measures nothing: do not call its speed a met target.
     let working = last[2].as_ref().map(|r| r.digits).unwrap_or(0) > 0;
