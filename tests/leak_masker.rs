@@ -147,6 +147,11 @@ impl Case {
         self.name = format!("{} frames={d}", self.name);
         self
     }
+    fn lookahead(mut self, ms: u32) -> Self {
+        self.lookahead_ms = ms;
+        self.name = format!("{} lookahead={ms}ms", self.name);
+        self
+    }
     fn keys(mut self, keys: &'static str) -> Self {
         self.keys = keys;
         self
@@ -325,6 +330,8 @@ fn leak_levels() {
     // multimon-ng has no level floor.
     let mut cases = Vec::new();
     for (db, ctl) in [
+        (3.0, Control::Exact(ALL3)),
+        (0.0, Control::Exact(ALL3)),
         (-3.0, Control::Exact(ALL3)),
         (-10.0, Control::Exact(ALL3)),
         (-20.0, Control::Exact(ALL3)),
@@ -344,6 +351,56 @@ fn leak_levels() {
         ));
     }
     run_all("levels", &cases);
+}
+
+/// Tones below the masker's documented mask floor (-55 dBm0). multimon-ng has no level floor: it
+/// reads DTMF down to about -85 dBm0 in digital silence, and a recording can be amplified, so by
+/// dtmf-standards.md §8 ("count must_not tones too") these are leaks as well. Kept apart from
+/// `leak_levels` so this boundary is visible on its own.
+#[test]
+fn leak_levels_below_mask_floor() {
+    let mut cases = Vec::new();
+    for db in [-55.0, -60.0, -70.0, -80.0] {
+        cases.push(case(
+            format!("level {db} dBm0"),
+            DtmfSpec {
+                level_dbm0: db,
+                ..spec()
+            },
+            Control::Exact(MM),
+        ));
+    }
+    cases.push(
+        case(
+            "level -60 dBm0",
+            DtmfSpec {
+                level_dbm0: -60.0,
+                ..spec()
+            },
+            Control::Exact(MM),
+        )
+        .at(48000),
+    );
+    cases.push(case(
+        "level -60 dBm0, white noise SNR 20 dB",
+        DtmfSpec {
+            level_dbm0: -60.0,
+            noise_snr_db: Some(20.0),
+            ..spec()
+        },
+        Control::Exact(MM),
+    ));
+    cases.push(case(
+        "level -65 dBm0, 25 ms bursts",
+        DtmfSpec {
+            level_dbm0: -65.0,
+            tone_ms: 25.0,
+            gap_ms: 80.0,
+            ..spec()
+        },
+        Control::Exact(MM),
+    ));
+    run_all("levels-below-floor", &cases);
 }
 
 #[test]
@@ -472,6 +529,16 @@ fn leak_durations_and_gaps() {
             Control::Exact(ALL3),
         ));
     }
+    // A tone from the very first sample of the stream to the very last one.
+    cases.push(case(
+        "no lead-in or tail",
+        DtmfSpec {
+            lead_ms: 0.0,
+            tail_ms: 0.0,
+            ..spec()
+        },
+        Control::Exact(ALL3),
+    ));
     // Fast auto-dialler keying, 40/40 ms.
     cases.push(case(
         "fast dialling 40/40 ms",
@@ -679,5 +746,28 @@ fn leak_modes_and_frames() {
         .at(48000)
         .frames(Frames::Random(2000)),
     );
+    // The masker documents 16 ms as the shortest leak-free look-ahead; 100 ms is the maximum.
+    for la in [16, 20, 100] {
+        for rate in [8000, 48000] {
+            cases.push(
+                case("level -10", spec(), Control::Exact(ALL3))
+                    .at(rate)
+                    .lookahead(la),
+            );
+            cases.push(
+                case(
+                    "duration 25 ms",
+                    DtmfSpec {
+                        tone_ms: 25.0,
+                        gap_ms: 80.0,
+                        ..spec()
+                    },
+                    Control::Exact(MM),
+                )
+                .at(rate)
+                .lookahead(la),
+            );
+        }
+    }
     run_all("modes", &cases);
 }
