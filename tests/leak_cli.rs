@@ -1,6 +1,7 @@
 //! Leak test through the offline CLI: `secure-pay suppress IN.wav OUT.wav [--mode M]` must write a
 //! WAV from which no independent judge (multimon-ng, spandsp default, spandsp permissive) decodes
-//! a digit, while they decode the keys from IN.wav (control). Also at 48 kHz and in beep mode.
+//! a digit, while they decode the keys from IN.wav (control), and the same run must still print
+//! every key on stdout (capture). At 8, 16, 32 and 48 kHz, in silence, beep and noise modes.
 
 mod judges;
 
@@ -50,6 +51,23 @@ fn run_cli(rate: u32, spec: &DtmfSpec, args: &[&str]) {
     assert!(
         v.is_silent(),
         "secure-pay suppress {args:?} at {rate} Hz leaks: {v}"
+    );
+    // Mask aggressively, capture conservatively: the same run still captures every key of
+    // Q.24 must-accept length (>= 40 ms; stdout: one {"digit":"5",...} object per line).
+    if spec.tone_ms < 40.0 {
+        return;
+    }
+    let captured: String = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split("\"digit\":\"")
+                .nth(1)
+                .and_then(|r| r.chars().next())
+        })
+        .collect();
+    assert_eq!(
+        captured, KEYS,
+        "secure-pay suppress {args:?} at {rate} Hz: captured digits"
     );
 }
 
