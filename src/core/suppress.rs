@@ -77,21 +77,12 @@ impl std::error::Error for MaskerError {}
 /// Pending masked spans (input sample indices, `[start, end)`), oldest first.
 const MAX_SPANS: usize = 16;
 
-/// One period of the beep: 1 kHz at 48 kHz (stepped through at lower rates), −16 dBm0.
-const BEEP: [i16; 48] = make_beep();
-
-const fn make_beep() -> [i16; 48] {
+/// One period of the beep: 1 kHz at 48 kHz (stepped through at lower rates), −16 dBm0
+/// (peak 22 826 · 10^(−16/20) ≈ 3 614).
+fn make_beep() -> [i16; 48] {
     let mut t = [0i16; 48];
-    // −16 dBm0 peak: 22 826 * 10^(−16/20) ≈ 3 614.
-    let mut i = 0;
-    while i < 48 {
-        let v = crate::core::dtmf::analysis::sin_turns(i as u64, 48) * 3614.0;
-        t[i] = if v >= 0.0 {
-            (v + 0.5) as i16
-        } else {
-            (v - 0.5) as i16
-        };
-        i += 1;
+    for (i, v) in t.iter_mut().enumerate() {
+        *v = (crate::core::dtmf::analysis::sin_turns(i as u64, 48) * 3614.0).round() as i16;
     }
     t
 }
@@ -116,6 +107,7 @@ pub struct Masker {
     back: u64,
     hang: u64,
     beep_step: usize,
+    beep: [i16; 48],
 }
 
 impl Masker {
@@ -141,6 +133,7 @@ impl Masker {
             back,
             hang: rate.samples_for_ms(HANGOVER_MS) as u64,
             beep_step: (48000 / rate.hz()) as usize,
+            beep: make_beep(),
             det,
         })
     }
@@ -204,7 +197,13 @@ impl Masker {
             if lo < hi {
                 let from = (lo - out_start) as usize;
                 let to = (hi - out_start) as usize;
-                fill(self.mode, self.beep_step, &mut frame[from..to], lo as u64);
+                fill(
+                    self.mode,
+                    self.beep_step,
+                    &self.beep,
+                    &mut frame[from..to],
+                    lo as u64,
+                );
             }
             if (b as i64) > out_end {
                 self.spans[keep] = (a, b);
@@ -266,7 +265,7 @@ fn push_span(spans: &mut [(u64, u64); MAX_SPANS], n: &mut usize, a: u64, b: u64)
 }
 
 /// Replacement audio for output samples starting at input index `first`.
-fn fill(mode: MaskMode, beep_step: usize, out: &mut [i16], first: u64) {
+fn fill(mode: MaskMode, beep_step: usize, beep: &[i16; 48], out: &mut [i16], first: u64) {
     match mode {
         MaskMode::Silence => out.fill(0),
         MaskMode::Noise => {
@@ -282,7 +281,7 @@ fn fill(mode: MaskMode, beep_step: usize, out: &mut [i16], first: u64) {
         MaskMode::Beep => {
             for (i, s) in out.iter_mut().enumerate() {
                 let idx = ((first + i as u64) % 48) as usize * beep_step % 48;
-                *s = BEEP[idx];
+                *s = beep[idx];
             }
         }
     }
@@ -294,9 +293,10 @@ mod tests {
 
     #[test]
     fn beep_table_is_a_1khz_sine() {
-        assert_eq!(BEEP[0], 0);
-        assert_eq!(BEEP[12], 3614);
-        assert_eq!(BEEP[36], -3614);
+        let b = make_beep();
+        assert_eq!(b[0], 0);
+        assert_eq!(b[12], 3614);
+        assert_eq!(b[36], -3614);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! and reject 23 ms ones, something a two-block debounce cannot do. Runs of the same pair
 //! separated by a short gap are joined (dropout bridging); a gap at or beyond
 //! `(max_dropout_ms + min_pause_ms) / 2` ends the digit. A run becomes a digit when at least
-//! two windows passed every capture test and its measured duration is at least `min_tone_ms`.
+//! three windows passed every capture test and its measured duration is at least `min_tone_ms`.
 //! The digit is reported once its end is confirmed.
 //!
 //! | property | accepted | rejected |
@@ -48,7 +48,8 @@ pub struct DetectorParams {
     pub reverse_twist_db: f32,
     /// Other tones of a group must be this far below the group's peak (dB).
     pub relative_peak_db: f32,
-    /// The two tones must carry at least this share of the window's energy (0..1).
+    /// The two tones must carry at least this share of the window's energy (0..1), after
+    /// correcting each tone's energy for its measured frequency offset (spandsp: 0.82).
     pub min_energy_ratio: f32,
     /// Maximum deviation of each tone from its nominal frequency, percent (Q.24: accept 1.5,
     /// reject 3.5).
@@ -67,7 +68,7 @@ impl Default for DetectorParams {
             normal_twist_db: 10.0,
             reverse_twist_db: 6.0,
             relative_peak_db: 8.0,
-            min_energy_ratio: 0.65,
+            min_energy_ratio: 0.8,
             max_freq_dev_pct: 2.5,
             mask_threshold_dbm0: -55.0,
         }
@@ -209,9 +210,12 @@ fn span(r: &Run, m: u64, n: u64) -> (u64, u64) {
     (start, end)
 }
 
+/// Windows (of the run) that must pass every capture test for a digit.
+const MIN_STRICT_WINDOWS: u32 = 3;
+
 fn finish(r: &Run, m: u64, n: u64, min_tone: u64, sink: &mut dyn FnMut(ToneEvent)) {
     let (start, end) = span(r, m, n);
-    if r.strict >= 2 && end - start >= min_tone {
+    if r.strict >= MIN_STRICT_WINDOWS && end - start >= min_tone {
         if let Some(digit) = Digit::from_matrix(r.row as usize, r.col as usize) {
             sink(ToneEvent {
                 digit,
