@@ -450,6 +450,15 @@ fn leak_offsets() {
         ("high", 2.5, Control::AtLeast(1)),
         ("both", -1.5, Control::AtLeast(12)),
         ("both", 1.5, Control::AtLeast(12)),
+        // Around the must-reject boundary: spandsp still reads low-group tones 3-4 % off
+        // (the 697 Hz row most of all), so a mask frequency window that stops at 3.5 % is
+        // exactly where fragments are left behind.
+        ("low", -4.0, Control::AtLeast(1)),
+        ("low", -3.8, Control::AtLeast(2)),
+        ("low", -3.2, Control::AtLeast(3)),
+        ("low", -3.0, Control::AtLeast(4)),
+        ("low", 3.0, Control::AtLeast(6)),
+        ("low", 3.2, Control::AtLeast(6)),
     ] {
         let (l, h) = match which {
             "low" => (pct, 0.0),
@@ -465,6 +474,25 @@ fn leak_offsets() {
             },
             ctl,
         ));
+    }
+    // The same boundary with other tone phases (seed) and at 48 kHz.
+    for (pct, seed, rate) in [
+        (-3.5, 2, 8000),
+        (-3.5, 1, 48000),
+        (-3.2, 2, 8000),
+        (3.2, 2, 8000),
+    ] {
+        let mut c = case(
+            format!("offset low {pct:+}% seed {seed}"),
+            DtmfSpec {
+                low_offset_pct: pct,
+                ..spec()
+            },
+            Control::AtLeast(1),
+        )
+        .at(rate);
+        c.seed = seed;
+        cases.push(c);
     }
     run_all("offsets", &cases);
 }
