@@ -246,16 +246,24 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// Bytes of state one channel's masker holds, two ways: `size_of::<Masker>()` plus the heap it
 /// owns (live heap bytes before/after `Masker::new`, measured by the counting allocator), and
-/// what the masker itself reports (`Masker::state_bytes`).
-fn state_bytes(rate: u32, lookahead_ms: u32) -> (usize, usize, usize) {
+/// what the masker itself reports (`Masker::state_bytes`). A first masker at the rate is built
+/// and kept alive before measuring, so one-time process-wide tables (built lazily on first use
+/// and shared by all channels) are not counted per channel; their size is returned apart.
+fn state_bytes(rate: u32, lookahead_ms: u32) -> (usize, usize, usize, usize) {
     let cfg = MaskerConfig {
         lookahead_ms,
         ..MaskerConfig::default()
     };
+    let before_first = LIVE_BYTES.load(Ordering::Relaxed);
+    let _first = Masker::new(rate_of(rate), &cfg).unwrap_or_else(|e| panic!("masker: {e}"));
+    let first_heap = LIVE_BYTES
+        .load(Ordering::Relaxed)
+        .saturating_sub(before_first);
     let before = LIVE_BYTES.load(Ordering::Relaxed);
     let m = Masker::new(rate_of(rate), &cfg).unwrap_or_else(|e| panic!("masker: {e}"));
     let heap = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before);
-    (std::mem::size_of_val(&m), heap, m.state_bytes())
+    let shared = first_heap.saturating_sub(heap);
+    (std::mem::size_of_val(&m), heap, m.state_bytes(), shared)
 }
 
 fn machine() -> String {
@@ -383,15 +391,20 @@ fn main() {
         (48000, 40),
         (48000, 100),
     ] {
-        let (inline, heap, api) = state_bytes(rate, la);
+        let (inline, heap, api, shared) = state_bytes(rate, la);
+        let note = if shared > 0 {
+            format!(" (+ {shared} bytes of process-wide tables built on first use, shared)")
+        } else {
+            String::new()
+        };
         println!(
             "  {:>2} kHz, {la:>3} ms look-ahead: {:>6} bytes measured ({inline} inline + {heap} heap), \
-             {api} reported",
+             {api} reported{note}",
             rate / 1000,
             inline + heap
         );
     }
-    let (i48, h48, _) = state_bytes(48000, 40);
+    let (i48, h48, _, _) = state_bytes(48000, 40);
     let mask8 = med[2] / sp;
     // A masker that finds no digits measures nothing: do not call its speed a met target.
     let working = last[2].as_ref().map(|r| r.digits).unwrap_or(0) > 0;
