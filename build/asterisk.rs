@@ -13,7 +13,10 @@ use std::env;
 use std::path::{Path, PathBuf};
 
 const ENV_VAR: &str = "ASTERISK_INCLUDE_DIR";
-const DEFAULT_ROOTS: &[&str] = &["/var/lib/securepay-asterisk-root/usr/include", "/usr/include"];
+const DEFAULT_ROOTS: &[&str] = &[
+    "/var/lib/securepay-asterisk-root/usr/include",
+    "/usr/include",
+];
 /// Must equal the installed file name without `.so`: the loader keys modules by file name.
 const MODULE_NAME: &str = "res_secure_pay";
 
@@ -44,15 +47,28 @@ fn include_dir() -> PathBuf {
 }
 
 pub fn build() {
-    for var in [ENV_VAR, "LIBCLANG_PATH", "BINDGEN_EXTRA_CLANG_ARGS", "CC", "CFLAGS"] {
+    for var in [
+        ENV_VAR,
+        "LIBCLANG_PATH",
+        "BINDGEN_EXTRA_CLANG_ARGS",
+        "CC",
+        "CFLAGS",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    for f in ["build/asterisk.rs", "c_shim/ast_shim.c", "c_shim/ast_shim.h", "c_shim/ast_wrapper.h"]
-    {
+    for f in [
+        "build/asterisk.rs",
+        "c_shim/ast_shim.c",
+        "c_shim/ast_shim.h",
+        "c_shim/ast_wrapper.h",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     let inc = include_dir();
-    println!("cargo:rerun-if-changed={}", inc.join("asterisk/buildopts.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        inc.join("asterisk/buildopts.h").display()
+    );
     let module_def = format!("-DAST_MODULE=\"{MODULE_NAME}\"");
     let self_sym = format!("-DAST_MODULE_SELF_SYM=__internal_{MODULE_NAME}_self");
 
@@ -89,7 +105,10 @@ pub fn build() {
         .layout_tests(false)
         .wrap_unsafe_ops(true)
         .generate_comments(false)
-        .default_enum_style(bindgen::EnumVariation::NewType { is_bitfield: false, is_global: false })
+        .default_enum_style(bindgen::EnumVariation::NewType {
+            is_bitfield: false,
+            is_global: false,
+        })
         // our shim
         .allowlist_function("sp_ast_.*")
         .allowlist_var("SP_AST_.*")

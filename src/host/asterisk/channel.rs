@@ -96,8 +96,8 @@ fn sink_for<'a>(ids: &'a ChanIds, id: u64) -> impl FnMut(Event) + 'a {
         let mut field = None;
         let mut entered = None;
         ev.for_each_header(&mut |k, v| match k {
-            "Field" => field = Some(v.to_owned()),
-            "Entered" | "Masked" | "Value" => entered = Some(v.to_owned()),
+            "SecurePay-Field" => field = Some(v.to_owned()),
+            "SecurePay-Masked" | "SecurePay-Card-Number" => entered = Some(v.to_owned()),
             _ => {}
         });
         if let Ok(mut reg) = REGISTRY.try_lock() {
@@ -123,8 +123,12 @@ pub unsafe fn chan_ids(chan: *mut ffi::ast_channel) -> ChanIds {
     unsafe {
         ChanIds {
             name: cstr(ffi::ast_channel_name(chan)).unwrap_or("").to_owned(),
-            uniqueid: cstr(ffi::ast_channel_uniqueid(chan)).unwrap_or("").to_owned(),
-            linkedid: cstr(ffi::ast_channel_linkedid(chan)).unwrap_or("").to_owned(),
+            uniqueid: cstr(ffi::ast_channel_uniqueid(chan))
+                .unwrap_or("")
+                .to_owned(),
+            linkedid: cstr(ffi::ast_channel_linkedid(chan))
+                .unwrap_or("")
+                .to_owned(),
         }
     }
 }
@@ -211,7 +215,8 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     }
     let mut cfg = (*crate::host::asterisk::settings::current()).clone();
     if !opts.trim().is_empty() {
-        cfg.apply_options(opts).map_err(|e| StartError::BadOptions(e.to_string()))?;
+        cfg.apply_options(opts)
+            .map_err(|e| StartError::BadOptions(e.to_string()))?;
     }
     let masker = Masker::new(SampleRate::Hz8000, &cfg.masker)
         .map_err(|e| StartError::Masker(e.to_string()))?;
@@ -233,7 +238,9 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     let now = now_ms();
     let session = {
         let mut sink = sink_for(&ids, id);
-        Session::start(&cfg.capture, now, &mut sink)
+        let mut s = Session::start(&cfg.capture, now, &mut sink);
+        s.set_id(&ids.uniqueid);
+        s
     };
     let st = Box::new(ChannelState {
         id,
@@ -304,7 +311,9 @@ pub unsafe fn command_locked(
     let now = now_ms();
     let res = {
         let mut sink = sink_for(&st.ids, st.id);
-        st.session.command(cmd, now, &mut sink).map_err(|e| e.to_string())
+        st.session
+            .command(cmd, now, &mut sink)
+            .map_err(|e| e.to_string())
     };
     if res.is_ok() && matches!(cmd, Command::Submit) {
         crate::host::asterisk::control::hand_off(st);
@@ -329,7 +338,9 @@ pub unsafe fn outcome_locked(
     // SAFETY: channel locked (caller).
     let hook_id = unsafe { hook_id_locked(chan) };
     // SAFETY: channel locked.
-    let Some(st) = (unsafe { find_locked(chan) }) else { return false };
+    let Some(st) = (unsafe { find_locked(chan) }) else {
+        return false;
+    };
     if st.id != sid {
         return false;
     }
@@ -387,16 +398,21 @@ pub extern "C" fn sp_rs_on_dtmf(
     // The shim drops the frame whatever happens here: a DTMF frame never passes.
     guard("dtmf hook", (), || {
         // SAFETY: framehook data pointer, channel locked during the callback.
-        let Some(st) = (unsafe { state_mut(state) }) else { return };
+        let Some(st) = (unsafe { state_mut(state) }) else {
+            return;
+        };
         if st.passive || st.poisoned || end == 0 {
             return;
         }
         let now = now_ms();
-        let d = u8::try_from(digit).ok().and_then(|b| Digit::from_char(char::from(b)));
+        let d = u8::try_from(digit)
+            .ok()
+            .and_then(|b| Digit::from_char(char::from(b)));
         {
             let mut sink = sink_for(&st.ids, st.id);
             if let Some(d) = d {
-                st.session.on_digit(d, DigitSource::HostFrame, now, &mut sink);
+                st.session
+                    .on_digit(d, DigitSource::HostFrame, now, &mut sink);
             }
             st.session.tick(now, &mut sink);
         }
@@ -408,7 +424,9 @@ pub extern "C" fn sp_rs_on_dtmf(
 /// Runs `frame` through the masker and feeds detected digits to the session.
 fn mask_linear(st: &mut ChannelState, rate: u32, frame: &mut [i16], now: u64) -> bool {
     if st.masker_rate != rate || st.masker.is_none() {
-        let Some(sr) = SampleRate::from_hz(rate) else { return false };
+        let Some(sr) = SampleRate::from_hz(rate) else {
+            return false;
+        };
         match Masker::new(sr, &st.cfg.masker) {
             Ok(m) => {
                 st.masker = Some(m);
@@ -422,7 +440,9 @@ fn mask_linear(st: &mut ChannelState, rate: u32, frame: &mut [i16], now: u64) ->
         return false;
     };
     let mut sink = sink_for(ids, id);
-    masker.process(frame, &mut |tone| session.on_digit(tone.digit, DigitSource::InBand, now, &mut sink));
+    masker.process(frame, &mut |tone| {
+        session.on_digit(tone.digit, DigitSource::InBand, now, &mut sink)
+    });
     true
 }
 
@@ -442,14 +462,18 @@ pub extern "C" fn sp_rs_on_voice(
     const PANICKED: c_int = -1;
     let verdict = guard("voice hook", PANICKED, || {
         // SAFETY: framehook data pointer, channel locked during the callback.
-        let Some(st) = (unsafe { state_mut(state) }) else { return DROP };
+        let Some(st) = (unsafe { state_mut(state) }) else {
+            return DROP;
+        };
         if st.passive {
             return PASS;
         }
         if st.poisoned {
             return MUTE;
         }
-        let Ok(len) = usize::try_from(datalen) else { return DROP };
+        let Ok(len) = usize::try_from(datalen) else {
+            return DROP;
+        };
         if data.is_null() || len == 0 {
             return DROP;
         }
@@ -476,11 +500,19 @@ pub extern "C" fn sp_rs_on_voice(
                 for chunk in bytes.chunks_mut(scratch.len().max(1)) {
                     let lin = &mut scratch[..chunk.len()];
                     for (s, &b) in lin.iter_mut().zip(chunk.iter()) {
-                        *s = if ulaw { g711::ulaw_to_linear(b) } else { g711::alaw_to_linear(b) };
+                        *s = if ulaw {
+                            g711::ulaw_to_linear(b)
+                        } else {
+                            g711::alaw_to_linear(b)
+                        };
                     }
                     ok &= mask_linear(st, rate, lin, now);
                     for (b, &s) in chunk.iter_mut().zip(lin.iter()) {
-                        *b = if ulaw { g711::linear_to_ulaw(s) } else { g711::linear_to_alaw(s) };
+                        *b = if ulaw {
+                            g711::linear_to_ulaw(s)
+                        } else {
+                            g711::linear_to_alaw(s)
+                        };
                     }
                 }
                 st.scratch = scratch;
@@ -496,6 +528,7 @@ pub extern "C" fn sp_rs_on_voice(
             st.uninspectable_reported = true;
             events::publish_adapter_error(
                 &st.ids,
+                "uninspectable-audio",
                 &format!("audio at {rate} Hz cannot be inspected; customer audio muted"),
             );
         }
@@ -525,7 +558,9 @@ pub extern "C" fn sp_rs_on_uninspectable(
 ) {
     guard("voice hook", (), || {
         // SAFETY: framehook data pointer, channel locked during the callback.
-        let Some(st) = (unsafe { state_mut(state) }) else { return };
+        let Some(st) = (unsafe { state_mut(state) }) else {
+            return;
+        };
         if st.passive || st.uninspectable_reported {
             return;
         }
@@ -534,9 +569,13 @@ pub extern "C" fn sp_rs_on_uninspectable(
         let name = unsafe { cstr(format_name) }.unwrap_or("unknown");
         events::publish_adapter_error(
             &st.ids,
+            "uninspectable-codec",
             &format!("codec {name} cannot be inspected; customer audio muted while secure"),
         );
-        log::warn!("secure_pay: {}: codec {name} cannot be inspected; muting", st.ids.name);
+        log::warn!(
+            "secure_pay: {}: codec {name} cannot be inspected; muting",
+            st.ids.name
+        );
     });
 }
 
@@ -550,7 +589,9 @@ pub extern "C" fn sp_rs_hook_destroy(state: *mut c_void) {
         // pointer came from Box::into_raw in start_locked.
         let mut st = unsafe { Box::from_raw(state.cast::<ChannelState>()) };
         if !st.session.is_finished() {
-            let ChannelState { ids, session, id, .. } = &mut *st;
+            let ChannelState {
+                ids, session, id, ..
+            } = &mut *st;
             let mut sink = sink_for(ids, *id);
             session.stop(StopReason::Hangup, now_ms(), &mut sink);
         }
@@ -562,7 +603,9 @@ pub extern "C" fn sp_rs_hook_destroy(state: *mut c_void) {
 pub extern "C" fn sp_rs_hook_fixup(state: *mut c_void, new_chan: *mut ffi::ast_channel) {
     guard("hook fixup", (), || {
         // SAFETY: framehook data pointer; masquerade holds both channel locks.
-        let Some(st) = (unsafe { state_mut(state) }) else { return };
+        let Some(st) = (unsafe { state_mut(state) }) else {
+            return;
+        };
         st.moved = true;
         if !new_chan.is_null() {
             // SAFETY: new_chan is valid and locked during the masquerade.

@@ -50,7 +50,7 @@ pub extern "C" fn app_secure_pay(chan: *mut ffi::ast_channel, data: *const c_cha
                 Err(e) => {
                     let ids = channel::chan_ids(chan);
                     log::warn!("secure_pay: SecurePay on {}: {e}", ids.name);
-                    events::publish_adapter_error(&ids, &format!("start refused: {e}"));
+                    events::publish_adapter_error(&ids, "start-refused", &e.to_string());
                     set_var(chan, "SECUREPAY_STATUS", "ERROR");
                     set_var(chan, "SECUREPAY_ERROR", &e.to_string());
                 }
@@ -75,7 +75,13 @@ pub extern "C" fn app_stop_secure_pay(chan: *mut ffi::ast_channel, _data: *const
             r
         };
         // SAFETY: valid channel owned by this PBX thread.
-        unsafe { set_var(chan, "SECUREPAY_STATUS", if stopped { "STOPPED" } else { "NOTACTIVE" }) };
+        unsafe {
+            set_var(
+                chan,
+                "SECUREPAY_STATUS",
+                if stopped { "STOPPED" } else { "NOTACTIVE" },
+            )
+        };
         0
     })
 }
@@ -88,7 +94,10 @@ unsafe fn header(m: *const ffi::message, name: &str) -> String {
     let n = c_string(name);
     // SAFETY: astman_get_header only reads the name; the returned value is owned by `m` and
     // copied before `m` goes away.
-    unsafe { cstr(ffi::astman_get_header(m, n.as_ptr().cast_mut())) }.unwrap_or("").trim().to_owned()
+    unsafe { cstr(ffi::astman_get_header(m, n.as_ptr().cast_mut())) }
+        .unwrap_or("")
+        .trim()
+        .to_owned()
 }
 
 enum Reply {
@@ -103,7 +112,12 @@ pub extern "C" fn ami_secure_pay(s: *mut ffi::mansession, m: *const ffi::message
     guard("AMI SecurePay", 0, || {
         // SAFETY: `m` is the action's message, valid during the callback.
         let (chan_name, command, options, field) = unsafe {
-            (header(m, "Channel"), header(m, "Command"), header(m, "Options"), header(m, "Field"))
+            (
+                header(m, "Channel"),
+                header(m, "Command"),
+                header(m, "Options"),
+                header(m, "Field"),
+            )
         };
         let reply = ami_run(&chan_name, &command, &options, &field);
         let (ok, text) = match reply {
@@ -132,12 +146,20 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
                 .into(),
         );
     }
-    let verb = command.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+    let verb = command
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     // Parse before touching the channel so bad input never changes state.
     let parsed = match verb.as_str() {
         "start" | "stop" => None,
         _ => {
-            let text = if field.is_empty() { command.to_owned() } else { format!("{command} {field}") };
+            let text = if field.is_empty() {
+                command.to_owned()
+            } else {
+                format!("{command} {field}")
+            };
             match parse_command(&text) {
                 Ok(c) => Some(c),
                 Err(e) => return Reply::Error(format!("bad command: {e}")),
@@ -184,12 +206,11 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
 /// The outcome comes back on the connector's worker thread and is delivered to the session
 /// by [`deliver_outcome`]. Called with the channel locked.
 pub fn hand_off(st: &mut ChannelState) {
-    let Some(req) = st.session_mut().take_payment_request() else { return };
-    let cfg = st.config().clone();
-    let profile = match cfg.connector.as_deref() {
-        Some(name) => cfg.connectors.iter().find(|p| p.name == name),
-        None => cfg.connectors.first(),
+    let Some(req) = st.session_mut().take_payment_request() else {
+        return;
     };
+    let cfg = st.config().clone();
+    let profile = cfg.active_connector();
     let uniqueid = st.ids.uniqueid.clone();
     let sid = st.id();
     let outcome_now = |st: &mut ChannelState, o: PaymentOutcome| {
@@ -215,7 +236,13 @@ pub fn hand_off(st: &mut ChannelState) {
         None => Err("connector not running".to_owned()),
     });
     if let Err(e) = res {
-        outcome_now(st, PaymentOutcome::Error { code: "submit-failed".into(), message: e });
+        outcome_now(
+            st,
+            PaymentOutcome::Error {
+                code: "submit-failed".into(),
+                message: e,
+            },
+        );
     }
 }
 

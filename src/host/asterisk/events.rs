@@ -32,7 +32,11 @@ pub fn ami_name(ev: &Event) -> String {
 fn push_header(body: &mut String, key: &str, value: &str) {
     let _ = write!(body, "{key}: ");
     // a header value must stay on one line
-    body.extend(value.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+    body.extend(
+        value
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
+    );
     body.push_str("\r\n");
 }
 
@@ -55,14 +59,15 @@ pub fn publish(ids: &ChanIds, ev: &Event) {
     unsafe { ffi::sp_ast_manager_event(name.as_ptr(), body.as_ptr()) };
 }
 
-/// An adapter-level error event (not from a session: e.g. start refused), same shape as the
-/// core's `error` event plus `Reason`.
-pub fn publish_adapter_error(ids: &ChanIds, reason: &str) {
+/// An adapter-level `SecurePayError` (not from a session: start refused, codec muted), with
+/// the core's error headers `SecurePay-Error-Code` and `SecurePay-Error-Message`.
+pub fn publish_adapter_error(ids: &ChanIds, code: &str, message: &str) {
     let mut body = String::with_capacity(160);
     push_header(&mut body, "Channel", &ids.name);
     push_header(&mut body, "Uniqueid", &ids.uniqueid);
     push_header(&mut body, "Linkedid", &ids.linkedid);
-    push_header(&mut body, "Reason", reason);
+    push_header(&mut body, "SecurePay-Error-Code", code);
+    push_header(&mut body, "SecurePay-Error-Message", message);
     let body = c_string(&body);
     // SAFETY: as in `publish`.
     unsafe { ffi::sp_ast_manager_event(c"SecurePayError".as_ptr(), body.as_ptr()) };

@@ -54,7 +54,10 @@ impl log::Log for AstLogger {
             log::Level::Info => ffi::SP_AST_LOG_NOTICE,
             _ => ffi::SP_AST_LOG_DEBUG,
         } as c_int;
-        let mut b = StackBuf { buf: [0; 512], len: 0 };
+        let mut b = StackBuf {
+            buf: [0; 512],
+            len: 0,
+        };
         let _ = write!(b, "{}", r.args());
         b.buf[b.len] = 0;
         // SAFETY: `b.buf` is NUL-terminated (len < 512) and lives across the call; ast_log is

@@ -20,17 +20,20 @@ pub mod settings;
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::connector::Connector;
 use crate::ffi::asterisk as ffi;
 use crate::host::guard;
 
-/// Monotonic milliseconds since the module was first loaded (the capture engine's clock).
+/// Unix time in milliseconds: the capture engine's clock (it uses differences for timeouts
+/// and the calendar month for expiry checks).
 pub(crate) fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The payment connector: started at load, shut down at unload.

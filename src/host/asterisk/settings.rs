@@ -1,8 +1,8 @@
 //! `secure_pay.conf` (Asterisk's own config format, read with `ast_config_load2`) and the CLI
 //! commands `securepay show channels` / `securepay show settings`.
 //!
-//! Every variable of `[general]` is fed to [`Config::set`] as `key = value`; a variable of any
-//! other section `[name]` is fed as `name.key = value` (e.g. connector profiles). A bad value
+//! Every variable of `[general]` is fed to [`Config::set`] as `key = value`; any other section
+//! `[name]` is a connector profile of that name ([`Config::set_in_section`]). A bad value
 //! refuses the load (module load declines) or the reload (previous settings stay), with the
 //! core's error naming the key.
 
@@ -46,22 +46,41 @@ fn is_secret_key(key: &str) -> bool {
 /// Loads (or, with `reload`, re-reads if changed) `secure_pay.conf`.
 pub fn load(reload: bool) -> Result<(), String> {
     {
-        let mut p = PENDING.lock().map_err(|_| "settings lock poisoned".to_owned())?;
-        *p = Some(Pending { cfg: Config::default(), errors: Vec::new(), pairs: Vec::new() });
+        let mut p = PENDING
+            .lock()
+            .map_err(|_| "settings lock poisoned".to_owned())?;
+        *p = Some(Pending {
+            cfg: Config::default(),
+            errors: Vec::new(),
+            pairs: Vec::new(),
+        });
     }
     let file = CString::new(CONF_FILE).unwrap_or_default();
     // SAFETY: NUL-terminated file name; the shim calls sp_rs_config_pair synchronously on this
     // thread and destroys the parsed config before returning.
     let status = unsafe { ffi::sp_ast_config_load(file.as_ptr(), c_int::from(reload)) } as u32;
-    let pending = PENDING.lock().map_err(|_| "settings lock poisoned".to_owned())?.take();
-    let Some(p) = pending else { return Err("settings were not collected".into()) };
+    let pending = PENDING
+        .lock()
+        .map_err(|_| "settings lock poisoned".to_owned())?
+        .take();
+    let Some(p) = pending else {
+        return Err("settings were not collected".into());
+    };
     match status {
         ffi::SP_AST_CONFIG_UNCHANGED => return Ok(()),
-        ffi::SP_AST_CONFIG_INVALID => return Err(format!("{CONF_FILE} is not a valid config file")),
+        ffi::SP_AST_CONFIG_INVALID => {
+            return Err(format!("{CONF_FILE} is not a valid config file"))
+        }
         ffi::SP_AST_CONFIG_MISSING => {
             log::info!("secure_pay: {CONF_FILE} not found; using built-in defaults");
         }
         _ => {}
+    }
+    let mut p = p;
+    if p.errors.is_empty() {
+        if let Err(e) = p.cfg.resolve() {
+            p.errors.push(e.to_string());
+        }
     }
     if !p.errors.is_empty() {
         return Err(format!("{CONF_FILE}: {}", p.errors.join("; ")));
@@ -88,21 +107,22 @@ pub extern "C" fn sp_rs_config_pair(
         // SAFETY: the shim passes the category and variable strings of the parsed config,
         // valid during this call.
         let (Some(section), Some(key), Some(value)) =
-            (unsafe { cstr(section) }, unsafe { cstr(key) }, unsafe { cstr(value) })
+            (unsafe { cstr(section) }, unsafe { cstr(key) }, unsafe {
+                cstr(value)
+            })
         else {
             return;
         };
         let Ok(mut g) = PENDING.lock() else { return };
         let Some(p) = g.as_mut() else { return };
-        let full = if section.eq_ignore_ascii_case("general") {
-            key.to_owned()
-        } else {
-            format!("{section}.{key}")
-        };
-        if let Err(e) = p.cfg.set(&full, value) {
+        if let Err(e) = p.cfg.set_in_section(section, key, value) {
             p.errors.push(format!("[{section}] {e}"));
         }
-        let shown = if is_secret_key(key) { "********".to_owned() } else { value.to_owned() };
+        let shown = if is_secret_key(key) {
+            "********".to_owned()
+        } else {
+            value.to_owned()
+        };
         p.pairs.push((section.to_owned(), key.to_owned(), shown));
     });
 }
@@ -115,8 +135,8 @@ fn channels_text() -> String {
     };
     let _ = writeln!(
         out,
-        "{:<40} {:<24} {:<10} {:<24} {}",
-        "Channel", "Uniqueid", "Last", "Field", "Entered (masked)"
+        "{:<40} {:<24} {:<10} {:<24} Entered (masked)",
+        "Channel", "Uniqueid", "Last", "Field"
     );
     for s in reg.values() {
         let _ = writeln!(
