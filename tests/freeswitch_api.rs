@@ -163,6 +163,18 @@ fn api_bad_input_lifecycle_apps_and_reload() {
     let stop = custom(&mut ev, "stop", &cust, Duration::from_secs(3)).expect("stop event");
     assert_eq!(stop.get("SecurePay-Reason"), Some("agent"));
 
+    // ---- Media leaving FreeSWITCH during secure mode raises an error event.
+    let r = esl.api(&format!("uuid_secure_pay {cust} start"));
+    assert!(r.starts_with("+OK"), "start: {r}");
+    let _ = custom(&mut ev, "start", &cust, Duration::from_secs(3)).expect("start event");
+    let _ = esl.api(&format!("uuid_setvar {cust} pass_rfc2833 true"));
+    let err = custom(&mut ev, "error", &cust, Duration::from_secs(4)).expect("mid-call error");
+    assert_eq!(err.get("SecurePay-Error-Code"), Some("media-not-in-core"));
+    let _ = esl.api(&format!("uuid_setvar {cust} pass_rfc2833 false"));
+    let r = esl.api(&format!("uuid_secure_pay {cust} stop"));
+    assert!(r.starts_with("+OK"), "stop: {r}");
+    let _ = custom(&mut ev, "stop", &cust, Duration::from_secs(3)).expect("stop event");
+
     // ---- Hangup mid-entry: clean stop with reason hangup, FreeSWITCH keeps running.
     let r = esl.api(&format!("uuid_secure_pay {cust} start"));
     assert!(r.starts_with("+OK"), "start again: {r}");

@@ -235,4 +235,23 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
             "secure digit in digits_dialed: {dialed:?}"
         );
     }
+
+    // FreeSWITCH's log (level debug): "RECV DTMF <digit>" for the customer channel only for the
+    // control digits.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = fs.log_text();
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(cust_b.as_str()) && l.contains("RECV DTMF"))
+        .collect();
+    assert!(
+        logged.iter().any(|l| l.contains("RECV DTMF 5")),
+        "control digit logged: {logged:?}"
+    );
+    for l in &logged {
+        assert!(
+            l.contains("RECV DTMF 5") || l.contains("RECV DTMF 9"),
+            "a secure digit reached FreeSWITCH's log: {l}"
+        );
+    }
 }

@@ -208,4 +208,20 @@ fn sip_rfc2833_and_sip_info_are_captured_never_forwarded() {
         log.contains("secure mode on"),
         "module logged through FreeSWITCH's logger"
     );
+    // RFC 2833: switch_rtp logs "RTP RECV DTMF <digit>" at debug level unless sensitive_dtmf
+    // (which secure mode sets): only the control digits of the customer leg may appear.
+    let rtp_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(rfc.as_str()) && l.contains("RTP RECV DTMF"))
+        .collect();
+    assert!(
+        rtp_lines.iter().any(|l| l.contains("DTMF 5")),
+        "control logged: {rtp_lines:?}"
+    );
+    for l in &rtp_lines {
+        assert!(
+            l.contains("RTP RECV DTMF 5") || l.contains("RTP RECV DTMF 9"),
+            "a secure RFC 2833 digit reached FreeSWITCH's log: {l}"
+        );
+    }
 }

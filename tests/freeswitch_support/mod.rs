@@ -353,15 +353,23 @@ impl Drop for FreeSwitch {
             let _ = e.send_raw("api fsctl shutdown\n\n");
         }
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                exited = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        // Only the PID we started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            // Only the PID we started.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // A passing test leaves nothing behind; a failing one keeps logs and recordings.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

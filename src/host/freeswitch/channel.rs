@@ -55,6 +55,8 @@ struct State {
     saved_sensitive: Option<String>,
     media_error_sent: bool,
     overflow_sent: bool,
+    /// When the dispatcher last checked that media is still in the core (`now_ms`).
+    media_checked_ms: u64,
 }
 
 pub struct Channel {
@@ -218,8 +220,14 @@ impl Channel {
         let finished = {
             let mut st = self.lock_state();
             self.pump(&mut st, &mut out);
+            // Once a second is plenty: media leaving the core takes a re-INVITE.
+            let now = now_ms();
+            let check = !st.media_error_sent && now.saturating_sub(st.media_checked_ms) >= 1000;
+            if check {
+                st.media_checked_ms = now;
+            }
             // SAFETY: `ls` holds the session's read lock, so the session and channel live.
-            if !st.media_error_sent && unsafe { media_bypassed(session) } {
+            if check && unsafe { media_bypassed(session) } {
                 st.media_error_sent = true;
                 out.push(Event::Error {
                     code: "media-not-in-core",
@@ -392,6 +400,7 @@ pub unsafe fn start(
             saved_sensitive,
             media_error_sent: false,
             overflow_sent: false,
+            media_checked_ms: 0,
         }),
         inbox_tx,
         inbox_rx,
