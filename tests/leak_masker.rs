@@ -86,6 +86,10 @@ struct Case {
     seed: u64,
     /// Mix the DTMF over speech-like audio at this level (dBm0).
     speech_dbm0: Option<f64>,
+    /// Add a steady sine (Hz, dBm0) over the whole signal (interference, e.g. a 1 kHz tone).
+    interferer: Option<(f64, f64)>,
+    /// Shape each tone's first N ms with a cubic fade-in (a tone that creeps in from silence).
+    fade_in_ms: Option<f64>,
     law: Option<Law>,
     mode: MaskMode,
     lookahead_ms: u32,
@@ -101,6 +105,8 @@ fn case(name: impl Into<String>, spec: DtmfSpec, control: Control) -> Case {
         spec,
         seed: 1,
         speech_dbm0: None,
+        interferer: None,
+        fade_in_ms: None,
         law: None,
         mode: MaskMode::Silence,
         lookahead_ms: MaskerConfig::default().lookahead_ms,
@@ -180,6 +186,21 @@ fn run_case(c: &Case) -> Outcome {
     let seq = gen::dtmf_sequence(c.rate, c.keys, &c.spec, &mut rng)
         .unwrap_or_else(|e| panic!("{}: {e}", c.name));
     let mut input = seq.samples.clone();
+    if let Some(ms) = c.fade_in_ms {
+        let n = (ms * c.rate as f64 / 1000.0) as usize;
+        for t in &seq.tones {
+            for i in 0..n.min(t.end - t.start) {
+                let g = (i as f64 / n as f64).powi(3);
+                input[t.start + i] = gen::quantize(input[t.start + i] as f64 * g);
+            }
+        }
+    }
+    if let Some((hz, db)) = c.interferer {
+        let tone = gen::tone_mix(c.rate, &[(hz, db)], input.len(), &mut rng);
+        for (x, s) in input.iter_mut().zip(tone) {
+            *x = gen::quantize(*x as f64 + s as f64);
+        }
+    }
     if let Some(db) = c.speech_dbm0 {
         let speech = gen::speech_like(c.rate, input.len(), db, &mut rng);
         for (x, s) in input.iter_mut().zip(speech) {
@@ -380,6 +401,30 @@ fn leak_levels_below_mask_floor() {
             Control::Exact(MM),
         )
         .at(48000),
+    );
+    for rate in [16000, 32000] {
+        cases.push(
+            case(
+                "level -70 dBm0",
+                DtmfSpec {
+                    level_dbm0: -70.0,
+                    ..spec()
+                },
+                Control::Exact(MM),
+            )
+            .at(rate),
+        );
+    }
+    cases.push(
+        case(
+            "level -60 dBm0",
+            DtmfSpec {
+                level_dbm0: -60.0,
+                ..spec()
+            },
+            Control::Exact(MM),
+        )
+        .law(Law::Ulaw),
     );
     cases.push(case(
         "level -60 dBm0, white noise SNR 20 dB",
@@ -609,6 +654,32 @@ fn leak_noise_and_speech() {
         );
         c.speech_dbm0 = Some(sp);
         c.seed = 7;
+        cases.push(c);
+    }
+    // A loud steady 1 kHz tone over the keying: spandsp gives up (energy share), multimon-ng
+    // still reads every key.
+    for db in [-10.0, -13.0, -16.0] {
+        let mut c = case(
+            format!("1 kHz interferer at {db} dBm0, tones -10 dBm0"),
+            spec(),
+            Control::Exact(MM),
+        );
+        c.interferer = Some((1000.0, db));
+        cases.push(c);
+    }
+    // Tones that creep in from silence (cubic fade over 100 ms): the quiet head must not leak.
+    for rate in [8000, 48000] {
+        let mut c = case(
+            "300 ms tones with a 100 ms cubic fade-in",
+            DtmfSpec {
+                tone_ms: 300.0,
+                gap_ms: 100.0,
+                ..spec()
+            },
+            Control::Exact(ALL3),
+        )
+        .at(rate);
+        c.fade_in_ms = Some(100.0);
         cases.push(c);
     }
     run_all("noise", &cases);
