@@ -18,6 +18,13 @@
 //! output; a held key stays masked for as long as it is held. Short bursts, weak, twisted or
 //! off-frequency pairs that capture rejects are masked all the same.
 //!
+//! **Tonal stability.** With look-ahead to spare (≥ 25 ms; the default 40 ms) a window that
+//! passes the mask test is only masked once a second window at most two hops later holds the
+//! same pair (or it passes every capture test, or its pair carries ≥ 80 % of its energy, or the
+//! same pair was masked in the last 25 ms); the span then reaches back over both windows, so
+//! the tone is still replaced from its first sample while isolated voiced windows of speech
+//! pass untouched. With less look-ahead every passing window is masked at once.
+//!
 //! Outside masked spans the output is the input delayed by exactly [`Masker::delay_samples`],
 //! sample for sample. Decisions never reach back further than the look-ahead, and the
 //! replacement signal depends only on the sample's position in the stream, so the output is
@@ -93,6 +100,13 @@ fn make_beep() -> [i16; 48] {
     t
 }
 
+/// A single window whose pair carries at least this share of its energy is masked on its own
+/// (a 10 ms burst passes the mask test in one window only; voiced speech rarely gets there).
+const PURE_COV: f32 = 0.8;
+
+/// A pair masked within this many hops (25 ms) is masked again on a single window.
+const ACTIVE_HOPS: u64 = 8;
+
 /// Guard before each masked window and hangover after it, in ms.
 const PRE_GUARD_MS: u32 = 6;
 const HANGOVER_MS: u32 = 6;
@@ -114,6 +128,12 @@ pub struct Masker {
     hang: u64,
     beep_step: usize,
     beep: [i16; 48],
+    /// The last window that passed the mask test: (window end, row, col); end 0 = none.
+    prev_mask: (u64, u8, u8),
+    /// Last masked window: (window end, row, col); end 0 = none. Windows of the same pair
+    /// shortly after are masked without waiting for a second one, so a tone whose test
+    /// flickers is masked whole, never in readable fragments.
+    active: (u64, u8, u8),
 }
 
 impl Masker {
@@ -140,6 +160,8 @@ impl Masker {
             hang: rate.samples_for_ms(HANGOVER_MS) as u64,
             beep_step: (48000 / rate.hz()) as usize,
             beep: make_beep(),
+            prev_mask: (0, 0, 0),
+            active: (0, 0, 0),
             det,
         })
     }
@@ -183,12 +205,35 @@ impl Masker {
         {
             let back = self.back;
             let hang = self.hang;
+            let m = self.det.hop_samples() as u64;
             let spans = &mut self.spans;
             let nspans = &mut self.nspans;
+            let prev = &mut self.prev_mask;
+            let active = &mut self.active;
+            // Waiting for a second window needs look-ahead for it (window + guard + two hops,
+            // 25 ms); with less, every window that passes is masked at once (more speech is
+            // touched, but nothing more leaks).
+            let wait = d >= back + 2 * m;
             self.det.process_hops(frame, sink, &mut |h: &Hop| {
-                if h.mask {
+                if !h.mask {
+                    return;
+                }
+                // Tonal stability: mask once two windows at most two hops apart hold the same
+                // pair (or one passes every capture test), reaching back over both, so the
+                // tone is still replaced from its first sample while a single voiced window
+                // of speech is left alone.
+                let stable =
+                    prev.0 != 0 && prev.0 + 2 * m >= h.end && prev.1 == h.row && prev.2 == h.col;
+                let from = if stable { prev.0 } else { h.end };
+                *prev = (h.end, h.row, h.col);
+                let recent = active.0 != 0
+                    && h.end <= active.0 + ACTIVE_HOPS * m
+                    && active.1 == h.row
+                    && active.2 == h.col;
+                if !wait || stable || h.strict || recent || h.cov >= PURE_COV {
+                    *active = (h.end, h.row, h.col);
                     // Never reach back into audio already output when this window is judged.
-                    let a = h.end.saturating_sub(back).max(h.end.saturating_sub(d));
+                    let a = from.saturating_sub(back).max(h.end.saturating_sub(d));
                     push_span(spans, nspans, a, h.end + hang);
                 }
             });
@@ -241,6 +286,8 @@ impl Masker {
         self.pos = 0;
         self.t = 0;
         self.nspans = 0;
+        self.prev_mask = (0, 0, 0);
+        self.active = (0, 0, 0);
     }
 
     /// Swaps the frame through the ring: frame gets the delayed samples, ring the new ones.

@@ -17,7 +17,9 @@
 //! * The capture tests (spandsp's: level, twist, relative peak, energy ratio) plus a
 //!   **frequency test** from the phase advance of each tone between windows half a window apart
 //!   (this is what separates ±1.5 % from ±3.5 % with a 12.5 ms window, where the magnitude alone
-//!   barely changes) mark a hop `strict`. The measured offset also undoes the window's sinc loss
+//!   barely changes) mark a hop `strict`; both tones' offsets together must stay inside a
+//!   radius (dual sweeps), and each measurement must agree with the previous hop's (harmonics
+//!   beating inside a bin make it wobble). The measured offset also undoes the window's sinc loss
 //!   for an off-centre tone before the level, twist and energy tests. Looser tests mark it `mask` (anything a permissive
 //!   decoder could read) and `run` (the pair is present, used to measure tone edges).
 //!
@@ -114,6 +116,14 @@ pub(crate) fn dbm0_power(dbm0: f32) -> f32 {
     peak * peak / 2.0
 }
 
+/// Capture: (dev_row/limit)² + (dev_col/limit)² at most this (both tones at 1.5 % of a 2.2 %
+/// limit give 0.93).
+const PAIR_DEV2: f32 = 1.2;
+
+/// Capture: the frequency measured at consecutive hops may differ by at most this fraction of
+/// the per-tone limit.
+const STEADY: f32 = 0.4;
+
 /// Masking: frequency deviation (percent) up to which a pair is still masked.
 const MASK_FREQ_DEV_PCT: f32 = 5.5;
 
@@ -190,6 +200,9 @@ pub(crate) struct Analyzer {
     zhist: [[f32; 16]; 2],
     /// Coverage of the previous two hops, same ring.
     covhist: [f32; 2],
+    /// Signed frequency measurements of the previous two hops, ring indexed by hop % 2:
+    /// (hop index + 1, row, col, dphi row, dphi col); index 0 = none.
+    prev_dev: [(u64, u8, u8, f32, f32); 2],
     tests: HopTests,
 }
 
@@ -211,6 +224,7 @@ impl Analyzer {
             count: 0,
             zhist: [[0.0; 16]; 2],
             covhist: [0.0; 2],
+            prev_dev: [(0, 0, 0, 0.0, 0.0); 2],
             tests,
         }
     }
@@ -233,6 +247,7 @@ impl Analyzer {
         self.count = 0;
         self.zhist = [[0.0; 16]; 2];
         self.covhist = [0.0; 2];
+        self.prev_dev = [(0, 0, 0, 0.0, 0.0); 2];
     }
 
     /// Feeds samples; calls `on_hop` for every completed analysis window.
@@ -355,22 +370,43 @@ impl Analyzer {
         // The phase test needs the tone to fill both windows: a partly filled window has its
         // phase centre shifted, which shortens the effective lag and hides a frequency offset.
         let plateau = prev2_cov >= 0.8 * cov && cov >= 0.8 * prev2_cov;
-        let dphi = |k: usize| {
+        let sdphi = |k: usize| {
             // Phase advance over half a window (both spectra share the absolute reference, so
             // it is (ω_tone − ω_bin)·2M directly).
             let (zr, zi) = (z[2 * k], z[2 * k + 1]);
             let (pr, pi) = (prev2[2 * k], -prev2[2 * k + 1]);
             let (br, bi) = (zr * pr - zi * pi, zr * pi + zi * pr);
-            bi.atan2(br).abs()
+            bi.atan2(br)
         };
+        let dphi = |k: usize| sdphi(k).abs();
         if hop.mask {
             // Loose frequency sanity (no plateau needed): rejects gliding speech harmonics,
             // keeps short bursts and tones well beyond what any decoder accepts.
             hop.mask = dphi(r) <= ts.max_dphi_mask[r] && dphi(4 + c) <= ts.max_dphi_mask[4 + c];
         }
         if cov >= ts.cov_pre && plateau && h >= 2 + (K as u64 - 1) {
-            let (pr, pc) = (dphi(r), dphi(4 + c));
-            if pr <= ts.max_dphi[r] && pc <= ts.max_dphi[4 + c] {
+            let (sr, sc) = (sdphi(r), sdphi(4 + c));
+            let (pr, pc) = (sr.abs(), sc.abs());
+            // Each tone within the limit, and both together: a pair with BOTH tones near the
+            // limit (2-3 % off, e.g. a dual sweep) is not a keypad.
+            let (ur, uc) = (pr / ts.max_dphi[r], pc / ts.max_dphi[4 + c]);
+            // A steady tone measures the same frequency one and two hops later; two partials
+            // beating in one bin (an organ's 2nd harmonic next to a column tone) make the
+            // measurement wobble.
+            // The partner tone's sidelobe wobbles a much weaker tone's phase too, so the
+            // tolerance grows with the twist (a 4 dB weaker tone gets 1.6x).
+            let tol_r = STEADY * ts.max_dphi[r] * (tc / tr).sqrt().max(1.0);
+            let tol_c = STEADY * ts.max_dphi[4 + c] * (tr / tc).sqrt().max(1.0);
+            let steady = {
+                let (pi, pr0, pc0, psr, psc) = self.prev_dev[(h % 2) as usize];
+                pi + 1 == h
+                    && pr0 == hop.row
+                    && pc0 == hop.col
+                    && (sr - psr).abs() <= tol_r
+                    && (sc - psc).abs() <= tol_c
+            };
+            self.prev_dev[(h % 2) as usize] = (h + 1, hop.row, hop.col, sr, sc);
+            if steady && ur <= 1.0 && uc <= 1.0 && ur * ur + uc * uc <= PAIR_DEV2 {
                 // Undo the window's loss for an off-centre tone (sinc², known from the
                 // measured offset) before the level, twist and energy-share tests, so ±1.5 %
                 // tones pass as easily as nominal ones and the share can be strict.

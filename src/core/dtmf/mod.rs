@@ -12,11 +12,15 @@
 //! separated by a short gap are joined (dropout bridging); a gap at or beyond
 //! `(max_dropout_ms + min_pause_ms) / 2` ends the digit. A run becomes a digit when at least
 //! three windows passed every capture test and its measured duration is at least `min_tone_ms`.
+//! One of those tests is steadiness: each tone's measured frequency must agree with the
+//! previous hop's, which refuses chords whose harmonics beat inside a DTMF bin (an organ's
+//! F5 + E6, whose 2nd harmonic of F5 sits between the 1336 and 1477 Hz bins).
 //! The digit is reported once its end is confirmed.
 //!
 //! | property | accepted | rejected |
 //! |---|---|---|
-//! | frequency deviation | ≤ ±1.5 % (test at ±2.2 %) | ≥ ±3.5 % |
+//! | frequency deviation | ≤ ±1.5 % (test at ±2.2 % per tone; both tones together within a
+//! radius of 1.1 × 2.2 %, so pairs with BOTH tones 2–3 % off are refused) | ≥ ±3.5 % |
 //! | duration | ≥ 40 ms (`min_tone_ms` 32) | ≤ 23 ms |
 //! | pause | ≥ 40 ms separates | ≤ 10 ms bridged |
 //! | twist (high − low) | −8 … +4 dB (tests at −10 / +6) | beyond |
