@@ -281,7 +281,7 @@ fn music(rate: u32) -> Vec<(String, Vec<i16>)> {
         out.push((name.to_string(), to_pcm(&buf)));
     }
     // Two-voice melodies on a major scale around F5..F#6, 120-250 ms notes, seeded.
-    for seed in [1u64, 2, 3] {
+    for seed in [1u64, 2, 3, 4, 5, 6] {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
         let scale = [74, 76, 77, 79, 81, 82, 84, 86, 88, 89, 90, 91];
         let mut buf = vec![0.0; sec(12.2)];
