@@ -360,19 +360,34 @@ impl Esl {
                 return;
             }
         };
-        let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
-        let list: Vec<(String, String, String)> = v["rows"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-                        (s("name"), s("uuid"), s("call_uuid"))
+        match serde_json::from_str::<serde_json::Value>(body.trim()) {
+            Ok(v) if v.is_object() => {
+                let list: Vec<(String, String, String)> = v["rows"]
+                    .as_array()
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|r| {
+                                let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                                (s("name"), s("uuid"), s("call_uuid"))
+                            })
+                            .collect()
                     })
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.hub.resync_channels(&list);
+                    .unwrap_or_default();
+                self.hub.resync_channels(&list);
+            }
+            _ => {
+                // no channel list (e.g. core SQL disabled: "-ERR SQL disabled"): ask per call
+                for (id, _) in self.hub.live_calls(512) {
+                    if valid_call_id(&id)
+                        && self
+                            .api(&format!("uuid_exists {id}"))
+                            .is_ok_and(|b| b.trim() == "false")
+                    {
+                        self.hub.end(&id);
+                    }
+                }
+            }
+        }
         for (id, _) in self.hub.live_calls(512) {
             if self.stop.load(Ordering::SeqCst) || !valid_call_id(&id) {
                 continue;
@@ -430,6 +445,22 @@ impl PbxControl for Esl {
         if let Some(s) = lock(&self.writer).take() {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    fn probe(&self, call_id: &str) -> Option<String> {
+        if !valid_call_id(call_id)
+            || self.api(&format!("uuid_exists {call_id}")).ok()?.trim() != "true"
+        {
+            return None;
+        }
+        let name = self
+            .api(&format!("uuid_getvar {call_id} channel_name"))
+            .ok()?;
+        let name = name.trim();
+        if name.is_empty() || name.starts_with("-ERR") || name == "_undef_" {
+            return None;
+        }
+        Some(name.to_string())
     }
 }
 

@@ -113,6 +113,12 @@ pub trait PbxControl: Send + Sync {
 
     /// Stops reconnecting and closes the connection.
     fn stop(&self);
+
+    /// Looks for a channel the service has not heard of (created before it connected, when
+    /// the PBX cannot list channels): its name if it exists. Default: no probing.
+    fn probe(&self, _call_id: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Current unix time in seconds.
@@ -376,12 +382,26 @@ fn no_such_call(ctx: &Ctx, id: &str) -> Response {
     )
 }
 
+/// Is the call known, or does the PBX have it (then it is added)?
+fn known_or_probed(ctx: &Ctx, id: &str) -> bool {
+    if ctx.hub.knows(id) {
+        return true;
+    }
+    match ctx.pbx.probe(id) {
+        Some(name) => {
+            ctx.hub.add_call(id, &name);
+            true
+        }
+        None => false,
+    }
+}
+
 fn page(ctx: &Ctx, id: &str, req: &Request) -> Response {
     let exp = match check_link(ctx, id, req) {
         Ok(e) => e,
         Err(r) => return r,
     };
-    if !ctx.hub.knows(id) {
+    if !known_or_probed(ctx, id) {
         return no_such_call(ctx, id);
     }
     let sig = req.query("sig").unwrap_or("");
@@ -402,6 +422,7 @@ fn events(ctx: &Ctx, id: &str, req: &Request, stream: &TcpStream) {
             return;
         }
     };
+    known_or_probed(ctx, id);
     let Some((mut json, mut seen)) = ctx.hub.snapshot(id) else {
         let _ = no_such_call(ctx, id).write_to(stream);
         return;

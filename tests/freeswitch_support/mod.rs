@@ -32,19 +32,30 @@ pub fn prefix() -> Option<PathBuf> {
 /// target/<profile>/ of this test binary.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
 }
 
 /// The module built by this cargo invocation (`libsecure_pay.so`, built with
 /// `--features freeswitch`).
 pub fn built_module() -> PathBuf {
     let p = profile_dir().join("libsecure_pay.so");
-    assert!(p.is_file(), "{} not built (cargo test --features freeswitch)", p.display());
+    assert!(
+        p.is_file(),
+        "{} not built (cargo test --features freeswitch)",
+        p.display()
+    );
     p
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -70,7 +81,10 @@ pub struct FreeSwitch {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 impl FreeSwitch {
@@ -89,7 +103,13 @@ impl FreeSwitch {
         let settings: String = opts
             .secure_pay_settings
             .iter()
-            .map(|(k, v)| format!("<param name=\"{}\" value=\"{}\"/>", xml_escape(k), xml_escape(v)))
+            .map(|(k, v)| {
+                format!(
+                    "<param name=\"{}\" value=\"{}\"/>",
+                    xml_escape(k),
+                    xml_escape(v)
+                )
+            })
             .collect();
         let connectors: String = opts
             .connectors
@@ -98,13 +118,21 @@ impl FreeSwitch {
                 let ps: String = kv
                     .iter()
                     .map(|(k, v)| {
-                        format!("<param name=\"{}\" value=\"{}\"/>", xml_escape(k), xml_escape(v))
+                        format!(
+                            "<param name=\"{}\" value=\"{}\"/>",
+                            xml_escape(k),
+                            xml_escape(v)
+                        )
                     })
                     .collect();
                 format!("<connector name=\"{}\">{ps}</connector>", xml_escape(name))
             })
             .collect();
-        let sofia_load = if opts.sip { "<load module=\"mod_sofia\"/>" } else { "" };
+        let sofia_load = if opts.sip {
+            "<load module=\"mod_sofia\"/>"
+        } else {
+            ""
+        };
         let sofia_conf = if opts.sip {
             format!(
                 r#"<configuration name="sofia.conf" description="sofia">
@@ -250,7 +278,12 @@ impl FreeSwitch {
             .stderr(err)
             .spawn()
             .expect("spawn freeswitch");
-        let fs = FreeSwitch { dir, esl_port, sip_port, child };
+        let fs = FreeSwitch {
+            dir,
+            esl_port,
+            sip_port,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(mut e) = Esl::connect(esl_port) {
@@ -259,7 +292,11 @@ impl FreeSwitch {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "FreeSWITCH did not come up; see {}", fs.dir.display());
+            assert!(
+                Instant::now() < deadline,
+                "FreeSWITCH did not come up; see {}",
+                fs.dir.display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         fs
@@ -340,7 +377,12 @@ fn parse_headers(block: &str, decode: bool) -> HashMap<String, String> {
     block
         .lines()
         .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_string(), if decode { url_decode(v) } else { v.to_string() }))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                if decode { url_decode(v) } else { v.to_string() },
+            )
+        })
         .collect()
 }
 
@@ -348,7 +390,10 @@ impl Esl {
     pub fn connect(port: u16) -> std::io::Result<Esl> {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut e = Esl { r: BufReader::new(s.try_clone()?), w: s };
+        let mut e = Esl {
+            r: BufReader::new(s.try_clone()?),
+            w: s,
+        };
         let (h, _) = e.read_msg()?;
         if h.get("Content-Type").map(String::as_str) != Some("auth/request") {
             return Err(std::io::Error::other("no auth request"));
@@ -371,7 +416,10 @@ impl Esl {
             let mut line = String::new();
             let n = self.r.read_line(&mut line)?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "esl closed"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "esl closed",
+                ));
             }
             if line == "\n" {
                 if head.is_empty() {
@@ -383,7 +431,10 @@ impl Esl {
         }
         let h = parse_headers(&head, false);
         let mut body = String::new();
-        if let Some(len) = h.get("Content-Length").and_then(|l| l.trim().parse::<usize>().ok()) {
+        if let Some(len) = h
+            .get("Content-Length")
+            .and_then(|l| l.trim().parse::<usize>().ok())
+        {
             let mut buf = vec![0u8; len];
             self.r.read_exact(&mut buf)?;
             body = String::from_utf8_lossy(&buf).into_owned();
@@ -404,7 +455,8 @@ impl Esl {
 
     /// Subscribes (e.g. `plain DTMF CUSTOM secure_pay::digit`).
     pub fn subscribe(&mut self, spec: &str) {
-        self.send_raw(&format!("event {spec}\n\n")).expect("esl send");
+        self.send_raw(&format!("event {spec}\n\n"))
+            .expect("esl send");
         loop {
             let (h, _) = self.read_msg().expect("esl read");
             if h.get("Content-Type").map(String::as_str) == Some("command/reply") {
@@ -418,13 +470,18 @@ impl Esl {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            self.w.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
+            self.w
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
             let (h, body) = self.read_msg().ok()?;
             if h.get("Content-Type").map(String::as_str) != Some("text/event-plain") {
                 continue;
             }
             let (head, rest) = body.split_once("\n\n").unwrap_or((&body, ""));
-            return Some(EslEvent { headers: parse_headers(head, true), body: rest.to_string() });
+            return Some(EslEvent {
+                headers: parse_headers(head, true),
+                body: rest.to_string(),
+            });
         }
     }
 
@@ -501,13 +558,19 @@ pub fn tone_string(digits: &str, on_ms: u32, off_ms: u32) -> String {
         };
         parts.push(format!("%({on_ms},{off_ms},{lo},{hi})"));
     }
-    format!("file_string://silence_stream://400!tone_stream://{}", parts.join(";"))
+    format!(
+        "file_string://silence_stream://400!tone_stream://{}",
+        parts.join(";")
+    )
 }
 
 /// Plays in-band tones INTO the customer channel (written on the A leg, read by B) and waits
 /// until they have been played.
 pub fn play_tones(esl: &mut Esl, cust_a: &str, digits: &str) {
-    let r = esl.api(&format!("uuid_broadcast {cust_a} {} aleg", tone_string(digits, 100, 100)));
+    let r = esl.api(&format!(
+        "uuid_broadcast {cust_a} {} aleg",
+        tone_string(digits, 100, 100)
+    ));
     assert!(r.starts_with("+OK"), "uuid_broadcast failed: {r}");
     std::thread::sleep(Duration::from_millis(400 + 200 * digits.len() as u64 + 600));
 }
@@ -519,7 +582,18 @@ pub fn multimon_digits(wav: &Path) -> String {
     let raw = wav.with_extension("raw");
     let st = Command::new("sox")
         .arg(wav)
-        .args(["-t", "raw", "-e", "signed-integer", "-b", "16", "-r", "22050", "-c", "1"])
+        .args([
+            "-t",
+            "raw",
+            "-e",
+            "signed-integer",
+            "-b",
+            "16",
+            "-r",
+            "22050",
+            "-c",
+            "1",
+        ])
         .arg(&raw)
         .status()
         .expect("sox (apt install sox)");
@@ -576,8 +650,12 @@ pub fn node_modesl_dir() -> PathBuf {
 impl NodeListener {
     pub fn start(fs: &FreeSwitch) -> NodeListener {
         let dir = node_modesl_dir();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support/esl_listener.js");
-        let out = fs.dir.join(format!("node-events-{}.jsonl", COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support/esl_listener.js");
+        let out = fs.dir.join(format!(
+            "node-events-{}.jsonl",
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         let f = std::fs::File::create(&out).expect("create");
         let child = Command::new("node")
             .arg(script)
@@ -594,7 +672,10 @@ impl NodeListener {
             if t.contains("\"ready\"") {
                 break;
             }
-            assert!(Instant::now() < deadline, "node modesl listener did not connect");
+            assert!(
+                Instant::now() < deadline,
+                "node modesl listener did not connect"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         NodeListener { child, out }
