@@ -79,6 +79,18 @@ impl Instance {
     /// files (name, content) and `modules` (space separated) plus res_secure_pay.so loaded
     /// with `module load` after start.
     pub fn start(name: &str, extensions: &str, extra: &[(&str, &str)], modules: &str) -> Instance {
+        Self::start_with(name, extensions, extra, modules, true)
+    }
+
+    /// Like [`Instance::start`]; `with_module = false` starts a plain Asterisk (e.g. a SIP
+    /// peer standing for the customer's phone).
+    pub fn start_with(
+        name: &str,
+        extensions: &str,
+        extra: &[(&str, &str)],
+        modules: &str,
+        with_module: bool,
+    ) -> Instance {
         assert!(
             chroot_root().join("usr/sbin/asterisk").is_file(),
             "no Asterisk chroot at {}: run scripts/setup-asterisk",
@@ -120,8 +132,10 @@ impl Instance {
             ami_port: get("ami_port").parse().expect("ami port"),
             pid: get("pid").parse().expect("pid"),
         };
-        let out = inst.cli("module load res_secure_pay.so");
-        assert!(out.contains("Loaded"), "module load: {out}");
+        if with_module {
+            let out = inst.cli("module load res_secure_pay.so");
+            assert!(out.contains("Loaded"), "module load: {out}");
+        }
         inst
     }
 
@@ -412,15 +426,28 @@ impl Call {
     }
 
     pub fn originate_nowait(ami: &mut Ami, name: &str, vars: &[(&str, &str)]) {
+        Self::originate_channel(ami, "Local/customer@sp", name, vars)
+    }
+
+    /// Originates `channel` (the customer's phone, e.g. `PJSIP/inbound-c1@pbx`) running the
+    /// scripted `customer` extension.
+    pub fn originate_channel(ami: &mut Ami, channel: &str, name: &str, vars: &[(&str, &str)]) {
         let mut v = format!("__CALLNAME={name}");
         for (k, val) in vars {
             v.push_str(&format!(",__{k}={val}"));
         }
         let r = ami.action(&[
             ("Action", "Originate"),
-            ("Channel", "Local/customer@sp"),
+            ("Channel", channel),
             ("Context", "sp"),
-            ("Exten", "inbound"),
+            (
+                "Exten",
+                if channel.starts_with("Local/") {
+                    "inbound"
+                } else {
+                    "customer"
+                },
+            ),
             ("Priority", "1"),
             ("Variable", &v),
             ("Async", "true"),

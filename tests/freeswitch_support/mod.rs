@@ -40,13 +40,21 @@ fn profile_dir() -> PathBuf {
 
 /// The module built by this cargo invocation (`libsecure_pay.so`, built with
 /// `--features freeswitch`).
+/// `cargo test` leaves the fresh cdylib in deps/ (only `cargo build` copies it up): take the
+/// newer of the two.
 pub fn built_module() -> PathBuf {
-    let p = profile_dir().join("libsecure_pay.so");
-    assert!(
-        p.is_file(),
-        "{} not built (cargo test --features freeswitch)",
-        p.display()
-    );
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let up = profile_dir().join("libsecure_pay.so");
+    let deps = profile_dir().join("deps/libsecure_pay.so");
+    let p = match (mtime(&up), mtime(&deps)) {
+        (Some(a), Some(b)) if b > a => deps,
+        (Some(_), _) => up,
+        (None, Some(_)) => deps,
+        (None, None) => panic!(
+            "{} not built: run cargo test --release --features freeswitch",
+            up.display()
+        ),
+    };
     p
 }
 
@@ -71,6 +79,8 @@ pub struct Options {
     pub sip: bool,
     /// Extra dialplan extensions (raw XML) in context `sp`.
     pub extra_dialplan: String,
+    /// Use this secure_pay.conf.xml file (included as is) instead of the generated section.
+    pub secure_pay_conf_file: Option<PathBuf>,
 }
 
 pub struct FreeSwitch {
@@ -95,8 +105,19 @@ impl FreeSwitch {
         for d in ["conf", "log", "db", "run", "temp", "rec", "mod"] {
             std::fs::create_dir_all(dir.join(d)).expect("mkdir");
         }
+        // Our own module dir (like a production install): FreeSWITCH's modules symlinked, ours
+        // copied in as mod_secure_pay.so, loaded by name so `reload mod_secure_pay` works.
         let module = dir.join("mod/mod_secure_pay.so");
         std::fs::copy(built_module(), &module).expect("copy module");
+        for e in std::fs::read_dir(prefix.join("lib/freeswitch/mod")).expect("FreeSWITCH mod dir") {
+            let p = e.expect("dir entry").path();
+            if p.extension().is_some_and(|x| x == "so") {
+                let _ = std::os::unix::fs::symlink(
+                    &p,
+                    dir.join("mod").join(p.file_name().expect("name")),
+                );
+            }
+        }
         let esl_port = free_port();
         let sip_port = free_port();
         let rtp_base = 20000 + (std::process::id() as u16 % 200) * 100 + (n as u16 % 10) * 10;
@@ -153,6 +174,7 @@ impl FreeSwitch {
       <param name="dtmf-type" value="rfc2833"/>
       <param name="liberal-dtmf" value="true"/>
       <param name="rfc2833-pt" value="101"/>
+      <param name="rtp-timer-name" value="soft"/>
       <param name="apply-inbound-acl" value="loopback.auto"/>
       <param name="manage-presence" value="false"/>
     </settings>
@@ -161,6 +183,14 @@ impl FreeSwitch {
             )
         } else {
             String::new()
+        };
+        let secure_pay_conf = match &opts.secure_pay_conf_file {
+            Some(f) => format!("<X-PRE-PROCESS cmd=\"include\" data=\"{}\"/>", f.display()),
+            None => format!(
+                "<configuration name=\"secure_pay.conf\" description=\"secure_pay\">\n      \
+                 <settings>{settings}</settings>\n      <connectors>{connectors}</connectors>\n    \
+                 </configuration>"
+            ),
         };
         let rec = dir.join("rec");
         let xml = format!(
@@ -189,7 +219,7 @@ impl FreeSwitch {
         <load module="mod_native_file"/>
         <load module="mod_tone_stream"/>
         {sofia_load}
-        <load module="{module}"/>
+        <load module="mod_secure_pay"/>
       </modules>
     </configuration>
     <configuration name="logfile.conf" description="log">
@@ -206,10 +236,7 @@ impl FreeSwitch {
         <param name="apply-inbound-acl" value="loopback.auto"/>
       </settings>
     </configuration>
-    <configuration name="secure_pay.conf" description="secure_pay">
-      <settings>{settings}</settings>
-      <connectors>{connectors}</connectors>
-    </configuration>
+    {secure_pay_conf}
     {sofia_conf}
   </section>
   <section name="dialplan" description="dialplan">
@@ -251,7 +278,6 @@ impl FreeSwitch {
 </document>
 "#,
             rtp_end = rtp_base + 9,
-            module = module.display(),
             extra = opts.extra_dialplan,
         );
         let _ = rec;
@@ -273,6 +299,8 @@ impl FreeSwitch {
             .arg(d("temp"))
             .arg("-recordings")
             .arg(d("rec"))
+            .arg("-mod")
+            .arg(d("mod"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

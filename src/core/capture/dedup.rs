@@ -150,3 +150,20 @@ mod tests {
         assert!(dd.accept(d('3'), DigitSource::InBand, 2400));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_of_repeats_never_swallows_the_next_real_press() {
+        let mut dd = Dedup::new(300, 50);
+        let d = Digit::from_char('7').unwrap();
+        assert!(dd.accept(d, DigitSource::Rfc4733, 0));
+        assert!(!dd.accept(d, DigitSource::Rfc4733, 21));
+        assert!(!dd.accept(d, DigitSource::Rfc4733, 42));
+        // 48 ms after the last repeat, 90 ms after the press: a new press.
+        assert!(dd.accept(d, DigitSource::Rfc4733, 90));
+    }
+}

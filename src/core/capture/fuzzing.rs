@@ -215,7 +215,7 @@ pub fn fuzz_parse(data: &[u8]) -> Result<(), String> {
     let mut cfg = Config::default();
     if let Err(e) = cfg.apply_options(&text) {
         let m = e.to_string();
-        if e.key.is_empty() && !m.contains("''") || m.len() > 600 {
+        if !m.starts_with("secure_pay config key '") || m.len() > 600 {
             return Err(format!(
                 "option error without key or too long: {} chars",
                 m.len()

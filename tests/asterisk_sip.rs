@@ -1,0 +1,173 @@
+//! res_secure_pay on REAL SIP over 127.0.0.1: two Asterisk 22 instances talking PJSIP/RTP on
+//! loopback. The "phone" instance (no secure_pay module: a SIP peer we did not write) calls the
+//! "pbx" instance and keys a test card as RFC 4733 telephone-events (endpoint `pbx-rfc`), as
+//! SIP INFO (endpoint `pbx-info`) and as in-band tones in the G.711 µ-law audio. The PBX leg
+//! runs secure mode; the agent must get no digit (AMI DTMF events; multimon-ng on the agent
+//! and customer-leg recordings), while the capture is right. Control: keys before start.
+#![cfg(feature = "asterisk")]
+
+mod asterisk;
+
+use std::time::Duration;
+
+use asterisk::{multimon_digits, phone_dialplan, Call, Instance, BASE_MODULES, WAIT};
+
+const PAN: &str = "4242424242424242";
+
+const SIP_MODULES: &str = "res_pjproject.so res_sorcery_config.so res_sorcery_memory.so \
+res_sorcery_astdb.so res_pjsip.so res_pjsip_session.so res_pjsip_sdp_rtp.so res_rtp_asterisk.so \
+chan_pjsip.so res_pjsip_pubsub.so res_pjsip_endpoint_identifier_ip.so res_pjsip_dtmf_info.so";
+
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+fn pjsip_conf(my_port: u16, peers: &[(&str, &str, u16)], context: &str) -> String {
+    let mut s =
+        format!("[transport-udp]\ntype=transport\nprotocol=udp\nbind=127.0.0.1:{my_port}\n\n");
+    for (name, dtmf, port) in peers {
+        s.push_str(&format!(
+            "[{name}]\ntype=endpoint\ncontext={context}\ndisallow=all\nallow=ulaw\ndtmf_mode={dtmf}\n\
+             aors={name}\ndirect_media=no\nrtp_symmetric=yes\nmedia_address=127.0.0.1\n\
+             bind_rtp_to_media_address=yes\n\n[{name}]\ntype=aor\ncontact=sip:127.0.0.1:{port}\n\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn sip_rfc4733_info_and_inband_digits_are_masked_and_captured() {
+    let pbx_port = free_udp_port();
+    let phone_port = free_udp_port();
+    let modules = format!("{BASE_MODULES} {SIP_MODULES}");
+    // PBX: one endpoint for the phone, identified by its address
+    let mut pbx_sip = pjsip_conf(pbx_port, &[("phone", "rfc4733", phone_port)], "sp-in");
+    pbx_sip.push_str("[phone]\ntype=identify\nendpoint=phone\nmatch=127.0.0.1\n");
+    let pbx_ext = format!(
+        "{}\n[sp-in]\nexten => _call-.,1,Set(__CALLNAME=${{EXTEN:5}})\n same => n,Set(__RECORD=1)\n same => n,Goto(sp,inbound,1)\n",
+        phone_dialplan()
+    );
+    let rtp = |a: u16| format!("[general]\nrtpstart={a}\nrtpend={}\n", a + 400);
+    let pbx = Instance::start(
+        "sippbx",
+        &pbx_ext,
+        &[("pjsip.conf", &pbx_sip), ("rtp.conf", &rtp(31000))],
+        &modules,
+    );
+    // phone: two endpoints towards the PBX, one per out-of-band DTMF method
+    let mut phone_sip = pjsip_conf(
+        phone_port,
+        &[
+            ("pbx-rfc", "rfc4733", pbx_port),
+            ("pbx-info", "info", pbx_port),
+        ],
+        "sp",
+    );
+    phone_sip.push_str("[pbx-rfc]\ntype=identify\nendpoint=pbx-rfc\nmatch=127.0.0.1\n");
+    let phone = Instance::start_with(
+        "sipphone",
+        &phone_dialplan(),
+        &[("pjsip.conf", &phone_sip), ("rtp.conf", &rtp(32000))],
+        &modules,
+        false,
+    );
+    let mut pami = pbx.ami();
+    let mut fami = phone.ami();
+
+    // call 1: RFC 4733 for the card number, in-band for expiry + security code
+    // call 2: SIP INFO for everything
+    for (name, endpoint, oob, inband) in [
+        ("r1", "pbx-rfc", format!("{PAN}#"), "1230123"),
+        ("i1", "pbx-info", format!("{PAN}#1230123"), ""),
+    ] {
+        Call::originate_channel(
+            &mut fami,
+            &format!("PJSIP/call-{name}@{endpoint}"),
+            name,
+            &[],
+        );
+        let mut c = Call::wait_up(&pami, name);
+        assert!(c.customer.starts_with("PJSIP/phone-"), "{}", c.customer);
+        let agent_prefix = c.agent_prefix().to_owned();
+        let dtmf_on_agent = |ami: &asterisk::Ami, from: usize| -> String {
+            ami.all()[from..]
+                .iter()
+                .filter(|m| m.event() == Some("DTMFEnd"))
+                .filter(|m| {
+                    m.get("Channel")
+                        .is_some_and(|ch| ch.starts_with(&agent_prefix))
+                })
+                .map(|m| m.get("Digit").unwrap_or("?").to_owned())
+                .collect()
+        };
+        // control: before start the agent gets the customer's keys (out-of-band and in-band)
+        let mark0 = pami.all().len();
+        c.key(&mut fami, "A", "A");
+        std::thread::sleep(Duration::from_millis(700));
+        let before = dtmf_on_agent(&pami, mark0);
+        assert!(
+            before.contains('A'),
+            "{name}: control DTMF before start did not reach the agent: {before:?}"
+        );
+
+        let r = c.securepay(&mut pami, &[("Command", "start")]);
+        assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+        let mark = pami.all().len();
+        c.key(&mut fami, &oob, inband);
+        let complete = pami
+            .wait_event(WAIT, "SecurePayComplete", &[("Channel", &c.customer)])
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name}: no SecurePayComplete: {:#?}",
+                    asterisk::sp_events_of(&pami, &c.customer)
+                        .iter()
+                        .map(|m| m.text())
+                        .collect::<Vec<_>>()
+                )
+            });
+        assert!(complete
+            .get("SecurePay-Card-Number")
+            .is_some_and(|m| m.ends_with("4242") && m.len() == 16));
+        std::thread::sleep(Duration::from_millis(500));
+        let during = dtmf_on_agent(&pami, mark);
+        assert_eq!(during, "", "{name}: the agent got DTMF during secure mode");
+        let any: Vec<String> = pami.all()[mark..]
+            .iter()
+            .filter(|m| matches!(m.event(), Some("DTMFBegin") | Some("DTMFEnd")))
+            .map(|m| m.text())
+            .collect();
+        assert!(
+            any.is_empty(),
+            "{name}: DTMF events on the PBX during secure mode: {any:?}"
+        );
+        let r = ami_hangup(&mut pami, &c.customer);
+        assert_eq!(r, "Success");
+        pami.wait_event(WAIT, "SecurePayStop", &[("Channel", &c.customer)])
+            .expect("stop on hangup");
+        std::thread::sleep(Duration::from_millis(1500));
+        for wav in [format!("agent-{name}.wav"), format!("call-{name}.wav")] {
+            let d = multimon_digits(&pbx.monitor(&wav));
+            assert!(
+                d.contains('A'),
+                "{name}: control in-band 'A' must be heard in {wav}: {d:?}"
+            );
+            let leaked: String = d.chars().filter(|ch| *ch != 'A').collect();
+            assert_eq!(leaked, "", "{name}: digits decoded from {wav}");
+        }
+    }
+    for m in pami.all() {
+        assert!(
+            !m.text().contains(PAN),
+            "card number on the PBX's AMI: {}",
+            m.text()
+        );
+    }
+}
+
+fn ami_hangup(ami: &mut asterisk::Ami, chan: &str) -> String {
+    ami.action(&[("Action", "Hangup"), ("Channel", chan)])
+        .get("Response")
+        .unwrap_or("")
+        .to_owned()
+}
