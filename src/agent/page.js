@@ -185,10 +185,19 @@
     }
 
     // secure state
-    const mode = call.ended ? 'ended' : call.mode;
+    let mode = call.ended ? 'ended' : call.mode;
+    let modeText = call.ended ? 'Call ended' : MODES[call.mode] || call.mode;
+    if (!call.ended && call.mode === 'submitted' && call.submit) {
+      if (call.submit.result === 'error') {
+        mode = 'declined';
+        modeText = 'Payment declined';
+      } else if (call.submit.result === 'pending') {
+        modeText = 'Submitting the payment\u2026';
+      }
+    }
     const modeEl = $('mode');
     setAttr(modeEl, 'data-mode', mode);
-    setText(modeEl, call.ended ? 'Call ended' : MODES[call.mode] || call.mode);
+    setText(modeEl, modeText);
     show($('controls'), !call.ended && call.mode !== 'off');
 
     // notice
