@@ -284,7 +284,11 @@
     } finally {
       busy = false;
       if (state) render(state);
-      if (btn && document.activeElement === document.body && !btn.disabled) btn.focus();
+      // keep keyboard users in the action area when the pressed button becomes disabled
+      if (btn && (document.activeElement === document.body || document.activeElement === btn)) {
+        const next = btn.disabled ? document.querySelector('.actions button:not([disabled])') : btn;
+        if (next) next.focus();
+      }
     }
   }
   for (const b of document.querySelectorAll('.actions button')) {
