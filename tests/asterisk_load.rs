@@ -63,10 +63,23 @@ fn cvv(i: usize) -> String {
 /// GLOBAL(SPGO) is 1: even calls key the card number as DTMF frames and expiry + code in-band;
 /// odd calls the card number in-band, then expiry + code as frames.
 fn originate_cards(ami: &mut Ami, prefix: &str, n: usize, extra: &[(&str, &str)]) {
+    originate_cards_mode(ami, prefix, n, extra, false)
+}
+
+/// As [`originate_cards`]; `inband_only` keys the whole card as tones (no DTMF frames).
+fn originate_cards_mode(
+    ami: &mut Ami,
+    prefix: &str,
+    n: usize,
+    extra: &[(&str, &str)],
+    inband_only: bool,
+) {
     for i in 0..n {
         let pan = format!("{}#", card(i));
         let rest = format!("{EXPIRY}{}", cvv(i));
-        let (keys, tone_digits, keys2) = if i % 2 == 0 {
+        let (keys, tone_digits, keys2) = if inband_only {
+            (String::new(), format!("{pan}{rest}"), String::new())
+        } else if i % 2 == 0 {
             (pan.clone(), rest.clone(), String::new())
         } else {
             (String::new(), pan.clone(), rest.clone())
@@ -249,6 +262,9 @@ fn bench_cpu_with_vs_without_secure_mode() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
+    // BENCH_INBAND_ONLY=1: every digit as tones, so both runs carry the same frames downstream
+    // (no DTMF frames/events in the plain run that the secure run would drop).
+    let inband_only = std::env::var_os("BENCH_INBAND_ONLY").is_some();
     let mut results = Vec::new();
     for secure in [false, true] {
         let inst = Instance::start(
@@ -265,7 +281,7 @@ fn bench_cpu_with_vs_without_secure_mode() {
         if secure {
             extra.push(("START_APP", "1"));
         }
-        originate_cards(&mut ami, "B", n, &extra);
+        originate_cards_mode(&mut ami, "B", n, &extra, inband_only);
         let end = std::time::Instant::now() + Duration::from_secs(300);
         loop {
             let ended = ami
@@ -294,7 +310,7 @@ fn bench_cpu_with_vs_without_secure_mode() {
             );
         }
         println!(
-            "secure_mode={secure} calls={n} asterisk_cpu_s={cpu:.3} wall_s={:.1}",
+            "secure_mode={secure} calls={n} inband_only={inband_only} asterisk_cpu_s={cpu:.3} wall_s={:.1}",
             w0.elapsed().as_secs_f64()
         );
         results.push(cpu);
