@@ -50,7 +50,11 @@ fn find() -> Found {
                 .and_then(Path::parent)
                 .map(|p| p.join("lib"))
                 .filter(|l| l.is_dir());
-            return Found { include, libdir, how: "FREESWITCH_INCLUDE_DIR".into() };
+            return Found {
+                include,
+                libdir,
+                how: "FREESWITCH_INCLUDE_DIR".into(),
+            };
         }
         panic!(
             "FREESWITCH_INCLUDE_DIR={} has no switch.h (it must be the directory holding switch.h)",
@@ -70,7 +74,11 @@ fn find() -> Found {
     }
     if let Some(include) = pkg_config_var("includedir") {
         if include.join("switch.h").is_file() {
-            return Found { include, libdir: pkg_config_var("libdir"), how: "pkg-config".into() };
+            return Found {
+                include,
+                libdir: pkg_config_var("libdir"),
+                how: "pkg-config".into(),
+            };
         }
     }
     for p in ["/usr/local/freeswitch", "/opt/freeswitch", "/usr"] {
@@ -98,12 +106,16 @@ pub fn build() {
     ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
-    for f in ["c_shim/fs_shim.c", "c_shim/fs_shim.h", "build/freeswitch.rs"] {
+    for f in [
+        "c_shim/fs_shim.c",
+        "c_shim/fs_shim.h",
+        "build/freeswitch.rs",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
 
     let found = find();
-    println!("cargo:warning=secure_pay: FreeSWITCH headers from {} ({})", found.how, found.include.display());
+    let _ = &found.how;
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     let bindings = bindgen::Builder::default()
@@ -120,7 +132,12 @@ pub fn build() {
         .wrap_unsafe_ops(true)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate()
-        .unwrap_or_else(|e| panic!("bindgen over {}/switch.h failed: {e}", found.include.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "bindgen over {}/switch.h failed: {e}",
+                found.include.display()
+            )
+        });
     bindings
         .write_to_file(out.join("freeswitch_bindings.rs"))
         .expect("write bindings to OUT_DIR");

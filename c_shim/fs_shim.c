@@ -6,11 +6,6 @@
  */
 #include "fs_shim.h"
 
-int sp_fs_api_version(void)
-{
-	return SWITCH_API_VERSION;
-}
-
 void sp_fs_log(const char *file, const char *func, int line, const char *uuid, int level,
                const char *msg)
 {

@@ -10,8 +10,9 @@
 
 #include <switch.h>
 
-/* The module's API version, taken from the installed headers (SWITCH_API_VERSION). */
-int sp_fs_api_version(void);
+/* The module table itself is a Rust static (src/host/freeswitch/mod.rs): symbols of this static
+ * library are not exported from the Rust cdylib, so SWITCH_MODULE_DEFINITION cannot live here.
+ * Its API version is the SWITCH_API_VERSION constant bindgen reads from these headers. */
 
 /* switch_log_printf(SWITCH_CHANNEL_ID_LOG, file, func, line, uuid, level, "%s", msg). */
 void sp_fs_log(const char *file, const char *func, int line, const char *uuid, int level,

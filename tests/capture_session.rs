@@ -777,3 +777,58 @@ fn config_options_drive_a_session() {
         b"12345"
     );
 }
+
+#[test]
+fn field_complete_reports_the_attempt_that_succeeded() {
+    let mut h = H::default();
+    h.keys("4242424242424241#"); // attempt 1 fails (Luhn)
+    h.take();
+    h.keys("4242424242424242#");
+    let ev = h.take();
+    let f = find(&ev, "field");
+    assert_eq!(hdr(f[0], "SecurePay-Result"), "complete");
+    assert_eq!(hdr(f[0], "SecurePay-Attempt"), "2");
+    // the next field starts at attempt 1
+    assert_eq!(hdr(find(&ev, "capture")[0], "SecurePay-Attempt"), "1");
+}
+
+#[test]
+fn monotonic_clock_without_a_date_is_reported_not_silently_accepted() {
+    // A host passing milliseconds since module load (not Unix time) and no set_date.
+    let mut ev = Vec::new();
+    let cfg = CaptureConfig {
+        fields: [FieldKind::ExpirationDate].into_iter().collect(),
+        ..CaptureConfig::default()
+    };
+    let mut s = Session::start(&cfg, 5_000, &mut |e| ev.push(e));
+    for (i, c) in "1228".chars().enumerate() {
+        let d = Digit::from_char(c).unwrap();
+        s.on_digit(
+            d,
+            DigitSource::Rfc4733,
+            5_000 + 150 * (i as u64 + 1),
+            &mut |e| ev.push(e),
+        );
+    }
+    let err = find(&ev, "error");
+    assert_eq!(hdr(err[0], "SecurePay-Error-Code"), "no-calendar-date");
+    assert_eq!(
+        hdr(find(&ev, "field")[0], "SecurePay-Error-Type"),
+        "invalid-date"
+    );
+    // Control: the same with set_date is valid and reports no error.
+    let mut ev = Vec::new();
+    let mut s = Session::start(&cfg, 5_000, &mut |e| ev.push(e));
+    s.set_date(YearMonth::from_unix_ms(T0));
+    for (i, c) in "1228".chars().enumerate() {
+        let d = Digit::from_char(c).unwrap();
+        s.on_digit(
+            d,
+            DigitSource::Rfc4733,
+            5_000 + 150 * (i as u64 + 1),
+            &mut |e| ev.push(e),
+        );
+    }
+    assert!(find(&ev, "error").is_empty());
+    assert_eq!(hdr(find(&ev, "field")[0], "SecurePay-Result"), "complete");
+}

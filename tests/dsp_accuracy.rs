@@ -136,6 +136,26 @@ fn must_accept_cases() -> Vec<Case> {
                 ));
             }
         }
+        for (lo, hi, twist) in [
+            (1.5, -1.5, 4.0),
+            (-1.5, 1.5, -8.0),
+            (1.5, 1.5, 0.0),
+            (-1.5, -1.5, 0.0),
+        ] {
+            v.push(c(
+                format!("snr 12 offset {lo}/{hi} twist {twist}"),
+                DtmfSpec {
+                    level_dbm0: -15.0,
+                    twist_db: twist,
+                    low_offset_pct: lo,
+                    high_offset_pct: hi,
+                    noise_snr_db: Some(12.0),
+                    tone_ms: 40.0,
+                    gap_ms: 40.0,
+                    ..base(rate)
+                },
+            ));
+        }
         for (tone, gap) in [
             (40.0, 40.0),
             (45.0, 40.0),
@@ -153,7 +173,7 @@ fn must_accept_cases() -> Vec<Case> {
             ));
         }
         for snr in [12.0, 15.0, 20.0, 30.0] {
-            for twist in [-4.0, 0.0, 2.0] {
+            for twist in [-8.0, -4.0, 0.0, 2.0, 4.0] {
                 v.push(c(
                     format!("snr {snr} twist {twist}"),
                     DtmfSpec {
@@ -333,4 +353,70 @@ fn q24_must_reject_at_most_one_percent() {
         "at most 1 % of must-reject tones accepted"
     );
     assert!(extra * 100 <= tones);
+}
+
+#[test]
+fn same_key_pauses_separate_and_dropouts_bridge() {
+    for rate in RATES {
+        for (gap, expect) in [(40.0, 8), (50.0, 8), (80.0, 8), (10.0, 1), (5.0, 1)] {
+            for key in ["5", "*", "D"] {
+                let keys = key.repeat(8);
+                let spec = DtmfSpec {
+                    tone_ms: 60.0,
+                    gap_ms: gap,
+                    level_dbm0: -15.0,
+                    ..base(rate)
+                };
+                let seq = dtmf_sequence(rate, &keys, &spec, &mut Rng::new(gap as u64)).unwrap();
+                let found = detect(rate, &seq.samples);
+                assert_eq!(
+                    found.len(),
+                    expect,
+                    "{rate} Hz key {key} gap {gap} ms: {found:?}"
+                );
+                assert!(found.iter().all(|f| f.0 == key.chars().next().unwrap()));
+            }
+        }
+    }
+}
+
+#[test]
+fn reported_times_match_the_tones() {
+    // start/end within 4 ms of the truth (the detector measures edges to about ±3 ms).
+    for rate in RATES {
+        for tone in [40.0, 65.0, 300.0] {
+            let spec = DtmfSpec {
+                tone_ms: tone,
+                ..base(rate)
+            };
+            let seq = dtmf_sequence(rate, ALL, &spec, &mut Rng::new(11)).unwrap();
+            let found = detect(rate, &seq.samples);
+            assert_eq!(found.len(), 16);
+            let tol = 4 * rate as i64 / 1000;
+            for (f, t) in found.iter().zip(&seq.tones) {
+                assert!(
+                    (f.1 as i64 - t.start as i64).abs() <= tol,
+                    "{rate} {tone}: start {f:?} {t:?}"
+                );
+                assert!(
+                    (f.2 as i64 - t.end as i64).abs() <= tol,
+                    "{rate} {tone}: end {f:?} {t:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn different_keys_back_to_back_are_both_reported() {
+    for rate in RATES {
+        let spec = DtmfSpec {
+            tone_ms: 60.0,
+            gap_ms: 0.0,
+            ..base(rate)
+        };
+        let seq = dtmf_sequence(rate, ALL, &spec, &mut Rng::new(21)).unwrap();
+        let keys: String = detect(rate, &seq.samples).iter().map(|f| f.0).collect();
+        assert_eq!(keys, ALL, "{rate} Hz");
+    }
 }

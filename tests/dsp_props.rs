@@ -129,3 +129,25 @@ fn one_sample_frames_match_one_big_frame() {
         assert_eq!(keys, "159#0D");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Arbitrary (hostile) samples, including full-scale extremes and DC: no panic, and still
+    /// identical digits and output however the stream is split.
+    #[test]
+    fn arbitrary_samples_are_handled_and_split_invariant(
+        rate in rate_strategy(),
+        body in prop::collection::vec(any::<i16>(), 0..6000),
+        dc in prop_oneof![Just(0i16), Just(i16::MIN), Just(i16::MAX), any::<i16>()],
+        splits in prop::collection::vec(1usize..700, 1..8),
+    ) {
+        let mut input = body;
+        input.resize(input.len() + 500, dc);
+        let (ref_out, ref_ev) = masker_run(rate, &input, MaskMode::Noise, 40, &[usize::MAX]);
+        let (out, ev) = masker_run(rate, &input, MaskMode::Noise, 40, &splits);
+        prop_assert_eq!(ev, ref_ev);
+        prop_assert!(out == ref_out);
+        prop_assert_eq!(out.len(), input.len());
+    }
+}

@@ -62,10 +62,14 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     send_dtmf(&mut esl, &cust_a, "5");
     record(&mut esl, &agent_a, "stop", &p1);
     let d1 = multimon_digits(&p1);
-    assert!(d1.contains("159"), "control: agent recording before start should decode 159, got {d1:?}");
+    assert!(
+        d1.contains("159"),
+        "control: agent recording before start should decode 159, got {d1:?}"
+    );
     let e1 = dtmf_events(&ev.drain(Duration::from_millis(500)));
     assert!(
-        e1.iter().any(|(u, d)| (u == &agent_a || u == &agent_b) && d == "5"),
+        e1.iter()
+            .any(|(u, d)| (u == &agent_a || u == &agent_b) && d == "5"),
         "control: DTMF 5 should reach the agent leg before start: {e1:?}"
     );
 
@@ -91,12 +95,17 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     record(&mut esl, &cust_b, "stop", &p2c);
     let e2 = dtmf_events(&ev.drain(Duration::from_millis(500)));
     assert!(
-        e2.iter().all(|(u, _)| u != &agent_a && u != &agent_b && u != &cust_b),
+        e2.iter()
+            .all(|(u, _)| u != &agent_a && u != &agent_b && u != &cust_b),
         "secure mode: stock DTMF events leaked: {e2:?}"
     );
     for p in [&p2a, &p2b, &p2c] {
         let d = multimon_digits(p);
-        assert!(d.is_empty(), "secure mode: {} decodes to {d:?}", p.display());
+        assert!(
+            d.is_empty(),
+            "secure mode: {} decodes to {d:?}",
+            p.display()
+        );
     }
 
     // ---- Phase 3 (control): stop, digits pass again.
@@ -108,16 +117,34 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     send_dtmf(&mut esl, &cust_a, "9");
     record(&mut esl, &agent_a, "stop", &p3);
     let d3 = multimon_digits(&p3);
-    assert!(d3.contains("357"), "control: agent recording after stop should decode 357, got {d3:?}");
+    assert!(
+        d3.contains("357"),
+        "control: agent recording after stop should decode 357, got {d3:?}"
+    );
     let e3 = dtmf_events(&ev.drain(Duration::from_millis(500)));
     assert!(
-        e3.iter().any(|(u, d)| (u == &agent_a || u == &agent_b) && d == "9"),
+        e3.iter()
+            .any(|(u, d)| (u == &agent_a || u == &agent_b) && d == "9"),
         "control: DTMF 9 should reach the agent leg after stop: {e3:?}"
     );
 
     // ---- Events, as the independent modesl client saw them.
     std::thread::sleep(Duration::from_millis(500));
     let events = node.events();
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let mut s = e["Event-Subclass"].as_str().unwrap_or("").to_string();
+            if let Some(o) = e.as_object() {
+                for (k, v) in o {
+                    if k.starts_with("SecurePay-") || k == "DTMF-Digit" {
+                        s.push_str(&format!(" {k}={v}"));
+                    }
+                }
+            }
+            s
+        })
+        .collect();
     let of = |sub: &str| -> Vec<&serde_json::Value> {
         events
             .iter()
@@ -126,39 +153,105 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     };
     for e in &events {
         let text = e.to_string();
-        assert!(!text.contains(PAN), "an event carries the clear card number: {text}");
+        assert!(
+            !text.contains(PAN),
+            "an event carries the clear card number: {text}"
+        );
     }
     let start = of("start");
-    assert_eq!(start.len(), 1, "one start event: {events:?}");
-    assert_eq!(start[0]["Unique-ID"], cust_b.as_str(), "channel headers on the event");
+    assert_eq!(start.len(), 1, "one start event: {summary:#?}");
+    assert_eq!(
+        start[0]["Unique-ID"],
+        cust_b.as_str(),
+        "channel headers on the event"
+    );
     let digits = of("digit");
-    assert!(digits.len() >= 16, "masked digit progress events: {}", digits.len());
+    assert!(
+        digits.len() >= 16,
+        "masked digit progress events: {}",
+        digits.len()
+    );
     for d in &digits {
         let m = d["SecurePay-Masked"].as_str().unwrap_or("");
-        assert!(!m.is_empty() && !m.chars().any(|c| c.is_ascii_digit()), "digit events are masked: {m}");
+        assert!(
+            !m.is_empty() && !m.chars().any(|c| c.is_ascii_digit()),
+            "digit events are masked: {m}"
+        );
     }
     let complete = of("complete");
-    assert_eq!(complete.len(), 1, "card complete: {events:?}");
+    assert_eq!(complete.len(), 1, "card complete: {summary:#?}");
     let masked = complete[0]["SecurePay-Card-Number"].as_str().unwrap_or("");
-    assert!(masked.ends_with("1111") && !masked.contains(PAN), "masked card: {masked}");
+    assert!(
+        masked.ends_with("1111") && !masked.contains(PAN),
+        "masked card: {masked}"
+    );
     assert_eq!(complete[0]["SecurePay-Card-Brand"], "visa");
     let stop = of("stop");
     assert_eq!(stop.len(), 1);
     assert_eq!(stop[0]["SecurePay-Reason"], "agent");
     // The DTMF events the modesl client saw: none for the agent legs while secure.
-    let node_dtmf: Vec<_> =
-        events.iter().filter(|e| e["Event-Subclass"] == "DTMF").collect();
+    let node_dtmf: Vec<_> = events
+        .iter()
+        .filter(|e| e["Event-Subclass"] == "DTMF")
+        .collect();
     assert!(
-        node_dtmf.iter().any(|e| e["DTMF-Digit"] == "5") && node_dtmf.iter().any(|e| e["DTMF-Digit"] == "9"),
+        node_dtmf.iter().any(|e| e["DTMF-Digit"] == "5")
+            && node_dtmf.iter().any(|e| e["DTMF-Digit"] == "9"),
         "modesl saw the control DTMF events"
     );
     for d in EXPIRY.chars() {
         assert!(
-            !node_dtmf.iter().any(|e| e["DTMF-Digit"] == d.to_string().as_str()
-                && (e["Unique-ID"] == agent_a.as_str() || e["Unique-ID"] == agent_b.as_str())),
+            !node_dtmf
+                .iter()
+                .any(|e| e["DTMF-Digit"] == d.to_string().as_str()
+                    && (e["Unique-ID"] == agent_a.as_str() || e["Unique-ID"] == agent_b.as_str())),
             "modesl saw a secure digit as a DTMF event on the agent leg"
         );
     }
 
+    // digits_dialed (what CDRs record) on the customer channel: the control digits, never the
+    // secure ones.
+    let mut hup = fs.esl();
+    hup.subscribe("plain CHANNEL_HANGUP_COMPLETE");
     let _ = esl.api(&format!("uuid_kill {cust_a}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut dialed = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(e) = hup.next_event(Duration::from_millis(500)) {
+            if e.get("Unique-ID") == Some(cust_b.as_str()) {
+                dialed = Some(e.get("variable_digits_dialed").unwrap_or("").to_string());
+                break;
+            }
+        }
+    }
+    let dialed = dialed.expect("hangup event of the customer channel");
+    assert!(
+        dialed.contains('5') && dialed.contains('9'),
+        "control digits in digits_dialed: {dialed:?}"
+    );
+    for d in EXPIRY.chars() {
+        assert!(
+            !dialed.contains(d),
+            "secure digit in digits_dialed: {dialed:?}"
+        );
+    }
+
+    // FreeSWITCH's log (level debug): "RECV DTMF <digit>" for the customer channel only for the
+    // control digits.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = fs.log_text();
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(cust_b.as_str()) && l.contains("RECV DTMF"))
+        .collect();
+    assert!(
+        logged.iter().any(|l| l.contains("RECV DTMF 5")),
+        "control digit logged: {logged:?}"
+    );
+    for l in &logged {
+        assert!(
+            l.contains("RECV DTMF 5") || l.contains("RECV DTMF 9"),
+            "a secure digit reached FreeSWITCH's log: {l}"
+        );
+    }
 }

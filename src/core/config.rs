@@ -224,7 +224,13 @@ impl Config {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let k = norm(key);
         let v = value.trim();
-        if let Some(rest) = k.strip_prefix("connector.") {
+        // The profile name keeps its spelling (only the key part is normalised).
+        let raw = key.trim();
+        if let Some(rest) = raw
+            .get(..10)
+            .filter(|p| p.eq_ignore_ascii_case("connector."))
+            .and_then(|_| raw.get(10..))
+        {
             return match rest.split_once('.') {
                 Some((name, ck)) if !name.is_empty() => self.set_connector(name, ck, v),
                 _ => Err(err(key, "expected connector.<profile>.<key>")),
@@ -427,8 +433,8 @@ impl Config {
         match norm(key).as_str() {
             "url" => {
                 let lv = v.to_ascii_lowercase();
-                if !(lv.starts_with("https://") || lv.starts_with("http://")) || v.len() < 10 {
-                    return Err(err(&full, format!("{} is not an http(s) URL; use https://host/path", shown(v))));
+                if !lv.starts_with("https://") || v.len() < 10 {
+                    return Err(err(&full, format!("{} is not an https:// URL (card data never travels unencrypted); use https://host/path", shown(v))));
                 }
                 p.url = v.to_string();
             }

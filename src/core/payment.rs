@@ -51,7 +51,7 @@ pub enum PaymentOutcome {
 }
 
 /// A named connector from the configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct ConnectorProfile {
     pub name: String,
     /// `https://...` endpoint (plain http only to 127.0.0.1/localhost for tests is the
@@ -70,4 +70,25 @@ pub struct ConnectorProfile {
     pub currency_code: String,
     pub description: String,
     pub token_type: String,
+}
+
+/// Debug without secrets: the password is shown as `<set>`/`None` (a `Config` or profile may be
+/// debug-printed in logs).
+impl std::fmt::Debug for ConnectorProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorProfile")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("currency_code", &self.currency_code)
+            .field("description", &self.description)
+            .field("token_type", &self.token_type)
+            .finish()
+    }
 }

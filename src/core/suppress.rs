@@ -4,24 +4,26 @@
 //! # How it works
 //! Every 3.125 ms the detector's front end judges the last 12.5 ms window (see
 //! [`crate::core::dtmf`]). Besides the strict capture tests it applies a deliberately
-//! permissive **mask test**: a row and a column tone each down to −55 dBm0, twist −20…+16 dB,
-//! only 3 dB above the rest of their group, filling ≥ 30 % of the window energy, no frequency or
-//! duration test. Every window that passes is replaced *whole*, from 3 ms before it starts to
-//! 5 ms after it ends. A tone's first window to pass the test necessarily contains the tone's
-//! first sample, so as long as the look-ahead covers one window plus the guard (12.5 + 3 ms;
-//! the default is 40 ms) nothing of the tone reaches the output; a held key stays masked for as
-//! long as it is held. Short bursts, weak, twisted or slightly off-frequency pairs that capture
-//! rejects are masked all the same.
+//! permissive **mask test**: a row and a column tone each down to −55 dBm0, twist −18…+17 dB,
+//! each 6 dB above the rest of its group, together ≥ 40 % of the window energy, frequency
+//! within ±3.5 % (phase test without the capture's plateau condition), no duration test.
+//! Every window that passes is replaced *whole*, from 6 ms before it starts to 6 ms after it
+//! ends. A tone's first window to pass the test contains the tone's first sample, so as long as
+//! the look-ahead covers one window plus the guard (12.5 + 6 ms, see
+//! [`Masker::min_leak_free_lookahead_ms`]; the default is 40 ms) nothing of the tone reaches the
+//! output; a held key stays masked for as long as it is held. Short bursts, weak, twisted or
+//! off-frequency pairs that capture rejects are masked all the same.
 //!
 //! Outside masked spans the output is the input delayed by exactly [`Masker::delay_samples`],
 //! sample for sample. Decisions never reach back further than the look-ahead, and the
 //! replacement signal depends only on the sample's position in the stream, so the output is
 //! identical however the input is split into frames.
 //!
-//! With a look-ahead shorter than 15.5 ms the head of each tone leaks: with 0 ms, each tone's
-//! first ~4–7 ms (until the first window it fills by 30 % has been judged) passes unmasked;
-//! everything after that is masked. multimon-ng reads a 20 ms head, so keep the look-ahead at
-//! 16 ms or more where leaking nothing matters.
+//! With a shorter look-ahead the head of a tone can leak: with 0 ms, each tone's first ~4–12 ms
+//! (until the first window it fills enough has been judged) pass unmasked; everything after
+//! that is masked. multimon-ng reads a 20 ms head, so keep the look-ahead at 19 ms or more where
+//! leaking nothing matters (the tests show no tone sample leaking from 16 ms on; the extra 3 ms
+//! are the guard).
 
 use crate::core::audio::SampleRate;
 use crate::core::dtmf::analysis::Hop;
@@ -77,21 +79,12 @@ impl std::error::Error for MaskerError {}
 /// Pending masked spans (input sample indices, `[start, end)`), oldest first.
 const MAX_SPANS: usize = 16;
 
-/// One period of the beep: 1 kHz at 48 kHz (stepped through at lower rates), −16 dBm0.
-const BEEP: [i16; 48] = make_beep();
-
-const fn make_beep() -> [i16; 48] {
+/// One period of the beep: 1 kHz at 48 kHz (stepped through at lower rates), −16 dBm0
+/// (peak 22 826 · 10^(−16/20) ≈ 3 614).
+fn make_beep() -> [i16; 48] {
     let mut t = [0i16; 48];
-    // −16 dBm0 peak: 22 826 * 10^(−16/20) ≈ 3 614.
-    let mut i = 0;
-    while i < 48 {
-        let v = crate::core::dtmf::analysis::sin_turns(i as u64, 48) * 3614.0;
-        t[i] = if v >= 0.0 {
-            (v + 0.5) as i16
-        } else {
-            (v - 0.5) as i16
-        };
-        i += 1;
+    for (i, v) in t.iter_mut().enumerate() {
+        *v = (crate::core::dtmf::analysis::sin_turns(i as u64, 48) * 3614.0).round() as i16;
     }
     t
 }
@@ -116,6 +109,7 @@ pub struct Masker {
     back: u64,
     hang: u64,
     beep_step: usize,
+    beep: [i16; 48],
 }
 
 impl Masker {
@@ -141,6 +135,7 @@ impl Masker {
             back,
             hang: rate.samples_for_ms(HANGOVER_MS) as u64,
             beep_step: (48000 / rate.hz()) as usize,
+            beep: make_beep(),
             det,
         })
     }
@@ -149,9 +144,10 @@ impl Masker {
         self.rate
     }
 
-    /// Look-ahead needed for zero leak (one analysis window + the guard), in ms, rounded up.
+    /// Look-ahead that covers one analysis window plus the full guard (12.5 + 6 ms), in ms,
+    /// rounded up: from here on nothing of a tone can reach the output.
     pub fn min_leak_free_lookahead_ms() -> u32 {
-        16
+        19
     }
 
     /// Bytes of per-channel state, delay line included.
@@ -162,9 +158,12 @@ impl Masker {
     /// Processes `frame` in place: on return it holds the input delayed by
     /// [`Masker::delay_samples`], with DTMF spans replaced. Digits go to `sink`.
     pub fn process(&mut self, frame: &mut [i16], sink: &mut dyn FnMut(ToneEvent)) {
-        // Work hop by hop so at most one window is judged per piece: the span queue then never
-        // overflows, whatever the frame size.
-        let hop = self.det.hop_samples() as u64;
+        // Work in pieces of at most 8 hops (25 ms). Two masked windows closer than 8 hops merge
+        // into one span (a span reaches 24.5 ms around its window), so a piece adds at most one
+        // new span and the queue (spans still ahead of the output, at most ~6 with a 100 ms
+        // look-ahead) never overflows, whatever the frame size. Output is therefore identical
+        // however the input is framed.
+        let hop = 8 * self.det.hop_samples() as u64;
         let mut rest = frame;
         while !rest.is_empty() {
             let room = (hop - self.t % hop) as usize;
@@ -204,7 +203,13 @@ impl Masker {
             if lo < hi {
                 let from = (lo - out_start) as usize;
                 let to = (hi - out_start) as usize;
-                fill(self.mode, self.beep_step, &mut frame[from..to], lo as u64);
+                fill(
+                    self.mode,
+                    self.beep_step,
+                    &self.beep,
+                    &mut frame[from..to],
+                    lo as u64,
+                );
             }
             if (b as i64) > out_end {
                 self.spans[keep] = (a, b);
@@ -266,7 +271,7 @@ fn push_span(spans: &mut [(u64, u64); MAX_SPANS], n: &mut usize, a: u64, b: u64)
 }
 
 /// Replacement audio for output samples starting at input index `first`.
-fn fill(mode: MaskMode, beep_step: usize, out: &mut [i16], first: u64) {
+fn fill(mode: MaskMode, beep_step: usize, beep: &[i16; 48], out: &mut [i16], first: u64) {
     match mode {
         MaskMode::Silence => out.fill(0),
         MaskMode::Noise => {
@@ -282,7 +287,7 @@ fn fill(mode: MaskMode, beep_step: usize, out: &mut [i16], first: u64) {
         MaskMode::Beep => {
             for (i, s) in out.iter_mut().enumerate() {
                 let idx = ((first + i as u64) % 48) as usize * beep_step % 48;
-                *s = BEEP[idx];
+                *s = beep[idx];
             }
         }
     }
@@ -294,9 +299,10 @@ mod tests {
 
     #[test]
     fn beep_table_is_a_1khz_sine() {
-        assert_eq!(BEEP[0], 0);
-        assert_eq!(BEEP[12], 3614);
-        assert_eq!(BEEP[36], -3614);
+        let b = make_beep();
+        assert_eq!(b[0], 0);
+        assert_eq!(b[12], 3614);
+        assert_eq!(b[36], -3614);
     }
 
     #[test]

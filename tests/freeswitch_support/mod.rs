@@ -32,19 +32,38 @@ pub fn prefix() -> Option<PathBuf> {
 /// target/<profile>/ of this test binary.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
 }
 
 /// The module built by this cargo invocation (`libsecure_pay.so`, built with
 /// `--features freeswitch`).
+/// `cargo test` leaves the fresh cdylib in deps/ (only `cargo build` copies it up): take the
+/// newer of the two.
 pub fn built_module() -> PathBuf {
-    let p = profile_dir().join("libsecure_pay.so");
-    assert!(p.is_file(), "{} not built (cargo test --features freeswitch)", p.display());
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let up = profile_dir().join("libsecure_pay.so");
+    let deps = profile_dir().join("deps/libsecure_pay.so");
+    let p = match (mtime(&up), mtime(&deps)) {
+        (Some(a), Some(b)) if b > a => deps,
+        (Some(_), _) => up,
+        (None, Some(_)) => deps,
+        (None, None) => panic!(
+            "{} not built: run cargo test --release --features freeswitch",
+            up.display()
+        ),
+    };
     p
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -60,6 +79,8 @@ pub struct Options {
     pub sip: bool,
     /// Extra dialplan extensions (raw XML) in context `sp`.
     pub extra_dialplan: String,
+    /// Use this secure_pay.conf.xml file (included as is) instead of the generated section.
+    pub secure_pay_conf_file: Option<PathBuf>,
 }
 
 pub struct FreeSwitch {
@@ -70,7 +91,10 @@ pub struct FreeSwitch {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 impl FreeSwitch {
@@ -81,15 +105,32 @@ impl FreeSwitch {
         for d in ["conf", "log", "db", "run", "temp", "rec", "mod"] {
             std::fs::create_dir_all(dir.join(d)).expect("mkdir");
         }
+        // Our own module dir (like a production install): FreeSWITCH's modules symlinked, ours
+        // copied in as mod_secure_pay.so, loaded by name so `reload mod_secure_pay` works.
         let module = dir.join("mod/mod_secure_pay.so");
         std::fs::copy(built_module(), &module).expect("copy module");
+        for e in std::fs::read_dir(prefix.join("lib/freeswitch/mod")).expect("FreeSWITCH mod dir") {
+            let p = e.expect("dir entry").path();
+            if p.extension().is_some_and(|x| x == "so") {
+                let _ = std::os::unix::fs::symlink(
+                    &p,
+                    dir.join("mod").join(p.file_name().expect("name")),
+                );
+            }
+        }
         let esl_port = free_port();
         let sip_port = free_port();
         let rtp_base = 20000 + (std::process::id() as u16 % 200) * 100 + (n as u16 % 10) * 10;
         let settings: String = opts
             .secure_pay_settings
             .iter()
-            .map(|(k, v)| format!("<param name=\"{}\" value=\"{}\"/>", xml_escape(k), xml_escape(v)))
+            .map(|(k, v)| {
+                format!(
+                    "<param name=\"{}\" value=\"{}\"/>",
+                    xml_escape(k),
+                    xml_escape(v)
+                )
+            })
             .collect();
         let connectors: String = opts
             .connectors
@@ -98,13 +139,21 @@ impl FreeSwitch {
                 let ps: String = kv
                     .iter()
                     .map(|(k, v)| {
-                        format!("<param name=\"{}\" value=\"{}\"/>", xml_escape(k), xml_escape(v))
+                        format!(
+                            "<param name=\"{}\" value=\"{}\"/>",
+                            xml_escape(k),
+                            xml_escape(v)
+                        )
                     })
                     .collect();
                 format!("<connector name=\"{}\">{ps}</connector>", xml_escape(name))
             })
             .collect();
-        let sofia_load = if opts.sip { "<load module=\"mod_sofia\"/>" } else { "" };
+        let sofia_load = if opts.sip {
+            "<load module=\"mod_sofia\"/>"
+        } else {
+            ""
+        };
         let sofia_conf = if opts.sip {
             format!(
                 r#"<configuration name="sofia.conf" description="sofia">
@@ -125,6 +174,7 @@ impl FreeSwitch {
       <param name="dtmf-type" value="rfc2833"/>
       <param name="liberal-dtmf" value="true"/>
       <param name="rfc2833-pt" value="101"/>
+      <param name="rtp-timer-name" value="soft"/>
       <param name="apply-inbound-acl" value="loopback.auto"/>
       <param name="manage-presence" value="false"/>
     </settings>
@@ -133,6 +183,14 @@ impl FreeSwitch {
             )
         } else {
             String::new()
+        };
+        let secure_pay_conf = match &opts.secure_pay_conf_file {
+            Some(f) => format!("<X-PRE-PROCESS cmd=\"include\" data=\"{}\"/>", f.display()),
+            None => format!(
+                "<configuration name=\"secure_pay.conf\" description=\"secure_pay\">\n      \
+                 <settings>{settings}</settings>\n      <connectors>{connectors}</connectors>\n    \
+                 </configuration>"
+            ),
         };
         let rec = dir.join("rec");
         let xml = format!(
@@ -161,7 +219,7 @@ impl FreeSwitch {
         <load module="mod_native_file"/>
         <load module="mod_tone_stream"/>
         {sofia_load}
-        <load module="{module}"/>
+        <load module="mod_secure_pay"/>
       </modules>
     </configuration>
     <configuration name="logfile.conf" description="log">
@@ -178,10 +236,7 @@ impl FreeSwitch {
         <param name="apply-inbound-acl" value="loopback.auto"/>
       </settings>
     </configuration>
-    <configuration name="secure_pay.conf" description="secure_pay">
-      <settings>{settings}</settings>
-      <connectors>{connectors}</connectors>
-    </configuration>
+    {secure_pay_conf}
     {sofia_conf}
   </section>
   <section name="dialplan" description="dialplan">
@@ -223,7 +278,6 @@ impl FreeSwitch {
 </document>
 "#,
             rtp_end = rtp_base + 9,
-            module = module.display(),
             extra = opts.extra_dialplan,
         );
         let _ = rec;
@@ -245,12 +299,19 @@ impl FreeSwitch {
             .arg(d("temp"))
             .arg("-recordings")
             .arg(d("rec"))
+            .arg("-mod")
+            .arg(d("mod"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .expect("spawn freeswitch");
-        let fs = FreeSwitch { dir, esl_port, sip_port, child };
+        let fs = FreeSwitch {
+            dir,
+            esl_port,
+            sip_port,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(mut e) = Esl::connect(esl_port) {
@@ -259,7 +320,11 @@ impl FreeSwitch {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "FreeSWITCH did not come up; see {}", fs.dir.display());
+            assert!(
+                Instant::now() < deadline,
+                "FreeSWITCH did not come up; see {}",
+                fs.dir.display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         fs
@@ -288,15 +353,23 @@ impl Drop for FreeSwitch {
             let _ = e.send_raw("api fsctl shutdown\n\n");
         }
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                exited = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        // Only the PID we started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            // Only the PID we started.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // A passing test leaves nothing behind; a failing one keeps logs and recordings.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -340,7 +413,12 @@ fn parse_headers(block: &str, decode: bool) -> HashMap<String, String> {
     block
         .lines()
         .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_string(), if decode { url_decode(v) } else { v.to_string() }))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                if decode { url_decode(v) } else { v.to_string() },
+            )
+        })
         .collect()
 }
 
@@ -348,7 +426,10 @@ impl Esl {
     pub fn connect(port: u16) -> std::io::Result<Esl> {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut e = Esl { r: BufReader::new(s.try_clone()?), w: s };
+        let mut e = Esl {
+            r: BufReader::new(s.try_clone()?),
+            w: s,
+        };
         let (h, _) = e.read_msg()?;
         if h.get("Content-Type").map(String::as_str) != Some("auth/request") {
             return Err(std::io::Error::other("no auth request"));
@@ -371,7 +452,10 @@ impl Esl {
             let mut line = String::new();
             let n = self.r.read_line(&mut line)?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "esl closed"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "esl closed",
+                ));
             }
             if line == "\n" {
                 if head.is_empty() {
@@ -383,7 +467,10 @@ impl Esl {
         }
         let h = parse_headers(&head, false);
         let mut body = String::new();
-        if let Some(len) = h.get("Content-Length").and_then(|l| l.trim().parse::<usize>().ok()) {
+        if let Some(len) = h
+            .get("Content-Length")
+            .and_then(|l| l.trim().parse::<usize>().ok())
+        {
             let mut buf = vec![0u8; len];
             self.r.read_exact(&mut buf)?;
             body = String::from_utf8_lossy(&buf).into_owned();
@@ -404,7 +491,8 @@ impl Esl {
 
     /// Subscribes (e.g. `plain DTMF CUSTOM secure_pay::digit`).
     pub fn subscribe(&mut self, spec: &str) {
-        self.send_raw(&format!("event {spec}\n\n")).expect("esl send");
+        self.send_raw(&format!("event {spec}\n\n"))
+            .expect("esl send");
         loop {
             let (h, _) = self.read_msg().expect("esl read");
             if h.get("Content-Type").map(String::as_str) == Some("command/reply") {
@@ -418,13 +506,18 @@ impl Esl {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            self.w.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
+            self.w
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
             let (h, body) = self.read_msg().ok()?;
             if h.get("Content-Type").map(String::as_str) != Some("text/event-plain") {
                 continue;
             }
             let (head, rest) = body.split_once("\n\n").unwrap_or((&body, ""));
-            return Some(EslEvent { headers: parse_headers(head, true), body: rest.to_string() });
+            return Some(EslEvent {
+                headers: parse_headers(head, true),
+                body: rest.to_string(),
+            });
         }
     }
 
@@ -501,13 +594,19 @@ pub fn tone_string(digits: &str, on_ms: u32, off_ms: u32) -> String {
         };
         parts.push(format!("%({on_ms},{off_ms},{lo},{hi})"));
     }
-    format!("file_string://silence_stream://400!tone_stream://{}", parts.join(";"))
+    format!(
+        "file_string://silence_stream://400!tone_stream://{}",
+        parts.join(";")
+    )
 }
 
 /// Plays in-band tones INTO the customer channel (written on the A leg, read by B) and waits
 /// until they have been played.
 pub fn play_tones(esl: &mut Esl, cust_a: &str, digits: &str) {
-    let r = esl.api(&format!("uuid_broadcast {cust_a} {} aleg", tone_string(digits, 100, 100)));
+    let r = esl.api(&format!(
+        "uuid_broadcast {cust_a} {} aleg",
+        tone_string(digits, 100, 100)
+    ));
     assert!(r.starts_with("+OK"), "uuid_broadcast failed: {r}");
     std::thread::sleep(Duration::from_millis(400 + 200 * digits.len() as u64 + 600));
 }
@@ -519,7 +618,18 @@ pub fn multimon_digits(wav: &Path) -> String {
     let raw = wav.with_extension("raw");
     let st = Command::new("sox")
         .arg(wav)
-        .args(["-t", "raw", "-e", "signed-integer", "-b", "16", "-r", "22050", "-c", "1"])
+        .args([
+            "-t",
+            "raw",
+            "-e",
+            "signed-integer",
+            "-b",
+            "16",
+            "-r",
+            "22050",
+            "-c",
+            "1",
+        ])
         .arg(&raw)
         .status()
         .expect("sox (apt install sox)");
@@ -576,8 +686,12 @@ pub fn node_modesl_dir() -> PathBuf {
 impl NodeListener {
     pub fn start(fs: &FreeSwitch) -> NodeListener {
         let dir = node_modesl_dir();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support/esl_listener.js");
-        let out = fs.dir.join(format!("node-events-{}.jsonl", COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support/esl_listener.js");
+        let out = fs.dir.join(format!(
+            "node-events-{}.jsonl",
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         let f = std::fs::File::create(&out).expect("create");
         let child = Command::new("node")
             .arg(script)
@@ -594,7 +708,10 @@ impl NodeListener {
             if t.contains("\"ready\"") {
                 break;
             }
-            assert!(Instant::now() < deadline, "node modesl listener did not connect");
+            assert!(
+                Instant::now() < deadline,
+                "node modesl listener did not connect"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         NodeListener { child, out }

@@ -8,7 +8,7 @@
 //!    when one path lags the other by more than the press interval (as long as the lag stays
 //!    under the window).
 //! 2. **Same-source repeat**: the same key from the SAME source within `repeat_window_ms`
-//!    (default 50 ms, at most 80 ms) is a transport repeat (e.g. RFC 4733 end packets reported
+//!    (default 50 ms, at most 80 ms) of the press's FIRST report is a transport repeat (e.g. RFC 4733 end packets reported
 //!    more than once). A human cannot press a key twice that fast (ITU-T Q.24: a digit cycle
 //!    is at least ~80 ms), so two real presses on one path always count twice.
 //!
@@ -32,8 +32,6 @@ struct Press {
     at_ms: u64,
     /// Sources whose echo of this press has been absorbed (bit per source).
     echoed: u8,
-    /// Latest time a same-source repeat of this press was seen.
-    last_seen_ms: u64,
 }
 
 fn bit(s: DigitSource) -> u8 {
@@ -79,9 +77,10 @@ impl Dedup {
             }
         }
         if let Some(i) = newest_same {
-            if let Some(p) = self.ring[i].as_mut() {
-                if now_ms.saturating_sub(p.last_seen_ms) < self.repeat_ms {
-                    p.last_seen_ms = p.last_seen_ms.max(now_ms);
+            if let Some(p) = self.ring[i] {
+                // Measured from the first report of the press, so a chain of repeats can never
+                // swallow a real press that follows.
+                if now_ms.saturating_sub(p.at_ms) < self.repeat_ms {
                     return false;
                 }
             }
@@ -111,7 +110,6 @@ impl Dedup {
             src,
             at_ms: now_ms,
             echoed: 0,
-            last_seen_ms: now_ms,
         });
         self.next = (self.next + 1) % HISTORY;
         true
@@ -150,5 +148,22 @@ mod tests {
         // out of window: counts
         assert!(dd.accept(d('3'), DigitSource::Rfc4733, 2000));
         assert!(dd.accept(d('3'), DigitSource::InBand, 2400));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_of_repeats_never_swallows_the_next_real_press() {
+        let mut dd = Dedup::new(300, 50);
+        let d = Digit::from_char('7').unwrap();
+        assert!(dd.accept(d, DigitSource::Rfc4733, 0));
+        assert!(!dd.accept(d, DigitSource::Rfc4733, 21));
+        assert!(!dd.accept(d, DigitSource::Rfc4733, 42));
+        // 48 ms after the last repeat, 90 ms after the press: a new press.
+        assert!(dd.accept(d, DigitSource::Rfc4733, 90));
     }
 }

@@ -31,6 +31,9 @@ use crate::core::secret::SecretDigits;
 
 const N: usize = FieldKind::ALL.len();
 
+/// 2000-01-01T00:00:00Z in Unix milliseconds: an earlier `now_ms` is not a wall clock.
+const UNIX_MS_2000: u64 = 946_684_800_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Active,
@@ -362,6 +365,17 @@ impl Session {
             self.check(kind, a.digits.expose(), now_ms)
         };
         let shown_len = (kind != FieldKind::SecurityCode).then_some(len as u8);
+        if kind == FieldKind::ExpirationDate
+            && self.date_override.is_none()
+            && now_ms < UNIX_MS_2000
+        {
+            // `now_ms` is not Unix time and no date was set: no expiry can be judged valid.
+            sink(Event::Error {
+                code: "no-calendar-date",
+                message: "expiry cannot be checked: now_ms is not Unix time and Session::set_date was not called",
+                field: Some(kind),
+            });
+        }
         match result {
             Ok(brand) => {
                 let masked = match kind {
@@ -394,11 +408,12 @@ impl Session {
                 }
                 self.values[i] = a.digits; // the old value (if any) is wiped on drop
                 self.valid[i] = true;
+                let attempt = self.attempts[i] + 1;
                 self.attempts[i] = 0;
                 sink(Event::Field {
                     field: kind,
                     result: FieldResult::Complete,
-                    attempt: 1,
+                    attempt,
                     length: shown_len,
                     masked,
                     brand,
@@ -702,5 +717,91 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.wipe_all();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::core::payment::ConnectorProfile;
+
+    fn session() -> Session {
+        let cfg = CaptureConfig {
+            connector: Some(ConnectorProfile {
+                name: "t".into(),
+                url: "https://127.0.0.1:1/".into(),
+                ..ConnectorProfile::default()
+            }),
+            ..CaptureConfig::default()
+        };
+        let mut s = Session::start(&cfg, 1_795_000_000_000, &mut |_| {});
+        s.set_date(YearMonth {
+            year: 2026,
+            month: 11,
+        });
+        s
+    }
+
+    fn feed(s: &mut Session, keys: &str, t: &mut u64) {
+        for c in keys.chars() {
+            *t += 150;
+            s.on_digit(
+                Digit::from_char(c).unwrap(),
+                DigitSource::Rfc4733,
+                *t,
+                &mut |_| {},
+            );
+        }
+    }
+
+    fn holds_nothing(s: &Session) -> bool {
+        s.values.iter().all(SecretDigits::is_empty)
+            && s.active.as_ref().map_or(true, |a| a.digits.is_empty())
+            && s.pending.is_none()
+    }
+
+    #[test]
+    fn every_wipe_path_leaves_no_digits() {
+        type Wipe = fn(&mut Session, u64);
+        let paths: [(&str, Wipe); 6] = [
+            ("cancel", |s, t| {
+                s.command(&Command::Cancel, t, &mut |_| {}).unwrap()
+            }),
+            ("stop", |s, t| s.stop(StopReason::Hangup, t, &mut |_| {})),
+            ("restart", |s, t| {
+                s.command(&Command::Restart, t, &mut |_| {}).unwrap()
+            }),
+            ("session timeout", |s, t| s.tick(t + 600_000, &mut |_| {})),
+            ("submit + take", |s, t| {
+                s.command(&Command::Submit, t, &mut |_| {}).unwrap();
+                assert!(s.take_payment_request().is_some());
+            }),
+            ("submit + outcome without take", |s, t| {
+                s.command(&Command::Submit, t, &mut |_| {}).unwrap();
+                let o = PaymentOutcome::Error {
+                    code: "x".into(),
+                    message: "y".into(),
+                };
+                s.on_payment_outcome(o, t, &mut |_| {});
+            }),
+        ];
+        for (name, wipe) in paths {
+            let mut s = session();
+            let mut t = 1_795_000_000_000;
+            feed(&mut s, "4242424242424242#1228123", &mut t);
+            assert!(!holds_nothing(&s), "{name}: control, data was captured");
+            assert_eq!(s.values[FieldKind::SecurityCode.index()].expose(), b"123");
+            wipe(&mut s, t);
+            assert!(holds_nothing(&s), "{name}");
+        }
+        // mid-field: restart and capture wipe the partial digits
+        let mut s = session();
+        let mut t = 1_795_000_000_000;
+        feed(&mut s, "4242", &mut t);
+        assert!(!holds_nothing(&s));
+        s.command(&Command::Capture(FieldKind::CardNumber), t, &mut |_| {})
+            .unwrap();
+        assert!(holds_nothing(&s));
     }
 }

@@ -6,17 +6,17 @@
 //! spandsp tests its blocks (level, twist, relative peak, share of total energy) plus a
 //! phase-based frequency test. On top of that the detector tracks **runs**: consecutive windows
 //! where the same row/column pair covers at least 40 % of the window. The length of a run
-//! measures the tone's duration to about ±2 ms (a window counts once the tone fills 40 % of it,
+//! measures the tone's duration to about ±3 ms (a window counts once the tone fills 40 % of it,
 //! so the run is the tone's length + 0.2 window), which is what lets us accept every 40 ms tone
 //! and reject 23 ms ones, something a two-block debounce cannot do. Runs of the same pair
 //! separated by a short gap are joined (dropout bridging); a gap at or beyond
 //! `(max_dropout_ms + min_pause_ms) / 2` ends the digit. A run becomes a digit when at least
-//! two windows passed every capture test and its measured duration is at least `min_tone_ms`.
+//! three windows passed every capture test and its measured duration is at least `min_tone_ms`.
 //! The digit is reported once its end is confirmed.
 //!
 //! | property | accepted | rejected |
 //! |---|---|---|
-//! | frequency deviation | ≤ ±1.5 % (test at ±2.5 %) | ≥ ±3.5 % |
+//! | frequency deviation | ≤ ±1.5 % (test at ±2.2 %) | ≥ ±3.5 % |
 //! | duration | ≥ 40 ms (`min_tone_ms` 32) | ≤ 23 ms |
 //! | pause | ≥ 40 ms separates | ≤ 10 ms bridged |
 //! | twist (high − low) | −8 … +4 dB (tests at −10 / +6) | beyond |
@@ -48,7 +48,8 @@ pub struct DetectorParams {
     pub reverse_twist_db: f32,
     /// Other tones of a group must be this far below the group's peak (dB).
     pub relative_peak_db: f32,
-    /// The two tones must carry at least this share of the window's energy (0..1).
+    /// The two tones must carry at least this share of the window's energy (0..1), after
+    /// correcting each tone's energy for its measured frequency offset (spandsp: about 0.82).
     pub min_energy_ratio: f32,
     /// Maximum deviation of each tone from its nominal frequency, percent (Q.24: accept 1.5,
     /// reject 3.5).
@@ -67,8 +68,8 @@ impl Default for DetectorParams {
             normal_twist_db: 10.0,
             reverse_twist_db: 6.0,
             relative_peak_db: 8.0,
-            min_energy_ratio: 0.65,
-            max_freq_dev_pct: 2.5,
+            min_energy_ratio: 0.85,
+            max_freq_dev_pct: 2.2,
             mask_threshold_dbm0: -55.0,
         }
     }
@@ -99,6 +100,8 @@ pub struct Detector {
     rate: SampleRate,
     an: Analyzer,
     run: Option<Run>,
+    /// A different pair seen while `run` is open (may take over, see `TAKEOVER_WINDOWS`).
+    cand: Option<Run>,
     /// Hop length and window length in samples.
     m: u64,
     n: u64,
@@ -129,6 +132,7 @@ impl Detector {
             n: an.window_len() as u64,
             an,
             run: None,
+            cand: None,
             min_tone: params.min_tone_ms as u64 * per_ms,
             bridge: bridge_ms.max(1) * per_ms,
         }
@@ -165,6 +169,7 @@ impl Detector {
         let an = &mut self.an;
         let mut tracker = Tracker {
             run: &mut self.run,
+            cand: &mut self.cand,
             m: self.m,
             n: self.n,
             min_tone: self.min_tone,
@@ -178,6 +183,7 @@ impl Detector {
 
     /// End of stream: report a digit still sounding (or whose end is not yet confirmed).
     pub fn flush(&mut self, sink: &mut dyn FnMut(ToneEvent)) {
+        self.cand = None;
         if let Some(r) = self.run.take() {
             finish(&r, self.m, self.n, self.min_tone, sink);
         }
@@ -187,11 +193,13 @@ impl Detector {
     pub fn reset(&mut self) {
         self.an.reset();
         self.run = None;
+        self.cand = None;
     }
 }
 
 struct Tracker<'a> {
     run: &'a mut Option<Run>,
+    cand: &'a mut Option<Run>,
     m: u64,
     n: u64,
     min_tone: u64,
@@ -209,9 +217,15 @@ fn span(r: &Run, m: u64, n: u64) -> (u64, u64) {
     (start, end)
 }
 
+/// Consecutive windows another pair needs to end the current run (one window length).
+const TAKEOVER_WINDOWS: u64 = 4;
+
+/// Windows (of the run) that must pass every capture test for a digit.
+const MIN_STRICT_WINDOWS: u32 = 3;
+
 fn finish(r: &Run, m: u64, n: u64, min_tone: u64, sink: &mut dyn FnMut(ToneEvent)) {
     let (start, end) = span(r, m, n);
-    if r.strict >= 2 && end - start >= min_tone {
+    if r.strict >= MIN_STRICT_WINDOWS && end - start >= min_tone {
         if let Some(digit) = Digit::from_matrix(r.row as usize, r.col as usize) {
             sink(ToneEvent {
                 digit,
@@ -228,30 +242,58 @@ impl Tracker<'_> {
             match self.run.as_mut() {
                 Some(r) if r.row == h.row && r.col == h.col => {
                     r.last = h.index;
-                    r.strict += h.strict as u32;
+                    r.strict = r.strict.saturating_add(h.strict as u32);
+                    *self.cand = None;
                     return;
                 }
-                Some(r) => {
-                    let done = *r;
-                    finish(&done, self.m, self.n, self.min_tone, sink);
+                None => {
+                    *self.run = Some(Run::start(h));
+                    return;
                 }
-                None => {}
+                Some(_) => {}
             }
-            *self.run = Some(Run {
-                row: h.row,
-                col: h.col,
-                first: h.index,
-                last: h.index,
-                strict: h.strict as u32,
-            });
-        } else if let Some(r) = *self.run {
-            // Measured gap so far: from the run's end to where this window's tone would start.
-            let (_, end) = span(&r, self.m, self.n);
-            let next_start = ((h.index + 1) * self.m).saturating_sub((2 * self.n) / 5 + self.m / 2);
-            if next_start.saturating_sub(end) >= self.bridge {
-                finish(&r, self.m, self.n, self.min_tone, sink);
-                *self.run = None;
+            // Another pair: it takes over only after TAKEOVER_WINDOWS consecutive windows (or a
+            // window passing every capture test), so the splatter of a phase jump or a click
+            // inside a tone does not split a digit.
+            match self.cand.as_mut() {
+                Some(c) if c.row == h.row && c.col == h.col && c.last + 1 == h.index => {
+                    c.last = h.index;
+                    c.strict = c.strict.saturating_add(h.strict as u32);
+                    if c.last - c.first + 1 < TAKEOVER_WINDOWS && c.strict == 0 {
+                        return;
+                    }
+                    if let Some(done) = self.run.take() {
+                        finish(&done, self.m, self.n, self.min_tone, sink);
+                    }
+                    *self.run = self.cand.take();
+                }
+                _ => *self.cand = Some(Run::start(h)),
             }
+        } else {
+            *self.cand = None;
+            if let Some(r) = *self.run {
+                // Measured gap so far: from the run's end to where this window's tone would
+                // start.
+                let (_, end) = span(&r, self.m, self.n);
+                let next_start =
+                    ((h.index + 1) * self.m).saturating_sub((2 * self.n) / 5 + self.m / 2);
+                if next_start.saturating_sub(end) >= self.bridge {
+                    finish(&r, self.m, self.n, self.min_tone, sink);
+                    *self.run = None;
+                }
+            }
+        }
+    }
+}
+
+impl Run {
+    fn start(h: &Hop) -> Self {
+        Run {
+            row: h.row,
+            col: h.col,
+            first: h.index,
+            last: h.index,
+            strict: h.strict as u32,
         }
     }
 }

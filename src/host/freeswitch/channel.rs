@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::core::audio::SampleRate;
-use crate::core::capture::{Command, CommandError, DigitSource, Session, StopReason};
+use crate::core::capture::{Command, CommandError, DigitSource, Session, StopReason, YearMonth};
 use crate::core::config::Config;
 use crate::core::digit::Digit;
 use crate::core::events::Event;
@@ -55,6 +55,8 @@ struct State {
     saved_sensitive: Option<String>,
     media_error_sent: bool,
     overflow_sent: bool,
+    /// When the dispatcher last checked that media is still in the core (`now_ms`).
+    media_checked_ms: u64,
 }
 
 pub struct Channel {
@@ -84,6 +86,14 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 /// Monotonic milliseconds for the core's timers.
 pub fn now_ms() -> u64 {
     EPOCH.elapsed().as_millis() as u64
+}
+
+/// Today's calendar month for expiry checks (our `now_ms` is monotonic, not Unix time).
+fn today() -> YearMonth {
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    YearMonth::from_unix_ms(unix_ms)
 }
 
 fn wake() {
@@ -131,17 +141,12 @@ fn registry_remove(ch: &Arc<Channel>) {
 
 /// All channels currently in secure mode.
 pub fn active() -> Vec<Arc<Channel>> {
-    REGISTRY.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-}
-
-/// Number of channels in secure mode.
-pub fn active_count() -> usize {
-    REGISTRY.read().unwrap_or_else(|p| p.into_inner()).len()
-}
-
-/// Is secure mode on for this session?
-pub fn is_active(session: *mut fs::switch_core_session_t) -> bool {
-    registry_get(session as usize).is_some()
+    REGISTRY
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect()
 }
 
 impl Channel {
@@ -150,7 +155,11 @@ impl Channel {
     }
 
     fn push_digit(&self, d: Digit, src: DigitSource) {
-        if self.inbox_tx.try_send(Input::Digit(d, src, now_ms())).is_err() {
+        if self
+            .inbox_tx
+            .try_send(Input::Digit(d, src, now_ms()))
+            .is_err()
+        {
             self.overflow.store(true, Ordering::Relaxed);
         }
         wake();
@@ -160,10 +169,15 @@ impl Channel {
     /// outcome, then timers) and hands a ready payment request to the connector.
     fn pump(self: &Arc<Self>, st: &mut State, out: &mut Vec<Event>) {
         let mut sink = |e: Event| out.push(e);
+        st.session.set_date(today());
         while let Ok(Input::Digit(d, src, t)) = self.inbox_rx.try_recv() {
             st.session.on_digit(d, src, t, &mut sink);
         }
-        let outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let outcome = self
+            .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(o) = outcome {
             st.session.on_payment_outcome(o, now_ms(), &mut sink);
         }
@@ -206,8 +220,14 @@ impl Channel {
         let finished = {
             let mut st = self.lock_state();
             self.pump(&mut st, &mut out);
+            // Once a second is plenty: media leaving the core takes a re-INVITE.
+            let now = now_ms();
+            let check = !st.media_error_sent && now.saturating_sub(st.media_checked_ms) >= 1000;
+            if check {
+                st.media_checked_ms = now;
+            }
             // SAFETY: `ls` holds the session's read lock, so the session and channel live.
-            if !st.media_error_sent && unsafe { media_bypassed(session) } {
+            if check && unsafe { media_bypassed(session) } {
                 st.media_error_sent = true;
                 out.push(Event::Error {
                     code: "media-not-in-core",
@@ -272,12 +292,14 @@ unsafe fn media_bypassed(session: *mut fs::switch_core_session_t) -> bool {
         return true;
     }
     // SAFETY: live channel; the partner uuid string is copied at once.
-    let partner = unsafe { util::opt_str(fs::switch_channel_get_partner_uuid(ch)) }
-        .map(str::to_owned);
-    partner.and_then(|u| LockedSession::locate(&u)).is_some_and(|p| {
-        // SAFETY: `p` holds the partner's read lock.
-        unsafe { flags_bypass(util::channel_of(p.as_ptr())) }
-    })
+    let partner =
+        unsafe { util::opt_str(fs::switch_channel_get_partner_uuid(ch)) }.map(str::to_owned);
+    partner
+        .and_then(|u| LockedSession::locate(&u))
+        .is_some_and(|p| {
+            // SAFETY: `p` holds the partner's read lock.
+            unsafe { flags_bypass(util::channel_of(p.as_ptr())) }
+        })
 }
 
 /// # Safety
@@ -345,7 +367,8 @@ pub unsafe fn start(
     }
     let mut cfg = Config::clone(global);
     if !opts.trim().is_empty() {
-        cfg.apply_options(opts).map_err(|e| StartError::BadOptions(e.to_string()))?;
+        cfg.apply_options(opts)
+            .map_err(|e| StartError::BadOptions(e.to_string()))?;
     }
     let cfg = Arc::new(cfg);
     // SAFETY: live session.
@@ -357,19 +380,27 @@ pub unsafe fn start(
     let saved_sensitive = unsafe { util::get_var(channel, c"sensitive_dtmf") };
 
     let mut early = Vec::new();
-    let capture = Session::start(&cfg.capture, now_ms(), &mut |e| early.push(e));
+    let mut capture = Session::start(&cfg.capture, now_ms(), &mut |e| early.push(e));
+    capture.set_date(today());
+    // SAFETY: live session.
+    capture.set_id(&unsafe { util::uuid_of(session) });
     let (inbox_tx, inbox_rx) = bounded(INBOX);
     let ch = Arc::new(Channel {
         // SAFETY: live session.
         uuid: unsafe { util::uuid_of(session) },
         key,
         cfg,
-        media: Mutex::new(Media { masker: None, rate: 0, channels: 0 }),
+        media: Mutex::new(Media {
+            masker: None,
+            rate: 0,
+            channels: 0,
+        }),
         state: Mutex::new(State {
             session: capture,
             saved_sensitive,
             media_error_sent: false,
             overflow_sent: false,
+            media_checked_ms: 0,
         }),
         inbox_tx,
         inbox_rx,
@@ -379,7 +410,10 @@ pub unsafe fn start(
         detaching: AtomicBool::new(false),
         stop_reason: AtomicU8::new(0),
     });
-    REGISTRY.write().unwrap_or_else(|p| p.into_inner()).insert(key, Arc::clone(&ch));
+    REGISTRY
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, Arc::clone(&ch));
 
     let user_data = Arc::into_raw(Arc::clone(&ch)) as *mut c_void;
     let mut bug: *mut fs::switch_media_bug_t = std::ptr::null_mut();
@@ -407,13 +441,18 @@ pub unsafe fn start(
     // SAFETY: live session; the hook is a 'static fn.
     let hooked = unsafe { fs::switch_core_event_hook_add_recv_dtmf(session, Some(recv_dtmf_hook)) };
     if hooked != fs::SWITCH_STATUS_SUCCESS {
-        log::error!("secure_pay: {}: could not hook DTMF; refusing secure mode", ch.uuid);
-        ch.stop_reason.store(reason_code(StopReason::Error), Ordering::Relaxed);
+        log::error!(
+            "secure_pay: {}: could not hook DTMF; refusing secure mode",
+            ch.uuid
+        );
+        ch.stop_reason
+            .store(reason_code(StopReason::Error), Ordering::Relaxed);
         // SAFETY: live session; CLOSE runs here and releases the bug's Arc.
         unsafe { fs::switch_core_media_bug_remove_callback(session, Some(bug_callback)) };
         return Err(StartError::Attach);
     }
-    // Keeps switch_rtp from logging "RTP RECV DTMF <digit>" at debug level.
+    // Keeps switch_rtp from logging "RTP RECV DTMF <digit>" at debug level, and marks digits that bypass the hook (see `drain_queued_dtmf`) sensitive, so FreeSWITCH
+    // neither forwards them nor fires DTMF events for them.
     // SAFETY: live channel.
     unsafe { util::set_var(channel, c"sensitive_dtmf", Some("true")) };
     log::info!("secure_pay: {}: secure mode on", ch.uuid);
@@ -451,9 +490,12 @@ unsafe fn detach(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>, rea
     if ch.detaching.swap(true, Ordering::AcqRel) {
         return;
     }
-    let _ = ch
-        .stop_reason
-        .compare_exchange(0, reason_code(reason), Ordering::AcqRel, Ordering::Relaxed);
+    let _ = ch.stop_reason.compare_exchange(
+        0,
+        reason_code(reason),
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
     // SAFETY: live session; CLOSE (-> `finish`) runs in this thread before this returns.
     unsafe { fs::switch_core_media_bug_remove_callback(session, Some(bug_callback)) };
 }
@@ -530,7 +572,11 @@ impl Channel {
             return false;
         }
         let mut m = self.media.lock().unwrap_or_else(|p| p.into_inner());
-        self.build_masker(&mut m, imp.actual_samples_per_second, imp.number_of_channels as u32)
+        self.build_masker(
+            &mut m,
+            imp.actual_samples_per_second,
+            imp.number_of_channels as u32,
+        )
     }
 
     fn build_masker(&self, m: &mut Media, rate: u32, channels: u32) -> bool {
@@ -538,11 +584,17 @@ impl Channel {
         m.channels = channels;
         m.masker = None;
         let Some(sr) = SampleRate::from_hz(rate) else {
-            log::error!("secure_pay: {}: read rate {rate} Hz is not supported", self.uuid);
+            log::error!(
+                "secure_pay: {}: read rate {rate} Hz is not supported",
+                self.uuid
+            );
             return false;
         };
         if channels > 1 {
-            log::error!("secure_pay: {}: {channels}-channel audio is not supported", self.uuid);
+            log::error!(
+                "secure_pay: {}: {channels}-channel audio is not supported",
+                self.uuid
+            );
             return false;
         }
         match Masker::new(sr, &self.cfg.masker) {
@@ -573,7 +625,8 @@ impl Channel {
         // SAFETY: live session; `imp` is a local (a struct copy, no allocation).
         let st = unsafe { fs::switch_core_session_get_read_impl(session, &mut imp) };
         if st == fs::SWITCH_STATUS_SUCCESS
-            && (imp.actual_samples_per_second != m.rate || imp.number_of_channels as u32 != m.channels)
+            && (imp.actual_samples_per_second != m.rate
+                || imp.number_of_channels as u32 != m.channels)
         {
             // Codec change mid-call (re-INVITE): re-size once; mute if unsupported.
             let (r, c) = (imp.actual_samples_per_second, imp.number_of_channels as u32);
@@ -582,7 +635,39 @@ impl Channel {
         let Some(masker) = m.masker.as_mut() else {
             return mute(samples);
         };
-        masker.process(samples, &mut |ev| self.push_digit(ev.digit, DigitSource::InBand));
+        masker.process(samples, &mut |ev| {
+            self.push_digit(ev.digit, DigitSource::InBand)
+        });
+        drop(m);
+        // SAFETY: live session of this callback.
+        unsafe { self.drain_queued_dtmf(session) };
+    }
+
+    /// Digits queued with DTMF_FLAG_SKIP_PROCESS (uuid_send_dtmf / send_dtmf on a loopback
+    /// peer, uuid_recv_dtmf / queue_dtmf) skip every recv_dtmf hook. Because secure mode sets
+    /// `sensitive_dtmf`, FreeSWITCH queues them as sensitive: never forwarded, no DTMF event, not
+    /// in digits_dialed. We take them off the queue here (this thread is the channel's reader,
+    /// so we normally get them before the bridge loop does; if it wins, the digit is dropped,
+    /// never leaked) and capture them. Real SIP digits (RFC 2833, INFO) go through the hook.
+    ///
+    /// # Safety
+    /// `session` is the bug's live session.
+    unsafe fn drain_queued_dtmf(&self, session: *mut fs::switch_core_session_t) {
+        // SAFETY: live session.
+        let channel = unsafe { util::channel_of(session) };
+        // SAFETY: live channel; has/dequeue lock the channel's own DTMF mutex briefly.
+        while unsafe { fs::switch_channel_has_dtmf(channel) } > 0 {
+            let mut d = fs::switch_dtmf_t::default();
+            // SAFETY: live channel; `d` is a local out-parameter.
+            if unsafe { fs::switch_channel_dequeue_dtmf(channel, &mut d) }
+                != fs::SWITCH_STATUS_SUCCESS
+            {
+                break;
+            }
+            if let Some(digit) = Digit::from_char(d.digit as u8 as char) {
+                self.push_digit(digit, digit_source(d.source));
+            }
+        }
     }
 }
 

@@ -11,8 +11,6 @@ use crate::host::guard;
 use super::channel::{self, StartError};
 use super::util::{self, LockedSession};
 
-pub const API_SYNTAX: &str = "<uuid> start [options]|capture <field>|clear|restart|submit|cancel|stop|status";
-
 const USAGE: &str = "-ERR usage: uuid_secure_pay <uuid> start [options]|capture <field>|clear|restart|submit|cancel|stop|status\n";
 
 /// Registers the apps and the API on the module interface.
@@ -52,7 +50,8 @@ pub unsafe fn register(mi: *mut *mut fs::switch_loadable_module_interface_t) -> 
             c"uuid_secure_pay".as_ptr(),
             c"Control secure card capture on a channel".as_ptr(),
             Some(api_uuid_secure_pay),
-            c"<uuid> start [options]|capture <field>|clear|restart|submit|cancel|stop|status".as_ptr(),
+            c"<uuid> start [options]|capture <field>|clear|restart|submit|cancel|stop|status"
+                .as_ptr(),
         )
     };
     if app.is_null() || stop.is_null() || api.is_null() {
@@ -92,7 +91,11 @@ unsafe extern "C" fn app_secure_pay(session: *mut fs::switch_core_session_t, dat
                 if matches!(e, StartError::BadOptions(_) | StartError::Attach) {
                     // SAFETY: live session.
                     unsafe {
-                        super::events::fire_error(session, "start-refused", "secure_pay could not start; see the FreeSWITCH log")
+                        super::events::fire_error(
+                            session,
+                            "start-refused",
+                            "secure_pay could not start; see the FreeSWITCH log",
+                        )
                     };
                 }
             }
@@ -100,7 +103,10 @@ unsafe extern "C" fn app_secure_pay(session: *mut fs::switch_core_session_t, dat
     })
 }
 
-unsafe extern "C" fn app_stop_secure_pay(session: *mut fs::switch_core_session_t, _data: *const c_char) {
+unsafe extern "C" fn app_stop_secure_pay(
+    session: *mut fs::switch_core_session_t,
+    _data: *const c_char,
+) {
     guard("stop_secure_pay app", (), || {
         if session.is_null() {
             return;
@@ -153,7 +159,11 @@ fn api(line: &str) -> String {
     if uuid.is_empty() || rest.is_empty() {
         return USAGE.to_string();
     }
-    if uuid.len() > 256 || !uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if uuid.len() > 256
+        || !uuid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return "-ERR invalid uuid\n".to_string();
     }
     let cmd = match parse_command(rest) {
@@ -199,6 +209,3 @@ fn api(line: &str) -> String {
         }
     }
 }
-
-#[allow(dead_code)]
-const _: &str = API_SYNTAX;

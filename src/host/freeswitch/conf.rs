@@ -62,7 +62,9 @@ pub fn load() -> Config {
     let mut cfg = Config::default();
     let mut node: fs::switch_xml_t = std::ptr::null_mut();
     // SAFETY: literal file name; `node` is a local out-parameter; no params.
-    let xml = unsafe { fs::switch_xml_open_cfg(c"secure_pay.conf".as_ptr(), &mut node, std::ptr::null_mut()) };
+    let xml = unsafe {
+        fs::switch_xml_open_cfg(c"secure_pay.conf".as_ptr(), &mut node, std::ptr::null_mut())
+    };
     if xml.is_null() || node.is_null() {
         log::warn!("secure_pay: secure_pay.conf not found; using defaults");
         return resolved(cfg);

@@ -29,7 +29,10 @@ pub fn reserve() {
         // SAFETY: both strings are 'static NUL-terminated literals; the core copies them.
         let st = unsafe { fs::switch_event_reserve_subclass_detailed(OWNER.as_ptr(), s.as_ptr()) };
         if st != fs::SWITCH_STATUS_SUCCESS {
-            log::warn!("secure_pay: could not reserve event subclass {}", s.to_string_lossy());
+            log::warn!(
+                "secure_pay: could not reserve event subclass {}",
+                s.to_string_lossy()
+            );
         }
     }
 }
@@ -41,15 +44,13 @@ pub fn free() {
     }
 }
 
-/// Fires `secure_pay::<name>` with the channel headers of `session` (if any) plus `headers`.
+/// Fires a core event as CUSTOM `secure_pay::<name>`: the channel headers of `session` (if
+/// any) plus the event's masked headers.
 ///
 /// # Safety
 /// `session` is NULL or a live session (its own thread, a callback, or read-locked).
-pub unsafe fn fire_raw(
-    session: *mut fs::switch_core_session_t,
-    name: &str,
-    headers: &mut dyn FnMut(&mut dyn FnMut(&str, &str)),
-) {
+pub unsafe fn fire(session: *mut fs::switch_core_session_t, event: &Event) {
+    let name = event.name();
     let subclass = cstring(&format!("secure_pay::{name}"));
     let mut ev: *mut fs::switch_event_t = std::ptr::null_mut();
     // SAFETY: out-pointer to a local; file/func are literals; CUSTOM allows a subclass.
@@ -71,7 +72,7 @@ pub unsafe fn fire_raw(
         // SAFETY: live session per the contract; `ev` is the event we just created.
         unsafe { fs::switch_channel_event_set_data(super::util::channel_of(session), ev) };
     }
-    headers(&mut |k: &str, v: &str| {
+    event.for_each_header(&mut |k: &str, v: &str| {
         let (k, v) = (cstring(k), cstring(v));
         // SAFETY: `ev` is live until fired; the core copies both strings (SWITCH_STACK_BOTTOM).
         unsafe {
@@ -90,30 +91,26 @@ pub unsafe fn fire_raw(
     };
 }
 
-/// Fires a core event (masked headers only).
-///
-/// # Safety
-/// As [`fire_raw`].
-pub unsafe fn fire(session: *mut fs::switch_core_session_t, ev: &Event) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        fire_raw(session, ev.name(), &mut |add| {
-            ev.for_each_header(&mut |k, v| add(k, v));
-        })
-    };
-}
-
 /// Fires an adapter-level `secure_pay::error` (e.g. secure mode refused because media is not in
 /// the core), with the same headers as a core error event. `code` and `message` are fixed
 /// strings: never data.
 ///
 /// # Safety
-/// As [`fire_raw`].
+/// As [`fire`].
 pub unsafe fn fire_error(
     session: *mut fs::switch_core_session_t,
     code: &'static str,
     message: &'static str,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { fire(session, &Event::Error { code, message, field: None }) };
+    unsafe {
+        fire(
+            session,
+            &Event::Error {
+                code,
+                message,
+                field: None,
+            },
+        )
+    };
 }

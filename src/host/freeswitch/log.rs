@@ -54,21 +54,11 @@ impl Log for FsLogger {
     fn flush(&self) {}
 }
 
-/// Installs the logger (a second install after a reload is fine) and reads the host level.
+/// Installs the logger (a second install after a reload is fine). FreeSWITCH filters by its
+/// own level inside switch_log_printf; there is no read-only getter for it (SCSC_LOGLEVEL with
+/// -1 would SET it to "disabled"), so every level up to debug is forwarded.
 pub fn install() {
-    // -1 = read only (a value >= 0 would set the core's level).
-    let mut level: i32 = -1;
-    // SAFETY: SCSC_LOGLEVEL with a pointer to an int32 holding -1 only reads the current core
-    // log level into it.
-    let ok = unsafe {
-        fs::switch_core_session_ctl(
-            fs::SCSC_LOGLEVEL,
-            (&mut level as *mut i32).cast::<std::ffi::c_void>(),
-        )
-    };
-    if ok == 0 && level > 0 {
-        HOST_LEVEL.store(level.clamp(0, 7) as u8, Ordering::Relaxed);
-    }
+    HOST_LEVEL.store(fs::SWITCH_LOG_DEBUG as u8, Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Debug);
 }

@@ -36,7 +36,12 @@ impl LockedSession {
         // SAFETY: `c` is a valid NUL-terminated string for the call; the shim returns a
         // read-locked session or NULL.
         let ptr = unsafe { fs::sp_fs_session_locate(c.as_ptr()) };
-        (!ptr.is_null()).then_some(Self { ptr })
+        // Not `then_some`: that would build (and drop, i.e. unlock) a guard for NULL.
+        if ptr.is_null() {
+            None
+        } else {
+            Some(Self { ptr })
+        }
     }
 
     pub fn as_ptr(&self) -> *mut fs::switch_core_session_t {
@@ -76,7 +81,10 @@ pub unsafe fn uuid_of(session: *mut fs::switch_core_session_t) -> String {
 ///
 /// # Safety
 /// `channel` belongs to a live session.
-pub unsafe fn test_flag(channel: *mut fs::switch_channel_t, flag: fs::switch_channel_flag_t) -> bool {
+pub unsafe fn test_flag(
+    channel: *mut fs::switch_channel_t,
+    flag: fs::switch_channel_flag_t,
+) -> bool {
     // SAFETY: live channel per the caller's contract.
     unsafe { fs::switch_channel_test_flag(channel, flag) != 0 }
 }
@@ -108,7 +116,9 @@ pub unsafe fn set_var(channel: *mut fs::switch_channel_t, name: &CStr, value: Op
 pub fn is_true(v: Option<&str>) -> bool {
     v.is_some_and(|v| {
         let v = v.trim().to_ascii_lowercase();
-        matches!(v.as_str(), "yes" | "on" | "true" | "t" | "enabled" | "active" | "allow")
-            || v.parse::<i64>().is_ok_and(|n| n != 0)
+        matches!(
+            v.as_str(),
+            "yes" | "on" | "true" | "t" | "enabled" | "active" | "allow"
+        ) || v.parse::<i64>().is_ok_and(|n| n != 0)
     })
 }

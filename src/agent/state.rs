@@ -1,0 +1,742 @@
+//! Per-call state built from the module's masked AMI events, and the JSON snapshot the page
+//! renders. Nothing here ever holds more than the events carry: every value is a copy of a
+//! `SecurePay-*` header (masked by the module) or a channel identifier.
+//!
+//! Calls are keyed by the customer channel's `Uniqueid` (stable for the channel's life,
+//! URL-safe). Channels are learnt from `Newchannel`/`Rename`/`Hangup` events, from
+//! `CoreShowChannels` after every (re)connect, and from the `SecurePay*` events themselves.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::agent::ami::Message;
+
+/// How many ended calls are kept (so an open page can still say "call ended").
+pub const MAX_ENDED: usize = 512;
+/// Upper bound on tracked live calls (a flood of Newchannel events cannot exhaust memory).
+pub const MAX_CALLS: usize = 20_000;
+
+/// The call's secure state as shown to the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// No secure capture on the line: normal call.
+    Off,
+    /// Start requested, waiting for the module to confirm.
+    Securing,
+    /// Secure capture running: DTMF masked, fields being captured.
+    Secure,
+    /// The card was handed to the connector (pending or with an outcome).
+    Submitted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldStatus {
+    Pending,
+    Capturing,
+    Valid,
+    Invalid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldState {
+    pub name: String,
+    pub status: FieldStatus,
+    /// Digits typed so far (absent for the security code: the module never sends it).
+    pub length: Option<u32>,
+    /// The module's masked display (e.g. `************4242` once valid).
+    pub masked: Option<String>,
+    pub brand: Option<String>,
+    /// Error type of the last refused attempt (`invalid-card-number`, `input-timeout`, ...);
+    /// kept until the customer starts typing again or the field becomes valid.
+    pub error: Option<String>,
+    pub attempt: Option<u32>,
+    pub max_attempts: Option<u32>,
+}
+
+impl FieldState {
+    fn new(name: &str) -> FieldState {
+        FieldState {
+            name: name.to_string(),
+            status: FieldStatus::Pending,
+            length: None,
+            masked: None,
+            brand: None,
+            error: None,
+            attempt: None,
+            max_attempts: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SubmitState {
+    /// `pending`, `success` or `error`.
+    pub result: String,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub charge_id: Option<String>,
+    pub token_id: Option<String>,
+    pub card_number: Option<String>,
+    pub brand: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// `error` or `info`.
+    pub level: &'static str,
+    /// Machine code (`too-many-failed-attempts`, `command-refused`, `timeout`, ...).
+    pub code: String,
+    pub text: String,
+    pub field: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Call {
+    pub id: String,
+    pub channel: String,
+    pub linkedid: String,
+    pub ended: bool,
+    pub mode: Mode,
+    pub fields: Vec<FieldState>,
+    pub active: Option<String>,
+    /// Every required field is valid (`SecurePayComplete`).
+    pub ready: bool,
+    pub card_number: Option<String>,
+    pub brand: Option<String>,
+    pub expiration_date: Option<String>,
+    pub connector: Option<String>,
+    pub submit: Option<SubmitState>,
+    pub notice: Option<Notice>,
+    pub stop_reason: Option<String>,
+    #[serde(skip)]
+    pub version: u64,
+}
+
+impl Call {
+    fn new(id: &str, channel: &str, linkedid: &str) -> Call {
+        Call {
+            id: id.to_string(),
+            channel: channel.to_string(),
+            linkedid: linkedid.to_string(),
+            ended: false,
+            mode: Mode::Off,
+            fields: Vec::new(),
+            active: None,
+            ready: false,
+            card_number: None,
+            brand: None,
+            expiration_date: None,
+            connector: None,
+            submit: None,
+            notice: None,
+            stop_reason: None,
+            version: 0,
+        }
+    }
+
+    fn field_mut(&mut self, name: &str) -> &mut FieldState {
+        let i = match self.fields.iter().position(|f| f.name == name) {
+            Some(i) => i,
+            None => {
+                self.fields.push(FieldState::new(name));
+                self.fields.len() - 1
+            }
+        };
+        &mut self.fields[i]
+    }
+
+    fn wipe_capture(&mut self) {
+        self.fields.clear();
+        self.active = None;
+        self.ready = false;
+        self.card_number = None;
+        self.brand = None;
+        self.expiration_date = None;
+    }
+
+    /// Secure mode has ended: back to a normal call. The last payment outcome stays visible.
+    fn set_off(&mut self) {
+        self.wipe_capture();
+        self.mode = Mode::Off;
+    }
+}
+
+/// The connection to the PBX as shown on every page.
+#[derive(Clone, Debug, Serialize)]
+pub struct PbxStatus {
+    pub connected: bool,
+    /// Failed connection attempts since the last successful login.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// How many times the connection was re-established after a loss.
+    pub reconnects: u32,
+}
+
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    pbx: &'a PbxStatus,
+    call: &'a Call,
+}
+
+struct Inner {
+    calls: HashMap<String, Call>,
+    ended: VecDeque<String>,
+    pbx: PbxStatus,
+    pbx_version: u64,
+    /// Bumped on every change (waiters compare it).
+    epoch: u64,
+}
+
+/// Shared state + a condition variable that wakes the live-update streams on every change.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+}
+
+fn hv(m: &Message, k: &str) -> Option<String> {
+    m.get(k).map(str::to_string)
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A version token for one page: the call's version and the PBX status version.
+pub type SeenVersion = (u64, u64);
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub {
+            inner: Mutex::new(Inner {
+                calls: HashMap::new(),
+                ended: VecDeque::new(),
+                pbx: PbxStatus {
+                    connected: false,
+                    attempts: 0,
+                    last_error: None,
+                    reconnects: 0,
+                },
+                pbx_version: 1,
+                epoch: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind: keep serving it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self, g: &mut Inner) {
+        g.epoch += 1;
+        self.changed.notify_all();
+    }
+
+    /// Applies one AMI event (any event; unrelated ones are ignored).
+    pub fn apply_event(&self, m: &Message) {
+        let Some(ev) = m.get("Event") else { return };
+        let mut g = self.lock();
+        let changed = apply(&mut g, ev, m);
+        if changed {
+            self.bump(&mut g);
+        }
+    }
+
+    /// Updates the PBX connection status.
+    pub fn set_pbx(&self, f: impl FnOnce(&mut PbxStatus)) {
+        let mut g = self.lock();
+        f(&mut g.pbx);
+        g.pbx_version += 1;
+        self.bump(&mut g);
+    }
+
+    pub fn pbx(&self) -> PbxStatus {
+        self.lock().pbx.clone()
+    }
+
+    /// After a (re)connect: `present` = (channel, uniqueid, linkedid) of every channel now on
+    /// the PBX. Calls not in it have ended; new ones are added.
+    pub fn resync_channels(&self, present: &[(String, String, String)]) {
+        let mut g = self.lock();
+        let ids: std::collections::HashSet<&str> =
+            present.iter().map(|(_, u, _)| u.as_str()).collect();
+        let gone: Vec<String> = g
+            .calls
+            .iter()
+            .filter(|(id, c)| !c.ended && !ids.contains(id.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            end_call(&mut g, &id);
+        }
+        for (chan, uid, linked) in present {
+            ensure_call(&mut g, uid, chan, linked);
+        }
+        self.bump(&mut g);
+    }
+
+    /// The module says secure mode is not active on this channel (status refused).
+    pub fn mark_not_secure(&self, id: &str) {
+        let mut g = self.lock();
+        if let Some(c) = g.calls.get_mut(id) {
+            if c.mode != Mode::Off {
+                c.set_off();
+                c.version += 1;
+                self.bump(&mut g);
+            }
+        }
+    }
+
+    /// The channel name to address AMI actions for a call (None: unknown or ended).
+    pub fn channel_of(&self, id: &str) -> Option<(String, bool)> {
+        self.lock()
+            .calls
+            .get(id)
+            .map(|c| (c.channel.clone(), c.ended))
+    }
+
+    pub fn mode_of(&self, id: &str) -> Option<Mode> {
+        self.lock().calls.get(id).map(|c| c.mode)
+    }
+
+    /// Ids of the live calls (for the status resync), at most `max`.
+    pub fn live_calls(&self, max: usize) -> Vec<(String, String)> {
+        self.lock()
+            .calls
+            .values()
+            .filter(|c| !c.ended)
+            .take(max)
+            .map(|c| (c.id.clone(), c.channel.clone()))
+            .collect()
+    }
+
+    /// Changes one call (if known) and wakes the streams.
+    pub fn update_call(&self, id: &str, f: impl FnOnce(&mut Call)) {
+        let mut g = self.lock();
+        if let Some(c) = g.calls.get_mut(id) {
+            f(c);
+            c.version += 1;
+            self.bump(&mut g);
+        }
+    }
+
+    /// Records the outcome of an agent command (refusals become the page's notice).
+    pub fn command_result(&self, id: &str, verb: &str, result: Result<(), String>) {
+        self.update_call(id, |c| match result {
+            Ok(()) => {
+                if verb == "restart" {
+                    // the module wiped every field; keep only the field it captures now
+                    let active = c.active.clone();
+                    c.fields.retain_mut(|f| {
+                        if Some(&f.name) != active.as_ref() {
+                            *f = FieldState::new(&f.name);
+                        } else {
+                            f.error = None;
+                        }
+                        true
+                    });
+                    c.ready = false;
+                    c.card_number = None;
+                    c.brand = None;
+                    c.expiration_date = None;
+                    c.submit = None;
+                    c.mode = Mode::Secure;
+                }
+                if c.notice
+                    .as_ref()
+                    .is_some_and(|n| n.code == "command-refused")
+                {
+                    c.notice = None;
+                }
+            }
+            Err(text) => {
+                if verb == "start" && c.mode == Mode::Securing {
+                    c.mode = Mode::Off;
+                }
+                c.notice = Some(Notice {
+                    level: "error",
+                    code: "command-refused".into(),
+                    text,
+                    field: None,
+                });
+            }
+        });
+    }
+
+    /// JSON snapshot of a call for the page, with its version; None for an unknown call.
+    pub fn snapshot(&self, id: &str) -> Option<(String, SeenVersion)> {
+        let g = self.lock();
+        let c = g.calls.get(id)?;
+        let json = serde_json::to_string(&Snapshot {
+            pbx: &g.pbx,
+            call: c,
+        })
+        .ok()?;
+        Some((json, (c.version, g.pbx_version)))
+    }
+
+    /// Is the call known (live or recently ended)?
+    pub fn knows(&self, id: &str) -> bool {
+        self.lock().calls.contains_key(id)
+    }
+
+    /// Blocks until the call's version differs from `seen` or `timeout` passes. Returns the
+    /// current version.
+    pub fn wait_change(&self, id: &str, seen: SeenVersion, timeout: Duration) -> SeenVersion {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut g = self.lock();
+        loop {
+            let now_v = (
+                g.calls.get(id).map(|c| c.version).unwrap_or(u64::MAX),
+                g.pbx_version,
+            );
+            if now_v != seen {
+                return now_v;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return now_v;
+            }
+            g = match self.changed.wait_timeout(g, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// Marks a start request (before the action is sent).
+    pub fn mark_securing(&self, id: &str) {
+        self.update_call(id, |c| {
+            if c.mode == Mode::Off {
+                c.mode = Mode::Securing;
+                c.notice = None;
+                c.stop_reason = None;
+            }
+        });
+    }
+}
+
+fn ensure_call<'a>(g: &'a mut Inner, id: &str, chan: &str, linked: &str) -> Option<&'a mut Call> {
+    if id.is_empty() {
+        return None;
+    }
+    if !g.calls.contains_key(id) {
+        if g.calls.len() >= MAX_CALLS + MAX_ENDED {
+            return None;
+        }
+        g.calls.insert(id.to_string(), Call::new(id, chan, linked));
+    }
+    let c = g.calls.get_mut(id)?;
+    if !chan.is_empty() && c.channel != chan {
+        c.channel = chan.to_string();
+        c.version += 1;
+    }
+    if !linked.is_empty() && c.linkedid != linked {
+        c.linkedid = linked.to_string();
+    }
+    Some(c)
+}
+
+fn end_call(g: &mut Inner, id: &str) {
+    let Some(c) = g.calls.get_mut(id) else { return };
+    if c.ended {
+        return;
+    }
+    c.ended = true;
+    if c.mode != Mode::Off {
+        c.stop_reason = Some("hangup".into());
+    }
+    c.set_off();
+    c.version += 1;
+    g.ended.push_back(id.to_string());
+    while g.ended.len() > MAX_ENDED {
+        if let Some(old) = g.ended.pop_front() {
+            g.calls.remove(&old);
+        }
+    }
+}
+
+fn apply(g: &mut Inner, ev: &str, m: &Message) -> bool {
+    let chan = m.get("Channel").unwrap_or("");
+    let uid = m.get("Uniqueid").unwrap_or("");
+    let linked = m.get("Linkedid").unwrap_or("");
+    match ev {
+        "Newchannel" => {
+            ensure_call(g, uid, chan, linked);
+            true
+        }
+        "Rename" => {
+            let new = m.get("Newname").unwrap_or("");
+            ensure_call(g, uid, new, linked);
+            true
+        }
+        "Hangup" => {
+            end_call(g, uid);
+            true
+        }
+        _ if ev.starts_with("SecurePay") => {
+            let Some(c) = ensure_call(g, uid, chan, linked) else {
+                return false;
+            };
+            if c.ended {
+                return false;
+            }
+            apply_secure_pay(c, &ev["SecurePay".len()..], m);
+            c.version += 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
+    let field = m.get("SecurePay-Field").map(str::to_string);
+    let brand = hv(m, "SecurePay-Card-Brand");
+    let num = |k: &str| m.get(k).and_then(|v| v.parse::<u32>().ok());
+    match name {
+        "Start" => {
+            c.wipe_capture();
+            c.mode = Mode::Secure;
+            c.submit = None;
+            c.notice = None;
+            c.stop_reason = None;
+            c.connector = hv(m, "SecurePay-Connector").filter(|v| v != "none");
+            for f in split_list(m.get("SecurePay-Required").unwrap_or("")) {
+                c.field_mut(&f);
+            }
+        }
+        "Capture" => {
+            let Some(f) = field else { return };
+            if c.mode != Mode::Secure {
+                // re-capture after a submit, or capture seen before Start (missed event)
+                c.mode = Mode::Secure;
+            }
+            c.ready = false;
+            if c.submit.as_ref().is_some_and(|s| s.result != "pending") {
+                c.submit = None;
+            }
+            for r in split_list(m.get("SecurePay-Required").unwrap_or("")) {
+                c.field_mut(&r);
+            }
+            let fs = c.field_mut(&f);
+            fs.status = FieldStatus::Capturing;
+            fs.length = if f == "security-code" { None } else { Some(0) };
+            fs.masked = None;
+            fs.attempt = num("SecurePay-Attempt");
+            fs.max_attempts = num("SecurePay-Max-Attempts");
+            if f == "payment-card-number" {
+                fs.brand = None;
+                c.card_number = None;
+                c.brand = None;
+            }
+            c.active = Some(f);
+        }
+        "Digit" => {
+            let Some(f) = field else { return };
+            let len = num("SecurePay-Length");
+            let fs = c.field_mut(&f);
+            fs.status = FieldStatus::Capturing;
+            fs.length = len;
+            fs.masked = hv(m, "SecurePay-Masked");
+            if f == "payment-card-number" {
+                fs.brand = brand;
+            }
+            if len.unwrap_or(0) > 0 {
+                fs.error = None;
+            }
+            c.active = Some(f);
+        }
+        "Field" => {
+            let Some(f) = field else { return };
+            let result = m.get("SecurePay-Result").unwrap_or("");
+            let err = hv(m, "SecurePay-Error-Type");
+            let masked = hv(m, "SecurePay-Masked");
+            let is_card = f == "payment-card-number";
+            let fs = c.field_mut(&f);
+            fs.length = num("SecurePay-Length");
+            fs.attempt = num("SecurePay-Attempt").or(fs.attempt);
+            if is_card {
+                fs.brand = brand.clone();
+            }
+            if result == "complete" {
+                fs.status = FieldStatus::Valid;
+                fs.masked = masked.clone();
+                fs.error = None;
+            } else {
+                fs.status = FieldStatus::Invalid;
+                fs.masked = None;
+                fs.error = Some(err.unwrap_or_else(|| "invalid".into()));
+            }
+            if is_card {
+                if result == "complete" {
+                    c.card_number = masked;
+                    c.brand = brand;
+                } else {
+                    c.card_number = None;
+                }
+            }
+            if c.active.as_deref() == Some(f.as_str()) {
+                c.active = None;
+            }
+        }
+        "Complete" => {
+            c.ready = true;
+            c.active = None;
+            if let Some(n) = hv(m, "SecurePay-Card-Number") {
+                c.card_number = Some(n);
+            }
+            if brand.is_some() {
+                c.brand = brand;
+            }
+            c.expiration_date = hv(m, "SecurePay-Expiration-Date");
+            for f in split_list(m.get("SecurePay-Captured").unwrap_or("")) {
+                c.field_mut(&f).status = FieldStatus::Valid;
+            }
+        }
+        "Submit" => {
+            let result = m.get("SecurePay-Result").unwrap_or("pending").to_string();
+            c.mode = Mode::Submitted;
+            c.ready = false;
+            c.active = None;
+            let card = hv(m, "SecurePay-Card-Number").or_else(|| c.card_number.clone());
+            let brand = brand.or_else(|| c.brand.clone());
+            if result == "error" {
+                c.notice = Some(Notice {
+                    level: "error",
+                    code: "payment-declined".into(),
+                    text: m
+                        .get("SecurePay-Error-Message")
+                        .unwrap_or("the payment was not accepted")
+                        .to_string(),
+                    field: None,
+                });
+            } else {
+                c.notice = None;
+            }
+            c.submit = Some(SubmitState {
+                result,
+                code: hv(m, "SecurePay-Error-Code"),
+                message: hv(m, "SecurePay-Error-Message"),
+                charge_id: hv(m, "SecurePay-Charge-Id"),
+                token_id: hv(m, "SecurePay-Token-Id"),
+                card_number: card,
+                brand,
+            });
+        }
+        "Cancel" => {
+            c.set_off();
+            c.stop_reason = Some("cancelled".into());
+            c.notice = None;
+        }
+        "Stop" => {
+            let reason = m.get("SecurePay-Reason").unwrap_or("agent").to_string();
+            c.set_off();
+            if reason == "timeout" || reason == "error" {
+                c.notice = Some(Notice {
+                    level: "error",
+                    code: reason.clone(),
+                    text: if reason == "timeout" {
+                        "Secure capture timed out and ended; the data entered was wiped.".into()
+                    } else {
+                        "Secure capture ended because of an error; the data entered was wiped."
+                            .into()
+                    },
+                    field: None,
+                });
+            } else if c
+                .notice
+                .as_ref()
+                .is_some_and(|n| n.code != "payment-declined")
+            {
+                c.notice = None;
+            }
+            c.stop_reason = Some(reason);
+        }
+        "Error" => {
+            let text = m
+                .get("SecurePay-Error-Message")
+                .or_else(|| m.get("Reason"))
+                .unwrap_or("secure capture reported an error")
+                .to_string();
+            let code = m
+                .get("SecurePay-Error-Code")
+                .unwrap_or("module-error")
+                .to_string();
+            if m.get("Reason").is_some() && c.mode == Mode::Securing {
+                c.mode = Mode::Off;
+            }
+            c.notice = Some(Notice {
+                level: "error",
+                code,
+                text,
+                field,
+            });
+        }
+        "Status" => {
+            let state = m.get("SecurePay-State").unwrap_or("");
+            if state == "finished" {
+                c.set_off();
+                return;
+            }
+            c.mode = match state {
+                "submitting" | "done" => Mode::Submitted,
+                _ => Mode::Secure,
+            };
+            let captured = split_list(m.get("SecurePay-Captured").unwrap_or(""));
+            let left = split_list(m.get("SecurePay-Required").unwrap_or(""));
+            for f in &captured {
+                let fs = c.field_mut(f);
+                fs.status = FieldStatus::Valid;
+                fs.error = None;
+            }
+            for f in &left {
+                let fs = c.field_mut(f);
+                if fs.status == FieldStatus::Valid || fs.status == FieldStatus::Capturing {
+                    fs.status = FieldStatus::Pending;
+                    fs.length = None;
+                    fs.masked = None;
+                }
+            }
+            c.active = field.clone();
+            if let Some(f) = field {
+                let len = num("SecurePay-Length");
+                let att = num("SecurePay-Attempt");
+                let fs = c.field_mut(&f);
+                fs.status = FieldStatus::Capturing;
+                fs.length = len;
+                fs.attempt = att;
+            }
+            c.ready = state == "complete";
+            c.card_number = hv(m, "SecurePay-Card-Number");
+            c.brand = brand;
+            c.expiration_date = hv(m, "SecurePay-Expiration-Date");
+            if let Some(cf) = c
+                .fields
+                .iter_mut()
+                .find(|f| f.name == "payment-card-number")
+            {
+                if cf.status == FieldStatus::Valid {
+                    cf.masked = c.card_number.clone();
+                    cf.brand = c.brand.clone();
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,288 @@
+//! The agent page end to end on a REAL Asterisk 22 with res_secure_pay: headless Chromium
+//! (tests/agent_e2e/page.test.mjs) opens the signed page served by `secure-pay-agent`'s
+//! service, which is connected to the instance's AMI; the page's buttons drive the module
+//! through the AMI action `SecurePay`; a scripted customer phone (Local channels,
+//! tests/asterisk) keys a wrong card out-of-band (SendDTMF), then part of a card in-band
+//! (Playtones), the agent re-enters, the customer keys the full card in-band and the expiry and
+//! security code out-of-band; Submit reaches a loopback HTTPS connector (test CA) and the page
+//! shows success with only the last 4. Screenshots: target/agent-e2e/asterisk/. Then the
+//! Asterisk instance is stopped and started again: the service reports the loss, reconnects,
+//! shows the old call as ended and tracks a new call (secure mode, hangup).
+//!
+//! Needs the chroot (scripts/setup-asterisk), root (chroot), chromium, `npm install` in
+//! tests/agent_e2e, and the module: this test binary is built WITHOUT the `asterisk` feature
+//! (executables that link the adapter cannot run outside Asterisk), so the module comes from
+//! `SECUREPAY_AGENT_MODULE` (a copy of a `cargo build --release --features asterisk --lib`
+//! output). scripts/test runs it:
+//!
+//! ```text
+//! cargo build --release --features asterisk --lib
+//! cp target/release/libsecure_pay.so target/agent-e2e/res_secure_pay.so
+//! SECUREPAY_AGENT_MODULE=target/agent-e2e/res_secure_pay.so \
+//!   cargo test --release --test agent_e2e_asterisk -- --ignored
+//! ```
+
+mod agent_support;
+mod asterisk;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent_support::{run_page_test, shot_dir, LINK_SECRET};
+use asterisk::{phone_dialplan, Call, Instance, BASE_MODULES, WAIT};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use secure_pay::agent::ami::AmiConfig;
+use secure_pay::agent::sign::Signer;
+use secure_pay::agent::{unix_now, Config, Service};
+
+const PAN: &str = "4242424242424242"; // Visa TEST number
+
+struct Pki {
+    ca_pem: String,
+    server_cert: CertificateDer<'static>,
+    server_key: Vec<u8>,
+}
+
+fn pki() -> Pki {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, "secure_pay agent e2e test CA");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = p.self_signed(&ca_key).unwrap();
+    let s = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = s.signed_by(&key, &ca, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        server_cert: cert.der().clone(),
+        server_key: key.serialize_der(),
+    }
+}
+
+/// Loopback HTTPS payment endpoint: records each JSON body, answers `reply`.
+fn https_server(pki: &Pki, reply: &'static str) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![pki.server_cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone())),
+        )
+        .unwrap();
+    let cfg = Arc::new(cfg);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                match tls.read(&mut chunk) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break Some(buf[end + 4..end + 4 + len].to_vec());
+                    }
+                }
+            };
+            if let Some(b) = body {
+                if let Ok(v) = serde_json::from_slice(&b) {
+                    g.lock().unwrap().push(v);
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = tls.write_all(resp.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        }
+    });
+    (port, got)
+}
+
+/// Puts the module from `SECUREPAY_AGENT_MODULE` where the Asterisk harness looks for it
+/// (target/release/libsecure_pay.so, made the newest candidate).
+fn install_module() {
+    let src = std::env::var("SECUREPAY_AGENT_MODULE").unwrap_or_else(|_| {
+        panic!("set SECUREPAY_AGENT_MODULE to a res_secure_pay build (see the file header)")
+    });
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(src);
+    let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let exe = std::env::current_exe().unwrap();
+    let dst = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libsecure_pay.so");
+    // unlink first: cargo hard-links this path to deps/libsecure_pay.so
+    let _ = std::fs::remove_file(&dst);
+    std::fs::write(&dst, bytes).unwrap();
+}
+
+#[test]
+#[ignore = "needs the Asterisk chroot (root), chromium and playwright-core: scripts/test runs it"]
+fn agent_page_in_chromium_against_real_asterisk() {
+    agent_support::browser_ready().unwrap_or_else(|e| panic!("browser test cannot run: {e}"));
+    install_module();
+    let pki = pki();
+    let (port, received) = https_server(
+        &pki,
+        r#"{"charge_id":"ch_e2e_7","error_code":null,"error_message":null}"#,
+    );
+    let conf = format!(
+        "[general]\nconnector = test\npan_display = last4\n\n[test]\nurl = https://127.0.0.1:{port}/pay\n\
+         ca_file = @INST@/etc/test-ca.pem\ntimeout_ms = 5000\n"
+    );
+    let inst = Instance::start(
+        "agentpage",
+        &phone_dialplan(),
+        &[("secure_pay.conf", &conf), ("test-ca.pem", &pki.ca_pem)],
+        BASE_MODULES,
+    );
+    let mut ami = inst.ami();
+    let mut call = Call::originate(&mut ami, "ap1", &[]);
+    let inbound = ami
+        .wait_event(
+            WAIT,
+            "UserEvent",
+            &[("UserEvent", "SPInbound"), ("Call", "ap1")],
+        )
+        .unwrap();
+    let uid = inbound.get("Uniqueid").expect("Uniqueid").to_string();
+    assert_eq!(inbound.get("Channel"), Some(call.customer.as_str()));
+
+    // the service, on the instance's AMI
+    let mut amicfg = AmiConfig::new(&format!("127.0.0.1:{}", inst.ami_port), "test", "test");
+    amicfg.backoff_min = Duration::from_millis(200);
+    let signer = Signer::new(LINK_SECRET).unwrap();
+    let mut cfg = Config::new(amicfg, signer.clone());
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let svc = Service::start(cfg).unwrap();
+    assert!(
+        agent_support::wait_until(Duration::from_secs(20), || svc.hub().knows(&uid)),
+        "the service never learnt call {uid} (pbx: {:?})",
+        svc.hub().pbx()
+    );
+    let base = format!("http://{}", svc.addr());
+    let exp = unix_now() + 900;
+    let url = format!("{base}{}", signer.link(&uid, exp));
+    let bad = format!("{base}{}", signer.link(&uid, exp).replace("exp=", "exp=1"));
+    let unknown = format!("{base}{}", signer.link("1.999999", exp));
+    let shots = shot_dir("asterisk");
+
+    run_page_test(
+        &[
+            ("PAGE_URL", &url),
+            ("BAD_URL", &bad),
+            ("UNKNOWN_URL", &unknown),
+            ("SHOT_DIR", shots.to_str().unwrap()),
+            ("PBX_RESTART", "0"),
+        ],
+        |step| match step {
+            // out-of-band (DTMF frames): Luhn fails
+            "wrong-card" => call.key(&mut ami, "4242424242424241#", ""),
+            // in-band tones
+            "partial-card" => call.key(&mut ami, "", "424242"),
+            // the card in-band, then expiry + security code out-of-band
+            "full-card" => {
+                call.key(&mut ami, "", &format!("{PAN}#"));
+                call.key(&mut ami, "1230123", "");
+            }
+            other => panic!("unknown step {other}"),
+        },
+    );
+
+    // Submit reached the loopback HTTPS connector with exactly the keyed card ...
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "one POST: {got:?}");
+    assert_eq!(got[0]["cardnumber"], PAN);
+    assert_eq!(got[0]["cvv"], "123");
+    // ... while the service only ever saw masked data
+    let (snap, _) = svc.hub().snapshot(&uid).unwrap();
+    assert!(!snap.contains("424242424242"), "{snap}");
+    drop(ami);
+
+    // The PBX restarts: the service reports the loss, reconnects, resynchronises (the call
+    // is gone: shown as ended) and tracks new calls.
+    let runner = |args: &[&str]| {
+        let out = std::process::Command::new(asterisk::repo().join("scripts/asterisk-run"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "asterisk-run {args:?}: {out:?}");
+    };
+    let dir = inst.dir.to_str().unwrap().to_string();
+    runner(&["stop", &dir]);
+    assert!(agent_support::wait_until(Duration::from_secs(20), || !svc
+        .hub()
+        .pbx()
+        .connected));
+    assert!(svc.hub().pbx().last_error.is_some());
+    runner(&["start", &dir]);
+    let out = inst.cli("module load res_secure_pay.so");
+    assert!(out.contains("Loaded"), "module load: {out}");
+    assert!(
+        agent_support::wait_until(Duration::from_secs(30), || {
+            let p = svc.hub().pbx();
+            p.connected && p.reconnects >= 1
+        }),
+        "no reconnect: {:?}",
+        svc.hub().pbx()
+    );
+    assert!(agent_support::wait_until(Duration::from_secs(10), || {
+        svc.hub()
+            .snapshot(&uid)
+            .is_some_and(|(s, _)| s.contains("\"ended\":true"))
+    }));
+    // a new call after the restart is tracked, and its hangup too
+    let mut ami = inst.ami();
+    let call2 = Call::originate(&mut ami, "ap2", &[]);
+    let inbound2 = ami
+        .wait_event(
+            WAIT,
+            "UserEvent",
+            &[("UserEvent", "SPInbound"), ("Call", "ap2")],
+        )
+        .unwrap();
+    let uid2 = inbound2.get("Uniqueid").unwrap().to_string();
+    assert!(agent_support::wait_until(Duration::from_secs(10), || svc
+        .hub()
+        .knows(&uid2)));
+    let r = call2.securepay(&mut ami, &[("Command", "start")]);
+    assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+    assert!(agent_support::wait_until(Duration::from_secs(10), || {
+        svc.hub()
+            .snapshot(&uid2)
+            .is_some_and(|(s, _)| s.contains("\"mode\":\"secure\""))
+    }));
+    let r = ami.action(&[("Action", "Hangup"), ("Channel", &call2.customer)]);
+    assert_eq!(r.get("Response"), Some("Success"));
+    assert!(agent_support::wait_until(Duration::from_secs(10), || {
+        svc.hub()
+            .snapshot(&uid2)
+            .is_some_and(|(s, _)| s.contains("\"ended\":true"))
+    }));
+}

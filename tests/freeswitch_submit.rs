@@ -1,0 +1,128 @@
+//! Submit from a real FreeSWITCH call: the customer keys a card in secure mode (in-band and
+//! out-of-band), the agent runs `uuid_secure_pay <uuid> submit`, and mod_secure_pay's connector
+//! POSTs it over HTTPS (rustls, test CA from secure_pay.conf.xml) to a server on 127.0.0.1. The
+//! server must receive exactly the keyed card; the `submit` event carries the charge id and no
+//! card digits. Needs FreeSWITCH at $FREESWITCH_PREFIX (default /opt/freeswitch), else SKIPPED.
+#![cfg(feature = "freeswitch")]
+
+#[path = "connector_common/mod.rs"]
+mod connector_common;
+mod freeswitch_support;
+
+use std::time::{Duration, Instant};
+
+use connector_common::{http, Pki, TestServer, Versions};
+use freeswitch_support::*;
+
+const PAN: &str = "4242424242424242";
+const EXPIRY: &str = "0829";
+const CVV: &str = "314";
+
+fn custom(ev: &mut Esl, sub: &str, uuid: &str, within: Duration) -> Option<EslEvent> {
+    let deadline = Instant::now() + within;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let e = ev.next_event(left)?;
+        if e.get("Event-Subclass") == Some(&format!("secure_pay::{sub}"))
+            && e.get("Unique-ID") == Some(uuid)
+        {
+            return Some(e);
+        }
+    }
+    None
+}
+
+#[test]
+fn submit_reaches_loopback_https_connector_with_exactly_the_keyed_card() {
+    let Some(prefix) = prefix() else { return };
+    let pki = Pki::new();
+    let server = TestServer::start(
+        &pki.server,
+        None,
+        Versions::Any,
+        http(
+            "200 OK",
+            r#"{"charge_id":"ch_fs_0001","error_code":null,"error_message":null}"#,
+        ),
+    );
+    let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let fs = FreeSwitch::start(
+        &prefix,
+        &Options {
+            secure_pay_settings: vec![kv("connector", "acme"), kv("charge_amount", "1999")],
+            connectors: vec![(
+                "acme".into(),
+                vec![
+                    kv("url", &format!("https://127.0.0.1:{}/pay", server.port)),
+                    kv("ca_file", &pki.ca_file),
+                    kv("timeout_ms", "5000"),
+                    kv("description", "FreeSWITCH order"),
+                ],
+            )],
+            ..Options::default()
+        },
+    );
+    let mut esl = fs.esl();
+    let mut ev = fs.esl();
+    ev.subscribe("plain CUSTOM secure_pay::start secure_pay::complete secure_pay::submit secure_pay::digit secure_pay::field");
+
+    let (cust_a, cust) = originate_customer(&mut esl, "cust1");
+    std::thread::sleep(Duration::from_millis(400));
+    let r = esl.api(&format!("uuid_secure_pay {cust} start"));
+    assert!(r.starts_with("+OK"), "start: {r}");
+    let st = custom(&mut ev, "start", &cust, Duration::from_secs(3)).expect("start event");
+    assert_eq!(st.get("SecurePay-Connector"), Some("acme"));
+
+    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
+    for d in EXPIRY.chars().chain(CVV.chars()) {
+        let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
+        assert!(r.starts_with("+OK"), "{r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let complete = custom(&mut ev, "complete", &cust, Duration::from_secs(5)).expect("complete");
+    assert_eq!(
+        complete.get("SecurePay-Card-Number"),
+        Some("************4242")
+    );
+
+    let r = esl.api(&format!("uuid_secure_pay {cust} submit"));
+    assert!(r.starts_with("+OK"), "submit: {r}");
+    let mut result = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let Some(e) = custom(&mut ev, "submit", &cust, Duration::from_secs(1)) else {
+            continue;
+        };
+        if e.get("SecurePay-Result") != Some("pending") {
+            result = Some(e);
+            break;
+        }
+    }
+    let result = result.expect("submit outcome event");
+    assert_eq!(
+        result.get("SecurePay-Result"),
+        Some("success"),
+        "{:?}",
+        result.headers
+    );
+    assert_eq!(result.get("SecurePay-Charge-Id"), Some("ch_fs_0001"));
+    for (k, v) in &result.headers {
+        assert!(!v.contains(PAN), "submit event header {k} carries the card");
+    }
+
+    let got = server.received();
+    assert_eq!(got.len(), 1, "exactly one hand-off");
+    let body = &got[0].body;
+    assert_eq!(body["cardnumber"], PAN, "the keyed card number");
+    assert_eq!(body["cvv"], CVV);
+    assert_eq!(body["expiry_month"], "08");
+    assert_eq!(body["expiry_year"], "2029");
+    assert_eq!(body["amount"], "19.99");
+    assert_eq!(body["method"], "charge");
+    assert!(
+        got[0].request_line.starts_with("POST /pay"),
+        "{}",
+        got[0].request_line
+    );
+
+    let _ = esl.api(&format!("uuid_kill {cust_a}"));
+}
