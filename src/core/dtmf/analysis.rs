@@ -115,7 +115,7 @@ pub(crate) fn dbm0_power(dbm0: f32) -> f32 {
 }
 
 /// Masking: frequency deviation (percent) up to which a pair is still masked.
-const MASK_FREQ_DEV_PCT: f32 = 3.5;
+const MASK_FREQ_DEV_PCT: f32 = 5.5;
 
 fn db_ratio(db: f32) -> f32 {
     10f32.powf(db / 10.0)

@@ -55,6 +55,8 @@ pub struct DetectorParams {
     /// reject 3.5).
     pub max_freq_dev_pct: f32,
     /// Masking only: per-tone level from which a tone pair is masked even if not captured.
+    /// Default −90 dBm0 (below a 1-LSB sine): multimon-ng has no level floor and reads DTMF
+    /// down to about −85 dBm0, so masking relies on the relative tests, not on level.
     pub mask_threshold_dbm0: f32,
 }
 
@@ -70,7 +72,7 @@ impl Default for DetectorParams {
             relative_peak_db: 8.0,
             min_energy_ratio: 0.85,
             max_freq_dev_pct: 2.2,
-            mask_threshold_dbm0: -55.0,
+            mask_threshold_dbm0: -90.0,
         }
     }
 }
