@@ -58,6 +58,36 @@ struct ast_channel *sp_ast_channel_unref(struct ast_channel *chan)
 	return ast_channel_unref(chan);
 }
 
+struct ast_channel *sp_ast_channel_get_by_uniqueid_exact(const char *uniqueid)
+{
+	/* ast_channel_get_by_uniqueid() has been seen to return a channel whose uniqueid only
+	 * starts with the search term ("x.2" finding "x.21") under load; compare exactly. */
+	struct ast_channel_iterator *it;
+	struct ast_channel *c;
+	if (!uniqueid || !*uniqueid) {
+		return NULL;
+	}
+	c = ast_channel_get_by_uniqueid(uniqueid);
+	if (c) {
+		if (!strcmp(ast_channel_uniqueid(c), uniqueid)) {
+			return c;
+		}
+		c = ast_channel_unref(c);
+	}
+	it = ast_channel_iterator_all_new();
+	if (!it) {
+		return NULL;
+	}
+	while ((c = ast_channel_iterator_next(it))) {
+		if (!strcmp(ast_channel_uniqueid(c), uniqueid)) {
+			break;
+		}
+		c = ast_channel_unref(c);
+	}
+	ast_channel_iterator_destroy(it);
+	return c;
+}
+
 void sp_ast_module_ref(void)
 {
 	ast_module_ref(AST_MODULE_SELF);

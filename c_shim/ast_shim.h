@@ -57,6 +57,8 @@ void sp_ast_ds_remove(struct ast_channel *chan);
 int sp_ast_config_load(const char *file, int reload);
 int sp_ast_cli_register(void);
 void sp_ast_cli_unregister(void);
+/* A new reference to the channel whose uniqueid is exactly `uniqueid`, or NULL. */
+struct ast_channel *sp_ast_channel_get_by_uniqueid_exact(const char *uniqueid);
 void sp_ast_module_ref(void);
 void sp_ast_module_unref(void);
 /* astman_append(s, "%s", text). */

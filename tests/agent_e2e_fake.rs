@@ -13,6 +13,7 @@ use agent_support::{run_page_test, shot_dir, FakePbx, AMI_SECRET, AMI_USER, LINK
 use secure_pay::agent::ami::AmiConfig;
 use secure_pay::agent::sign::Signer;
 use secure_pay::agent::{unix_now, Config, Service};
+use secure_pay::core::payment::PaymentOutcome;
 
 const CHAN: &str = "PJSIP/customer-00000007";
 const UID: &str = "1700000000.7";
@@ -47,6 +48,7 @@ fn agent_page_in_chromium_against_fake_ami() {
             ("SHOT_DIR", shots.to_str().unwrap()),
             ("PBX_RESTART", "1"),
             ("XSS_STEP", "1"),
+            ("ERROR_STEPS", "1"),
         ],
         |step| {
             let p = pbx.as_mut().unwrap();
@@ -65,6 +67,14 @@ fn agent_page_in_chromium_against_fake_ami() {
                     ],
                 ),
                 "full-card" => p.key(UID, "4242424242424242#1230123"),
+                "timeout" => p.advance(UID, 16_000),
+                "declined-card" => {
+                    p.set_outcome(PaymentOutcome::Error {
+                        code: "card_declined".into(),
+                        message: "Your card was declined.".into(),
+                    });
+                    p.key(UID, "4242424242424242#1230123");
+                }
                 "pbx-down" => p.shutdown(),
                 "pbx-up" => {
                     let restarted = pbx.take().unwrap().restart();
@@ -86,6 +96,8 @@ fn agent_page_in_chromium_against_fake_ami() {
     let want: Vec<(String, String)> = [
         ("start", ""),
         ("capture", "payment-card-number"),
+        ("submit", ""),
+        ("restart", ""),
         ("submit", ""),
         ("stop", ""),
     ]

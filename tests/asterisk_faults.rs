@@ -254,3 +254,57 @@ fn bad_input_and_faults_give_clear_errors_and_leave_nothing_behind() {
         );
     }
 }
+
+#[test]
+fn example_config_loads_and_a_bad_reload_keeps_the_previous_settings() {
+    let example =
+        std::fs::read_to_string(asterisk::repo().join("dialplan/asterisk/secure_pay.conf"))
+            .unwrap();
+    let inst = Instance::start(
+        "conf",
+        &phone_dialplan(),
+        &[("secure_pay.conf", &example)],
+        BASE_MODULES,
+    );
+    let s = inst.cli("securepay show settings");
+    assert!(
+        s.contains("pan_display = last4") && s.contains("[psp]"),
+        "{s}"
+    );
+    // a bad value: reload refused with an error naming the key, old settings kept
+    let bad = example.replace("lookahead_ms = 40", "lookahead_ms = 4000");
+    std::fs::write(inst.dir.join("etc/secure_pay.conf"), bad).unwrap();
+    let _ = inst.cli("module reload res_secure_pay.so");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = inst.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("reload failed") && l.contains("lookahead_ms")),
+        "reload error must name the key"
+    );
+    let s2 = inst.cli("securepay show settings");
+    assert!(
+        s2.contains("lookahead_ms = 40") && !s2.contains("4000"),
+        "{s2}"
+    );
+    // a good change is picked up
+    let good = example.replace("mode = silence", "mode = beep");
+    std::fs::write(inst.dir.join("etc/secure_pay.conf"), good).unwrap();
+    let _ = inst.cli("module reload res_secure_pay.so");
+    let s3 = inst.cli("securepay show settings");
+    assert!(s3.contains("mode = beep"), "{s3}");
+    // and a session started now runs with it
+    let mut ami = inst.ami();
+    let c = Call::originate(&mut ami, "cf", &[]);
+    let r = c.securepay(&mut ami, &[("Command", "start")]);
+    assert!(ok(&r), "{}", r.text());
+    let start = ami
+        .wait_event(WAIT, "SecurePayStart", &[("Channel", &c.customer)])
+        .unwrap();
+    assert_eq!(
+        start.get("SecurePay-Connector"),
+        Some("psp"),
+        "{}",
+        start.text()
+    );
+}

@@ -24,11 +24,20 @@ fn free_udp_port() -> u16 {
 }
 
 fn pjsip_conf(my_port: u16, peers: &[(&str, &str, u16)], context: &str) -> String {
+    pjsip_conf_codec(my_port, peers, context, "ulaw")
+}
+
+fn pjsip_conf_codec(
+    my_port: u16,
+    peers: &[(&str, &str, u16)],
+    context: &str,
+    codec: &str,
+) -> String {
     let mut s =
         format!("[transport-udp]\ntype=transport\nprotocol=udp\nbind=127.0.0.1:{my_port}\n\n");
     for (name, dtmf, port) in peers {
         s.push_str(&format!(
-            "[{name}]\ntype=endpoint\ncontext={context}\ndisallow=all\nallow=ulaw\ndtmf_mode={dtmf}\n\
+            "[{name}]\ntype=endpoint\ncontext={context}\ndisallow=all\nallow={codec}\ndtmf_mode={dtmf}\n\
              aors={name}\ndirect_media=no\nrtp_symmetric=yes\nmedia_address=127.0.0.1\n\
              bind_rtp_to_media_address=yes\n\n[{name}]\ntype=aor\ncontact=sip:127.0.0.1:{port}\n\n"
         ));
@@ -170,4 +179,110 @@ fn ami_hangup(ami: &mut asterisk::Ami, chan: &str) -> String {
         .get("Response")
         .unwrap_or("")
         .to_owned()
+}
+
+/// A codec the masker cannot inspect (G.722): secure mode must fail closed: every customer
+/// audio frame is dropped while secure (one SecurePayError says so), DTMF frames are still
+/// swallowed and captured. Control: before start, tones and DTMF in G.722 reach the agent.
+#[test]
+fn sip_uninspectable_codec_fails_closed() {
+    let pbx_port = free_udp_port();
+    let phone_port = free_udp_port();
+    let modules = format!("{BASE_MODULES} {SIP_MODULES} codec_g722.so codec_resample.so");
+    let mut pbx_sip = pjsip_conf_codec(
+        pbx_port,
+        &[("phone", "rfc4733", phone_port)],
+        "sp-in",
+        "g722",
+    );
+    pbx_sip.push_str("[phone]\ntype=identify\nendpoint=phone\nmatch=127.0.0.1\n");
+    let pbx_ext = format!(
+        "{}\n[sp-in]\nexten => _call-.,1,Set(__CALLNAME=${{EXTEN:5}})\n same => n,Set(__RECORD=1)\n same => n,Goto(sp,inbound,1)\n",
+        phone_dialplan()
+    );
+    let rtp = |a: u16| format!("[general]\nrtpstart={a}\nrtpend={}\n", a + 400);
+    let pbx = Instance::start(
+        "g722pbx",
+        &pbx_ext,
+        &[("pjsip.conf", &pbx_sip), ("rtp.conf", &rtp(33000))],
+        &modules,
+    );
+    let mut phone_sip = pjsip_conf_codec(
+        phone_port,
+        &[("pbx-rfc", "rfc4733", pbx_port)],
+        "sp",
+        "g722",
+    );
+    phone_sip.push_str("[pbx-rfc]\ntype=identify\nendpoint=pbx-rfc\nmatch=127.0.0.1\n");
+    let phone = Instance::start_with(
+        "g722phone",
+        &phone_dialplan(),
+        &[("pjsip.conf", &phone_sip), ("rtp.conf", &rtp(34000))],
+        &modules,
+        false,
+    );
+    let mut pami = pbx.ami();
+    let mut fami = phone.ami();
+    let name = "g1";
+    Call::originate_channel(&mut fami, &format!("PJSIP/call-{name}@pbx-rfc"), name, &[]);
+    let mut c = Call::wait_up(&pami, name);
+    c.key(&mut fami, "A", "A");
+    std::thread::sleep(Duration::from_millis(700));
+    let r = c.securepay(&mut pami, &[("Command", "start")]);
+    assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+    let mark = pami.all().len();
+    c.key(&mut fami, &format!("{PAN}#"), "1230123");
+    let err = pami
+        .wait_event(
+            WAIT,
+            "SecurePayError",
+            &[
+                ("Channel", &c.customer),
+                ("SecurePay-Error-Code", "uninspectable-codec"),
+            ],
+        )
+        .expect("SecurePayError uninspectable-codec");
+    assert!(
+        err.get("SecurePay-Error-Message")
+            .is_some_and(|m| m.contains("g722")),
+        "{}",
+        err.text()
+    );
+    // out-of-band digits still captured (card number complete), in-band ones muted unseen
+    pami.wait_event(
+        WAIT,
+        "SecurePayField",
+        &[
+            ("Channel", &c.customer),
+            ("SecurePay-Field", "payment-card-number"),
+            ("SecurePay-Result", "complete"),
+        ],
+    )
+    .expect("card number captured from RFC 4733");
+    std::thread::sleep(Duration::from_millis(500));
+    let agent_dtmf: Vec<String> = pami.all()[mark..]
+        .iter()
+        .filter(|m| matches!(m.event(), Some("DTMFBegin") | Some("DTMFEnd")))
+        .map(|m| m.text())
+        .collect();
+    assert!(
+        agent_dtmf.is_empty(),
+        "DTMF events during secure mode: {agent_dtmf:?}"
+    );
+    assert_eq!(ami_hangup(&mut pami, &c.customer), "Success");
+    pami.wait_event(WAIT, "SecurePayStop", &[("Channel", &c.customer)])
+        .expect("stop");
+    std::thread::sleep(Duration::from_millis(1500));
+    for wav in [format!("agent-{name}.wav"), format!("call-{name}.wav")] {
+        let d = multimon_digits(&pbx.monitor(&wav));
+        assert!(
+            d.contains('A'),
+            "control: in-band 'A' over G.722 must be heard in {wav}: {d:?}"
+        );
+        let leaked: String = d.chars().filter(|ch| *ch != 'A').collect();
+        assert_eq!(
+            leaked, "",
+            "digits decoded from {wav} despite the uninspectable codec"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::agent::state::Hub;
+use crate::agent::PbxControl;
 
 /// Longest accepted AMI line and message (anything longer is a broken peer).
 const MAX_LINE: usize = 8 * 1024;
@@ -170,6 +171,36 @@ impl Ami {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(s) = lock(&self.writer).take() {
             let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// AMI `Action: SecurePay` (see [`PbxControl::command`]).
+    pub fn secure_pay(
+        &self,
+        channel: &str,
+        verb: &str,
+        field: Option<&str>,
+        options: &str,
+    ) -> Result<Result<String, String>, String> {
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("Action", "SecurePay"),
+            ("Channel", channel),
+            ("Command", verb),
+        ];
+        if !options.is_empty() {
+            pairs.push(("Options", options));
+        }
+        if let Some(f) = field {
+            pairs.push(("Field", f));
+        }
+        let r = self.action(&pairs)?;
+        let text = r.get("Message").unwrap_or("").to_string();
+        if r.get("Response")
+            .is_some_and(|v| v.eq_ignore_ascii_case("success"))
+        {
+            Ok(Ok(text))
+        } else {
+            Ok(Err(text))
         }
     }
 
@@ -442,6 +473,23 @@ impl Ami {
                 }
             }
         }
+    }
+}
+
+impl PbxControl for Ami {
+    fn command(
+        &self,
+        channel: &str,
+        _call_id: &str,
+        verb: &str,
+        field: Option<&str>,
+        options: &str,
+    ) -> Result<Result<String, String>, String> {
+        self.secure_pay(channel, verb, field, options)
+    }
+
+    fn stop(&self) {
+        Ami::stop(self);
     }
 }
 

@@ -14,6 +14,7 @@
 //! Safe Rust, std threads, no async runtime.
 
 pub mod ami;
+pub mod esl;
 pub mod http;
 pub mod sign;
 pub mod state;
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use crate::agent::ami::{Ami, AmiConfig};
+use crate::agent::esl::{Esl, EslConfig};
 use crate::agent::http::{html_escape, read_request, Request, Response};
 use crate::agent::sign::{valid_call_id, Signer};
 use crate::agent::state::{Hub, Mode};
@@ -43,6 +45,8 @@ pub struct Config {
     /// HTTP listen address (default `127.0.0.1:8090`).
     pub listen: SocketAddr,
     pub ami: AmiConfig,
+    /// FreeSWITCH instead of Asterisk: the event socket (ESL) to use; `ami` is then unused.
+    pub esl: Option<EslConfig>,
     pub signer: Signer,
     /// CSP `frame-ancestors` sources allowed to embed the page (default `'none'`), e.g.
     /// `https://desktop.example.com`.
@@ -64,6 +68,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             ami,
+            esl: None,
             signer,
             frame_ancestors: "'none'".into(),
             start_options: String::new(),
@@ -90,6 +95,32 @@ impl Config {
     }
 }
 
+/// How the service drives the module on the PBX (AMI action `SecurePay` on Asterisk, API
+/// `uuid_secure_pay` over ESL on FreeSWITCH).
+pub trait PbxControl: Send + Sync {
+    /// Sends `verb` (`start`, `capture`, ...) for the call (`channel` name, `call_id` =
+    /// Asterisk Uniqueid / FreeSWITCH UUID), with `field` for `capture` and `options` for
+    /// `start`. `Ok(Ok(text))`: accepted; `Ok(Err(text))`: refused by the module (its reason);
+    /// `Err(text)`: the PBX could not be reached.
+    fn command(
+        &self,
+        channel: &str,
+        call_id: &str,
+        verb: &str,
+        field: Option<&str>,
+        options: &str,
+    ) -> Result<Result<String, String>, String>;
+
+    /// Stops reconnecting and closes the connection.
+    fn stop(&self);
+
+    /// Looks for a channel the service has not heard of (created before it connected, when
+    /// the PBX cannot list channels): its name if it exists. Default: no probing.
+    fn probe(&self, _call_id: &str) -> Option<String> {
+        None
+    }
+}
+
 /// Current unix time in seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -101,7 +132,7 @@ pub fn unix_now() -> u64 {
 struct Ctx {
     cfg: Config,
     hub: Arc<Hub>,
-    ami: Arc<Ami>,
+    pbx: Arc<dyn PbxControl>,
     stop: Arc<AtomicBool>,
     conns: AtomicUsize,
 }
@@ -121,11 +152,14 @@ impl Service {
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let hub = Arc::new(Hub::new());
-        let ami = Ami::start(cfg.ami.clone(), Arc::clone(&hub));
+        let pbx: Arc<dyn PbxControl> = match &cfg.esl {
+            Some(e) => Esl::start(e.clone(), Arc::clone(&hub)),
+            None => Ami::start(cfg.ami.clone(), Arc::clone(&hub)),
+        };
         let ctx = Arc::new(Ctx {
             cfg,
             hub,
-            ami,
+            pbx,
             stop: Arc::new(AtomicBool::new(false)),
             conns: AtomicUsize::new(0),
         });
@@ -163,7 +197,7 @@ impl Service {
 
     fn stop_now(&mut self) {
         self.ctx.stop.store(true, Ordering::SeqCst);
-        self.ctx.ami.stop();
+        self.ctx.pbx.stop();
         // unblock accept()
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
         if let Some(h) = self.accept.take() {
@@ -348,12 +382,26 @@ fn no_such_call(ctx: &Ctx, id: &str) -> Response {
     )
 }
 
+/// Is the call known, or does the PBX have it (then it is added)?
+fn known_or_probed(ctx: &Ctx, id: &str) -> bool {
+    if ctx.hub.knows(id) {
+        return true;
+    }
+    match ctx.pbx.probe(id) {
+        Some(name) => {
+            ctx.hub.add_call(id, &name);
+            true
+        }
+        None => false,
+    }
+}
+
 fn page(ctx: &Ctx, id: &str, req: &Request) -> Response {
     let exp = match check_link(ctx, id, req) {
         Ok(e) => e,
         Err(r) => return r,
     };
-    if !ctx.hub.knows(id) {
+    if !known_or_probed(ctx, id) {
         return no_such_call(ctx, id);
     }
     let sig = req.query("sig").unwrap_or("");
@@ -374,6 +422,7 @@ fn events(ctx: &Ctx, id: &str, req: &Request, stream: &TcpStream) {
             return;
         }
     };
+    known_or_probed(ctx, id);
     let Some((mut json, mut seen)) = ctx.hub.snapshot(id) else {
         let _ = no_such_call(ctx, id).write_to(stream);
         return;
@@ -530,34 +579,24 @@ fn action(ctx: &Ctx, id: &str, req: &Request) -> Response {
         }
         ctx.hub.mark_securing(id);
     }
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("Action", "SecurePay"),
-        ("Channel", &chan),
-        ("Command", &command),
-    ];
-    if command == "start" && !ctx.cfg.start_options.is_empty() {
-        pairs.push(("Options", &ctx.cfg.start_options));
-    }
-    if let Some(f) = field {
-        pairs.push(("Field", f));
-    }
-    match ctx.ami.action(&pairs) {
-        Ok(r) => {
-            let text = r.get("Message").unwrap_or("").to_string();
-            if r.get("Response")
-                .is_some_and(|v| v.eq_ignore_ascii_case("success"))
-            {
-                ctx.hub.command_result(id, &command, Ok(()));
-                json(ctx, 200, true, &text)
+    let options = if command == "start" {
+        ctx.cfg.start_options.as_str()
+    } else {
+        ""
+    };
+    match ctx.pbx.command(&chan, id, &command, field, options) {
+        Ok(Ok(text)) => {
+            ctx.hub.command_result(id, &command, Ok(()));
+            json(ctx, 200, true, &text)
+        }
+        Ok(Err(text)) => {
+            let text = if text.is_empty() {
+                "refused by the module".into()
             } else {
-                let text = if text.is_empty() {
-                    "refused by the module".into()
-                } else {
-                    text
-                };
-                ctx.hub.command_result(id, &command, Err(text.clone()));
-                json(ctx, 409, false, &text)
-            }
+                text
+            };
+            ctx.hub.command_result(id, &command, Err(text.clone()));
+            json(ctx, 409, false, &text)
         }
         Err(e) => {
             ctx.hub.command_result(id, &command, Err(e.clone()));

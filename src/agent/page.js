@@ -185,10 +185,19 @@
     }
 
     // secure state
-    const mode = call.ended ? 'ended' : call.mode;
+    let mode = call.ended ? 'ended' : call.mode;
+    let modeText = call.ended ? 'Call ended' : MODES[call.mode] || call.mode;
+    if (!call.ended && call.mode === 'submitted' && call.submit) {
+      if (call.submit.result === 'error') {
+        mode = 'declined';
+        modeText = 'Payment declined';
+      } else if (call.submit.result === 'pending') {
+        modeText = 'Submitting the payment\u2026';
+      }
+    }
     const modeEl = $('mode');
     setAttr(modeEl, 'data-mode', mode);
-    setText(modeEl, call.ended ? 'Call ended' : MODES[call.mode] || call.mode);
+    setText(modeEl, modeText);
     show($('controls'), !call.ended && call.mode !== 'off');
 
     // notice
@@ -275,7 +284,11 @@
     } finally {
       busy = false;
       if (state) render(state);
-      if (btn && document.activeElement === document.body && !btn.disabled) btn.focus();
+      // keep keyboard users in the action area when the pressed button becomes disabled
+      if (btn && (document.activeElement === document.body || document.activeElement === btn)) {
+        const next = btn.disabled ? document.querySelector('.actions button:not([disabled])') : btn;
+        if (next) next.focus();
+      }
     }
   }
   for (const b of document.querySelectorAll('.actions button')) {

@@ -291,6 +291,20 @@ impl Hub {
         self.bump(&mut g);
     }
 
+    /// Adds a call found by probing the PBX (a channel that existed before we connected).
+    pub fn add_call(&self, id: &str, channel: &str) {
+        let mut g = self.lock();
+        ensure_call(&mut g, id, channel, "");
+        self.bump(&mut g);
+    }
+
+    /// The PBX says this channel no longer exists.
+    pub fn end(&self, id: &str) {
+        let mut g = self.lock();
+        end_call(&mut g, id);
+        self.bump(&mut g);
+    }
+
     /// The module says secure mode is not active on this channel (status refused).
     pub fn mark_not_secure(&self, id: &str) {
         let mut g = self.lock();

@@ -8,12 +8,14 @@
 //! ```
 //! Secrets are never taken from the command line (visible in `ps`): the link secret comes from
 //! `SECURE_PAY_AGENT_SECRET` or `--secret-file PATH`, the AMI password from
-//! `SECURE_PAY_AMI_SECRET` or `--ami-secret-file PATH`.
+//! `SECURE_PAY_AMI_SECRET` or `--ami-secret-file PATH`. With `--esl HOST:PORT` it talks to
+//! FreeSWITCH's event socket instead (password: `SECURE_PAY_ESL_SECRET` or `--esl-secret-file`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use secure_pay::agent::ami::AmiConfig;
+use secure_pay::agent::esl::EslConfig;
 use secure_pay::agent::sign::{valid_call_id, Signer};
 use secure_pay::agent::{unix_now, Config, Service};
 
@@ -22,10 +24,12 @@ const USAGE: &str = "usage:
                          [--ami-secret-file PATH] [--secret-file PATH]
                          [--frame-ancestors SOURCES] [--start-options OPTIONS]
                          [--allow-origin ORIGIN]...
+                         [--esl HOST:PORT [--esl-secret-file PATH]]   (FreeSWITCH instead of AMI)
   secure-pay-agent link --call UNIQUEID [--ttl SECONDS] [--base URL] [--secret-file PATH]
 
   Secrets: SECURE_PAY_AGENT_SECRET (link signing, >= 16 bytes) or --secret-file;
-           SECURE_PAY_AMI_SECRET (AMI password) or --ami-secret-file.
+           SECURE_PAY_AMI_SECRET (AMI password) or --ami-secret-file;
+           SECURE_PAY_ESL_SECRET (FreeSWITCH event socket password) or --esl-secret-file.
   Defaults: --listen 127.0.0.1:8090, --ami 127.0.0.1:5038, --ami-user secure-pay-agent,
             --frame-ancestors 'none', --ttl 3600.";
 
@@ -84,11 +88,20 @@ fn serve(mut a: Args) -> Result<(), String> {
     let ami_user = a
         .value("--ami-user")?
         .unwrap_or_else(|| "secure-pay-agent".into());
-    let ami_secret = secret(
-        "SECURE_PAY_AMI_SECRET",
-        a.value("--ami-secret-file")?,
-        "AMI password",
-    )?;
+    let esl_addr = a.value("--esl")?;
+    let esl_file = a.value("--esl-secret-file")?;
+    let ami_file = a.value("--ami-secret-file")?;
+    // FreeSWITCH (ESL) instead of Asterisk (AMI) when --esl is given.
+    let (ami_secret, esl) = match esl_addr {
+        Some(addr) => {
+            let pw = secret("SECURE_PAY_ESL_SECRET", esl_file, "ESL password")?;
+            (String::new(), Some(EslConfig::new(&addr, &pw)))
+        }
+        None => (
+            secret("SECURE_PAY_AMI_SECRET", ami_file, "AMI password")?,
+            None,
+        ),
+    };
     let link_secret = secret(
         "SECURE_PAY_AGENT_SECRET",
         a.value("--secret-file")?,
@@ -110,9 +123,14 @@ fn serve(mut a: Args) -> Result<(), String> {
         cfg.start_options = o;
     }
     cfg.allowed_origins = origins;
+    cfg.esl = esl;
+    let pbx_desc = match &cfg.esl {
+        Some(e) => format!("FreeSWITCH ESL {}", e.addr),
+        None => format!("Asterisk AMI {ami_addr}"),
+    };
     let svc = Service::start(cfg)?;
     eprintln!(
-        "secure-pay-agent: listening on http://{} (AMI {ami_addr}); mint page links with `secure-pay-agent link --call UNIQUEID`",
+        "secure-pay-agent: listening on http://{} ({pbx_desc}); mint page links with `secure-pay-agent link --call ID`",
         svc.addr()
     );
     svc.wait();

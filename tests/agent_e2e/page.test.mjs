@@ -169,6 +169,22 @@ try {
     log('PBX reconnect shown');
   }
 
+  // ---- error texts: input timeout and a connector decline (fake PBX only)
+  if (process.env.ERROR_STEPS === '1') {
+    await page.click('#b-restart');
+    await waitText(card + ' .f-status', /keying/, 'restart captures the card again');
+    await need('timeout');
+    await waitText(card + ' .f-error', /Input timeout/, 'input timeout text');
+    await shot('agent-10-input-timeout');
+    await need('declined-card');
+    await waitText('#progress', /Ready to submit/, 'ready again');
+    await page.click('#b-submit');
+    await waitText('#result-text', /Payment declined: Your card was declined\. \(card_declined\)/, 'decline text');
+    await waitText('#notice', /declined by the payment processor: Your card was declined/, 'decline notice');
+    await waitText('#mode', /Payment declined/, 'declined state');
+    await shot('agent-11-declined');
+  }
+
   // ---- End secure mode: back to a normal call
   await page.click('#b-stop');
   await waitText('#mode', /Not secure/, 'off after End secure mode');

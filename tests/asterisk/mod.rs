@@ -265,7 +265,7 @@ impl Ami {
         }
         s.push_str(&format!("ActionID: {id}\r\n\r\n"));
         self.w.write_all(s.as_bytes()).unwrap();
-        self.wait_for(Duration::from_secs(20), |m| {
+        self.wait_for(Duration::from_secs(60), |m| {
             m.get("ActionID") == Some(id.as_str()) && m.get("Response").is_some()
         })
         .unwrap_or_else(|| panic!("no AMI response to {headers:?}"))
@@ -362,6 +362,9 @@ pub fn headers_of(msgs: &[Msg]) -> HashMap<String, Vec<String>> {
 /// agent-<CALLNAME>.wav). `customer` is a scripted phone: each time GLOBAL(SPSTEP_<call>)
 /// goes up it sends GLOBAL(SPKEYS_<call>) as DTMF frames and plays GLOBAL(SPTONES_<call>) as
 /// in-band tones for GLOBAL(SPWAIT_<call>) seconds, then reports UserEvent SPStep.
+/// With AUTOKEYS/AUTOTONES/AUTOWAIT(/AUTOKEYS2) set on the call, the phone waits for
+/// GLOBAL(SPGO)=1 (polling every 0.5 s), keys frames, tones, frames, reports UserEvent SPAuto,
+/// and hangs up if AUTOHANGUP=1 (used by the load test and the CPU bench).
 /// `START_APP` (if set on the call) runs on the inbound leg before the Dial (e.g.
 /// `SecurePay(...)`).
 pub fn phone_dialplan() -> String {
@@ -385,8 +388,24 @@ exten => agent,1,Answer()
 
 exten => customer,1,Answer()
  same => n,Set(DONE=0)
+ same => n,GotoIf($["${AUTOKEYS}${AUTOTONES}" = ""]?loop)
+ same => n(go),GotoIf($["${GLOBAL(SPGO)}" = "1"]?keys)
+ same => n,Wait(0.5)
+ same => n,Goto(go)
+ same => n(keys),GotoIf($["${AUTOKEYS}" = ""]?tones)
+ same => n,SendDTMF(${AUTOKEYS},120,100)
+ same => n(tones),GotoIf($["${AUTOTONES}" = ""]?keys2)
+ same => n,Playtones(${AUTOTONES})
+ same => n,Wait(${AUTOWAIT})
+ same => n,StopPlaytones()
+ same => n(keys2),GotoIf($["${AUTOKEYS2}" = ""]?autodone)
+ same => n,SendDTMF(${AUTOKEYS2},120,100)
+ same => n(autodone),UserEvent(SPAuto,Call: ${CALLNAME})
+ same => n,GotoIf($["${AUTOHANGUP}" = "1"]?hang)
+ same => n,Wait(600)
+ same => n(hang),Hangup()
  same => n(loop),GotoIf($[0${GLOBAL(SPSTEP_${CALLNAME})} > ${DONE}]?act)
- same => n,Wait(0.05)
+ same => n,Wait(0.1)
  same => n,Goto(loop)
  same => n(act),Set(DONE=$[${DONE} + 1])
  same => n,GotoIf($["${GLOBAL(SPKEYS_${CALLNAME})}" = ""]?tones)
@@ -556,3 +575,96 @@ pub fn is_test_phone_msg(m: &Msg) -> bool {
         || m.get("Channel")
             .is_some_and(|c| c.starts_with("Local/customer@") && c.ends_with(";2"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// A loopback HTTPS payment connector for the submit tests (test CA generated with rcgen).
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::io::Read;
+use std::net::TcpListener;
+
+pub struct Pki {
+    pub ca_pem: String,
+    server_cert: CertificateDer<'static>,
+    server_key: Vec<u8>,
+}
+
+pub fn pki() -> Pki {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, "secure_pay asterisk test CA");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = p.self_signed(&ca_key).unwrap();
+    let s = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = s.signed_by(&key, &ca, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        server_cert: cert.der().clone(),
+        server_key: key.serialize_der(),
+    }
+}
+
+/// A one-purpose HTTPS server on 127.0.0.1: records each JSON body and answers `reply`.
+pub fn https_server(pki: &Pki, reply: &'static str) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![pki.server_cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone())),
+        )
+        .unwrap();
+    let cfg = Arc::new(cfg);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                match tls.read(&mut chunk) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break Some(buf[end + 4..end + 4 + len].to_vec());
+                    }
+                }
+            };
+            if let Some(b) = body {
+                if let Ok(v) = serde_json::from_slice(&b) {
+                    g.lock().unwrap().push(v);
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = tls.write_all(resp.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        }
+    });
+    (port, got)
+}
+
+/// logger.conf for load tests: no verbose lines in the full log (100 calls x dialplan steps).
+pub const QUIET_LOGGER: &str =
+    "[general]\ndateformat = %F %T.%3q\n[logfiles]\nfull => notice,warning,error\n";

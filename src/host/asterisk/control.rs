@@ -172,6 +172,16 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
     if chan.is_null() {
         return Reply::Error(format!("No such channel: {chan_name}"));
     }
+    // SAFETY: we hold a reference; name/uniqueid are read-only strings owned by the channel.
+    let exact = unsafe {
+        cstr(ffi::ast_channel_name(chan)) == Some(chan_name)
+            || cstr(ffi::ast_channel_uniqueid(chan)) == Some(chan_name)
+    };
+    if !exact {
+        // SAFETY: releases the reference taken above, exactly once.
+        unsafe { ffi::sp_ast_channel_unref(chan) };
+        return Reply::Error(format!("No such channel: {chan_name}"));
+    }
     // SAFETY: we hold a reference to `chan`; it is locked for the state access and unlocked and
     // unreferenced exactly once below.
     let reply = unsafe {
@@ -251,7 +261,7 @@ fn deliver_outcome(uniqueid: &str, sid: u64, o: PaymentOutcome) {
     guard("payment outcome", (), || {
         let u: CString = c_string(uniqueid);
         // SAFETY: NUL-terminated id; returns a new reference or NULL.
-        let chan = unsafe { ffi::ast_channel_get_by_uniqueid(u.as_ptr()) };
+        let chan = unsafe { ffi::sp_ast_channel_get_by_uniqueid_exact(u.as_ptr()) };
         if chan.is_null() {
             log::warn!("secure_pay: payment outcome for channel {uniqueid}, which has hung up");
             return;

@@ -1,0 +1,322 @@
+//! res_secure_pay under load on a REAL Asterisk 22: 100 concurrent Local-channel calls in
+//! secure mode (started by the dialplan app), each keying its own valid test card, half with
+//! the card number as DTMF frames and expiry + security code in-band, half the other way
+//! round. Every capture must be exactly right (each call submits; the loopback HTTPS
+//! connector must receive each call's own card, matched by transaction id), and no agent may
+//! get a digit (AMI DTMF events on all agent channels; multimon-ng on every agent recording).
+//!
+//! `bench_cpu_with_vs_without_secure_mode` (ignored; run by scripts/bench-asterisk) reports
+//! Asterisk's CPU time for the same call load with and without secure mode, as a ratio.
+#![cfg(feature = "asterisk")]
+
+mod asterisk;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use asterisk::{
+    https_server, multimon_digits, phone_dialplan, pki, playtones_arg, Ami, Call, Instance,
+    BASE_MODULES, QUIET_LOGGER,
+};
+
+const EXPIRY: &str = "1230";
+
+/// A valid 16-digit Visa-range test number per call (deterministic), Luhn check digit last.
+fn card(i: usize) -> String {
+    let mut digits = vec![4u32];
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..14 {
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        digits.push((x % 10) as u32);
+    }
+    // Luhn: double every second digit from the right, counting the check digit as first
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(k, &d)| {
+            if k % 2 == 0 {
+                let dd = d * 2;
+                if dd > 9 {
+                    dd - 9
+                } else {
+                    dd
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    digits.push((10 - sum % 10) % 10);
+    digits
+        .iter()
+        .map(|d| char::from_digit(*d, 10).unwrap())
+        .collect()
+}
+
+fn cvv(i: usize) -> String {
+    format!("{:03}", (i * 37 + 101) % 1000)
+}
+
+/// Originates `n` calls (names `<prefix><i>`) whose customers each key a full card as soon as
+/// GLOBAL(SPGO) is 1: even calls key the card number as DTMF frames and expiry + code in-band;
+/// odd calls the card number in-band, then expiry + code as frames.
+fn originate_cards(ami: &mut Ami, prefix: &str, n: usize, extra: &[(&str, &str)]) {
+    originate_cards_mode(ami, prefix, n, extra, false)
+}
+
+/// As [`originate_cards`]; `inband_only` keys the whole card as tones (no DTMF frames).
+fn originate_cards_mode(
+    ami: &mut Ami,
+    prefix: &str,
+    n: usize,
+    extra: &[(&str, &str)],
+    inband_only: bool,
+) {
+    for i in 0..n {
+        let pan = format!("{}#", card(i));
+        let rest = format!("{EXPIRY}{}", cvv(i));
+        let (keys, tone_digits, keys2) = if inband_only {
+            (String::new(), format!("{pan}{rest}"), String::new())
+        } else if i % 2 == 0 {
+            (pan.clone(), rest.clone(), String::new())
+        } else {
+            (String::new(), pan.clone(), rest.clone())
+        };
+        // '|' separated: Originate's Variable header splits on commas
+        let tones = playtones_arg(&tone_digits, 120, 120).replace(',', "|");
+        let wait = format!("{:.2}", (tone_digits.len() as f64 * 240.0 + 300.0) / 1000.0);
+        let mut vars: Vec<(&str, &str)> =
+            vec![("AUTOTONES", tones.as_str()), ("AUTOWAIT", wait.as_str())];
+        if !keys.is_empty() {
+            vars.push(("AUTOKEYS", keys.as_str()));
+        }
+        if !keys2.is_empty() {
+            vars.push(("AUTOKEYS2", keys2.as_str()));
+        }
+        vars.extend_from_slice(extra);
+        Call::originate_nowait(ami, &format!("{prefix}{i}"), &vars);
+    }
+}
+
+fn go(ami: &mut Ami) {
+    let r = ami.action(&[
+        ("Action", "Setvar"),
+        ("Variable", "GLOBAL(SPGO)"),
+        ("Value", "1"),
+    ]);
+    assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+}
+
+#[test]
+fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
+    let n: usize = std::env::var("LOAD_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let pki = pki();
+    let (port, received) = https_server(
+        &pki,
+        r#"{"charge_id":"ch_load","error_code":null,"error_message":null}"#,
+    );
+    let conf = format!(
+        "[general]\nconnector = test\n\n[test]\nurl = https://127.0.0.1:{port}/pay\n\
+         ca_file = @INST@/etc/test-ca.pem\ntimeout_ms = 20000\n"
+    );
+    let inst = Instance::start(
+        "load",
+        &phone_dialplan(),
+        &[
+            ("secure_pay.conf", &conf),
+            ("test-ca.pem", &pki.ca_pem),
+            ("logger.conf", QUIET_LOGGER),
+        ],
+        BASE_MODULES,
+    );
+    let mut ami = inst.ami();
+    originate_cards(&mut ami, "L", n, &[("START_APP", "1"), ("RECORD", "1")]);
+    let calls: Vec<Call> = (0..n)
+        .map(|i| Call::wait_up(&ami, &format!("L{i}")))
+        .collect();
+    for c in &calls {
+        ami.wait_event(
+            Duration::from_secs(60),
+            "SecurePayStart",
+            &[("Channel", &c.customer)],
+        )
+        .unwrap_or_else(|| panic!("{}: secure mode did not start", c.customer));
+    }
+    go(&mut ami);
+    let mut uid_to_call = HashMap::new();
+    for (i, c) in calls.iter().enumerate() {
+        let done = ami
+            .wait_event(
+                Duration::from_secs(180),
+                "SecurePayComplete",
+                &[("Channel", &c.customer)],
+            )
+            .unwrap_or_else(|| {
+                panic!(
+                    "call {i} ({}): no SecurePayComplete: {:#?}",
+                    c.customer,
+                    asterisk::sp_events_of(&ami, &c.customer)
+                        .iter()
+                        .map(|m| m.text())
+                        .collect::<Vec<_>>()
+                )
+            });
+        uid_to_call.insert(done.get("Uniqueid").unwrap().to_owned(), i);
+        let r = c.securepay(&mut ami, &[("Command", "submit")]);
+        assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+    }
+    for c in &calls {
+        ami.wait_event(
+            Duration::from_secs(120),
+            "SecurePaySubmit",
+            &[("Channel", &c.customer), ("SecurePay-Result", "success")],
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no successful submit: {:?}",
+                c.customer,
+                asterisk::sp_events_of(&ami, &c.customer)
+                    .iter()
+                    .filter(|m| m.event() == Some("SecurePaySubmit"))
+                    .map(|m| m.text())
+                    .collect::<Vec<_>>()
+            )
+        });
+    }
+    // every capture exactly right: each call's own card reached the connector
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), n, "one POST per call");
+    let mut seen = vec![false; n];
+    for b in &got {
+        let tid = b["transaction_id"].as_str().unwrap_or("");
+        let uid = tid.rsplit_once('-').map(|(u, _)| u).unwrap_or(tid);
+        let i = *uid_to_call
+            .get(uid)
+            .unwrap_or_else(|| panic!("unknown transaction id {tid}"));
+        assert_eq!(b["cardnumber"], card(i).as_str(), "call {i}");
+        assert_eq!(b["cvv"], cvv(i).as_str(), "call {i}");
+        assert_eq!(b["expiry_month"], "12");
+        assert_eq!(b["expiry_year"], "2030");
+        seen[i] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+
+    // zero digits on any agent side
+    let agent_dtmf: Vec<String> = ami
+        .all()
+        .iter()
+        .filter(|m| matches!(m.event(), Some("DTMFBegin") | Some("DTMFEnd")))
+        .filter(|m| {
+            m.get("Channel")
+                .is_some_and(|ch| ch.starts_with("Local/agent@"))
+        })
+        .map(|m| m.text())
+        .collect();
+    assert!(agent_dtmf.is_empty(), "agent DTMF events: {agent_dtmf:?}");
+    let _ = ami.action(&[
+        ("Action", "Hangup"),
+        ("Channel", "/^Local/customer@sp-.*;1$/"),
+    ]);
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while inst
+        .cli("securepay show channels")
+        .lines()
+        .last()
+        .unwrap_or("")
+        != "0 channel(s) with secure mode hooks"
+    {
+        assert!(
+            std::time::Instant::now() < end,
+            "sessions left after hangup"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(3)); // MixMonitor closes its files
+    for c in &calls {
+        let d = multimon_digits(&inst.monitor(&format!("agent-{}.wav", c.name)));
+        assert_eq!(d, "", "{}: digits decoded from the agent recording", c.name);
+    }
+}
+
+/// CPU seconds (user + system) Asterisk used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Same call load (BENCH_CALLS calls, default 40, each keying a card as frames and in-band)
+/// with and without secure mode; prints Asterisk's CPU time for both and the ratio.
+/// Run: scripts/bench-asterisk
+#[test]
+#[ignore]
+fn bench_cpu_with_vs_without_secure_mode() {
+    let n: usize = std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    // BENCH_INBAND_ONLY=1: every digit as tones, so both runs carry the same frames downstream
+    // (no DTMF frames/events in the plain run that the secure run would drop).
+    let inband_only = std::env::var_os("BENCH_INBAND_ONLY").is_some();
+    let mut results = Vec::new();
+    for secure in [false, true] {
+        let inst = Instance::start(
+            if secure { "bench-on" } else { "bench-off" },
+            &phone_dialplan(),
+            &[("logger.conf", QUIET_LOGGER)],
+            BASE_MODULES,
+        );
+        let mut ami = inst.ami();
+        go(&mut ami);
+        let t0 = cpu_secs(inst.pid);
+        let w0 = std::time::Instant::now();
+        let mut extra = vec![("AUTOHANGUP", "1")];
+        if secure {
+            extra.push(("START_APP", "1"));
+        }
+        originate_cards_mode(&mut ami, "B", n, &extra, inband_only);
+        let end = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let ended = ami
+                .events("Hangup")
+                .iter()
+                .filter(|m| {
+                    m.get("Channel")
+                        .is_some_and(|c| c.starts_with("Local/agent@") && c.ends_with(";2"))
+                })
+                .count();
+            if ended >= n {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "bench calls did not finish ({ended}/{n})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let cpu = cpu_secs(inst.pid) - t0;
+        if secure {
+            let digits = ami.events("SecurePayDigit").len();
+            assert!(
+                digits >= n * 20,
+                "secure mode captured only {digits} digit events"
+            );
+        }
+        println!(
+            "secure_mode={secure} calls={n} inband_only={inband_only} asterisk_cpu_s={cpu:.3} wall_s={:.1}",
+            w0.elapsed().as_secs_f64()
+        );
+        results.push(cpu);
+    }
+    println!(
+        "cpu_ratio_secure_vs_plain={:.3}",
+        results[1] / results[0].max(1e-9)
+    );
+}
