@@ -308,3 +308,62 @@ fn example_config_loads_and_a_bad_reload_keeps_the_previous_settings() {
         start.text()
     );
 }
+
+/// Timeouts fire even when the channel carries no audio at all (a Local channel at rest):
+/// the module's timer thread ticks the session.
+#[test]
+fn timeouts_fire_without_media() {
+    let inst = Instance::start("timeout", &phone_dialplan(), &[], BASE_MODULES);
+    let mut ami = inst.ami();
+    let c = Call::originate(&mut ami, "t1", &[]);
+    let r = c.securepay(
+        &mut ami,
+        &[
+            ("Command", "start"),
+            (
+                "Options",
+                "first_digit_timeout_ms=1000,session_timeout_ms=10000",
+            ),
+        ],
+    );
+    assert!(ok(&r), "{}", r.text());
+    let f = ami
+        .wait_event(
+            Duration::from_secs(8),
+            "SecurePayField",
+            &[("Channel", &c.customer)],
+        )
+        .expect("first-digit timeout ends the field without any frame");
+    assert_eq!(f.get("SecurePay-Result"), Some("invalid"), "{}", f.text());
+    let stop = ami
+        .wait_event(
+            Duration::from_secs(20),
+            "SecurePayStop",
+            &[("Channel", &c.customer)],
+        )
+        .expect("session timeout");
+    assert_eq!(
+        stop.get("SecurePay-Reason"),
+        Some("timeout"),
+        "{}",
+        stop.text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let chans = inst.cli("securepay show channels");
+    assert!(
+        chans.contains("0 channel(s)"),
+        "the timed-out session is torn down: {chans}"
+    );
+    // unload works (the ticker thread is joined) and load again
+    let _ = ami.action(&[("Action", "Hangup"), ("Channel", &c.customer)]);
+    std::thread::sleep(Duration::from_secs(1));
+    let out = inst.cli("module unload res_secure_pay.so");
+    assert!(
+        !inst
+            .cli("module show like secure_pay")
+            .contains("res_secure_pay.so"),
+        "{out}"
+    );
+    assert!(inst.cli("module load res_secure_pay.so").contains("Loaded"));
+    assert!(inst.is_running());
+}

@@ -355,6 +355,58 @@ pub unsafe fn outcome_locked(
     true
 }
 
+/// Advances the timers of session `sid` on a locked channel (the module's ticker thread; media
+/// frames tick too, but a channel may carry no audio, e.g. a Local channel at rest).
+///
+/// # Safety
+/// `chan` is valid and locked by the caller.
+pub unsafe fn tick_locked(chan: *mut ffi::ast_channel, sid: u64) {
+    // SAFETY: channel locked (caller).
+    let hook_id = unsafe { hook_id_locked(chan) };
+    // SAFETY: channel locked.
+    let Some(st) = (unsafe { find_locked(chan) }) else {
+        return;
+    };
+    if st.id != sid || st.poisoned {
+        return;
+    }
+    {
+        let mut sink = sink_for(&st.ids, st.id);
+        st.session.tick(now_ms(), &mut sink);
+    }
+    if st.session.is_finished() {
+        // SAFETY: channel locked; `st` came from its datastore.
+        unsafe { teardown_locked(chan, st, hook_id) };
+    }
+}
+
+/// Ticks every live session once (called by the ticker thread about once a second).
+pub fn tick_all() {
+    let live: Vec<(u64, String)> = match REGISTRY.lock() {
+        Ok(reg) => reg
+            .iter()
+            .map(|(id, s)| (*id, s.uniqueid.clone()))
+            .collect(),
+        Err(_) => return,
+    };
+    for (sid, uid) in live {
+        let u = crate::host::asterisk::c_string(&uid);
+        // SAFETY: NUL-terminated id; returns a new reference or NULL.
+        let chan = unsafe { ffi::sp_ast_channel_get_by_uniqueid_exact(u.as_ptr()) };
+        if chan.is_null() {
+            continue;
+        }
+        // SAFETY: referenced channel, locked around the state access, then unlocked and
+        // unreferenced exactly once.
+        unsafe {
+            ffi::sp_ast_channel_lock(chan);
+            tick_locked(chan, sid);
+            ffi::sp_ast_channel_unlock(chan);
+            ffi::sp_ast_channel_unref(chan);
+        }
+    }
+}
+
 fn drop_state(st: Box<ChannelState>) {
     if let Ok(mut reg) = REGISTRY.lock() {
         reg.remove(&st.id);

@@ -40,6 +40,48 @@ pub(crate) fn now_ms() -> u64 {
 static CONNECTOR: Mutex<Option<Connector>> = Mutex::new(None);
 static LOADED: AtomicBool = AtomicBool::new(false);
 
+/// The timer thread: ticks every session about once a second so timeouts fire even on a
+/// channel that carries no audio. Started at load, stopped and joined at unload.
+static TICKER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+static TICKER_STOP: AtomicBool = AtomicBool::new(false);
+
+fn start_ticker() {
+    let Ok(mut g) = TICKER.lock() else { return };
+    if g.is_some() {
+        return;
+    }
+    TICKER_STOP.store(false, Ordering::SeqCst);
+    let spawned = std::thread::Builder::new()
+        .name("secure_pay-ticker".into())
+        .spawn(|| {
+            let mut n = 0u32;
+            while !TICKER_STOP.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                n = n.wrapping_add(1);
+                if n % 4 == 0 {
+                    guard("ticker", (), channel::tick_all);
+                }
+            }
+        });
+    match spawned {
+        Ok(h) => *g = Some(h),
+        Err(e) => log::error!(
+            "secure_pay: cannot start the timer thread ({e}); timeouts only fire on media frames"
+        ),
+    }
+}
+
+fn stop_ticker() {
+    TICKER_STOP.store(true, Ordering::SeqCst);
+    let h = match TICKER.lock() {
+        Ok(mut g) => g.take(),
+        Err(p) => p.into_inner().take(),
+    };
+    if let Some(h) = h {
+        let _ = h.join();
+    }
+}
+
 pub(crate) fn with_connector<R>(f: impl FnOnce(Option<&Connector>) -> R) -> R {
     match CONNECTOR.lock() {
         Ok(g) => f(g.as_ref()),
@@ -121,6 +163,7 @@ pub extern "C" fn sp_rs_load() -> c_int {
             unregister();
             return -1;
         }
+        start_ticker();
         LOADED.store(true, Ordering::SeqCst);
         log::info!("secure_pay: loaded");
         0
@@ -150,6 +193,7 @@ pub extern "C" fn sp_rs_unload() -> c_int {
             return -1;
         }
         unregister();
+        stop_ticker();
         let conn = match CONNECTOR.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
