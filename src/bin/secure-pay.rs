@@ -7,6 +7,7 @@
 //! secure-pay --help
 //! ```
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -173,13 +174,19 @@ fn suppress(args: &[String]) -> Result<(), Fail> {
     masker.flush(&mut |e| events.push(e));
     write_atomic(Path::new(output), rate.hz(), &audio)?;
     let per_ms = rate.hz() as f64 / 1000.0;
+    let mut out = std::io::stdout().lock();
     for e in events {
-        println!(
+        let line = writeln!(
+            out,
             "{{\"digit\":\"{}\",\"start_ms\":{:.1},\"end_ms\":{:.1}}}",
             e.digit.as_char(),
             e.start_sample as f64 / per_ms,
             e.end_sample as f64 / per_ms
         );
+        // A closed pipe (`| head`) ends the listing quietly; the WAV is already written.
+        if line.is_err() {
+            break;
+        }
     }
     Ok(())
 }
