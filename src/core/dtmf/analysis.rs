@@ -455,11 +455,12 @@ impl Analyzer {
 /// Always called on a whole sub-block: the summation order never depends on chunking.
 #[inline(always)]
 fn dft(x: &[i16], tab: &[[f32; 16]], dec: usize) -> ([f32; 16], f32) {
-    if x.iter().all(|&v| v == 0) {
+    // Energy in integers (exact, and off the floating-point dependency chains); zero energy
+    // is digital silence.
+    let e: u64 = x.iter().map(|&v| (v as i32 * v as i32) as u32 as u64).sum();
+    if e == 0 {
         return ([0.0; 16], 0.0);
     }
-    // Energy in integers (exact, and off the floating-point dependency chains).
-    let e: u64 = x.iter().map(|&v| (v as i32 * v as i32) as u32 as u64).sum();
     let acc = if dec == 1 {
         dft_mac(x, tab)
     } else {
