@@ -457,7 +457,7 @@ impl Analyzer {
 fn dft(x: &[i16], tab: &[[f32; 16]], dec: usize) -> ([f32; 16], f32) {
     // Energy in integers (exact, and off the floating-point dependency chains); zero energy
     // is digital silence.
-    let e: u64 = x.iter().map(|&v| (v as i32 * v as i32) as u32 as u64).sum();
+    let e = energy(x);
     if e == 0 {
         return ([0.0; 16], 0.0);
     }
@@ -500,6 +500,26 @@ fn dft_mac(x: &[i16], tab: &[[f32; 16]]) -> [f32; 16] {
         }
     }
     a
+}
+
+/// Σ x² exactly: squares of sample pairs summed in u32 (≤ 2³¹, so `pmaddwd`'s wrap is
+/// harmless), 8 u64 lanes so the compiler vectorises it.
+#[inline(always)]
+fn energy(x: &[i16]) -> u64 {
+    let mut lanes = [0u64; 8];
+    let mut pairs = x.chunks_exact(16);
+    for c in &mut pairs {
+        for (i, l) in lanes.iter_mut().enumerate() {
+            let (a, b) = (c[2 * i] as i32, c[2 * i + 1] as i32);
+            *l += (a * a) as u32 as u64 + (b * b) as u32 as u64;
+        }
+    }
+    let tail: u64 = pairs
+        .remainder()
+        .iter()
+        .map(|&v| (v as i32 * v as i32) as u32 as u64)
+        .sum();
+    lanes.iter().sum::<u64>() + tail
 }
 
 /// Sums of `D` consecutive samples (constant `D`, so the compiler unrolls it).
@@ -608,6 +628,15 @@ impl HopTests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn energy_is_exact_at_full_scale() {
+        let x = [i16::MIN; 37];
+        assert_eq!(energy(&x), 37 << 30);
+        let y: Vec<i16> = (0..150).map(|n| (n * 437 % 65536 - 32768) as i16).collect();
+        let want: u64 = y.iter().map(|&v| (v as i64 * v as i64) as u64).sum();
+        assert_eq!(energy(&y), want);
+    }
 
     #[test]
     fn table_shapes() {
