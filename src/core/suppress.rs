@@ -20,7 +20,7 @@
 //!
 //! **Tonal stability.** With look-ahead to spare (≥ 25 ms; the default 40 ms) a window that
 //! passes the mask test is only masked once a second window at most two hops later holds the
-//! same pair (or it passes every capture test, or its pair carries ≥ 80 % of its energy, or the
+//! same pair (or it passes every capture test, or its pair carries ≥ 70 % of its energy, or the
 //! same pair was masked in the last 25 ms); the span then reaches back over both windows, so
 //! the tone is still replaced from its first sample while isolated voiced windows of speech
 //! pass untouched. With less look-ahead every passing window is masked at once.
@@ -102,7 +102,7 @@ fn make_beep() -> [i16; 48] {
 
 /// A single window whose pair carries at least this share of its energy is masked on its own
 /// (a 10 ms burst passes the mask test in one window only; voiced speech rarely gets there).
-const PURE_COV: f32 = 0.8;
+const PURE_COV: f32 = 0.7;
 
 /// A pair masked within this many hops (25 ms) is masked again on a single window.
 const ACTIVE_HOPS: u64 = 8;
