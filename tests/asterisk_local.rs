@@ -11,7 +11,9 @@ mod asterisk;
 
 use std::time::Duration;
 
-use asterisk::{multimon_digits, playtones_arg, playtones_ms, Instance, BASE_MODULES};
+use asterisk::{
+    multimon_digits, playtones_arg, playtones_ms, spandsp_digits, Instance, BASE_MODULES,
+};
 
 const PAN: &str = "4242424242424242"; // Visa TEST number
 const EXPIRY: &str = "1230";
@@ -277,6 +279,22 @@ fn local_call_secure_mode_masks_everything_and_captures_the_card() {
         );
         let leaked: String = d.chars().filter(|c| !matches!(c, 'A' | 'D')).collect();
         assert_eq!(leaked, "", "card digits decoded from {}", wav.display());
+        // second judge: spandsp dtmf_rx, same controls
+        let (sd, sp) = spandsp_digits(wav);
+        for (judge, d) in [("spandsp", &sd), ("spandsp permissive", &sp)] {
+            assert!(
+                d.contains('A') && d.contains('D'),
+                "control: {judge} must hear 'A' (before start) and 'D' (after stop) in {}: {d:?}",
+                wav.display()
+            );
+            let leaked: String = d.chars().filter(|c| !matches!(c, 'A' | 'D')).collect();
+            assert_eq!(
+                leaked,
+                "",
+                "{judge}: card digits decoded from {}",
+                wav.display()
+            );
+        }
     }
     assert!(inst.is_running());
 }

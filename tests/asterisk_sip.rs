@@ -10,7 +10,9 @@ mod asterisk;
 
 use std::time::Duration;
 
-use asterisk::{multimon_digits, phone_dialplan, Call, Instance, BASE_MODULES, WAIT};
+use asterisk::{
+    multimon_digits, phone_dialplan, spandsp_digits, Call, Instance, BASE_MODULES, WAIT,
+};
 
 const PAN: &str = "4242424242424242";
 
@@ -163,6 +165,16 @@ fn sip_rfc4733_info_and_inband_digits_are_masked_and_captured() {
             );
             let leaked: String = d.chars().filter(|ch| *ch != 'A').collect();
             assert_eq!(leaked, "", "{name}: digits decoded from {wav}");
+            // second judge: spandsp dtmf_rx, same control
+            let (sd, sp) = spandsp_digits(&pbx.monitor(&wav));
+            for (judge, d) in [("spandsp", &sd), ("spandsp permissive", &sp)] {
+                assert!(
+                    d.contains('A'),
+                    "{name}: control: {judge} must hear 'A' in {wav}: {d:?}"
+                );
+                let leaked: String = d.chars().filter(|ch| *ch != 'A').collect();
+                assert_eq!(leaked, "", "{name}: {judge}: digits decoded from {wav}");
+            }
         }
     }
     for m in pami.all() {
@@ -284,5 +296,14 @@ fn sip_uninspectable_codec_fails_closed() {
             leaked, "",
             "digits decoded from {wav} despite the uninspectable codec"
         );
+        let (sd, sp) = spandsp_digits(&pbx.monitor(&wav));
+        for (judge, d) in [("spandsp", &sd), ("spandsp permissive", &sp)] {
+            assert!(
+                d.contains('A'),
+                "control: {judge} must hear the in-band 'A' over G.722 in {wav}: {d:?}"
+            );
+            let leaked: String = d.chars().filter(|ch| *ch != 'A').collect();
+            assert_eq!(leaked, "", "{judge}: digits decoded from {wav} (G.722)");
+        }
     }
 }

@@ -1,8 +1,13 @@
 //! Test support for the Asterisk integration tests: a private Asterisk 22 instance in the
 //! project's chroot (scripts/setup-asterisk + scripts/asterisk-run), started on loopback with
 //! its own dirs and AMI port, stopped by a `Drop` guard that ends only the PID it started; an
-//! AMI client; and the independent DTMF judge (sox + multimon-ng, Debian).
+//! AMI client; and the independent DTMF judges (sox + multimon-ng, Debian; spandsp `dtmf_rx`
+//! through the shared judge support in `tests/judges/`).
 #![allow(dead_code)]
+
+/// The shared independent judges (multimon-ng, spandsp `dtmf_rx` via `tests/judges/spandsp_rx.c`).
+#[path = "../judges/mod.rs"]
+pub mod judges;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -322,6 +327,18 @@ pub fn multimon_digits(wav: &Path) -> String {
         .filter_map(|l| l.strip_prefix("DTMF: "))
         .collect::<Vec<_>>()
         .join("")
+}
+
+/// Second independent judge: spandsp `dtmf_rx` (Debian libspandsp-dev, driven by the shared
+/// `tests/judges/spandsp_rx.c` harness) on a MixMonitor recording converted to 8 kHz by sox.
+/// Returns (spandsp defaults, permissive: twist 14/14 dB, threshold -50 dBm0).
+pub fn spandsp_digits(wav: &Path) -> (String, String) {
+    assert!(wav.is_file(), "recording {} missing", wav.display());
+    let pcm = judges::load_with_sox(wav, 8000);
+    (
+        judges::spandsp_8k(&pcm, false),
+        judges::spandsp_8k(&pcm, true),
+    )
 }
 
 /// `Playtones` argument that plays `digits` as in-band DTMF (tone_ms on, gap_ms off each).
