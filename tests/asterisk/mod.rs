@@ -384,6 +384,8 @@ pub fn headers_of(msgs: &[Msg]) -> HashMap<String, Vec<String>> {
 /// and hangs up if AUTOHANGUP=1 (used by the load test and the CPU bench).
 /// `START_APP` (if set on the call) runs on the inbound leg before the Dial (e.g.
 /// `SecurePay(...)`).
+/// Labels must be unique within an extension: Goto/GotoIf jump to the FIRST priority with
+/// the label, so a duplicate silently sends the step loop into the AUTO path.
 pub fn phone_dialplan() -> String {
     r#"[general]
 [globals]
@@ -409,9 +411,9 @@ exten => customer,1,Answer()
  same => n(go),GotoIf($["${GLOBAL(SPGO)}" = "1"]?keys)
  same => n,Wait(0.5)
  same => n,Goto(go)
- same => n(keys),GotoIf($["${AUTOKEYS}" = ""]?tones)
+ same => n(keys),GotoIf($["${AUTOKEYS}" = ""]?autotones)
  same => n,SendDTMF(${AUTOKEYS},120,100)
- same => n(tones),GotoIf($["${AUTOTONES}" = ""]?keys2)
+ same => n(autotones),GotoIf($["${AUTOTONES}" = ""]?keys2)
  same => n,Playtones(${AUTOTONES})
  same => n,Wait(${AUTOWAIT})
  same => n,StopPlaytones()
