@@ -182,7 +182,7 @@ static void hook_destroy(void *data)
 static void hook_fixup(void *data, int framehook_id, struct ast_channel *old_chan,
 	struct ast_channel *new_chan)
 {
-	sp_rs_hook_fixup(data, new_chan);
+	sp_rs_hook_fixup(data, framehook_id, new_chan);
 }
 
 int sp_ast_hook_attach(struct ast_channel *chan, void *state)

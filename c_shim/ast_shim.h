@@ -74,7 +74,7 @@ int sp_rs_on_voice(struct ast_channel *chan, void *state, int codec, unsigned in
 	int datalen, int samples);
 void sp_rs_on_uninspectable(struct ast_channel *chan, void *state, const char *format_name);
 void sp_rs_hook_destroy(void *state);
-void sp_rs_hook_fixup(void *state, struct ast_channel *new_chan);
+void sp_rs_hook_fixup(void *state, int framehook_id, struct ast_channel *new_chan);
 void sp_rs_config_pair(const char *section, const char *key, const char *value);
 /* Returns a NUL-terminated text owned by Rust; give it back with sp_rs_free_text. */
 char *sp_rs_cli_text(int which);

@@ -66,8 +66,9 @@ pub struct ChannelState {
     uninspectable_reported: bool,
     /// Secure mode ended (stop/cancel/timeout) but the hook could not be detached yet.
     passive: bool,
-    /// The hook moved to another channel in a masquerade; its id in our datastore is stale.
-    moved: bool,
+    /// The hook's id on the surviving channel after a masquerade (the id kept in our
+    /// datastore is the old channel's, stale then).
+    moved_id: Option<c_int>,
 }
 
 impl ChannelState {
@@ -169,7 +170,7 @@ pub unsafe fn find_locked<'a>(chan: *mut ffi::ast_channel) -> Option<&'a mut Cha
     // the channel lock. No other reference exists while the lock is held.
     let st = unsafe { &mut *p.cast::<ChannelState>() };
     if !st.is_active() {
-        // SAFETY: channel locked; hook_id belongs to this channel unless the state moved.
+        // SAFETY: channel locked; teardown uses the moved id if the hook moved in a masquerade.
         unsafe { teardown_locked(chan, st, hook_id) };
         return None;
     }
@@ -182,11 +183,12 @@ pub unsafe fn find_locked<'a>(chan: *mut ffi::ast_channel) -> Option<&'a mut Cha
 /// `chan` is valid and locked; `st` is the state found through its datastore.
 unsafe fn teardown_locked(chan: *mut ffi::ast_channel, st: &mut ChannelState, hook_id: c_int) {
     st.passive = true;
+    // After a masquerade the datastore's id is the old channel's: use the id the fixup got.
+    let hook_id = st.moved_id.unwrap_or(hook_id);
     // SAFETY: channel locked as both calls require. Detach only marks the hook (safe inside
-    // the hook's own callback); after a masquerade the id is stale, so the hook just stays
-    // passive until the channel is destroyed.
+    // the hook's own callback).
     unsafe {
-        if !st.moved && hook_id >= 0 {
+        if hook_id >= 0 {
             ffi::ast_framehook_detach(chan, hook_id);
         }
         ffi::sp_ast_ds_remove(chan);
@@ -253,7 +255,7 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
         poisoned: false,
         uninspectable_reported: false,
         passive: false,
-        moved: false,
+        moved_id: None,
     });
     let raw = Box::into_raw(st);
     LIVE_HOOKS.fetch_add(1, Ordering::SeqCst);
@@ -652,13 +654,17 @@ pub extern "C" fn sp_rs_hook_destroy(state: *mut c_void) {
 }
 
 #[no_mangle]
-pub extern "C" fn sp_rs_hook_fixup(state: *mut c_void, new_chan: *mut ffi::ast_channel) {
+pub extern "C" fn sp_rs_hook_fixup(
+    state: *mut c_void,
+    framehook_id: c_int,
+    new_chan: *mut ffi::ast_channel,
+) {
     guard("hook fixup", (), || {
         // SAFETY: framehook data pointer; masquerade holds both channel locks.
         let Some(st) = (unsafe { state_mut(state) }) else {
             return;
         };
-        st.moved = true;
+        st.moved_id = Some(framehook_id);
         if !new_chan.is_null() {
             // SAFETY: new_chan is valid and locked during the masquerade.
             st.ids = unsafe { chan_ids(new_chan) };
@@ -668,6 +674,10 @@ pub extern "C" fn sp_rs_hook_fixup(state: *mut c_void, new_chan: *mut ffi::ast_c
                     s.uniqueid = st.ids.uniqueid.clone();
                 }
             }
+            log::info!(
+                "secure_pay: secure mode moved to {} in a masquerade",
+                st.ids.name
+            );
         }
     });
 }
