@@ -25,101 +25,15 @@
 mod agent_support;
 mod asterisk;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_support::{run_page_test, shot_dir, LINK_SECRET};
-use asterisk::{phone_dialplan, Call, Instance, BASE_MODULES, WAIT};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use asterisk::{https_server, phone_dialplan, pki, Call, Instance, BASE_MODULES, WAIT};
 use secure_pay::agent::ami::AmiConfig;
 use secure_pay::agent::sign::Signer;
 use secure_pay::agent::{unix_now, Config, Service};
 
 const PAN: &str = "4242424242424242"; // Visa TEST number
-
-struct Pki {
-    ca_pem: String,
-    server_cert: CertificateDer<'static>,
-    server_key: Vec<u8>,
-}
-
-fn pki() -> Pki {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name
-        .push(DnType::CommonName, "secure_pay agent e2e test CA");
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = p.self_signed(&ca_key).unwrap();
-    let s = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = s.signed_by(&key, &ca, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server_cert: cert.der().clone(),
-        server_key: key.serialize_der(),
-    }
-}
-
-/// Loopback HTTPS payment endpoint: records each JSON body, answers `reply`.
-fn https_server(pki: &Pki, reply: &'static str) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![pki.server_cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone())),
-        )
-        .unwrap();
-    let cfg = Arc::new(cfg);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { continue };
-            let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let body = loop {
-                match tls.read(&mut chunk) {
-                    Ok(0) | Err(_) => break None,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        break Some(buf[end + 4..end + 4 + len].to_vec());
-                    }
-                }
-            };
-            if let Some(b) = body {
-                if let Ok(v) = serde_json::from_slice(&b) {
-                    g.lock().unwrap().push(v);
-                }
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                    reply.len()
-                );
-                let _ = tls.write_all(resp.as_bytes());
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            }
-        }
-    });
-    (port, got)
-}
 
 /// Puts the module from `SECUREPAY_AGENT_MODULE` where the Asterisk harness looks for it
 /// (target/release/libsecure_pay.so, made the newest candidate).
