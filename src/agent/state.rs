@@ -354,24 +354,9 @@ impl Hub {
     pub fn command_result(&self, id: &str, verb: &str, result: Result<(), String>) {
         self.update_call(id, |c| match result {
             Ok(()) => {
-                if verb == "restart" {
-                    // the module wiped every field; keep only the field it captures now
-                    let active = c.active.clone();
-                    c.fields.retain_mut(|f| {
-                        if Some(&f.name) != active.as_ref() {
-                            *f = FieldState::new(&f.name);
-                        } else {
-                            f.error = None;
-                        }
-                        true
-                    });
-                    c.ready = false;
-                    c.card_number = None;
-                    c.brand = None;
-                    c.expiration_date = None;
-                    c.submit = None;
-                    c.mode = Mode::Secure;
-                }
+                // A restart needs nothing here: the module's `Capture` event (attempt 1, every
+                // field required again) resets the page. Resetting here raced with events that
+                // arrive before the action's response is read (e.g. a timeout right after).
                 if c.notice
                     .as_ref()
                     .is_some_and(|n| n.code == "command-refused")
@@ -545,14 +530,32 @@ fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
             if c.submit.as_ref().is_some_and(|s| s.result != "pending") {
                 c.submit = None;
             }
+            // Fields required again that the page shows as done were wiped by the module
+            // (restart, or a re-request that invalidated them): show them as pending.
             for r in split_list(m.get("SecurePay-Required").unwrap_or("")) {
-                c.field_mut(&r);
+                let fs = c.field_mut(&r);
+                if r != f && matches!(fs.status, FieldStatus::Valid | FieldStatus::Capturing) {
+                    *fs = FieldState::new(&r);
+                    match r.as_str() {
+                        "payment-card-number" => {
+                            c.card_number = None;
+                            c.brand = None;
+                        }
+                        "expiration-date" => c.expiration_date = None,
+                        _ => {}
+                    }
+                }
             }
+            let attempt = num("SecurePay-Attempt");
             let fs = c.field_mut(&f);
+            if attempt == Some(1) {
+                // a fresh capture (restart or agent re-request), not a retry after an error
+                fs.error = None;
+            }
             fs.status = FieldStatus::Capturing;
             fs.length = if f == "security-code" { None } else { Some(0) };
             fs.masked = None;
-            fs.attempt = num("SecurePay-Attempt");
+            fs.attempt = attempt;
             fs.max_attempts = num("SecurePay-Max-Attempts");
             if f == "payment-card-number" {
                 fs.brand = None;
@@ -752,5 +755,144 @@ fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UID: &str = "1700000000.1";
+
+    fn ev(hub: &Hub, name: &str, extra: &[(&str, &str)]) {
+        let mut pairs = vec![
+            ("Event", name),
+            ("Channel", "PJSIP/c-1"),
+            ("Uniqueid", UID),
+            ("Linkedid", UID),
+        ];
+        pairs.extend_from_slice(extra);
+        hub.apply_event(&Message::new(&pairs));
+    }
+
+    fn field(hub: &Hub, name: &str) -> FieldState {
+        let g = hub.lock();
+        let c = g.calls.get(UID).expect("call");
+        c.fields
+            .iter()
+            .find(|f| f.name == name)
+            .expect("field")
+            .clone()
+    }
+
+    const REQ: &str = "payment-card-number,expiration-date,security-code";
+
+    fn complete_card(hub: &Hub) {
+        ev(hub, "SecurePayStart", &[("SecurePay-Required", REQ)]);
+        ev(
+            hub,
+            "SecurePayCapture",
+            &[
+                ("SecurePay-Field", "payment-card-number"),
+                ("SecurePay-Attempt", "1"),
+                ("SecurePay-Required", REQ),
+            ],
+        );
+        ev(
+            hub,
+            "SecurePayField",
+            &[
+                ("SecurePay-Field", "payment-card-number"),
+                ("SecurePay-Result", "complete"),
+                ("SecurePay-Masked", "************4242"),
+                ("SecurePay-Card-Brand", "visa"),
+            ],
+        );
+    }
+
+    fn restart_capture(hub: &Hub) {
+        ev(
+            hub,
+            "SecurePayCapture",
+            &[
+                ("SecurePay-Field", "payment-card-number"),
+                ("SecurePay-Attempt", "1"),
+                ("SecurePay-Required", REQ),
+            ],
+        );
+    }
+
+    fn timeout(hub: &Hub) {
+        ev(
+            hub,
+            "SecurePayField",
+            &[
+                ("SecurePay-Field", "payment-card-number"),
+                ("SecurePay-Result", "invalid"),
+                ("SecurePay-Error-Type", "input-timeout"),
+                ("SecurePay-Attempt", "1"),
+            ],
+        );
+    }
+
+    #[test]
+    fn restart_events_reset_the_card_and_a_late_command_reply_keeps_newer_errors() {
+        let hub = Hub::new();
+        complete_card(&hub);
+        assert_eq!(field(&hub, "payment-card-number").status, FieldStatus::Valid);
+        // the module's events for the restart, then a timeout, and only then the AMI response
+        restart_capture(&hub);
+        let f = field(&hub, "payment-card-number");
+        assert_eq!(f.status, FieldStatus::Capturing);
+        assert_eq!(f.masked, None);
+        assert_eq!(hub.lock().calls[UID].card_number, None);
+        timeout(&hub);
+        hub.command_result(UID, "restart", Ok(()));
+        let f = field(&hub, "payment-card-number");
+        assert_eq!(f.status, FieldStatus::Invalid);
+        assert_eq!(f.error.as_deref(), Some("input-timeout"));
+    }
+
+    #[test]
+    fn a_fresh_capture_clears_an_old_error_but_a_retry_keeps_it() {
+        let hub = Hub::new();
+        complete_card(&hub);
+        timeout(&hub);
+        // retry after the error (attempt 2): the reason stays on screen
+        ev(
+            &hub,
+            "SecurePayCapture",
+            &[
+                ("SecurePay-Field", "payment-card-number"),
+                ("SecurePay-Attempt", "2"),
+                ("SecurePay-Required", REQ),
+            ],
+        );
+        assert_eq!(
+            field(&hub, "payment-card-number").error.as_deref(),
+            Some("input-timeout")
+        );
+        // restart (attempt 1 again): cleared
+        restart_capture(&hub);
+        assert_eq!(field(&hub, "payment-card-number").error, None);
+    }
+
+    #[test]
+    fn fields_required_again_go_back_to_pending() {
+        let hub = Hub::new();
+        complete_card(&hub);
+        ev(
+            &hub,
+            "SecurePayCapture",
+            &[
+                ("SecurePay-Field", "expiration-date"),
+                ("SecurePay-Attempt", "1"),
+                ("SecurePay-Required", "expiration-date,security-code"),
+            ],
+        );
+        assert_eq!(field(&hub, "payment-card-number").status, FieldStatus::Valid);
+        restart_capture(&hub);
+        assert_eq!(field(&hub, "expiration-date").status, FieldStatus::Pending);
+        assert_eq!(field(&hub, "expiration-date").length, None);
     }
 }
