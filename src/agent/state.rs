@@ -839,7 +839,10 @@ mod tests {
     fn restart_events_reset_the_card_and_a_late_command_reply_keeps_newer_errors() {
         let hub = Hub::new();
         complete_card(&hub);
-        assert_eq!(field(&hub, "payment-card-number").status, FieldStatus::Valid);
+        assert_eq!(
+            field(&hub, "payment-card-number").status,
+            FieldStatus::Valid
+        );
         // the module's events for the restart, then a timeout, and only then the AMI response
         restart_capture(&hub);
         let f = field(&hub, "payment-card-number");
@@ -890,7 +893,10 @@ mod tests {
                 ("SecurePay-Required", "expiration-date,security-code"),
             ],
         );
-        assert_eq!(field(&hub, "payment-card-number").status, FieldStatus::Valid);
+        assert_eq!(
+            field(&hub, "payment-card-number").status,
+            FieldStatus::Valid
+        );
         restart_capture(&hub);
         assert_eq!(field(&hub, "expiration-date").status, FieldStatus::Pending);
         assert_eq!(field(&hub, "expiration-date").length, None);
