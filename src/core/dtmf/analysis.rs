@@ -73,6 +73,7 @@ const Q: f32 = 2048.0;
 /// Sample pairs summed in 32-bit integers before the partial sums are moved to floats:
 /// 13 pairs × 2 × 32768 × 2048 < 2³¹, so the integer sums never overflow.
 const CHUNK_PAIRS: usize = 13;
+const _: () = assert!((CHUNK_PAIRS as u64) * 2 * 32768 * (Q as u64) < 1 << 31);
 
 /// Most DFT points in a sub-block (16 kHz and up: 50).
 const MAX_POINTS: usize = 50;
@@ -228,6 +229,12 @@ pub(crate) struct HopTests {
     pub rel_mask: f32,
     /// Each tone must carry at least this share of the window energy to be masked.
     pub share_mask: f32,
+    /// min(t_mask, t_run) and min(cov_mask, cov_run): below these a hop is neither masked nor
+    /// part of a run.
+    pub t_gate: f32,
+    pub cov_gate: f32,
+    /// 2 / N: tone energy T_k from |X_k|².
+    pub t_scale: f32,
 }
 
 /// What the front end found in one window (hop).
@@ -302,8 +309,8 @@ pub(crate) struct Analyzer {
     jmod: u16,
     /// Completed sub-blocks since start.
     count: u64,
-    /// Window spectra of the previous two hops, ring indexed by hop % 2.
-    zhist: [Spec; 2],
+    /// Window spectra of the last hops, ring indexed by hop % 4 (the phase test reads hop − 2).
+    zhist: [Spec; 4],
     /// Coverage of the previous two hops, same ring.
     covhist: [f32; 2],
     /// Signed frequency measurements of the previous two hops, ring indexed by hop % 2:
@@ -332,7 +339,7 @@ impl Analyzer {
             rot: Spec::unit(t.gain),
             jmod: 0,
             count: 0,
-            zhist: [Spec::default(); 2],
+            zhist: [Spec::default(); 4],
             covhist: [0.0; 2],
             prev_dev: [(0, 0, 0, 0.0, 0.0); 2],
             tests,
@@ -356,13 +363,13 @@ impl Analyzer {
         self.rot = Spec::unit(self.gain);
         self.jmod = 0;
         self.count = 0;
-        self.zhist = [Spec::default(); 2];
+        self.zhist = [Spec::default(); 4];
         self.covhist = [0.0; 2];
         self.prev_dev = [(0, 0, 0, 0.0, 0.0); 2];
     }
 
     /// Feeds samples; calls `on_hop` for every completed analysis window.
-    pub fn process(&mut self, mut x: &[i16], on_hop: &mut dyn FnMut(&Hop)) {
+    pub fn process<F: FnMut(&Hop)>(&mut self, mut x: &[i16], on_hop: &mut F) {
         let m = self.m;
         while !x.is_empty() {
             if self.fill == 0 && x.len() >= m {
@@ -440,8 +447,9 @@ impl Analyzer {
         }
         let energy: f32 = self.sub_e.iter().sum();
         let hi = (h % 2) as usize;
-        let prev2 = self.zhist[hi];
-        self.zhist[hi] = z;
+        // Ring of 4, so the window two hops back is read in place while this one is stored.
+        self.zhist[(h % 4) as usize] = z;
+        let prev2 = &self.zhist[((h + 2) % 4) as usize];
         let prev2_cov = self.covhist[hi];
         self.covhist[hi] = 0.0;
         let mut hop = Hop {
@@ -452,12 +460,19 @@ impl Analyzer {
         let e = energy;
         // |X_k|² ≤ N·E (Cauchy–Schwarz), so T_k ≤ 2E: a window this quiet cannot hold a tone
         // for any test (silence, low background noise).
-        if 2.0 * e < self.tests.t_mask.min(self.tests.t_run) || e <= 0.0 {
+        if 2.0 * e < self.tests.t_gate || e <= 0.0 {
             return Some(hop);
         }
-        let scale = f32x4::splat(2.0 / self.n as f32);
+        let scale = f32x4::splat(self.tests.t_scale);
         let t_lo = (z.re[0] * z.re[0] + z.im[0] * z.im[0]) * scale;
         let t_hi = (z.re[1] * z.re[1] + z.im[1] * z.im[1]) * scale;
+        // The strongest row and column together carry at most the sum over all eight
+        // frequencies: when even that is below the coverage gate (noise, most speech) the hop
+        // is done without looking for the peaks. Its coverage is stored as 0, which decides
+        // the next plateau test the same way (a coverage under the gate can never make one).
+        if (t_lo + t_hi).reduce_add() < self.tests.cov_gate * e {
+            return Some(hop);
+        }
         let mut t = [0.0f32; 8];
         t[..4].copy_from_slice(&t_lo.to_array());
         t[4..].copy_from_slice(&t_hi.to_array());
@@ -469,7 +484,7 @@ impl Analyzer {
         hop.cov = cov;
         self.covhist[hi] = cov;
         let ts = &self.tests;
-        if cov < ts.cov_mask.min(ts.cov_run) {
+        if cov < ts.cov_gate {
             return Some(hop);
         }
         let twist = tc / tr.max(f32::MIN_POSITIVE);
@@ -584,52 +599,91 @@ fn lane4(v: &[f32; 8], h: usize) -> [f32; 4] {
 /// sin f0..f3, sin f4..f7), unscaled (Q11). Each pair of points is broadcast to 8 lanes and
 /// multiplied into four columns at once (`pmaddwd`); the 32-bit sums are moved to floats every
 /// `CHUNK_PAIRS` pairs, before they could overflow. Exact integer arithmetic per chunk, fixed
-/// order: the result never depends on how the stream was chunked.
-#[inline(never)]
+/// order: the result never depends on how the stream was chunked. Any other length (none
+/// exists) gives a zero spectrum.
 fn dft(x: &[i16], tab: &[PairTab]) -> [f32x4; 4] {
-    let mut f = [f32x4::ZERO; 4];
-    for (xs, ts) in x.chunks(2 * CHUNK_PAIRS).zip(tab.chunks(CHUNK_PAIRS)) {
-        let mut a = [i32x4::ZERO; 4];
-        let mut ti = ts.iter();
-        // Eight points (four pairs) per load; each pair is broadcast as one 32-bit lane.
-        let mut octs = xs.chunks_exact(8);
-        for o in &mut octs {
-            let mut v = [0i16; 8];
-            v.copy_from_slice(o);
-            macs(&mut a, v, &mut ti);
-        }
-        let rest = octs.remainder();
-        if !rest.is_empty() {
-            let mut v = [0i16; 8];
-            v[..rest.len()].copy_from_slice(rest);
-            macs(&mut a, v, &mut ti);
-        }
-        for j in 0..4 {
-            f[j] += a[j].round_float();
-        }
+    // Fixed sizes (25 points at 8 kHz, 50 above), so the loops unroll without checks.
+    if let (Ok(x), Ok(t)) = (<&[i16; 25]>::try_from(x), <&[PairTab; 13]>::try_from(tab)) {
+        return dft25(x, t);
+    }
+    if let (Ok(x), Ok(t)) = (<&[i16; 50]>::try_from(x), <&[PairTab; 25]>::try_from(tab)) {
+        return dft50(x, t);
+    }
+    [f32x4::ZERO; 4]
+}
+
+/// 25 points (8 kHz): 12 pairs and a last point paired with 0, one integer chunk.
+#[inline(never)]
+fn dft25(x: &[i16; 25], tab: &[PairTab; 13]) -> [f32x4; 4] {
+    let mut a = [i32x4::ZERO; 4];
+    for o in 0..3 {
+        macs8(&mut a, &x[8 * o..8 * o + 8], &tab[4 * o..4 * o + 4]);
+    }
+    mac(&mut a, bytemuck::cast([x[24], 0i16]), &tab[12]);
+    a.map(|v| v.round_float())
+}
+
+/// 50 points (16 kHz, and 32/48 kHz after averaging): pairs 0..13 and 13..25 in two integer
+/// chunks (`CHUNK_PAIRS` = 13).
+#[inline(never)]
+fn dft50(x: &[i16; 50], tab: &[PairTab; 25]) -> [f32x4; 4] {
+    let mut a = [i32x4::ZERO; 4];
+    for o in 0..3 {
+        macs8(&mut a, &x[8 * o..8 * o + 8], &tab[4 * o..4 * o + 4]);
+    }
+    mac(&mut a, bytemuck::cast([x[24], x[25]]), &tab[12]);
+    let mut f = a.map(|v| v.round_float());
+    let mut a = [i32x4::ZERO; 4];
+    for o in 0..3 {
+        macs8(
+            &mut a,
+            &x[26 + 8 * o..34 + 8 * o],
+            &tab[13 + 4 * o..17 + 4 * o],
+        );
+    }
+    for j in 0..4 {
+        f[j] += a[j].round_float();
     }
     f
 }
 
-/// Multiply-adds of eight points (four pairs; zero padding past the table is harmless: the
-/// iterator simply ends) into the four column accumulators.
+/// Multiply-adds of eight points (four pairs) into the four column accumulators.
 #[inline(always)]
-fn macs(a: &mut [i32x4; 4], v: [i16; 8], ti: &mut std::slice::Iter<'_, PairTab>) {
+fn macs8(a: &mut [i32x4; 4], x: &[i16], tab: &[PairTab]) {
+    let mut v = [0i16; 8];
+    v.copy_from_slice(x);
     let pairs: [i32; 4] = bytemuck::cast(v);
-    for w in pairs {
-        let Some(t) = ti.next() else { return };
-        let b: i16x8 = bytemuck::cast(i32x4::splat(w));
-        for j in 0..4 {
-            a[j] += b.dot(t[j]);
-        }
+    for (w, t) in pairs.into_iter().zip(tab) {
+        mac(a, w, t);
+    }
+}
+
+/// One pair (two points as one 32-bit lane), broadcast, into the four column accumulators.
+#[inline(always)]
+fn mac(a: &mut [i32x4; 4], w: i32, t: &PairTab) {
+    let b: i16x8 = bytemuck::cast(i32x4::splat(w));
+    for j in 0..4 {
+        a[j] += b.dot(t[j]);
     }
 }
 
 /// Σ x² (16-bit units²) in floats: squares of sample pairs summed exactly in 32 bits
 /// (`pmaddwd`; −32768 counts as −32767 so a pair never reaches 2³¹), then accumulated in four
 /// float lanes. Zero exactly when every sample is zero.
+/// Sub-block lengths are fixed per rate: each gets its own unrolled copy.
 #[inline(always)]
 fn energy(x: &[i16]) -> f32 {
+    if let Ok(x) = <&[i16; 25]>::try_from(x) {
+        energy_of(x)
+    } else if let Ok(x) = <&[i16; 50]>::try_from(x) {
+        energy_of(x)
+    } else {
+        energy_of(x)
+    }
+}
+
+#[inline(always)]
+fn energy_of(x: &[i16]) -> f32 {
     let floor = i16x8::splat(-32767);
     let mut acc = f32x4::ZERO;
     let mut chunks = x.chunks_exact(8);
@@ -707,20 +761,24 @@ fn offset_gain(dphi: f32) -> f32 {
 }
 
 /// Index (0..4) and value of the largest of `t[from..from + 4]`; the first one on ties.
+/// Branch-free (on noise the winner is random, and a branch would mispredict every time).
 #[inline(always)]
 fn argmax4(t: &[f32; 8], from: usize) -> (usize, f32) {
-    let mut best = 0;
-    let mut bv = t[from];
-    for i in 1..4 {
-        if t[from + i] > bv {
-            bv = t[from + i];
-            best = i;
-        }
-    }
-    (best, bv)
+    let (a0, a1, a2, a3) = (t[from], t[from + 1], t[from + 2], t[from + 3]);
+    // Plain comparisons (no NaN handling needed: the energies are finite).
+    let mx = |a: f32, b: f32| if b > a { b } else { a };
+    let m = mx(mx(a0, a1), mx(a2, a3));
+    let ne = |v: f32| (v != m) as usize;
+    (ne(a0) * (1 + ne(a1) * (1 + ne(a2))), m)
 }
 
 impl HopTests {
+    fn with_gates(mut self) -> Self {
+        self.t_gate = self.t_mask.min(self.t_run);
+        self.cov_gate = self.cov_mask.min(self.cov_run);
+        self
+    }
+
     /// Builds the linear thresholds for a rate from dB figures.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -762,7 +820,11 @@ impl HopTests {
             twist_mask_hi: db_ratio(17.0),
             rel_mask: db_ratio(6.0),
             share_mask: 0.015,
+            t_gate: 0.0,
+            cov_gate: 0.0,
+            t_scale: 2.0 / n,
         }
+        .with_gates()
     }
 }
 

@@ -165,11 +165,11 @@ impl Detector {
     }
 
     /// As `process`, also handing every analysis window to `on_hop` (the masker's hook).
-    pub(crate) fn process_hops(
+    pub(crate) fn process_hops<F: FnMut(&Hop)>(
         &mut self,
         samples: &[i16],
         sink: &mut dyn FnMut(ToneEvent),
-        on_hop: &mut dyn FnMut(&Hop),
+        on_hop: &mut F,
     ) {
         // Split borrows: the analyzer calls back into the run tracker.
         let an = &mut self.an;
