@@ -184,12 +184,13 @@ impl Masker {
     /// Processes `frame` in place: on return it holds the input delayed by
     /// [`Masker::delay_samples`], with DTMF spans replaced. Digits go to `sink`.
     pub fn process(&mut self, frame: &mut [i16], sink: &mut dyn FnMut(ToneEvent)) {
-        // Work in pieces of at most 8 hops (25 ms). Two masked windows closer than 8 hops merge
-        // into one span (a span reaches 24.5 ms around its window), so a piece adds at most one
-        // new span and the queue (spans still ahead of the output, at most ~6 with a 100 ms
-        // look-ahead) never overflows, whatever the frame size. Output is therefore identical
-        // however the input is framed.
-        let hop = 8 * self.det.hop_samples() as u64;
+        // Work in pieces of at most 32 hops (100 ms). Two masked windows closer than 24.5 ms
+        // merge into one span (a span reaches 18.5 ms before its window's end and 6 ms after),
+        // so spans in the queue end more than 24.5 ms apart: at most 5 are still ahead of the
+        // output between pieces (100 ms look-ahead + 6 ms hangover), and a piece adds at most 5.
+        // The queue (16) therefore never overflows, whatever the frame size, and the output is
+        // identical however the input is framed.
+        let hop = 32 * self.det.hop_samples() as u64;
         let mut rest = frame;
         while !rest.is_empty() {
             let room = (hop - self.t % hop) as usize;

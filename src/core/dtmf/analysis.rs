@@ -489,11 +489,9 @@ impl Analyzer {
         }
         let twist = tc / tr.max(f32::MIN_POSITIVE);
         hop.run = cov >= ts.cov_run && tr >= ts.t_run && tc >= ts.t_run;
-        let rel_ok = |grp: &[f32], peak: usize, pv: f32, rel: f32| {
-            grp.iter()
-                .enumerate()
-                .all(|(i, &v)| i == peak || v * rel <= pv)
-        };
+        // Every other tone of a group at most peak / rel ⇔ the group's second largest is.
+        let (sec_r, sec_c) = (second4(&t, 0, r), second4(&t, 4, c));
+        let rel_ok = |second: f32, pv: f32, rel: f32| second * rel <= pv;
         hop.mask = cov >= ts.cov_mask
             && tr >= ts.t_mask
             && tc >= ts.t_mask
@@ -501,8 +499,8 @@ impl Analyzer {
             && tc >= ts.share_mask * e
             && twist >= ts.twist_mask_lo
             && twist <= ts.twist_mask_hi
-            && rel_ok(&t[0..4], r, tr, ts.rel_mask)
-            && rel_ok(&t[4..8], c, tc, ts.rel_mask);
+            && rel_ok(sec_r, tr, ts.rel_mask)
+            && rel_ok(sec_c, tc, ts.rel_mask);
         // The phase test needs the tone to fill both windows: a partly filled window has its
         // phase centre shifted, which shortens the effective lag and hides a frequency offset.
         let plateau = prev2_cov >= 0.8 * cov && cov >= 0.8 * prev2_cov;
@@ -512,12 +510,13 @@ impl Analyzer {
         }
         // Phase advance over half a window of the row and column tones (both spectra share
         // the absolute reference, so it is (ω_tone − ω_bin)·2M directly).
-        let sdphi = |k: usize| {
+        #[inline(always)]
+        fn sdphi(z: &Spec, prev2: &Spec, k: usize) -> f32 {
             let (zr, zi) = (z.re(k), z.im(k));
             let (pr, pi) = (prev2.re(k), -prev2.im(k));
             atan2(zr * pi + zi * pr, zr * pr - zi * pi)
-        };
-        let (sr, sc) = (sdphi(r), sdphi(4 + c));
+        }
+        let (sr, sc) = (sdphi(&z, prev2, r), sdphi(&z, prev2, 4 + c));
         let (pr, pc) = (sr.abs(), sc.abs());
         if hop.mask {
             // Loose frequency sanity (no plateau needed): rejects gliding speech harmonics,
@@ -556,8 +555,8 @@ impl Analyzer {
                     && tcc >= ts.t_min
                     && tw >= ts.twist_lo
                     && tw <= ts.twist_hi
-                    && rel_ok(&t[0..4], r, tr, ts.rel)
-                    && rel_ok(&t[4..8], c, tc, ts.rel);
+                    && rel_ok(sec_r, tr, ts.rel)
+                    && rel_ok(sec_c, tc, ts.rel);
             }
         }
         // Whatever capture accepts is always masked.
@@ -725,16 +724,25 @@ fn atan2(y: f32, x: f32) -> f32 {
     }
     let a = mn / mx;
     let s = a * a;
-    // Abramowitz & Stegun 4.4.49 (odd polynomial of degree 17, error ≤ 2e-8 on [0, 1]).
-    let p = ((((((0.002_866_225_7 * s - 0.016_165_737) * s + 0.042_909_614) * s - 0.075_289_64)
-        * s
-        + 0.106_562_64)
-        * s
-        - 0.142_089)
-        * s
-        + 0.199_935_51)
-        * s
-        - 0.333_331_45;
+    // Abramowitz & Stegun 4.4.49 (odd polynomial of degree 17, error ≤ 2e-8 on [0, 1]),
+    // evaluated by Estrin's scheme (short dependency chains).
+    const C: [f32; 8] = [
+        -0.333_331_45,
+        0.199_935_51,
+        -0.142_089,
+        0.106_562_64,
+        -0.075_289_64,
+        0.042_909_614,
+        -0.016_165_737,
+        0.002_866_225_7,
+    ];
+    let s2 = s * s;
+    let s4 = s2 * s2;
+    let q01 = C[0] + C[1] * s;
+    let q23 = C[2] + C[3] * s;
+    let q45 = C[4] + C[5] * s;
+    let q67 = C[6] + C[7] * s;
+    let p = (q01 + q23 * s2) + s4 * (q45 + q67 * s2);
     let mut r = a + a * s * p;
     if ay > ax {
         r = std::f32::consts::FRAC_PI_2 - r;
@@ -751,13 +759,41 @@ fn atan2(y: f32, x: f32) -> f32 {
 
 /// 1 / sinc² of a tone whose phase advances `dphi` radians per half window off its bin: a
 /// window of N samples sees `sinc(Δf·N/R)` of the amplitude, and `Δf·N/R = dphi/π`.
+#[inline(always)]
 fn offset_gain(dphi: f32) -> f32 {
     if dphi < 1e-3 {
         1.0
     } else {
-        let g = dphi / dphi.sin();
+        let g = dphi / sin_small(dphi);
         g * g
     }
+}
+
+/// sin x for |x| ≤ π/2 (Taylor series to x¹¹: error below 1e-7 there), plain arithmetic.
+#[inline(always)]
+fn sin_small(x: f32) -> f32 {
+    const C3: f32 = -1.0 / 6.0;
+    const C5: f32 = 1.0 / 120.0;
+    const C7: f32 = -1.0 / 5040.0;
+    const C9: f32 = 1.0 / 362_880.0;
+    const C11: f32 = -1.0 / 39_916_800.0;
+    let s = x * x;
+    let s2 = s * s;
+    // Estrin's scheme: short dependency chains.
+    let lo = (1.0 + C3 * s) + s2 * (C5 + C7 * s);
+    let hi = C9 + C11 * s;
+    x * (lo + s2 * s2 * hi)
+}
+
+/// Largest of `t[from..from + 4]` other than index `peak` (energies are ≥ 0).
+#[inline(always)]
+fn second4(t: &[f32; 8], from: usize, peak: usize) -> f32 {
+    let mut m = 0.0f32;
+    for i in 0..4 {
+        let v = if i == peak { 0.0 } else { t[from + i] };
+        m = if v > m { v } else { m };
+    }
+    m
 }
 
 /// Index (0..4) and value of the largest of `t[from..from + 4]`; the first one on ties.
