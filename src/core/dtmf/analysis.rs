@@ -6,7 +6,9 @@
 //!   against a shared fixed-point table (cos/sin in Q11): each pair of samples is broadcast and
 //!   multiplied into four table columns per instruction (SSE2 `pmaddwd` through the safe
 //!   `wide` API), summed exactly in 32-bit integers and moved to floats every 13 pairs, before
-//!   a sum could overflow. The energy is taken the same way. At 32 and 48 kHz the sub-block is
+//!   a sum could overflow. The energy is taken the same way. At 8 kHz the sub-block is first
+//!   folded about its centre sample (half sums for the cos columns, half differences for the
+//!   sin columns, see `SymTab`), which halves the multiply-adds. At 32 and 48 kHz the sub-block is
 //!   first averaged in groups of 2 or 3 samples (a boxcar low-pass, −0.1 dB at 1633 Hz,
 //!   analysed at 16 kHz with each group at its centre time), so the multiply-adds cost what
 //!   16 kHz costs; digital-silence sub-blocks skip them.
@@ -123,6 +125,59 @@ fn make_tab(rate: u64) -> Vec<PairTab> {
         .collect()
 }
 
+/// The 8 kHz table, folded about the sub-block's centre sample (c = 12 of 25): with
+/// u_m = (x[c−m] + x[c+m]) / 2 and v_m = (x[c+m] − x[c−m]) / 2,
+/// C_k = x[c] + Σ 2·cos(ω_k m)·u_m and S_k = Σ 2·sin(ω_k m)·v_m (m = 1..12), so each column
+/// needs half the multiply-adds. Pairs of points as in [`PairTab`], two vectors each
+/// (frequencies f0..f3, f4..f7). Point i of the folded vectors (i = 0..11) is m = 12 − i;
+/// the last cos pair is (x[c], 0).
+#[derive(Clone, Copy)]
+struct SymTab {
+    cos: [[i16x8; 2]; 7],
+    sin: [[i16x8; 2]; 6],
+}
+
+/// Offset m of the folded point i (0..11), and of the centre (i = 12): m = 12 − i.
+fn make_sym() -> SymTab {
+    let w = |i: usize, k: usize, sine: bool| -> i16 {
+        if i > 12 {
+            return 0;
+        }
+        let m = (12 - i) as u64;
+        let v = if sine {
+            2.0 * sin_turns(FREQS[k] * m, 8000)
+        } else if m == 0 {
+            1.0
+        } else {
+            2.0 * cos_turns(FREQS[k] * m, 8000)
+        };
+        (v * Q as f64).round() as i16
+    };
+    let pair = |p: usize, sine: bool| -> [i16x8; 2] {
+        let mut out = [i16x8::ZERO; 2];
+        for (h, o) in out.iter_mut().enumerate() {
+            let mut lanes = [0i16; 8];
+            for q in 0..4 {
+                lanes[2 * q] = w(2 * p, 4 * h + q, sine);
+                lanes[2 * q + 1] = w(2 * p + 1, 4 * h + q, sine);
+            }
+            *o = i16x8::from(lanes);
+        }
+        out
+    };
+    let mut t = SymTab {
+        cos: [[i16x8::ZERO; 2]; 7],
+        sin: [[i16x8::ZERO; 2]; 6],
+    };
+    for p in 0..6 {
+        t.cos[p] = pair(p, false);
+        t.sin[p] = pair(p, true);
+    }
+    // The centre: (x[12], 0) with weight 1 (index 12 → m = 0; index 13 is zero).
+    t.cos[6] = pair(6, false);
+    t
+}
+
 /// e^{-i 2π f / 320} per frequency: the phase advance of one sub-block (1/320 s at every
 /// rate), as a step for the rotating phasor of each channel.
 fn make_step() -> Spec {
@@ -142,7 +197,9 @@ fn make_step() -> Spec {
 /// (thread-safe `LazyLock`), then only read; `Analyzer::new` takes `&'static` references so the
 /// audio path never touches the lock.
 struct Tables {
+    /// Plain table (16 kHz and up; empty at 8 kHz, which uses `sym`).
     tab: Vec<PairTab>,
+    sym: Option<SymTab>,
     /// DFT points per sub-block.
     points: usize,
     /// Undoes the table's fixed-point scale and the averaging of groups (×D), so spectra come
@@ -154,7 +211,12 @@ struct Tables {
 fn build(rate: u64) -> Tables {
     let d = decimation(rate);
     Tables {
-        tab: make_tab(rate),
+        tab: if rate == 8000 {
+            Vec::new()
+        } else {
+            make_tab(rate)
+        },
+        sym: (rate == 8000).then(make_sym),
         points: rate as usize / 320 / d,
         gain: (d as f64 / Q as f64) as f32,
         step: make_step(),
@@ -289,6 +351,7 @@ pub(crate) struct Analyzer {
     m: usize,
     n: usize,
     tab: &'static [PairTab],
+    sym: Option<&'static SymTab>,
     /// DFT points per sub-block (M / D).
     points: usize,
     /// Samples averaged per DFT point (1 at 8/16 kHz, 2 at 32, 3 at 48).
@@ -328,6 +391,7 @@ impl Analyzer {
             m,
             n: m * K,
             tab: &t.tab,
+            sym: t.sym.as_ref(),
             points: t.points,
             dec,
             gain: t.gain,
@@ -386,7 +450,7 @@ impl Analyzer {
                     continue;
                 }
                 self.fill = 0;
-                let (acc, e) = analyze(&self.buf[..m], self.tab, self.points, self.dec);
+                let (acc, e) = analyze(&self.buf[..m], self.tab, self.sym, self.points, self.dec);
                 self.store(acc, e);
             }
             if let Some(h) = self.hop() {
@@ -397,7 +461,7 @@ impl Analyzer {
 
     /// DFT + energy of one complete sub-block into the ring.
     fn sub_block(&mut self, x: &[i16]) {
-        let (acc, e) = analyze(x, self.tab, self.points, self.dec);
+        let (acc, e) = analyze(x, self.tab, self.sym, self.points, self.dec);
         self.store(acc, e);
     }
 
@@ -568,7 +632,16 @@ impl Analyzer {
 /// DFT (unscaled, see [`dft`]) and energy of one complete sub-block. Always called on a whole
 /// sub-block, so the arithmetic never depends on how the stream was chunked.
 #[inline(always)]
-fn analyze(x: &[i16], tab: &[PairTab], points: usize, dec: usize) -> ([f32x4; 4], f32) {
+fn analyze(
+    x: &[i16],
+    tab: &[PairTab],
+    sym: Option<&SymTab>,
+    points: usize,
+    dec: usize,
+) -> ([f32x4; 4], f32) {
+    if let (Some(sym), Ok(x)) = (sym, <&[i16; 25]>::try_from(x)) {
+        return dft25(x, sym);
+    }
     let e = energy(x);
     // Digital silence (the gaps between key presses, muted legs): its spectrum is exactly zero,
     // so the multiply-adds are skipped with an identical result.
@@ -601,25 +674,101 @@ fn lane4(v: &[f32; 8], h: usize) -> [f32; 4] {
 /// order: the result never depends on how the stream was chunked. Any other length (none
 /// exists) gives a zero spectrum.
 fn dft(x: &[i16], tab: &[PairTab]) -> [f32x4; 4] {
-    // Fixed sizes (25 points at 8 kHz, 50 above), so the loops unroll without checks.
-    if let (Ok(x), Ok(t)) = (<&[i16; 25]>::try_from(x), <&[PairTab; 13]>::try_from(tab)) {
-        return dft25(x, t);
-    }
+    // Fixed size (50 points), so the loops unroll without checks.
     if let (Ok(x), Ok(t)) = (<&[i16; 50]>::try_from(x), <&[PairTab; 25]>::try_from(tab)) {
         return dft50(x, t);
     }
     [f32x4::ZERO; 4]
 }
 
-/// 25 points (8 kHz): 12 pairs and a last point paired with 0, one integer chunk.
+/// 8 kHz: spectrum (referenced to the centre sample, see [`SymTab`]) and energy of 25
+/// samples. The halves u_m, v_m are formed exactly as floor((a ± b) / 2) without overflow;
+/// the dropped half LSB is far below any signal that matters (the mask floor is −90 dBm0,
+/// the quietest tested tone −70 dBm0, 7 LSB). Digital silence skips the multiply-adds.
 #[inline(never)]
-fn dft25(x: &[i16; 25], tab: &[PairTab; 13]) -> [f32x4; 4] {
-    let mut a = [i32x4::ZERO; 4];
-    for o in 0..3 {
-        macs8(&mut a, &x[8 * o..8 * o + 8], &tab[4 * o..4 * o + 4]);
+fn dft25(x: &[i16; 25], t: &SymTab) -> ([f32x4; 4], f32) {
+    let ld = |i: usize| {
+        let mut v = [0i16; 8];
+        v.copy_from_slice(&x[i..i + 8]);
+        i16x8::from(v)
+    };
+    let (a1, a2, a3) = (ld(0), ld(8), ld(16));
+    let e = (energy8(a1) + energy8(a2) + energy8(a3)).reduce_add() + sq(x[24]);
+    if e == 0.0 {
+        return ([f32x4::ZERO; 4], 0.0);
     }
-    mac(&mut a, bytemuck::cast([x[24], 0i16]), &tab[12]);
-    a.map(|v| v.round_float())
+    // Folded points: lane i of (a1, b1) pairs x[i] with x[24 − i] (i = 0..7); lanes 0..3 of
+    // (a2, b2) pair x[8 + i] with x[16 − i] (i = 0..3, the rest is unused).
+    let b1 = rev(ld(17));
+    let b2 = rev(ld(9));
+    let (u1, v1) = (half_sum(a1, b1), half_diff(b1, a1));
+    let (u2, v2) = (half_sum(a2, b2), half_diff(b2, a2));
+    let (u1, v1, u2, v2): ([i32; 4], [i32; 4], [i32; 4], [i32; 4]) = (
+        bytemuck::cast(u1),
+        bytemuck::cast(v1),
+        bytemuck::cast(u2),
+        bytemuck::cast(v2),
+    );
+    let mut c = [i32x4::ZERO; 2];
+    let mut s = [i32x4::ZERO; 2];
+    for p in 0..4 {
+        mac2(&mut c, u1[p], &t.cos[p]);
+        mac2(&mut s, v1[p], &t.sin[p]);
+    }
+    for p in 0..2 {
+        mac2(&mut c, u2[p], &t.cos[4 + p]);
+        mac2(&mut s, v2[p], &t.sin[4 + p]);
+    }
+    mac2(&mut c, bytemuck::cast([x[12], 0i16]), &t.cos[6]);
+    (
+        [
+            c[0].round_float(),
+            c[1].round_float(),
+            s[0].round_float(),
+            s[1].round_float(),
+        ],
+        e,
+    )
+}
+
+/// One pair, broadcast, into two column accumulators (frequencies f0..f3, f4..f7).
+#[inline(always)]
+fn mac2(a: &mut [i32x4; 2], w: i32, t: &[i16x8; 2]) {
+    let b: i16x8 = bytemuck::cast(i32x4::splat(w));
+    a[0] += b.dot(t[0]);
+    a[1] += b.dot(t[1]);
+}
+
+/// Lanes in reverse order.
+#[inline(always)]
+fn rev(v: i16x8) -> i16x8 {
+    let a = v.to_array();
+    i16x8::from([a[7], a[6], a[5], a[4], a[3], a[2], a[1], a[0]])
+}
+
+/// floor((a + b) / 2) per lane, without overflow.
+#[inline(always)]
+fn half_sum(a: i16x8, b: i16x8) -> i16x8 {
+    (a >> 1) + (b >> 1) + (a & b & i16x8::splat(1))
+}
+
+/// floor((b − a) / 2) per lane, without overflow.
+#[inline(always)]
+fn half_diff(b: i16x8, a: i16x8) -> i16x8 {
+    (b >> 1) - (a >> 1) - (a & !b & i16x8::splat(1))
+}
+
+/// Σ x² of eight samples in four float lanes (see [`energy`]).
+#[inline(always)]
+fn energy8(v: i16x8) -> f32x4 {
+    let v = v.max(i16x8::splat(-32767));
+    v.dot(v).round_float()
+}
+
+#[inline(always)]
+fn sq(v: i16) -> f32 {
+    let v = v.max(-32767) as i32;
+    (v * v) as f32
 }
 
 /// 50 points (16 kHz, and 32/48 kHz after averaging): pairs 0..13 and 13..25 in two integer
@@ -898,39 +1047,96 @@ mod tests {
         assert_eq!(tables(SampleRate::Hz8000).points * 320, 8000);
         assert_eq!(tables(SampleRate::Hz48000).points * 3 * 320, 48000);
         assert_eq!(tables(SampleRate::Hz32000).points * 2 * 320, 32000);
-        assert_eq!(tables(SampleRate::Hz8000).tab.len(), 13);
+        assert!(tables(SampleRate::Hz8000).tab.is_empty());
+        assert!(tables(SampleRate::Hz16000).sym.is_none());
         let t48 = &tables(SampleRate::Hz48000).tab;
         // Group 2 of 3 samples is centred on sample 7.
         let want = (2.0 * PI * 697.0 * 7.0 / 48000.0).cos() as f32;
         assert!((tab_val(t48, 2, 0) - want).abs() < 1.0 / Q);
-        let t8 = &tables(SampleRate::Hz8000).tab;
-        assert!((tab_val(t8, 1, 0) - (2.0 * PI * 697.0 / 8000.0).cos() as f32).abs() < 1.0 / Q);
-        let want = (2.0 * PI * 1633.0 * 3.0 / 8000.0).sin() as f32;
-        assert!((tab_val(t8, 3, 15) - want).abs() < 1.0 / Q);
-        // Past the last point (25 at 8 kHz) the table is zero.
-        assert_eq!(tab_val(t8, 25, 3), 0.0);
+        let t16 = &tables(SampleRate::Hz16000).tab;
+        let want = (2.0 * PI * 1633.0 * 3.0 / 16000.0).sin() as f32;
+        assert!((tab_val(t16, 3, 15) - want).abs() < 1.0 / Q);
+        // 8 kHz, folded: point 0 is m = 12 (weight 2 cos), the centre has weight 1.
+        let sym = tables(SampleRate::Hz8000).sym.expect("8 kHz folded table");
+        let w = sym.cos[0][0].to_array()[0] as f32 / Q;
+        assert!((w - 2.0 * (2.0 * PI * 697.0 * 12.0 / 8000.0).cos() as f32).abs() < 1.0 / Q);
+        assert_eq!(sym.cos[6][1].to_array()[0], Q as i16);
+        assert_eq!(sym.cos[6][1].to_array()[1], 0);
+    }
+
+    /// Float DFT of `x` at the 8 frequencies, time referenced to sample `c`.
+    fn float_dft(x: &[i16], hz: u64, c: f64) -> Vec<(f64, f64)> {
+        (0..8)
+            .map(|k| {
+                let (mut re, mut im) = (0.0f64, 0.0f64);
+                for (n, &v) in x.iter().enumerate() {
+                    let a = 2.0 * PI * FREQS[k] as f64 * (n as f64 - c) / hz as f64;
+                    re += v as f64 * a.cos();
+                    im += v as f64 * a.sin();
+                }
+                (re, im)
+            })
+            .collect()
     }
 
     #[test]
     fn dft_matches_a_float_dft() {
-        for (rate, hz) in [(SampleRate::Hz8000, 8000u64), (SampleRate::Hz16000, 16000)] {
-            let t = tables(rate);
-            let x: Vec<i16> = (0..t.points)
-                .map(|n| ((n as f64 * 0.77).sin() * 30000.0) as i16)
+        for amp in [30000.0, 300.0] {
+            let x: Vec<i16> = (0..50)
+                .map(|n| {
+                    ((n as f64 * 0.77).sin() * amp + (n as f64 * 2.1).cos() * amp / 3.0) as i16
+                })
                 .collect();
+            // 16 kHz: plain table, referenced to the first sample.
+            let t = tables(SampleRate::Hz16000);
             let got = dft(&x, &t.tab);
+            let want = float_dft(&x, 16000, 0.0);
+            let tol = 3e-4 * amp * 50.0 + 2.0;
             for k in 0..8 {
-                let (mut c, mut sn) = (0.0f64, 0.0f64);
-                for (n, &v) in x.iter().enumerate() {
-                    c += v as f64 * cos_turns(FREQS[k] * 2 * n as u64, 2 * hz);
-                    sn += v as f64 * sin_turns(FREQS[k] * 2 * n as u64, 2 * hz);
-                }
                 let gc = got[k / 4].to_array()[k % 4] as f64 / Q as f64;
                 let gs = got[2 + k / 4].to_array()[k % 4] as f64 / Q as f64;
-                let tol = 3e-4 * 30000.0 * t.points as f64;
-                assert!((gc - c).abs() < tol && (gs - sn).abs() < tol, "{hz} {k}");
+                assert!(
+                    (gc - want[k].0).abs() < tol && (gs - want[k].1).abs() < tol,
+                    "16k {k}"
+                );
+            }
+            // 8 kHz: folded table, referenced to the centre sample; energy exact.
+            let x25: &[i16; 25] = x[..25].try_into().unwrap();
+            let sym = tables(SampleRate::Hz8000).sym.expect("8 kHz folded table");
+            let (got, e) = dft25(x25, &sym);
+            let want = float_dft(x25, 8000, 12.0);
+            // Halving drops at most half an LSB per folded point.
+            let tol = 3e-4 * amp * 25.0 + 25.0;
+            for k in 0..8 {
+                let gc = got[k / 4].to_array()[k % 4] as f64 / Q as f64;
+                let gs = got[2 + k / 4].to_array()[k % 4] as f64 / Q as f64;
+                assert!(
+                    (gc - want[k].0).abs() < tol && (gs - want[k].1).abs() < tol,
+                    "8k {k}"
+                );
+            }
+            // (−32768 counts as −32767, see `energy`)
+            let want_e: f64 = x25.iter().map(|&v| (v as f64).max(-32767.0).powi(2)).sum();
+            assert!((e as f64 - want_e).abs() <= want_e * 1e-6, "{e} {want_e}");
+        }
+        let sym = tables(SampleRate::Hz8000).sym.expect("8 kHz folded table");
+        assert_eq!(dft25(&[0; 25], &sym).1, 0.0);
+    }
+
+    #[test]
+    fn halving_is_exact_floor() {
+        let vals = [i16::MIN, -32767, -3, -2, -1, 0, 1, 2, 3, 32766, i16::MAX];
+        for &a in &vals {
+            for &b in &vals {
+                let (va, vb) = (i16x8::splat(a), i16x8::splat(b));
+                let want_s = (a as i32 + b as i32).div_euclid(2);
+                let want_d = (b as i32 - a as i32).div_euclid(2);
+                assert_eq!(half_sum(va, vb).to_array()[3] as i32, want_s, "{a} {b}");
+                assert_eq!(half_diff(vb, va).to_array()[5] as i32, want_d, "{a} {b}");
             }
         }
+        let r = rev(i16x8::from([0, 1, 2, 3, 4, 5, 6, 7])).to_array();
+        assert_eq!(r, [7, 6, 5, 4, 3, 2, 1, 0]);
     }
 
     #[test]
