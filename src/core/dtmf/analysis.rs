@@ -345,6 +345,17 @@ impl Spec {
     }
 }
 
+impl Hop {
+    /// A window that is neither run, mask nor strict.
+    fn quiet(index: u64, m: usize) -> Hop {
+        Hop {
+            index,
+            end: (index + 1) * m as u64,
+            ..Hop::default()
+        }
+    }
+}
+
 /// Sub-block DFT front end (one per channel).
 #[derive(Clone)]
 pub(crate) struct Analyzer {
@@ -432,9 +443,17 @@ impl Analyzer {
         self.prev_dev = [(0, 0, 0, 0.0, 0.0); 2];
     }
 
-    /// Feeds samples; calls `on_hop` for every completed analysis window.
+    /// Feeds samples; calls `on_hop` for the completed analysis windows.
+    ///
+    /// Quiet windows (neither `run`, `mask` nor `strict`: silence, noise, most speech) are
+    /// not handed over one by one: only the last of a series is, just before the next other
+    /// window and at the end of the call. For the consumers that is the same: they ignore
+    /// quiet windows except to end a tone after a long enough gap, and that test only grows
+    /// truer with the window index, so the last quiet window decides it exactly as the whole
+    /// series would, within the same call.
     pub fn process<F: FnMut(&Hop)>(&mut self, mut x: &[i16], on_hop: &mut F) {
         let m = self.m;
+        let mut quiet: Option<u64> = None;
         while !x.is_empty() {
             if self.fill == 0 && x.len() >= m {
                 let (blk, rest) = x.split_at(m);
@@ -453,9 +472,22 @@ impl Analyzer {
                 let (acc, e) = analyze(&self.buf[..m], self.tab, self.sym, self.points, self.dec);
                 self.store(acc, e);
             }
-            if let Some(h) = self.hop() {
-                on_hop(&h);
+            if self.count < K as u64 {
+                continue;
             }
+            match self.hop() {
+                Some(h) if h.run || h.mask || h.strict => {
+                    if let Some(q) = quiet.take() {
+                        on_hop(&Hop::quiet(q, self.m));
+                    }
+                    on_hop(&h);
+                }
+                Some(h) => quiet = Some(h.index),
+                None => quiet = Some(self.count - 1),
+            }
+        }
+        if let Some(q) = quiet {
+            on_hop(&Hop::quiet(q, self.m));
         }
     }
 
@@ -494,11 +526,9 @@ impl Analyzer {
         self.count += 1;
     }
 
-    /// Evaluates the window ending with the newest sub-block.
+    /// Evaluates the window ending with the newest sub-block (at least K sub-blocks in).
+    /// `None`: a quiet window, stopped at the cheap gates.
     fn hop(&mut self) -> Option<Hop> {
-        if self.count < K as u64 {
-            return None;
-        }
         let h = self.count - 1;
         // The window spectrum is the plain sum of the last K (absolutely referenced)
         // sub-block spectra.
@@ -516,16 +546,11 @@ impl Analyzer {
         let prev2 = &self.zhist[((h + 2) % 4) as usize];
         let prev2_cov = self.covhist[hi];
         self.covhist[hi] = 0.0;
-        let mut hop = Hop {
-            index: h,
-            end: (h + 1) * self.m as u64,
-            ..Hop::default()
-        };
         let e = energy;
         // |X_k|² ≤ N·E (Cauchy–Schwarz), so T_k ≤ 2E: a window this quiet cannot hold a tone
         // for any test (silence, low background noise).
         if 2.0 * e < self.tests.t_gate || e <= 0.0 {
-            return Some(hop);
+            return None;
         }
         let scale = f32x4::splat(self.tests.t_scale);
         let t_lo = (z.re[0] * z.re[0] + z.im[0] * z.im[0]) * scale;
@@ -535,8 +560,13 @@ impl Analyzer {
         // is done without looking for the peaks. Its coverage is stored as 0, which decides
         // the next plateau test the same way (a coverage under the gate can never make one).
         if (t_lo + t_hi).reduce_add() < self.tests.cov_gate * e {
-            return Some(hop);
+            return None;
         }
+        let mut hop = Hop {
+            index: h,
+            end: (h + 1) * self.m as u64,
+            ..Hop::default()
+        };
         let mut t = [0.0f32; 8];
         t[..4].copy_from_slice(&t_lo.to_array());
         t[4..].copy_from_slice(&t_hi.to_array());
