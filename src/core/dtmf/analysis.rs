@@ -715,7 +715,7 @@ fn dft(x: &[i16], tab: &[PairTab]) -> [f32x4; 4] {
 /// samples. The halves u_m, v_m are formed exactly as floor((a ± b) / 2) without overflow;
 /// the dropped half LSB is far below any signal that matters (the mask floor is −90 dBm0,
 /// the quietest tested tone −70 dBm0, 7 LSB). Digital silence skips the multiply-adds.
-#[inline(never)]
+#[inline(always)]
 fn dft25(x: &[i16; 25], t: &SymTab) -> ([f32x4; 4], f32) {
     let ld = |i: usize| {
         let mut v = [0i16; 8];
