@@ -276,8 +276,10 @@ pub(crate) struct HopTests {
     pub cov_strict: f32,
     /// Capture: minimum raw coverage before the phase test is even tried.
     pub cov_pre: f32,
-    /// Capture: maximum phase advance (radians over half a window) per frequency.
+    /// Capture: maximum phase advance (radians over half a window) per frequency, and its
+    /// inverse.
     pub max_dphi: [f32; 8],
+    pub inv_max_dphi: [f32; 8],
     /// Masking: same, much looser.
     pub max_dphi_mask: [f32; 8],
     /// Edge measurement: minimum coverage and tone energy for a hop to belong to a tone run.
@@ -574,25 +576,28 @@ impl Analyzer {
         let (c, tc) = argmax4(&t, 4);
         hop.row = r as u8;
         hop.col = c as u8;
-        let cov = (tr + tc) / e;
+        // Tests are written as products, not ratios, where they can be (no division on the
+        // path to the branches).
+        let pair = tr + tc;
+        let cov = pair / e;
         hop.cov = cov;
         self.covhist[hi] = cov;
         let ts = &self.tests;
-        if cov < ts.cov_gate {
+        if pair < ts.cov_gate * e {
             return Some(hop);
         }
-        let twist = tc / tr.max(f32::MIN_POSITIVE);
-        hop.run = cov >= ts.cov_run && tr >= ts.t_run && tc >= ts.t_run;
+        hop.run = pair >= ts.cov_run * e && tr >= ts.t_run && tc >= ts.t_run;
         // Every other tone of a group at most peak / rel ⇔ the group's second largest is.
         let (sec_r, sec_c) = (second4(&t, 0, r), second4(&t, 4, c));
         let rel_ok = |second: f32, pv: f32, rel: f32| second * rel <= pv;
-        hop.mask = cov >= ts.cov_mask
-            && tr >= ts.t_mask
+        // (tr ≥ t_mask > 0 comes first, so the twist products compare against a positive tr.)
+        hop.mask = tr >= ts.t_mask
             && tc >= ts.t_mask
+            && pair >= ts.cov_mask * e
             && tr >= ts.share_mask * e
             && tc >= ts.share_mask * e
-            && twist >= ts.twist_mask_lo
-            && twist <= ts.twist_mask_hi
+            && tc >= ts.twist_mask_lo * tr
+            && tc <= ts.twist_mask_hi * tr
             && rel_ok(sec_r, tr, ts.rel_mask)
             && rel_ok(sec_c, tc, ts.rel_mask);
         // The phase test needs the tone to fill both windows: a partly filled window has its
@@ -620,7 +625,7 @@ impl Analyzer {
         if capture {
             // Each tone within the limit, and both together: a pair with BOTH tones near the
             // limit (2-3 % off, e.g. a dual sweep) is not a keypad.
-            let (ur, uc) = (pr / ts.max_dphi[r], pc / ts.max_dphi[4 + c]);
+            let (ur, uc) = (pr * ts.inv_max_dphi[r], pc * ts.inv_max_dphi[4 + c]);
             // A steady tone measures the same frequency one and two hops later; two partials
             // beating in one bin (an organ's 2nd harmonic next to a column tone) make the
             // measurement wobble.
@@ -643,12 +648,11 @@ impl Analyzer {
                 // tones pass as easily as nominal ones and the share can be strict.
                 let trc = tr * offset_gain(pr);
                 let tcc = tc * offset_gain(pc);
-                let tw = tcc / trc.max(f32::MIN_POSITIVE);
                 hop.strict = (trc + tcc) >= ts.cov_strict * e
                     && trc >= ts.t_min
                     && tcc >= ts.t_min
-                    && tw >= ts.twist_lo
-                    && tw <= ts.twist_hi
+                    && tcc >= ts.twist_lo * trc
+                    && tcc <= ts.twist_hi * trc
                     && rel_ok(sec_r, tr, ts.rel)
                     && rel_ok(sec_c, tc, ts.rel);
             }
@@ -1026,6 +1030,7 @@ impl HopTests {
             cov_strict: min_energy_ratio,
             cov_pre: 0.5,
             max_dphi,
+            inv_max_dphi: max_dphi.map(|d| 1.0 / d),
             max_dphi_mask,
             cov_run: 0.4,
             t_run: n * dbm0_power(threshold_dbm0 - 10.0),
