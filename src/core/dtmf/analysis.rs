@@ -347,6 +347,20 @@ impl Spec {
     }
 }
 
+/// A window past the cheap gates, handed to [`Analyzer::judge`].
+#[derive(Clone, Copy)]
+struct Gate {
+    /// Window index (ends after sub-block `h`).
+    h: u64,
+    /// Window energy.
+    e: f32,
+    /// Coverage of the window two sub-blocks earlier.
+    prev2_cov: f32,
+    /// Tone energies T_k of f0..f3 and f4..f7.
+    t_lo: f32x4,
+    t_hi: f32x4,
+}
+
 impl Hop {
     /// A window that is neither run, mask nor strict.
     fn quiet(index: u64, m: usize) -> Hop {
@@ -477,15 +491,18 @@ impl Analyzer {
             if self.count < K as u64 {
                 continue;
             }
-            match self.hop() {
-                Some(h) if h.run || h.mask || h.strict => {
-                    if let Some(q) = quiet.take() {
-                        on_hop(&Hop::quiet(q, self.m));
-                    }
-                    on_hop(&h);
+            let Some(g) = self.gate() else {
+                quiet = Some(self.count - 1);
+                continue;
+            };
+            let h = self.judge(g);
+            if h.run || h.mask || h.strict {
+                if let Some(q) = quiet.take() {
+                    on_hop(&Hop::quiet(q, self.m));
                 }
-                Some(h) => quiet = Some(h.index),
-                None => quiet = Some(self.count - 1),
+                on_hop(&h);
+            } else {
+                quiet = Some(h.index);
             }
         }
         if let Some(q) = quiet {
@@ -494,12 +511,14 @@ impl Analyzer {
     }
 
     /// DFT + energy of one complete sub-block into the ring.
+    #[inline(always)]
     fn sub_block(&mut self, x: &[i16]) {
         let (acc, e) = analyze(x, self.tab, self.sym, self.points, self.dec);
         self.store(acc, e);
     }
 
     /// Stores a sub-block's spectrum (rotated to the absolute reference and scaled) and energy.
+    #[inline(always)]
     fn store(&mut self, acc: [f32x4; 4], e: f32) {
         // Rotate the sub-block spectrum (referenced to its own first sample) to the absolute
         // time reference: multiply X = C - iS by e^{-iω j M}.
@@ -528,9 +547,11 @@ impl Analyzer {
         self.count += 1;
     }
 
-    /// Evaluates the window ending with the newest sub-block (at least K sub-blocks in).
-    /// `None`: a quiet window, stopped at the cheap gates.
-    fn hop(&mut self) -> Option<Hop> {
+    /// The cheap part of judging the window ending with the newest sub-block (at least K
+    /// sub-blocks in): the window spectrum, energy and tone energies, and the gates. `None`: a
+    /// quiet window, done. Inlined into the sample loop; the rest is [`Analyzer::judge`].
+    #[inline(always)]
+    fn gate(&mut self) -> Option<Gate> {
         let h = self.count - 1;
         // The window spectrum is the plain sum of the last K (absolutely referenced)
         // sub-block spectra.
@@ -545,7 +566,6 @@ impl Analyzer {
         let hi = (h % 2) as usize;
         // Ring of 4, so the window two hops back is read in place while this one is stored.
         self.zhist[(h % 4) as usize] = z;
-        let prev2 = &self.zhist[((h + 2) % 4) as usize];
         let prev2_cov = self.covhist[hi];
         self.covhist[hi] = 0.0;
         let e = energy;
@@ -564,6 +584,28 @@ impl Analyzer {
         if (t_lo + t_hi).reduce_add() < self.tests.cov_gate * e {
             return None;
         }
+        Some(Gate {
+            h,
+            e,
+            prev2_cov,
+            t_lo,
+            t_hi,
+        })
+    }
+
+    /// The tests of a window that passed the gates (see the module doc).
+    #[inline(never)]
+    fn judge(&mut self, g: Gate) -> Hop {
+        let Gate {
+            h,
+            e,
+            prev2_cov,
+            t_lo,
+            t_hi,
+        } = g;
+        let hi = (h % 2) as usize;
+        let z = self.zhist[(h % 4) as usize];
+        let prev2 = &self.zhist[((h + 2) % 4) as usize];
         let mut hop = Hop {
             index: h,
             end: (h + 1) * self.m as u64,
@@ -584,7 +626,7 @@ impl Analyzer {
         self.covhist[hi] = cov;
         let ts = &self.tests;
         if pair < ts.cov_gate * e {
-            return Some(hop);
+            return hop;
         }
         hop.run = pair >= ts.cov_run * e && tr >= ts.t_run && tc >= ts.t_run;
         // Every other tone of a group at most peak / rel ⇔ the group's second largest is.
@@ -605,7 +647,7 @@ impl Analyzer {
         let plateau = prev2_cov >= 0.8 * cov && cov >= 0.8 * prev2_cov;
         let capture = cov >= ts.cov_pre && plateau && h >= 2 + (K as u64 - 1);
         if !hop.mask && !capture {
-            return Some(hop);
+            return hop;
         }
         // Phase advance over half a window of the row and column tones (both spectra share
         // the absolute reference, so it is (ω_tone − ω_bin)·2M directly).
@@ -659,7 +701,7 @@ impl Analyzer {
         }
         // Whatever capture accepts is always masked.
         hop.mask |= hop.strict;
-        Some(hop)
+        hop
     }
 }
 
