@@ -789,15 +789,7 @@ mod tests {
 
     fn complete_card(hub: &Hub) {
         ev(hub, "SecurePayStart", &[("SecurePay-Required", REQ)]);
-        ev(
-            hub,
-            "SecurePayCapture",
-            &[
-                ("SecurePay-Field", "payment-card-number"),
-                ("SecurePay-Attempt", "1"),
-                ("SecurePay-Required", REQ),
-            ],
-        );
+        restart_capture(hub);
         ev(
             hub,
             "SecurePayField",
@@ -810,6 +802,8 @@ mod tests {
         );
     }
 
+    /// The module's `Capture` event for the card number, attempt 1, everything required (what
+    /// a start or a restart sends).
     fn restart_capture(hub: &Hub) {
         ev(
             hub,

@@ -1156,6 +1156,18 @@ mod tests {
             .collect()
     }
 
+    /// `got` (unscaled DFT output) matches `want` (float (cos, sin) sums) within `tol`.
+    fn assert_spectrum(got: &[f32x4; 4], want: &[(f64, f64)], tol: f64, what: &str) {
+        for (k, w) in want.iter().enumerate() {
+            let gc = got[k / 4].to_array()[k % 4] as f64 / Q as f64;
+            let gs = got[2 + k / 4].to_array()[k % 4] as f64 / Q as f64;
+            assert!(
+                (gc - w.0).abs() < tol && (gs - w.1).abs() < tol,
+                "{what} {k}"
+            );
+        }
+    }
+
     #[test]
     fn dft_matches_a_float_dft() {
         for amp in [30000.0, 300.0] {
@@ -1169,14 +1181,7 @@ mod tests {
             let got = dft(&x, &t.tab);
             let want = float_dft(&x, 16000, 0.0);
             let tol = 3e-4 * amp * 50.0 + 2.0;
-            for k in 0..8 {
-                let gc = got[k / 4].to_array()[k % 4] as f64 / Q as f64;
-                let gs = got[2 + k / 4].to_array()[k % 4] as f64 / Q as f64;
-                assert!(
-                    (gc - want[k].0).abs() < tol && (gs - want[k].1).abs() < tol,
-                    "16k {k}"
-                );
-            }
+            assert_spectrum(&got, &want, tol, "16k");
             // 8 kHz: folded table, referenced to the centre sample; energy exact.
             let x25: &[i16; 25] = x[..25].try_into().unwrap();
             let sym = tables(SampleRate::Hz8000).sym.expect("8 kHz folded table");
@@ -1184,14 +1189,7 @@ mod tests {
             let want = float_dft(x25, 8000, 12.0);
             // Halving drops at most half an LSB per folded point.
             let tol = 3e-4 * amp * 25.0 + 25.0;
-            for k in 0..8 {
-                let gc = got[k / 4].to_array()[k % 4] as f64 / Q as f64;
-                let gs = got[2 + k / 4].to_array()[k % 4] as f64 / Q as f64;
-                assert!(
-                    (gc - want[k].0).abs() < tol && (gs - want[k].1).abs() < tol,
-                    "8k {k}"
-                );
-            }
+            assert_spectrum(&got, &want, tol, "8k");
             // (−32768 counts as −32767, see `energy`)
             let want_e: f64 = x25.iter().map(|&v| (v as f64).max(-32767.0).powi(2)).sum();
             assert!((e as f64 - want_e).abs() <= want_e * 1e-6, "{e} {want_e}");
