@@ -155,17 +155,25 @@ fn tracks_a_payment_from_start_to_success_with_masked_data_only() {
     assert_eq!(f["masked"], "******");
     assert_eq!(f["brand"], "visa");
     pbx.key(UID, "4242424242#");
-    let s = sse.until(T, |v| fv(v, "payment-card-number", "status") == "valid");
+    // (two events: the card's `Field` and the expiry's `Capture`; a snapshot may fall between)
+    let s = sse.until(T, |v| {
+        fv(v, "payment-card-number", "status") == "valid"
+            && fv(v, "expiration-date", "status") == "capturing"
+    });
     assert_eq!(
         field(&s, "payment-card-number")["masked"],
         "************4242"
     );
-    assert_eq!(field(&s, "expiration-date")["status"], "capturing");
 
     // wrong expiry -> invalid with its reason, then re-entered
     pbx.key(UID, "1399");
-    let s = sse.until(T, |v| fv(v, "expiration-date", "error") == "invalid-date");
-    assert_eq!(field(&s, "expiration-date")["status"], "capturing"); // next attempt running
+    // the reason stays on screen while the next attempt runs (`Field` invalid, then `Capture`
+    // attempt 2; a snapshot may fall between the two)
+    let s = sse.until(T, |v| {
+        fv(v, "expiration-date", "error") == "invalid-date"
+            && fv(v, "expiration-date", "status") == "capturing"
+    });
+    assert_eq!(field(&s, "expiration-date")["attempt"], 2);
     pbx.key(UID, "1230");
     sse.until(T, |v| fv(v, "expiration-date", "status") == "valid");
     pbx.key(UID, "123");
