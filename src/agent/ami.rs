@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::agent::link::{self, lock};
 use crate::agent::state::Hub;
 use crate::agent::PbxControl;
 
@@ -144,10 +145,6 @@ pub struct Ami {
     hub: Arc<Hub>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Ami {
     /// Starts the connection thread (connects, logs in, reconnects forever until [`Ami::stop`]).
     pub fn start(cfg: AmiConfig, hub: Arc<Hub>) -> Arc<Ami> {
@@ -213,48 +210,21 @@ impl Ami {
             .ok_or_else(|| format!("cannot resolve {}", self.cfg.addr))
     }
 
-    fn sleep_unless_stopped(&self, d: Duration) {
-        let end = Instant::now() + d;
-        while !self.stop.load(Ordering::SeqCst) && Instant::now() < end {
-            thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
-        }
-    }
-
     fn run(self: Arc<Self>) {
-        let mut backoff = self.cfg.backoff_min;
         let mut ever_connected = false;
-        while !self.stop.load(Ordering::SeqCst) {
-            match self.session(&mut ever_connected) {
-                Ok(()) => {
-                    backoff = self.cfg.backoff_min;
-                    self.hub.set_pbx(|p| {
-                        p.connected = false;
-                        p.last_error = Some("the PBX closed the AMI connection".into());
-                    });
-                }
-                Err((logged_in, e)) => {
-                    if logged_in {
-                        backoff = self.cfg.backoff_min;
-                    }
-                    log::warn!("secure-pay-agent: AMI {}: {e}", self.cfg.addr);
-                    self.hub.set_pbx(|p| {
-                        p.connected = false;
-                        if !logged_in {
-                            p.attempts = p.attempts.saturating_add(1);
-                        }
-                        p.last_error = Some(e);
-                    });
-                }
-            }
-            *lock(&self.writer) = None;
-            // wake every waiter: their responses will never come
-            lock(&self.pending).clear();
-            if self.stop.load(Ordering::SeqCst) {
-                break;
-            }
-            self.sleep_unless_stopped(backoff);
-            backoff = (backoff * 2).min(self.cfg.backoff_max);
-        }
+        link::keep_connected(
+            &format!("AMI {}", self.cfg.addr),
+            &self.stop,
+            (self.cfg.backoff_min, self.cfg.backoff_max),
+            &self.hub,
+            "the PBX closed the AMI connection",
+            || self.session(&mut ever_connected),
+            || {
+                *lock(&self.writer) = None;
+                // wake every waiter: their responses will never come
+                lock(&self.pending).clear();
+            },
+        );
     }
 
     /// One connection: connect, log in, read until the connection ends. Err carries whether

@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::agent::ami::Message;
+use crate::agent::link::{self, lock};
 use crate::agent::sign::valid_call_id;
 use crate::agent::state::Hub;
 use crate::agent::PbxControl;
@@ -198,10 +199,6 @@ pub struct Esl {
     hub: Arc<Hub>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Esl {
     pub fn start(cfg: EslConfig, hub: Arc<Hub>) -> Arc<Esl> {
         let esl = Arc::new(Esl {
@@ -219,32 +216,19 @@ impl Esl {
     }
 
     fn run(self: Arc<Self>) {
-        let mut backoff = self.cfg.backoff_min;
         let mut ever = false;
-        while !self.stop.load(Ordering::SeqCst) {
-            let (logged_in, err) = match self.session(&mut ever) {
-                Ok(()) => (true, "FreeSWITCH closed the event socket".to_string()),
-                Err(e) => e,
-            };
-            if logged_in {
-                backoff = self.cfg.backoff_min;
-            }
-            log::warn!("secure-pay-agent: ESL {}: {err}", self.cfg.addr);
-            self.hub.set_pbx(|p| {
-                p.connected = false;
-                if !logged_in {
-                    p.attempts = p.attempts.saturating_add(1);
-                }
-                p.last_error = Some(err);
-            });
-            *lock(&self.writer) = None;
-            lock(&self.pending).clear();
-            let end = Instant::now() + backoff;
-            while !self.stop.load(Ordering::SeqCst) && Instant::now() < end {
-                thread::sleep(Duration::from_millis(50));
-            }
-            backoff = (backoff * 2).min(self.cfg.backoff_max);
-        }
+        link::keep_connected(
+            &format!("ESL {}", self.cfg.addr),
+            &self.stop,
+            (self.cfg.backoff_min, self.cfg.backoff_max),
+            &self.hub,
+            "FreeSWITCH closed the event socket",
+            || self.session(&mut ever),
+            || {
+                *lock(&self.writer) = None;
+                lock(&self.pending).clear();
+            },
+        );
     }
 
     fn session(self: &Arc<Self>, ever: &mut bool) -> Result<(), (bool, String)> {

@@ -16,6 +16,7 @@
 pub mod ami;
 pub mod esl;
 pub mod http;
+mod link;
 pub mod sign;
 pub mod state;
 
