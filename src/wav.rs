@@ -186,22 +186,28 @@ pub fn read_file(path: impl AsRef<Path>) -> Result<Wav, WavError> {
     parse(&bytes)
 }
 
-/// Encodes 16-bit mono PCM as a canonical 44-byte-header WAV.
-pub fn to_bytes(sample_rate: u32, samples: &[i16]) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut out = Vec::with_capacity(44 + samples.len() * 2);
+/// The canonical 44-byte WAV header for `data_len` bytes of data in any PCM layout (also used
+/// by the tests to build files the reader must refuse).
+pub fn header(format_tag: u16, channels: u16, rate: u32, bits: u16, data_len: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + data_len as usize);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data_len).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&FORMAT_PCM.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&sample_rate.to_le_bytes());
-    out.extend_from_slice(&(sample_rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(&format_tag.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * channels as u32 * bits as u32 / 8).to_le_bytes());
+    out.extend_from_slice(&(channels * bits / 8).to_le_bytes());
+    out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
+    out
+}
+
+/// Encodes 16-bit mono PCM as a canonical 44-byte-header WAV.
+pub fn to_bytes(sample_rate: u32, samples: &[i16]) -> Vec<u8> {
+    let mut out = header(FORMAT_PCM, 1, sample_rate, 16, (samples.len() * 2) as u32);
     for s in samples {
         out.extend_from_slice(&s.to_le_bytes());
     }
@@ -225,19 +231,7 @@ mod tests {
     use super::*;
 
     fn header(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(b"RIFF");
-        v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-        v.extend_from_slice(b"WAVEfmt ");
-        v.extend_from_slice(&16u32.to_le_bytes());
-        v.extend_from_slice(&tag.to_le_bytes());
-        v.extend_from_slice(&channels.to_le_bytes());
-        v.extend_from_slice(&rate.to_le_bytes());
-        v.extend_from_slice(&(rate * channels as u32 * bits as u32 / 8).to_le_bytes());
-        v.extend_from_slice(&(channels * bits / 8).to_le_bytes());
-        v.extend_from_slice(&bits.to_le_bytes());
-        v.extend_from_slice(b"data");
-        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        let mut v = super::header(tag, channels, rate, bits, data.len() as u32);
         v.extend_from_slice(data);
         v
     }

@@ -166,21 +166,9 @@ fn help_and_gen_with_noise() {
     );
 }
 
-/// Writes a WAV with an arbitrary header.
+/// A WAV with an arbitrary header.
 fn wav_bytes(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(b"RIFF");
-    v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    v.extend_from_slice(b"WAVEfmt ");
-    v.extend_from_slice(&16u32.to_le_bytes());
-    v.extend_from_slice(&tag.to_le_bytes());
-    v.extend_from_slice(&channels.to_le_bytes());
-    v.extend_from_slice(&rate.to_le_bytes());
-    v.extend_from_slice(&(rate * channels as u32 * bits as u32 / 8).to_le_bytes());
-    v.extend_from_slice(&(channels * bits / 8).to_le_bytes());
-    v.extend_from_slice(&bits.to_le_bytes());
-    v.extend_from_slice(b"data");
-    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let mut v = wav::header(tag, channels, rate, bits, data.len() as u32);
     v.extend_from_slice(data);
     v
 }

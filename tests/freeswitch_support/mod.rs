@@ -391,24 +391,6 @@ pub struct Esl {
     w: TcpStream,
 }
 
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn parse_headers(block: &str, decode: bool) -> HashMap<String, String> {
     block
         .lines()
@@ -416,7 +398,11 @@ fn parse_headers(block: &str, decode: bool) -> HashMap<String, String> {
         .map(|(k, v)| {
             (
                 k.to_string(),
-                if decode { url_decode(v) } else { v.to_string() },
+                if decode {
+                    secure_pay::agent::esl::url_decode(v)
+                } else {
+                    v.to_string()
+                },
             )
         })
         .collect()
