@@ -894,20 +894,8 @@ fn mac(a: &mut [i32x4; 4], w: i32, t: &PairTab) {
 /// Σ x² (16-bit units²) in floats: squares of sample pairs summed exactly in 32 bits
 /// (`pmaddwd`; −32768 counts as −32767 so a pair never reaches 2³¹), then accumulated in four
 /// float lanes. Zero exactly when every sample is zero.
-/// Sub-block lengths are fixed per rate: each gets its own unrolled copy.
 #[inline(always)]
 fn energy(x: &[i16]) -> f32 {
-    if let Ok(x) = <&[i16; 25]>::try_from(x) {
-        energy_of(x)
-    } else if let Ok(x) = <&[i16; 50]>::try_from(x) {
-        energy_of(x)
-    } else {
-        energy_of(x)
-    }
-}
-
-#[inline(always)]
-fn energy_of(x: &[i16]) -> f32 {
     let floor = i16x8::splat(-32767);
     let mut acc = f32x4::ZERO;
     let mut chunks = x.chunks_exact(8);
