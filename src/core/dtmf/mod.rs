@@ -164,7 +164,8 @@ impl Detector {
         self.process_hops(samples, sink, &mut |_| {});
     }
 
-    /// As `process`, also handing every analysis window to `on_hop` (the masker's hook).
+    /// As `process`, also handing the analysis windows to `on_hop` (the masker's hook; quiet
+    /// windows only as the last of a series, see `Analyzer::process`).
     pub(crate) fn process_hops<F: FnMut(&Hop)>(
         &mut self,
         samples: &[i16],
