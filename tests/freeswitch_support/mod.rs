@@ -81,6 +81,8 @@ pub struct Options {
     pub extra_dialplan: String,
     /// Use this secure_pay.conf.xml file (included as is) instead of the generated section.
     pub secure_pay_conf_file: Option<PathBuf>,
+    /// Run with the core database (no `-nosql`): fs_cli completion needs it.
+    pub sql: bool,
 }
 
 pub struct FreeSwitch {
@@ -286,7 +288,8 @@ impl FreeSwitch {
         let err = out.try_clone().expect("clone");
         let d = |s: &str| dir.join(s);
         let child = Command::new(prefix.join("bin/freeswitch"))
-            .args(["-nf", "-nonat", "-nosql"])
+            .args(["-nf", "-nonat"])
+            .args(if opts.sql { &[][..] } else { &["-nosql"][..] })
             .arg("-conf")
             .arg(d("conf"))
             .arg("-log")
