@@ -128,9 +128,7 @@ fn demo() {
     ));
 
     // 2. secure mode started by the agent desktop
-    say(&format!(
-        "=== Call 2: secure mode ON (agent desktop: api uuid_secure_pay <uuid> start)"
-    ));
+    say("=== Call 2: secure mode ON (agent desktop: api uuid_secure_pay <uuid> start)");
     let (c2a, c2) = originate_customer(&mut esl, "cust2");
     let (g2a, g2b) = agent_legs(&mut esl, &c2);
     std::thread::sleep(Duration::from_millis(400));
