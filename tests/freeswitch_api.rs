@@ -215,7 +215,7 @@ fn api_bad_input_lifecycle_apps_and_reload() {
     let text = text.replace(
         "<settings></settings>\n      <connectors>",
         "<settings><param name=\"fields\" value=\"payment-card-number,postal-code\"/>\
-         <param name=\"mode\" value=\"loud\"/></settings>\n      <connectors>",
+         </settings>\n      <connectors>",
     );
     assert!(
         text.contains("postal-code"),

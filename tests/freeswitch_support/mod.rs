@@ -81,6 +81,8 @@ pub struct Options {
     pub extra_dialplan: String,
     /// Use this secure_pay.conf.xml file (included as is) instead of the generated section.
     pub secure_pay_conf_file: Option<PathBuf>,
+    /// Run with the core database (no `-nosql`): fs_cli completion needs it.
+    pub sql: bool,
 }
 
 pub struct FreeSwitch {
@@ -286,7 +288,8 @@ impl FreeSwitch {
         let err = out.try_clone().expect("clone");
         let d = |s: &str| dir.join(s);
         let child = Command::new(prefix.join("bin/freeswitch"))
-            .args(["-nf", "-nonat", "-nosql"])
+            .args(["-nf", "-nonat"])
+            .args(if opts.sql { &[][..] } else { &["-nosql"][..] })
             .arg("-conf")
             .arg(d("conf"))
             .arg("-log")
@@ -653,18 +656,17 @@ pub struct NodeListener {
     out: PathBuf,
 }
 
-/// Installs `modesl` from npm into target/node (once).
+/// Installs `modesl` from npm with `npm ci` (the versions pinned in
+/// tests/freeswitch_support/package-lock.json) into tests/freeswitch_support/node_modules, once.
 pub fn node_modesl_dir() -> PathBuf {
-    let dir = profile_dir().parent().expect("target").join("node-esl");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support");
     if !dir.join("node_modules/modesl").is_dir() {
-        std::fs::create_dir_all(&dir).expect("mkdir node-esl");
         let st = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-            .arg(&dir)
-            .arg("modesl@1")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
             .status()
             .expect("npm (apt install npm)");
-        assert!(st.success(), "npm install modesl failed");
+        assert!(st.success(), "npm ci (modesl) failed in {}", dir.display());
     }
     dir
 }
@@ -715,6 +717,105 @@ impl NodeListener {
 }
 
 impl Drop for NodeListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An agent desktop on the npm `modesl` ESL client (tests/freeswitch_support/esl_agent.js):
+/// plain CUSTOM secure_pay::* events, `bgapi` commands written to its stdin.
+pub struct EslAgent {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: PathBuf,
+}
+
+impl EslAgent {
+    pub fn start(fs: &FreeSwitch) -> EslAgent {
+        let dir = node_modesl_dir();
+        let out = fs.dir.join(format!(
+            "esl-agent-{}.jsonl",
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let f = std::fs::File::create(&out).expect("create");
+        let mut child = Command::new("node")
+            .arg(dir.join("esl_agent.js"))
+            .arg(fs.esl_port.to_string())
+            .env("NODE_PATH", dir.join("node_modules"))
+            .stdin(Stdio::piped())
+            .stdout(f)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node");
+        let stdin = child.stdin.take().expect("stdin");
+        let a = EslAgent { child, stdin, out };
+        a.wait_for(Duration::from_secs(20), |v| v.get("ready").is_some())
+            .expect("modesl agent did not connect");
+        a
+    }
+
+    /// Everything it printed so far.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The events (header maps) received so far.
+    pub fn events(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.lines()
+            .into_iter()
+            .filter_map(|v| v.get("event").and_then(|e| e.as_object()).cloned())
+            .collect()
+    }
+
+    pub fn wait_for(
+        &self,
+        within: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = self.lines().into_iter().find(|v| pred(v)) {
+                return Some(v);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `bgapi <cmd>` and returns the job's body (from BACKGROUND_JOB).
+    pub fn bgapi(&mut self, cmd: &str) -> String {
+        let is_it = |v: &serde_json::Value| v.get("bgapi").and_then(|c| c.as_str()) == Some(cmd);
+        let before = self.lines().iter().filter(|v| is_it(v)).count();
+        writeln!(self.stdin, "{cmd}").expect("write to node");
+        self.stdin.flush().expect("flush");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let v = loop {
+            let got: Vec<_> = self.lines().into_iter().filter(|v| is_it(v)).collect();
+            if got.len() > before {
+                break got[before].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no BACKGROUND_JOB for bgapi {cmd}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            v["job"].as_str().is_some_and(|j| !j.is_empty()),
+            "BACKGROUND_JOB without Job-UUID: {v}"
+        );
+        v["body"].as_str().unwrap_or("").to_string()
+    }
+}
+
+impl Drop for EslAgent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

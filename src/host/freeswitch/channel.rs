@@ -247,6 +247,11 @@ impl Channel {
         }
     }
 
+    /// Masked status, without firing an event (`secure_pay_list`, `secure_pay_wait`).
+    pub fn snapshot(&self) -> crate::core::events::StatusSnapshot {
+        self.lock_state().session.status()
+    }
+
     /// Runs an agent command (`capture <field>`, `clear`, `restart`, `submit`, `cancel`,
     /// `status`) and returns the events it produced (already fired) for the API answer.
     ///

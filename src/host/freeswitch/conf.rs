@@ -1,5 +1,5 @@
-//! `autoload_configs/secure_pay.conf.xml` → [`Config`] (read at load; `reloadxml` then
-//! `reload mod_secure_pay` re-reads it):
+//! `autoload_configs/secure_pay.conf.xml` → [`Config`]: read at load and again after every
+//! `reloadxml` (the core's RELOADXML event; `reload mod_secure_pay` also re-reads it):
 //!
 //! ```xml
 //! <configuration name="secure_pay.conf" description="secure_pay">
@@ -16,10 +16,15 @@
 //! ```
 //!
 //! Every `<param>` is one `Config::set` pair (connector params go through
-//! `Config::set_connector`). A bad value is logged (naming the key) and skipped; the rest of the
-//! file still applies.
+//! `Config::set_connector`), then `Config::resolve` checks the keys against each other.
+//! All or nothing: a file with any bad key or a failed cross-key check is refused as a whole;
+//! the previous settings stay in force and every bad key is logged by name. A new setting
+//! applies to secure sessions started after it; a live session keeps the settings it started
+//! with (each session holds its own copy).
 
-use std::ffi::CStr;
+use std::ffi::{c_void, CStr};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
 
 use crate::core::config::Config;
 use crate::ffi::freeswitch as fs;
@@ -57,8 +62,9 @@ unsafe fn params(parent: fs::switch_xml_t, f: &mut dyn FnMut(&str, &str)) {
     }
 }
 
-/// Reads the configuration (defaults when the file is absent).
-pub fn load() -> Config {
+/// Reads and checks the configuration: `Ok` with the new settings (defaults when the file is
+/// absent), or `Err` with one message per bad key (each naming the key).
+pub fn read() -> Result<Config, Vec<String>> {
     let mut cfg = Config::default();
     let mut node: fs::switch_xml_t = std::ptr::null_mut();
     // SAFETY: literal file name; `node` is a local out-parameter; no params.
@@ -69,15 +75,14 @@ pub fn load() -> Config {
         log::warn!("secure_pay: secure_pay.conf not found; using defaults");
         return resolved(cfg);
     }
-    let mut errors = 0u32;
+    let mut errors = Vec::new();
     // SAFETY: `node` is the live <configuration> node of `xml`.
     let settings = unsafe { fs::switch_xml_child(node, c"settings".as_ptr()) };
     // SAFETY: live tree until switch_xml_free below.
     unsafe {
         params(settings, &mut |k, v| {
             if let Err(e) = cfg.set(k, v) {
-                errors += 1;
-                log::error!("secure_pay: {e}");
+                errors.push(e.to_string());
             }
         })
     };
@@ -93,8 +98,7 @@ pub fn load() -> Config {
             unsafe {
                 params(c, &mut |k, v| {
                     if let Err(e) = cfg.set_connector(&name, k, v) {
-                        errors += 1;
-                        log::error!("secure_pay: {e}");
+                        errors.push(e.to_string());
                     }
                 })
             };
@@ -104,15 +108,80 @@ pub fn load() -> Config {
     }
     // SAFETY: `xml` is the root returned by open_cfg; freed once, no node used after.
     unsafe { fs::switch_xml_free(xml) };
-    if errors > 0 {
-        log::error!("secure_pay: secure_pay.conf has {errors} bad setting(s); they were skipped");
+    if !errors.is_empty() {
+        return Err(errors);
     }
     resolved(cfg)
 }
 
-fn resolved(mut cfg: Config) -> Config {
-    if let Err(e) = cfg.resolve() {
-        log::error!("secure_pay: {e}");
+fn resolved(mut cfg: Config) -> Result<Config, Vec<String>> {
+    match cfg.resolve() {
+        Ok(()) => Ok(cfg),
+        Err(e) => Err(vec![e.to_string()]),
     }
-    cfg
+}
+
+/// (Re)reads secure_pay.conf and installs it for new secure sessions; a bad file changes
+/// nothing (the previous settings stay) and every bad key is logged. Returns whether the new
+/// file was applied.
+pub fn apply(why: &str) -> bool {
+    match read() {
+        Ok(cfg) => {
+            *super::CONFIG.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
+            log::info!("secure_pay: secure_pay.conf applied ({why}); new secure sessions use it");
+            true
+        }
+        Err(errors) => {
+            for e in &errors {
+                log::error!("secure_pay: {e}");
+            }
+            log::error!(
+                "secure_pay: secure_pay.conf refused ({why}): {} bad setting(s); the previous settings stay in force",
+                errors.len()
+            );
+            false
+        }
+    }
+}
+
+/// Our RELOADXML binding (NULL when not bound).
+static RELOAD_NODE: AtomicPtr<fs::switch_event_node_t> = AtomicPtr::new(std::ptr::null_mut());
+
+unsafe extern "C" fn on_reloadxml(_event: *mut fs::switch_event_t) {
+    crate::host::guard("reloadxml", (), || {
+        apply("reloadxml");
+    });
+}
+
+/// Re-reads the file after every `reloadxml` (bound to the core's RELOADXML event).
+pub fn watch() {
+    let mut node: *mut fs::switch_event_node_t = std::ptr::null_mut();
+    // SAFETY: 'static id literal, no subclass, 'static callback without user data; `node` is a
+    // local out-parameter, kept until `unwatch`.
+    let st = unsafe {
+        fs::switch_event_bind_removable(
+            c"mod_secure_pay".as_ptr(),
+            fs::SWITCH_EVENT_RELOADXML,
+            std::ptr::null(),
+            Some(on_reloadxml),
+            std::ptr::null_mut::<c_void>(),
+            &mut node,
+        )
+    };
+    if st == fs::SWITCH_STATUS_SUCCESS {
+        RELOAD_NODE.store(node, Ordering::Release);
+    } else {
+        log::warn!(
+            "secure_pay: could not bind RELOADXML; use reload mod_secure_pay after reloadxml"
+        );
+    }
+}
+
+/// Removes the RELOADXML binding (module shutdown: no callback into an unloaded module).
+pub fn unwatch() {
+    let mut node = RELOAD_NODE.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !node.is_null() {
+        // SAFETY: the node `watch` got from bind_removable, unbound once (swapped out above).
+        unsafe { fs::switch_event_unbind(&mut node) };
+    }
 }

@@ -2,10 +2,12 @@
 //! event carries the channel's standard headers (`switch_channel_event_set_data`) plus the core
 //! event's masked headers ([`Event::for_each_header`]).
 
-use crate::core::events::Event;
+use std::ffi::CStr;
+
+use crate::core::events::{Event, SubmitResult};
 use crate::ffi::freeswitch as fs;
 
-use super::util::cstring;
+use super::util::{self, cstring};
 
 /// Owner string for reserve/free (must be identical in both calls).
 const OWNER: &std::ffi::CStr = c"mod_secure_pay";
@@ -69,6 +71,8 @@ pub unsafe fn fire(session: *mut fs::switch_core_session_t, event: &Event) {
         return;
     }
     if !session.is_null() {
+        // SAFETY: live session per the contract.
+        unsafe { set_vars(util::channel_of(session), event) };
         // SAFETY: live session per the contract; `ev` is the event we just created.
         unsafe { fs::switch_channel_event_set_data(super::util::channel_of(session), ev) };
     }
@@ -113,4 +117,89 @@ pub unsafe fn fire_error(
             },
         )
     };
+}
+
+/// Channel variables the module sets (the dialplan branches on them after `secure_pay_wait`,
+/// and CDRs keep the outcome). Masked values and codes only, never a digit that was keyed.
+pub const VARIABLES: [&CStr; 9] = [
+    c"secure_pay_result",
+    c"secure_pay_stop_reason",
+    c"secure_pay_captured",
+    c"secure_pay_card_brand",
+    c"secure_pay_card_number",
+    c"secure_pay_expiration_date",
+    c"secure_pay_charge_id",
+    c"secure_pay_token_id",
+    c"secure_pay_error",
+];
+
+/// Updates the channel variables from an event before it is fired (so the event's
+/// `variable_*` headers already show them):
+/// - `secure_pay_result`: `active` (started), `complete` (every field valid), `submitting`,
+///   `success` / `failed` (the connector's answer), `cancelled`, `timeout` or `stopped` (ended
+///   before an outcome; `secure_pay_stop_reason` says why: agent, dialplan, timeout, hangup,
+///   error);
+/// - `secure_pay_card_brand`, `secure_pay_card_number` (masked per `pan_display`),
+///   `secure_pay_expiration_date` (only with `show_expiry`), `secure_pay_captured` (field list);
+/// - `secure_pay_charge_id` / `secure_pay_token_id` (the connector's ids), `secure_pay_error`
+///   (the last error code).
+///
+/// # Safety
+/// `ch` belongs to a live session.
+unsafe fn set_vars(ch: *mut fs::switch_channel_t, event: &Event) {
+    let set = |k: &CStr, v: Option<&str>| {
+        // SAFETY: live channel per the contract; FreeSWITCH copies the values.
+        unsafe { util::set_var(ch, k, v) }
+    };
+    match event {
+        Event::Start { .. } => {
+            for k in VARIABLES {
+                set(k, None);
+            }
+            set(c"secure_pay_result", Some("active"));
+        }
+        Event::Complete {
+            captured,
+            card_number,
+            brand,
+            expiration_date,
+        } => {
+            set(c"secure_pay_captured", Some(&captured.to_header()));
+            set(c"secure_pay_card_number", card_number.as_deref());
+            set(c"secure_pay_card_brand", brand.map(|b| b.name()));
+            set(c"secure_pay_expiration_date", expiration_date.as_deref());
+            set(c"secure_pay_result", Some("complete"));
+        }
+        Event::Submit { result, .. } => match result {
+            SubmitResult::Pending { .. } => set(c"secure_pay_result", Some("submitting")),
+            SubmitResult::Success {
+                charge_id,
+                token_id,
+            } => {
+                set(c"secure_pay_charge_id", charge_id.as_deref());
+                set(c"secure_pay_token_id", token_id.as_deref());
+                set(c"secure_pay_result", Some("success"));
+            }
+            SubmitResult::Error { code, .. } => {
+                set(c"secure_pay_error", Some(code));
+                set(c"secure_pay_result", Some("failed"));
+            }
+        },
+        Event::Cancel => set(c"secure_pay_result", Some("cancelled")),
+        Event::Stop { reason } => {
+            set(c"secure_pay_stop_reason", Some(reason.name()));
+            // SAFETY: live channel; copied at once.
+            let now = unsafe { util::get_var(ch, c"secure_pay_result") };
+            if matches!(now.as_deref(), None | Some("active" | "submitting")) {
+                let r = if *reason == crate::core::capture::StopReason::Timeout {
+                    "timeout"
+                } else {
+                    "stopped"
+                };
+                set(c"secure_pay_result", Some(r));
+            }
+        }
+        Event::Error { code, .. } => set(c"secure_pay_error", Some(code)),
+        Event::Capture { .. } | Event::Digit { .. } | Event::Field { .. } | Event::Status(_) => {}
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`mod_secure_pay_module_interface`]: the module table the loader looks up (built from the
 //!   bindgen type and the headers' `SWITCH_API_VERSION`);
-//! - load: logger, config (`secure_pay.conf`), event subclasses, connector, apps and API;
+//! - load: logger, config (`secure_pay.conf`, re-read at `reloadxml`), event subclasses,
+//!   connector, apps and APIs (with fs_cli completion);
 //! - runtime (FreeSWITCH's module thread): the dispatcher that feeds digits to capture
 //!   sessions, runs timers and fires events (never on the media thread);
 //! - shutdown: stop every secure channel, connector, subclasses.
@@ -91,8 +92,8 @@ unsafe extern "C" fn mod_load(
         unsafe { *module_interface = mi };
         SHUTTING_DOWN.store(false, Ordering::Release);
 
-        let cfg = conf::load();
-        *CONFIG.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
+        conf::apply("load");
+        conf::watch();
         events::reserve();
         *CONNECTOR.lock().unwrap_or_else(|p| p.into_inner()) = Some(Connector::start());
         // SAFETY: `module_interface` now points to the interface created above.
@@ -107,6 +108,8 @@ unsafe extern "C" fn mod_load(
 unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
     guard("module shutdown", fs::SWITCH_STATUS_SUCCESS, || {
         SHUTTING_DOWN.store(true, Ordering::Release);
+        conf::unwatch();
+        commands::unregister();
         channel::stop_all();
         events::free();
         let conn = CONNECTOR.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -1,0 +1,180 @@
+//! An agent desktop built on the ESL client FreeSWITCH users already use (npm `modesl`, pinned
+//! by tests/freeswitch_support/package-lock.json): it subscribes to every CUSTOM secure_pay::*
+//! subclass as plain events and drives `uuid_secure_pay` over `bgapi`. The headers it parses
+//! are checked against README "Events and headers" (each `SecurePay-*` header documented for
+//! its event, masked values, `Unique-ID` of the customer channel).
+//! Needs FreeSWITCH at $FREESWITCH_PREFIX (default /opt/freeswitch), else SKIPPED.
+#![cfg(feature = "freeswitch")]
+
+mod freeswitch_support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use freeswitch_support::*;
+
+const PAN: &str = "4111111111111111";
+const EXPIRY: &str = "1230";
+const CVV: &str = "123";
+
+/// README "Events and headers": event name -> the `SecurePay-*` headers documented for it.
+fn documented() -> HashMap<String, BTreeSet<String>> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("### Events and headers")
+        .nth(1)
+        .expect("README has 'Events and headers'");
+    let mut map = HashMap::new();
+    for line in section.lines().take_while(|l| !l.starts_with("### ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | `name` | when | headers |
+        if cells.len() != 5 {
+            continue;
+        }
+        let Some(name) = cells[1].strip_prefix('`').and_then(|c| c.strip_suffix('`')) else {
+            continue;
+        };
+        if name.starts_with("SecurePay-") {
+            continue; // the header-meaning table
+        }
+        let headers = cells[3]
+            .split('`')
+            .filter(|w| w.starts_with("SecurePay-"))
+            .map(str::to_string)
+            .collect();
+        map.insert(name.to_string(), headers);
+    }
+    map
+}
+
+/// The `SecurePay-*` headers of `ev` that README does not document for its event.
+fn undocumented(
+    doc: &HashMap<String, BTreeSet<String>>,
+    ev: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let name = ev["Event-Subclass"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("secure_pay::"))
+        .unwrap_or("?");
+    let Some(allowed) = doc.get(name) else {
+        return vec![format!("event {name} is not documented")];
+    };
+    ev.keys()
+        .filter(|k| k.starts_with("SecurePay-") && !allowed.contains(*k))
+        .map(|k| format!("{name}: {k}"))
+        .collect()
+}
+
+#[test]
+fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
+    let doc = documented();
+    assert_eq!(doc.len(), 10, "README event table not parsed: {doc:?}");
+    assert!(doc["digit"].contains("SecurePay-Masked"));
+    // Control: the check rejects a header README does not list.
+    let mut fake = serde_json::Map::new();
+    fake.insert("Event-Subclass".into(), "secure_pay::start".into());
+    fake.insert("SecurePay-Card-Number".into(), "4111".into());
+    assert_eq!(undocumented(&doc, &fake).len(), 1);
+
+    let Some(prefix) = prefix() else { return };
+    let fs = FreeSwitch::start(&prefix, &Options::default());
+    let mut agent = EslAgent::start(&fs);
+    let mut esl = fs.esl();
+    let (cust_a, cust) = originate_customer(&mut esl, "cust1");
+    std::thread::sleep(Duration::from_millis(400));
+
+    // Hostile input over bgapi: answered -ERR, no event.
+    let r = agent.bgapi(&format!("uuid_secure_pay {cust} frobnicate"));
+    assert!(r.starts_with("-ERR"), "{r}");
+    let r = agent.bgapi("uuid_secure_pay 00000000-0000-0000-0000-000000000000 start");
+    assert!(r.starts_with("-ERR no such channel"), "{r}");
+
+    let r = agent.bgapi(&format!("uuid_secure_pay {cust} start"));
+    assert_eq!(r.trim(), "+OK secure mode on");
+    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
+    for d in format!("{EXPIRY}{CVV}").chars() {
+        let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
+        assert!(r.starts_with("+OK"), "{r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let sub = |s: &'static str| {
+        move |v: &serde_json::Value| v["event"]["Event-Subclass"] == format!("secure_pay::{s}")
+    };
+    agent
+        .wait_for(Duration::from_secs(5), sub("complete"))
+        .expect("complete event over modesl");
+    let status = agent.bgapi(&format!("uuid_secure_pay {cust} status"));
+    assert!(status.starts_with("+OK active"), "{status}");
+    assert!(status.contains("SecurePay-State: complete"), "{status}");
+    let r = agent.bgapi(&format!("uuid_secure_pay {cust} stop"));
+    assert_eq!(r.trim(), "+OK secure mode off");
+    agent
+        .wait_for(Duration::from_secs(5), sub("stop"))
+        .expect("stop event over modesl");
+
+    let events = agent.events();
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["Event-Subclass"].as_str())
+        .collect();
+    for want in [
+        "start", "capture", "digit", "field", "complete", "status", "stop",
+    ] {
+        assert!(
+            names.contains(&format!("secure_pay::{want}").as_str()),
+            "modesl did not receive {want}: {names:?}"
+        );
+    }
+    let mut bad = Vec::new();
+    for e in &events {
+        assert_eq!(e["Event-Name"], "CUSTOM");
+        assert_eq!(e["Unique-ID"], cust.as_str(), "event of another channel");
+        bad.extend(undocumented(&doc, e));
+        for (k, v) in e {
+            let v = v.as_str().unwrap_or("");
+            assert!(!v.contains(PAN), "{k} carries the card number");
+        }
+    }
+    assert!(bad.is_empty(), "headers not documented in README: {bad:?}");
+
+    let get = |name: &str, h: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["Event-Subclass"] == format!("secure_pay::{name}"))
+            .filter_map(|e| e.get(h).and_then(|v| v.as_str()).map(str::to_string))
+            .collect()
+    };
+    // Values as documented, url-decoded by modesl's plain-event parser.
+    assert_eq!(
+        get("start", "SecurePay-Required"),
+        ["payment-card-number,expiration-date,security-code"]
+    );
+    assert_eq!(get("start", "SecurePay-Connector"), ["none"]);
+    let masked = get("digit", "SecurePay-Masked");
+    assert!(
+        masked.len() >= 16,
+        "one digit event per card key: {masked:?}"
+    );
+    assert!(
+        masked
+            .iter()
+            .all(|m| !m.is_empty() && m.chars().all(|c| c == '*')),
+        "digit events show only '*': {masked:?}"
+    );
+    assert_eq!(get("digit", "SecurePay-Partial")[0], "true");
+    assert!(get("field", "SecurePay-Partial")
+        .iter()
+        .all(|p| p == "false"));
+    assert_eq!(
+        get("complete", "SecurePay-Card-Number"),
+        ["************1111"]
+    );
+    assert_eq!(get("complete", "SecurePay-Card-Brand"), ["visa"]);
+    assert_eq!(get("status", "SecurePay-State"), ["complete"]);
+    assert_eq!(get("stop", "SecurePay-Reason"), ["agent"]);
+    // The channel variables ride along as variable_* headers (masked too).
+    let v: Vec<String> = get("complete", "variable_secure_pay_card_number");
+    assert_eq!(v, ["************1111"]);
+    let _ = esl.api(&format!("uuid_kill {cust_a}"));
+}
