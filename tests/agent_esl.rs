@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agent_support::{capture_config, http, wait_until, Sse, LINK_SECRET};
+use agent_support::{capture_config, wait_until, LINK_SECRET};
 use secure_pay::agent::esl::EslConfig;
 use secure_pay::agent::sign::Signer;
 use secure_pay::agent::{unix_now, Config, Service};
@@ -264,32 +264,10 @@ fn freeswitch_esl_drives_the_page_and_resyncs_after_restart() {
         "channel not learnt from show channels"
     );
     let link = signer.link(UUID, unix_now() + 600);
-    let exp: u64 = link
-        .split("exp=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut sse = Sse::open(svc.addr(), &link.replacen('?', "/events?", 1));
+    let sess = agent_support::open_session(svc.addr(), UUID, &link);
+    let mut sse = sess.events(svc.addr());
     assert_eq!(sse.next_snapshot()["call"]["channel"], NAME);
-    let post = |body: &str| {
-        let origin = format!("http://{}", svc.addr());
-        let tok = signer.csrf_token(UUID, exp);
-        http(
-            svc.addr(),
-            "POST",
-            &link.replacen('?', "/action?", 1),
-            &[
-                ("Origin", &origin),
-                ("X-SecurePay-Token", &tok),
-                ("Content-Type", "application/json"),
-            ],
-            body,
-        )
-    };
+    let post = |body: &str| sess.command(svc.addr(), body);
     let r = post(r#"{"command":"start"}"#);
     assert_eq!(r.status, 200, "{}", r.body);
     sse.until(T, |v| fv(v, "payment-card-number", "status") == "capturing");

@@ -411,6 +411,19 @@ impl FakePbx {
         broadcast(&mut g, &text);
     }
 
+    /// Publishes a raw event for a channel that may be gone (e.g. an outcome after hangup).
+    pub fn emit_as(&self, name: &str, uid: &str, event: &str, headers: &[(&str, &str)]) {
+        let mut g = self.st.lock().unwrap();
+        let c = Chan {
+            name: name.into(),
+            uid: uid.into(),
+            linked: uid.into(),
+            session: None,
+        };
+        let text = wire(event, &c, None, headers);
+        broadcast(&mut g, &text);
+    }
+
     pub fn set_outcome(&self, o: PaymentOutcome) {
         self.st.lock().unwrap().outcome = o;
     }
@@ -523,6 +536,85 @@ fn parse_response(text: &str) -> HttpResponse {
     }
 }
 
+/// A page session as a browser holds it: the signed link exchanged (once) for the session
+/// cookie, and the page's CSRF token.
+pub struct PageSession {
+    pub uid: String,
+    /// `sp_session=<value>` for a `Cookie` header.
+    pub cookie: String,
+    /// The `Set-Cookie` header of the exchange.
+    pub set_cookie: String,
+    pub token: String,
+}
+
+/// Opens the signed `link` (path + query) like a browser: the exchange, then the token-free
+/// page with the cookie. Panics unless both answer 200.
+pub fn open_session(addr: std::net::SocketAddr, uid: &str, link: &str) -> PageSession {
+    let r = http(addr, "GET", link, &[], "");
+    assert_eq!(r.status, 200, "link exchange: {}", r.body);
+    let set_cookie = r
+        .header("Set-Cookie")
+        .unwrap_or_else(|| panic!("no Set-Cookie: {:?}", r.headers))
+        .to_string();
+    let cookie = set_cookie.split(';').next().unwrap().trim().to_string();
+    assert!(cookie.starts_with("sp_session="), "{set_cookie}");
+    assert!(
+        r.body.contains(&format!("data-next=\"/call/{uid}\"")),
+        "{}",
+        r.body
+    );
+    let page = http(
+        addr,
+        "GET",
+        &format!("/call/{uid}"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(page.status, 200, "page: {}", page.body);
+    let token = page
+        .body
+        .split("data-token=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("token in page")
+        .to_string();
+    PageSession {
+        uid: uid.to_string(),
+        cookie,
+        set_cookie,
+        token,
+    }
+}
+
+impl PageSession {
+    /// The live-update stream of this page.
+    pub fn events(&self, addr: std::net::SocketAddr) -> Sse {
+        Sse::open_with(
+            addr,
+            &format!("/call/{}/events", self.uid),
+            &[("Cookie", &self.cookie)],
+        )
+    }
+
+    /// POSTs a command like the page does (same origin, token, cookie).
+    pub fn command(&self, addr: std::net::SocketAddr, body: &str) -> HttpResponse {
+        let origin = format!("http://{addr}");
+        http(
+            addr,
+            "POST",
+            &format!("/call/{}/action", self.uid),
+            &[
+                ("Origin", &origin),
+                ("Cookie", &self.cookie),
+                ("X-SecurePay-Token", &self.token),
+                ("Content-Type", "application/json"),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+            body,
+        )
+    }
+}
+
 /// An open SSE stream: read snapshots one by one.
 pub struct Sse {
     r: BufReader<TcpStream>,
@@ -531,13 +623,19 @@ pub struct Sse {
 
 impl Sse {
     pub fn open(addr: std::net::SocketAddr, path: &str) -> Sse {
+        Self::open_with(addr, path, &[])
+    }
+
+    pub fn open_with(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
+        let mut req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
         let mut r = BufReader::new(s);
         let mut line = String::new();
         r.read_line(&mut line).unwrap();
@@ -554,6 +652,25 @@ impl Sse {
             }
         }
         Sse { r, status }
+    }
+
+    /// The next named event (`snapshot`, `ended`, `expired`) and its data; None at the end.
+    pub fn next_event(&mut self) -> Option<(String, String)> {
+        let mut event = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.r.read_line(&mut line).ok()?;
+            if n == 0 {
+                return None;
+            }
+            let l = line.trim_end();
+            if let Some(e) = l.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(d) = l.strip_prefix("data: ") {
+                return Some((std::mem::take(&mut event), d.to_string()));
+            }
+        }
     }
 
     /// The next `snapshot` event's JSON.
