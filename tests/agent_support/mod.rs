@@ -46,6 +46,8 @@ struct State {
     outcome: PaymentOutcome,
     clock_ms: u64,
     logins: u32,
+    /// The PBX host vanished: nothing is answered or sent, the sockets stay open.
+    frozen: bool,
 }
 
 /// The fake PBX.
@@ -80,6 +82,9 @@ fn ami_name(ev: &Event) -> String {
 }
 
 fn broadcast(st: &mut State, text: &str) {
+    if st.frozen {
+        return;
+    }
     st.clients
         .retain_mut(|c| c.write_all(text.as_bytes()).is_ok());
 }
@@ -226,6 +231,9 @@ fn serve_client(st: Arc<Mutex<State>>, stop: Arc<AtomicBool>, stream: TcpStream)
         };
         let mut g = st.lock().unwrap();
         g.actions.push(m.clone());
+        if g.frozen {
+            continue;
+        }
         let id = m.get("ActionID").unwrap_or("").to_string();
         if !logged_in {
             if m.get("Action")
@@ -270,6 +278,7 @@ impl FakePbx {
                 },
                 clock_ms: unix_ms(),
                 logins: 0,
+                frozen: false,
             })),
         )
     }
@@ -422,6 +431,12 @@ impl FakePbx {
         };
         let text = wire(event, &c, None, headers);
         broadcast(&mut g, &text);
+    }
+
+    /// Stops (or resumes) answering anything, keeping every socket open: a half-open
+    /// connection as the service sees it when the PBX host vanished.
+    pub fn freeze(&self, on: bool) {
+        self.st.lock().unwrap().frozen = on;
     }
 
     pub fn set_outcome(&self, o: PaymentOutcome) {
@@ -815,4 +830,78 @@ pub fn run_page_test(env: &[(&str, &str)], mut step: impl FnMut(&str)) {
         passed && status.success(),
         "page test failed ({status}):\n{transcript}"
     );
+}
+
+// ---------------------------------------------------------------- many clients
+
+/// Connects to `dst` from the loopback address `src` (127.x.y.z: each is a different client
+/// to the service's per-client cap).
+pub fn connect_from(
+    src: std::net::Ipv4Addr,
+    dst: std::net::SocketAddr,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(dst) = dst else {
+        panic!("IPv4 only")
+    };
+    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket we own; the TcpStream closes it on drop.
+    let s = unsafe { TcpStream::from_raw_fd(fd) };
+    let local = sa(src, 0);
+    let remote = sa(*dst.ip(), dst.port());
+    // SAFETY: `local` is a valid sockaddr_in of `len` bytes that outlives the call.
+    if unsafe { libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `remote` is a valid sockaddr_in of `len` bytes that outlives the call.
+    if unsafe { libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(s)
+}
+
+/// Raises this process's soft limit of open files to `want` (at most the hard limit); returns
+/// the soft limit now.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 0;
+    }
+    if r.rlim_cur < want {
+        let new = libc::rlimit {
+            rlim_cur: want.min(r.rlim_max),
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: `new` is a valid rlimit; only the soft limit changes, within the hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            r.rlim_cur = new.rlim_cur;
+        }
+    }
+    r.rlim_cur
+}
+
+/// Sends one raw request on `s` and reads the whole response (or what came before `timeout`).
+pub fn raw_request(mut s: TcpStream, req: &str, timeout: Duration) -> HttpResponse {
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let _ = s.write_all(req.as_bytes());
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&String::from_utf8_lossy(&raw))
 }
