@@ -373,6 +373,10 @@ impl Esl {
                 Ok(Some(f)) => match f.get("Content-Type").unwrap_or("") {
                     "text/event-plain" => {
                         if let Some(m) = event_message(&f.body) {
+                            log::trace!(
+                                "secure-pay-agent: ESL event {}",
+                                m.get("Event").unwrap_or("?")
+                            );
                             self.hub.apply_event(&m);
                         }
                     }

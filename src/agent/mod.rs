@@ -518,7 +518,7 @@ fn handle(ctx: &Ctx, stream: TcpStream, slot: Slot) {
         }
         ("GET", ["", "call", id]) => page(ctx, id, &req),
         ("GET", ["", "call", id, "events"]) => {
-            log::debug!("secure-pay-agent: GET /call/{id}/events");
+            log::debug!("secure-pay-agent: GET {} (stream)", route_label(&segs));
             events(ctx, id, &req, stream, slot);
             return;
         }
@@ -536,15 +536,32 @@ fn handle(ctx: &Ctx, stream: TcpStream, slot: Slot) {
             "Open the payment page through the signed link from your agent desktop.",
         ),
     };
-    // the path only: the query may hold a link signature
+    // the route only: never the query (it may hold a link signature) nor unknown paths
     log::debug!(
         "secure-pay-agent: {} {} -> {}",
-        req.method,
-        req.path.chars().take(200).collect::<String>(),
+        if matches!(req.method.as_str(), "GET" | "POST" | "HEAD") {
+            req.method.as_str()
+        } else {
+            "(other method)"
+        },
+        route_label(&segs),
         resp.status
     );
     let _ = resp.write_to(&stream);
     drop(slot);
+}
+
+/// The request's route for the log: a known route with its (valid) call id, or a placeholder.
+fn route_label(segs: &[&str]) -> String {
+    match segs {
+        ["", "call", id] if valid_call_id(id) => format!("/call/{id}"),
+        ["", "call", id, tail @ ("events" | "action")] if valid_call_id(id) => {
+            format!("/call/{id}/{tail}")
+        }
+        ["", "static", f @ ("page.js" | "page.css" | "enter.js")] => format!("/static/{f}"),
+        ["", "healthz"] | ["", "favicon.ico"] => segs.join("/"),
+        _ => "(other path)".into(),
+    }
 }
 
 /// Checks the link of a request for call `id`: Ok(expiry) or the refusal page.
