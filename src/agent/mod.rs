@@ -27,6 +27,7 @@
 
 pub mod ami;
 pub mod esl;
+pub mod fuzzing;
 pub mod http;
 pub mod limits;
 mod link;
