@@ -5,9 +5,11 @@
 //! Anyone holding the link can watch and drive that one call until `exp`; nobody can forge a
 //! link for another call or extend its lifetime without the secret.
 //!
-//! The CSRF token of a page is `HMAC-SHA256(secret, "secure-pay-agent/v1/csrf\0" || call-id ||
-//! "\0" || exp)`: embedded in the page, sent back in the `X-SecurePay-Token` header of every
-//! POST. Comparisons are constant-time (`Mac::verify_slice`).
+//! The service exchanges a link once for a session (the `sp_session` cookie, [`Signer::session`]):
+//! `<exp>.<nonce>.<HMAC(secret, "secure-pay-agent/v1/session\0" || call-id || "\0" || exp "."
+//! nonce)>`. The CSRF token of a page is `HMAC-SHA256(secret, "secure-pay-agent/v1/csrf\0" ||
+//! call-id || "\0" || session)`: embedded in the page, sent back in the `X-SecurePay-Token`
+//! header of every POST. Comparisons are constant-time (`Mac::verify_slice`).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
