@@ -43,6 +43,7 @@ impl Limits {
 
     /// Takes a slot for a connection from `ip`, or says which cap refuses it.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refused> {
+        let ip = client_key(ip);
         let mut g = lock(&self.per_client);
         if self.total.load(Ordering::SeqCst) >= self.max_total {
             return Err(Refused::Full);
@@ -66,7 +67,26 @@ impl Limits {
 
     /// Open connections from `ip` now.
     pub fn open_from(&self, ip: IpAddr) -> usize {
-        lock(&self.per_client).get(&ip).copied().unwrap_or(0)
+        lock(&self.per_client)
+            .get(&client_key(ip))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// What counts as one client: an IPv4 address (also IPv4-mapped IPv6), or an IPv6 /64 (one
+/// host usually holds a whole /64, so per-address caps would not bind it).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(o))
+            }
+        },
     }
 }
 
@@ -101,5 +121,20 @@ mod tests {
         drop(s1);
         assert_eq!((l.open(), l.open_from(a)), (2, 1));
         let _s4 = l.acquire(a).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client() {
+        let l = Limits::new(10, 2);
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let z: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _a = l.acquire(x).unwrap();
+        let _b = l.acquire(y).unwrap();
+        assert_eq!(l.acquire(x).err(), Some(Refused::Client));
+        assert!(l.acquire(z).is_ok());
+        let m: IpAddr = "::ffff:127.0.0.9".parse().unwrap();
+        let _c = l.acquire(m).unwrap();
+        assert_eq!(l.open_from("127.0.0.9".parse().unwrap()), 1);
     }
 }
