@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agent_support::{capture_config, http, wait_until, Sse, LINK_SECRET};
+use agent_support::{capture_config, wait_until, LINK_SECRET};
 use secure_pay::agent::esl::EslConfig;
 use secure_pay::agent::sign::Signer;
 use secure_pay::agent::{unix_now, Config, Service};
@@ -44,6 +44,32 @@ struct St {
     clients: Vec<TcpStream>,
     commands: Vec<String>,
     clock: u64,
+    /// Other channels on this "PBX" (listed by `show channels as json`).
+    extra_channels: usize,
+    /// Stop answering (the PBX host vanished; the socket stays open).
+    frozen: bool,
+}
+
+fn new_st() -> Arc<Mutex<St>> {
+    Arc::new(Mutex::new(St {
+        session: None,
+        clients: Vec::new(),
+        commands: Vec::new(),
+        clock: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+        extra_channels: 0,
+        frozen: false,
+    }))
+}
+
+/// One `show channels as json` row with the columns FreeSWITCH 1.10 lists (~1.5 KiB).
+fn channel_row(uuid: &str, name: &str) -> String {
+    format!(
+        r#"{{"uuid":"{uuid}","direction":"inbound","created":"2026-12-06 05:00:00","created_epoch":"1796533200","name":"{name}","state":"CS_EXECUTE","cid_name":"Customer","cid_num":"1000","ip_addr":"127.0.0.1","dest":"9196","application":"park","application_data":"","dialplan":"XML","context":"default","read_codec":"PCMU","read_rate":"8000","read_bit_rate":"64000","write_codec":"PCMU","write_rate":"8000","write_bit_rate":"64000","secure":"","hostname":"pbx-load-test-host.example.com","presence_id":"1000@127.0.0.1","presence_data":"","accountcode":"","callstate":"ACTIVE","callee_name":"Outbound Call","callee_num":"9196","callee_direction":"","call_uuid":"{uuid}","sent_callee_name":"","sent_callee_num":"","initial_cid_name":"Customer","initial_cid_num":"1000","initial_ip_addr":"127.0.0.1","initial_dest":"9196","initial_dialplan":"XML","initial_context":"default","padding":"{pad}"}}"#,
+        pad = "x".repeat(600)
+    )
 }
 
 fn event_frame(name: &str, ev: Option<&Event>) -> String {
@@ -81,9 +107,21 @@ fn publish(st: &mut St, evs: &[Event]) {
 
 fn api(st: &mut St, cmd: &str) -> String {
     if cmd == "show channels as json" {
+        let mut rows = vec![channel_row(UUID, NAME)];
+        for i in 0..st.extra_channels {
+            rows.push(channel_row(
+                &format!("00000000-0000-4000-8000-{i:012}"),
+                &format!("sofia/internal/{i}@127.0.0.1"),
+            ));
+        }
         return format!(
-            r#"{{"row_count":1,"rows":[{{"uuid":"{UUID}","name":"{NAME}","call_uuid":"{UUID}"}}]}}"#
+            r#"{{"row_count":{},"rows":[{}]}}"#,
+            rows.len(),
+            rows.join(",")
         );
+    }
+    if cmd == "status" {
+        return "UP 0 years, 0 days, 0 hours, 1 minute\nFreeSWITCH (fake) is ready\n".into();
     }
     let Some(rest) = cmd.strip_prefix(&format!("uuid_secure_pay {UUID} ")) else {
         return "-ERR no such channel\n".into();
@@ -201,6 +239,9 @@ fn serve(st: Arc<Mutex<St>>, s: TcpStream) {
         }
         let mut g = st.lock().unwrap();
         g.commands.push(cmd.clone());
+        if g.frozen {
+            continue; // the host vanished: nothing comes back
+        }
         let reply = |t: &str| format!("Content-Type: command/reply\nReply-Text: {t}\n\n");
         if !authed {
             if cmd == format!("auth {PASSWORD}") {
@@ -238,15 +279,7 @@ fn fv(v: &Value, name: &str, key: &str) -> Value {
 
 #[test]
 fn freeswitch_esl_drives_the_page_and_resyncs_after_restart() {
-    let st = Arc::new(Mutex::new(St {
-        session: None,
-        clients: Vec::new(),
-        commands: Vec::new(),
-        clock: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    }));
+    let st = new_st();
     let fake = FakeEsl::start(0, st.clone());
     let signer = Signer::new(LINK_SECRET).unwrap();
     let mut esl = EslConfig::new(&format!("127.0.0.1:{}", fake.port), PASSWORD);
@@ -264,32 +297,10 @@ fn freeswitch_esl_drives_the_page_and_resyncs_after_restart() {
         "channel not learnt from show channels"
     );
     let link = signer.link(UUID, unix_now() + 600);
-    let exp: u64 = link
-        .split("exp=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut sse = Sse::open(svc.addr(), &link.replacen('?', "/events?", 1));
+    let sess = agent_support::open_session(svc.addr(), UUID, &link);
+    let mut sse = sess.events(svc.addr());
     assert_eq!(sse.next_snapshot()["call"]["channel"], NAME);
-    let post = |body: &str| {
-        let origin = format!("http://{}", svc.addr());
-        let tok = signer.csrf_token(UUID, exp);
-        http(
-            svc.addr(),
-            "POST",
-            &link.replacen('?', "/action?", 1),
-            &[
-                ("Origin", &origin),
-                ("X-SecurePay-Token", &tok),
-                ("Content-Type", "application/json"),
-            ],
-            body,
-        )
-    };
+    let post = |body: &str| sess.command(svc.addr(), body);
     let r = post(r#"{"command":"start"}"#);
     assert_eq!(r.status, 200, "{}", r.body);
     sse.until(T, |v| fv(v, "payment-card-number", "status") == "capturing");
@@ -349,4 +360,106 @@ fn freeswitch_esl_drives_the_page_and_resyncs_after_restart() {
         "last outcome kept"
     );
     _fake2.shutdown();
+}
+
+fn esl_service(fake: &FakeEsl, keepalive: Duration) -> Service {
+    let mut esl = EslConfig::new(&format!("127.0.0.1:{}", fake.port), PASSWORD);
+    esl.backoff_min = Duration::from_millis(100);
+    esl.backoff_max = Duration::from_millis(300);
+    esl.keepalive = keepalive;
+    esl.keepalive_timeout = keepalive;
+    let mut cfg = Config::new(
+        secure_pay::agent::ami::AmiConfig::new("127.0.0.1:1", "", ""),
+        Signer::new(LINK_SECRET).unwrap(),
+    );
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.esl = Some(esl);
+    Service::start(cfg).unwrap()
+}
+
+#[test]
+fn a_channel_list_far_over_one_mebibyte_resyncs() {
+    // ~2,000 channels: the answer is about 3 MiB, where the old 1 MiB cap broke every resync
+    let st = new_st();
+    st.lock().unwrap().extra_channels = 2000;
+    let body = api(&mut st.lock().unwrap(), "show channels as json");
+    assert!(body.len() > 2 * 1024 * 1024, "{} bytes", body.len());
+    assert!(secure_pay::agent::esl::channel_rows(&body).unwrap().len() == 2001);
+    let fake = FakeEsl::start(0, st.clone());
+    let svc = esl_service(&fake, Duration::from_secs(4));
+    assert!(
+        wait_until(T, || svc.hub().knows(UUID)
+            && svc.hub().knows("00000000-0000-4000-8000-000000001999")),
+        "channels not learnt: {:?}",
+        svc.hub().pbx()
+    );
+    assert!(svc.hub().knows("00000000-0000-4000-8000-000000000000"));
+    assert!(svc.hub().pbx().connected);
+    // and every live call got its status asked (not only the first 512)
+    assert!(wait_until(T, || st.lock().unwrap().commands.iter().any(
+        |c| c == "api uuid_secure_pay 00000000-0000-4000-8000-000000001999 status"
+    )));
+    fake.shutdown();
+}
+
+#[test]
+fn hostile_esl_bodies_are_refused_without_allocating_them() {
+    use secure_pay::agent::esl::{read_frame, MAX_API_BODY, MAX_EVENT_BODY};
+    let read = |raw: String| read_frame(&mut std::io::Cursor::new(raw.into_bytes()));
+    // announced over the caps: refused before reading
+    let r = read(format!(
+        "Content-Type: api/response\nContent-Length: {}\n\n",
+        MAX_API_BODY + 1
+    ));
+    assert!(r.unwrap_err().to_string().contains("over the limit"));
+    let r = read(format!(
+        "Content-Type: text/event-plain\nContent-Length: {}\n\n",
+        MAX_EVENT_BODY + 1
+    ));
+    assert!(r.is_err());
+    // announced within the cap but never sent: an error, not a 60 MiB buffer of zeros
+    let r = read("Content-Type: api/response\nContent-Length: 60000000\n\nshort".into());
+    assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    assert!(read("Content-Length: -1\n\n".into()).is_err());
+    // control: a 2 MiB api body within the cap is read whole
+    let big = "y".repeat(2 * 1024 * 1024);
+    let f = read(format!(
+        "Content-Type: api/response\nContent-Length: {}\n\n{big}",
+        big.len()
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(f.body.len(), big.len());
+}
+
+#[test]
+fn a_silent_event_socket_is_declared_dead_within_seconds() {
+    let st = new_st();
+    let fake = FakeEsl::start(0, st.clone());
+    let svc = esl_service(&fake, Duration::from_secs(1));
+    assert!(wait_until(T, || svc.hub().pbx().connected));
+    // control: idle but answering, it stays up (keepalives are sent and answered)
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(svc.hub().pbx().connected, "{:?}", svc.hub().pbx());
+    assert!(st
+        .lock()
+        .unwrap()
+        .commands
+        .iter()
+        .any(|c| c == "api status"));
+    // the host vanishes: no FIN, no RST, just silence
+    st.lock().unwrap().frozen = true;
+    let t0 = std::time::Instant::now();
+    assert!(wait_until(T, || !svc.hub().pbx().connected));
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
+    let p = svc.hub().pbx();
+    assert!(
+        p.last_error.as_deref().unwrap_or("").contains("half-open"),
+        "{p:?}"
+    );
+    eprintln!("ESL half-open connection noticed after {took:?}");
+    st.lock().unwrap().frozen = false;
+    assert!(wait_until(T, || svc.hub().pbx().connected), "no reconnect");
+    fake.shutdown();
 }

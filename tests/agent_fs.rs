@@ -22,7 +22,7 @@ mod freeswitch_support;
 
 use std::time::Duration;
 
-use agent_support::{http, wait_until, Sse, LINK_SECRET};
+use agent_support::{http, wait_until, LINK_SECRET};
 use freeswitch_support::{agent_legs, originate_customer, play_tones, prefix, FreeSwitch, Options};
 use secure_pay::agent::ami::AmiConfig;
 use secure_pay::agent::esl::EslConfig;
@@ -81,8 +81,7 @@ fn agent_service_on_real_freeswitch_esl() {
     // The call existed before the service connected and this instance cannot list channels
     // (core SQL off): opening the page probes FreeSWITCH for it.
     let link = signer.link(&cust_b, unix_now() + 600);
-    let page = http(svc.addr(), "GET", &link, &[], "");
-    assert_eq!(page.status, 200, "{}", page.body);
+    let sess = agent_support::open_session(svc.addr(), &cust_b, &link);
     let unknown = http(
         svc.addr(),
         "GET",
@@ -91,33 +90,10 @@ fn agent_service_on_real_freeswitch_esl() {
         "",
     );
     assert_eq!(unknown.status, 404, "{}", unknown.body);
-    let exp: u64 = link
-        .split("exp=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut sse = Sse::open(svc.addr(), &link.replacen('?', "/events?", 1));
+    let mut sse = sess.events(svc.addr());
     let s = sse.next_snapshot();
     assert_eq!(s["call"]["mode"], "off");
-    let post = |body: &str| {
-        let origin = format!("http://{}", svc.addr());
-        let tok = signer.csrf_token(&cust_b, exp);
-        http(
-            svc.addr(),
-            "POST",
-            &link.replacen('?', "/action?", 1),
-            &[
-                ("Origin", &origin),
-                ("X-SecurePay-Token", &tok),
-                ("Content-Type", "application/json"),
-            ],
-            body,
-        )
-    };
+    let post = |body: &str| sess.command(svc.addr(), body);
     let r = post(r#"{"command":"start"}"#);
     assert_eq!(r.status, 200, "{}", r.body);
     sse.until(T, |v| fv(v, "payment-card-number", "status") == "capturing");

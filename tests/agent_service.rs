@@ -7,7 +7,9 @@ mod agent_support;
 
 use std::time::Duration;
 
-use agent_support::{http, FakePbx, Sse, AMI_SECRET, AMI_USER, LINK_SECRET};
+use agent_support::{
+    http, open_session, FakePbx, PageSession, Sse, AMI_SECRET, AMI_USER, LINK_SECRET,
+};
 use secure_pay::agent::ami::AmiConfig;
 use secure_pay::agent::sign::Signer;
 use secure_pay::agent::{unix_now, Config, Service};
@@ -34,48 +36,26 @@ fn signer() -> Signer {
     Signer::new(LINK_SECRET).unwrap()
 }
 
+/// A fresh signed link (each is good for one exchange: the expiry differs per call).
 fn link(uid: &str) -> String {
-    signer().link(uid, unix_now() + 600)
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    signer().link(uid, unix_now() + 600 + n)
 }
 
-fn events_path(uid: &str) -> String {
-    link(uid).replacen(&format!("/call/{uid}?"), &format!("/call/{uid}/events?"), 1)
+/// A page session for `uid` (link exchanged for the cookie, page loaded).
+fn session(svc: &Service, uid: &str) -> PageSession {
+    open_session(svc.addr(), uid, &link(uid))
 }
 
-fn action_path(uid: &str) -> String {
-    link(uid).replacen(&format!("/call/{uid}?"), &format!("/call/{uid}/action?"), 1)
+/// A new page's live-update stream.
+fn open_sse(svc: &Service, uid: &str) -> Sse {
+    session(svc, uid).events(svc.addr())
 }
 
-fn token(uid: &str, path: &str) -> String {
-    let exp: u64 = path
-        .split("exp=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    signer().csrf_token(uid, exp)
-}
-
-/// POSTs a command like the page does (same origin, token).
+/// POSTs a command like the page does (same origin, token, cookie).
 fn command(svc: &Service, uid: &str, body: &str) -> (u16, String) {
-    let p = action_path(uid);
-    let origin = format!("http://{}", svc.addr());
-    let tok = token(uid, &p);
-    let r = http(
-        svc.addr(),
-        "POST",
-        &p,
-        &[
-            ("Origin", &origin),
-            ("X-SecurePay-Token", &tok),
-            ("Content-Type", "application/json"),
-            ("Sec-Fetch-Site", "same-origin"),
-        ],
-        body,
-    );
+    let r = session(svc, uid).command(svc.addr(), body);
     (r.status, r.body)
 }
 
@@ -119,7 +99,7 @@ fn tracks_a_payment_from_start_to_success_with_masked_data_only() {
     // the channel is known from CoreShowChannels after login
     assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
 
-    let mut sse = Sse::open(svc.addr(), &events_path(UID));
+    let mut sse = open_sse(&svc, UID);
     assert_eq!(sse.status, 200);
     let s = sse.next_snapshot();
     assert_eq!(s["call"]["mode"], "off");
@@ -218,7 +198,7 @@ fn reenter_restart_refusals_declines_and_timeouts_reach_the_page() {
     let svc = service(&pbx);
     connected(&pbx, &svc);
     assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
-    let mut sse = Sse::open(svc.addr(), &events_path(UID));
+    let mut sse = open_sse(&svc, UID);
     sse.next_snapshot();
     assert_eq!(command(&svc, UID, r#"{"command":"start"}"#).0, 200);
     // a wrong card number (Luhn) shows the invalid reason
@@ -291,10 +271,14 @@ fn reenter_restart_refusals_declines_and_timeouts_reach_the_page() {
     let s = sse.until(T, |v| v["call"]["mode"] == "off");
     assert_eq!(s["call"]["stop_reason"], "cancelled");
     assert!(s["call"]["fields"].as_array().unwrap().is_empty());
-    // hangup: the page says the call ended; commands are refused
+    // hangup: the page says the call ended; commands are refused (the session has ended)
+    let page = session(&svc, UID);
     pbx.hangup(UID);
     sse.until(T, |v| v["call"]["ended"] == true);
-    assert_eq!(command(&svc, UID, r#"{"command":"start"}"#).0, 409);
+    assert_eq!(
+        page.command(svc.addr(), r#"{"command":"start"}"#).status,
+        410
+    );
 }
 
 #[test]
@@ -307,7 +291,7 @@ fn signed_links_are_required_and_checked() {
     let a = svc.addr();
     let s = signer();
 
-    // valid
+    // valid: the exchange page (cookie set, no data), same security headers
     let ok = http(a, "GET", &link(UID), &[], "");
     assert_eq!(ok.status, 200, "{}", ok.body);
     let csp = ok.header("Content-Security-Policy").unwrap();
@@ -320,12 +304,16 @@ fn signed_links_are_required_and_checked() {
         "{csp}"
     );
     assert_eq!(ok.header("Referrer-Policy"), Some("no-referrer"));
-    assert!(ok.body.contains("data-token=\""));
+    assert!(ok.header("Set-Cookie").is_some());
+    assert!(session(&svc, UID).token.len() == 64);
 
-    // unsigned
-    let r = http(a, "GET", &format!("/call/{UID}"), &[], "");
+    // unsigned: a half link, and the page without a session
+    let r = http(a, "GET", &format!("/call/{UID}?exp=99999999999"), &[], "");
     assert_eq!(r.status, 403);
     assert!(r.body.contains("not signed"), "{}", r.body);
+    let r = http(a, "GET", &format!("/call/{UID}"), &[], "");
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("no valid session"), "{}", r.body);
     // expired (correctly signed, in the past)
     let past = unix_now() - 10;
     let r = http(a, "GET", &s.link(UID, past), &[], "");
@@ -376,11 +364,15 @@ fn signed_links_are_required_and_checked() {
     let r = http(a, "GET", &link("1700000099.9"), &[], "");
     assert_eq!(r.status, 404);
     assert!(r.body.contains("No such call"), "{}", r.body);
+    let ghost = format!(
+        "sp_session={}",
+        s.session("1700000099.9", unix_now() + 60, &[1; 16])
+    );
     let r = http(
         a,
         "GET",
-        &link("1700000099.9").replacen("?", "/events?", 1),
-        &[],
+        "/call/1700000099.9/events",
+        &[("Cookie", &ghost)],
         "",
     );
     assert_eq!(r.status, 404);
@@ -399,11 +391,17 @@ fn cross_site_posts_are_refused() {
     connected(&pbx, &svc);
     assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
     let a = svc.addr();
-    let p = action_path(UID);
-    let tok = token(UID, &p);
+    let sess = session(&svc, UID);
+    let p = format!("/call/{UID}/action");
+    let tok = sess.token.clone();
+    let ck = sess.cookie.clone();
     let own = format!("http://{a}");
     let body = r#"{"command":"start"}"#;
-    let post = |h: &[(&str, &str)]| http(a, "POST", &p, h, body);
+    let post = |h: &[(&str, &str)]| {
+        let mut h = h.to_vec();
+        h.push(("Cookie", &ck));
+        http(a, "POST", &p, &h, body)
+    };
     // no Origin
     let r = post(&[
         ("X-SecurePay-Token", &tok),
@@ -430,7 +428,7 @@ fn cross_site_posts_are_refused() {
     let r = post(&[("Origin", &own), ("Content-Type", "application/json")]);
     assert_eq!(r.status, 403);
     assert!(r.body.contains("token"), "{}", r.body);
-    let other_tok = token("1700000000.2", &p);
+    let other_tok = signer().session_csrf("1700000000.2", &ck["sp_session=".len()..]);
     let r = post(&[
         ("Origin", &own),
         ("X-SecurePay-Token", &other_tok),
@@ -444,7 +442,7 @@ fn cross_site_posts_are_refused() {
         ("Content-Type", "application/x-www-form-urlencoded"),
     ]);
     assert_eq!(r.status, 400);
-    // unsigned action URL
+    // no session cookie (token right)
     let r = http(
         a,
         "POST",
@@ -457,12 +455,200 @@ fn cross_site_posts_are_refused() {
         body,
     );
     assert_eq!(r.status, 403);
+    // a link in the query instead of the cookie is no way in either
+    let r = http(
+        a,
+        "POST",
+        &link(UID).replacen('?', "/action?", 1),
+        &[
+            ("Origin", &own),
+            ("X-SecurePay-Token", &tok),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    );
+    assert_eq!(r.status, 403);
     // none of these reached the PBX
     assert!(commands(&pbx).is_empty(), "{:?}", commands(&pbx));
     // control: the same request done right is accepted and sent
-    let (st, b) = command(&svc, UID, body);
-    assert_eq!(st, 200, "{b}");
+    let r = sess.command(a, body);
+    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(commands(&pbx).len(), 1);
+}
+
+#[test]
+fn a_link_is_exchanged_once_for_a_cookie_and_leaves_no_token_in_urls() {
+    let pbx = FakePbx::start(0);
+    pbx.add_channel_silently(CHAN, UID);
+    let svc = service(&pbx);
+    connected(&pbx, &svc);
+    assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
+    let a = svc.addr();
+    let l = link(UID);
+    let sig = l.split("sig=").nth(1).unwrap().to_string();
+    let r = http(a, "GET", &l, &[], "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("Cache-Control"), Some("no-store"));
+    assert_eq!(r.header("Referrer-Policy"), Some("no-referrer"));
+    let sc = r.header("Set-Cookie").unwrap().to_string();
+    let attrs: Vec<&str> = sc.split(';').map(str::trim).collect();
+    for want in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        &format!("Path=/call/{UID}") as &str,
+    ] {
+        assert!(attrs.contains(&want), "{want} missing in {sc}");
+    }
+    let max_age: u64 = attrs
+        .iter()
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age > 0 && max_age <= 700, "{sc}");
+    let cookie = attrs[0].to_string();
+    // the signature is not the cookie, and neither the exchange nor the page carries it on
+    assert!(!cookie.contains(&sig));
+    assert!(
+        !r.body.contains(&sig) && !r.body.contains("exp="),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains(&format!("data-next=\"/call/{UID}\"")));
+    let page = http(
+        a,
+        "GET",
+        &format!("/call/{UID}"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains(&sig) && !page.body.contains("sig="));
+    let js = http(a, "GET", "/static/page.js", &[], "").body;
+    assert!(
+        !js.contains("sig=") && !js.contains("exp="),
+        "page.js builds token URLs"
+    );
+    assert!(js.contains("credentials: 'same-origin'"));
+
+    // a second use of the link (say, by whoever read it in a proxy log) is refused...
+    let again = http(a, "GET", &l, &[], "");
+    assert_eq!(again.status, 403);
+    assert!(again.body.contains("already been used"), "{}", again.body);
+    assert!(again.header("Set-Cookie").is_none());
+    // ... also spelt in capitals (hex is case-insensitive)
+    let upper = l.replace(&sig, &sig.to_ascii_uppercase());
+    assert_eq!(http(a, "GET", &upper, &[], "").status, 403);
+    // ... but the browser that exchanged it may reload it (no new cookie)
+    let reload = http(a, "GET", &l, &[("Cookie", &cookie)], "");
+    assert_eq!(reload.status, 200);
+    assert!(reload.header("Set-Cookie").is_none());
+
+    // the cookie opens this call only, and cannot be extended
+    pbx.add_channel_silently("PJSIP/other-00000002", "1700000000.2");
+    let other = http(a, "GET", "/call/1700000000.2", &[("Cookie", &cookie)], "");
+    assert_eq!(other.status, 403);
+    let v = &cookie["sp_session=".len()..];
+    let exp: u64 = v.split('.').next().unwrap().parse().unwrap();
+    let longer = cookie.replacen(&exp.to_string(), &(exp + 86400).to_string(), 1);
+    assert_eq!(
+        http(
+            a,
+            "GET",
+            &format!("/call/{UID}"),
+            &[("Cookie", &longer)],
+            ""
+        )
+        .status,
+        403
+    );
+    // control: the cookie works for the stream and for commands
+    let mut sse = Sse::open_with(a, &format!("/call/{UID}/events"), &[("Cookie", &cookie)]);
+    assert_eq!(sse.status, 200);
+    assert_eq!(sse.next_snapshot()["call"]["id"], UID);
+}
+
+#[test]
+fn the_session_stops_working_when_the_call_ends() {
+    let pbx = FakePbx::start(0);
+    pbx.add_channel_silently(CHAN, UID);
+    let svc = service(&pbx);
+    connected(&pbx, &svc);
+    assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
+    let a = svc.addr();
+    let sess = session(&svc, UID);
+    let unused = link(UID);
+    let mut sse = sess.events(a);
+    sse.next_snapshot();
+    // control: while the call is up the session drives it
+    assert_eq!(sess.command(a, r#"{"command":"start"}"#).status, 200);
+    let before = commands(&pbx).len();
+
+    pbx.hangup(UID);
+    // the open page gets the final snapshot, then `ended`, then the stream closes
+    let s = sse.until(T, |v| v["call"]["ended"] == true);
+    assert_eq!(s["call"]["mode"], "off");
+    let mut names = Vec::new();
+    while let Some((e, _)) = sse.next_event() {
+        names.push(e);
+    }
+    assert_eq!(names.last().map(String::as_str), Some("ended"), "{names:?}");
+
+    let ck = [("Cookie", sess.cookie.as_str())];
+    let page = http(a, "GET", &format!("/call/{UID}"), &ck, "");
+    assert_eq!(page.status, 410, "{}", page.body);
+    assert!(page.body.contains("call has ended"), "{}", page.body);
+    assert!(page.header("Set-Cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        http(a, "GET", &format!("/call/{UID}/events"), &ck, "").status,
+        410
+    );
+    let r = sess.command(a, r#"{"command":"cancel"}"#);
+    assert_eq!(r.status, 410, "{}", r.body);
+    assert_eq!(commands(&pbx).len(), before, "a command reached the PBX");
+    // an unused link for the ended call is no way in either
+    assert_eq!(http(a, "GET", &unused, &[], "").status, 410);
+}
+
+#[test]
+fn after_hangup_a_page_still_gets_a_pending_payment_outcome_read_only() {
+    let pbx = FakePbx::start(0);
+    pbx.add_channel_silently(CHAN, UID);
+    let svc = service(&pbx);
+    connected(&pbx, &svc);
+    assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
+    let a = svc.addr();
+    let sess = session(&svc, UID);
+    let mut sse = sess.events(a);
+    sse.next_snapshot();
+    // a submit in flight when the customer hangs up
+    pbx.emit(UID, "SecurePaySubmit", &[("SecurePay-Result", "pending")]);
+    sse.until(T, |v| v["call"]["submit"]["result"] == "pending");
+    pbx.hangup(UID);
+    sse.until(T, |v| v["call"]["ended"] == true);
+    // read-only: the page still loads, commands do not
+    let ck = [("Cookie", sess.cookie.as_str())];
+    assert_eq!(http(a, "GET", &format!("/call/{UID}"), &ck, "").status, 200);
+    assert_eq!(sess.command(a, r#"{"command":"cancel"}"#).status, 410);
+    // the outcome arrives after the hangup and reaches the open page; then the stream ends
+    pbx.emit_as(
+        CHAN,
+        UID,
+        "SecurePaySubmit",
+        &[
+            ("SecurePay-Result", "success"),
+            ("SecurePay-Charge-Id", "ch_late_1"),
+        ],
+    );
+    let s = sse.until(T, |v| v["call"]["submit"]["result"] == "success");
+    assert_eq!(s["call"]["submit"]["charge_id"], "ch_late_1");
+    let mut last = None;
+    while let Some((e, _)) = sse.next_event() {
+        last = Some(e);
+    }
+    assert_eq!(last.as_deref(), Some("ended"));
+    assert_eq!(http(a, "GET", &format!("/call/{UID}"), &ck, "").status, 410);
 }
 
 #[test]
@@ -472,7 +658,7 @@ fn survives_pbx_restart_and_shows_the_true_state_again() {
     let svc = service(&pbx);
     connected(&pbx, &svc);
     assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
-    let mut sse = Sse::open(svc.addr(), &events_path(UID));
+    let mut sse = open_sse(&svc, UID);
     sse.next_snapshot();
     assert_eq!(command(&svc, UID, r#"{"command":"start"}"#).0, 200);
     pbx.key(UID, CARD);
@@ -510,7 +696,7 @@ fn survives_pbx_restart_and_shows_the_true_state_again() {
     );
 
     // a new page connection gets the full snapshot at once
-    let mut sse2 = Sse::open(svc.addr(), &events_path(UID));
+    let mut sse2 = open_sse(&svc, UID);
     let s2 = sse2.next_snapshot();
     assert_eq!(field(&s2, "expiration-date")["status"], "valid");
     assert_eq!(s2["call"]["mode"], "secure");
@@ -526,7 +712,7 @@ fn survives_pbx_restart_and_shows_the_true_state_again() {
     let pbx = pbx.restart();
     assert!(pbx.wait_logins(3, T));
     sse.until(T, |v| v["call"]["ended"] == true);
-    let mut sse3 = Sse::open(svc.addr(), &events_path("1700000000.2"));
+    let mut sse3 = open_sse(&svc, "1700000000.2");
     sse3.until(T, |v| v["call"]["mode"] == "secure");
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::agent::link::{self, lock};
+use crate::agent::link::{self, lock, Liveness, Touch};
 use crate::agent::state::Hub;
 use crate::agent::PbxControl;
 
@@ -118,6 +118,10 @@ pub struct AmiConfig {
     pub backoff_max: Duration,
     /// How long an action waits for its response.
     pub action_timeout: Duration,
+    /// After this long without a byte from Asterisk, send `Action: Ping`...
+    pub keepalive: Duration,
+    /// ...which must be answered within this (else the connection is declared dead).
+    pub keepalive_timeout: Duration,
 }
 
 impl AmiConfig {
@@ -129,6 +133,8 @@ impl AmiConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(10),
             action_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(4),
+            keepalive_timeout: Duration::from_secs(4),
         }
     }
 }
@@ -237,7 +243,19 @@ impl Ami {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| (false, e.to_string()))?;
-        let mut reader = BufReader::new(stream.try_clone().map_err(|e| (false, e.to_string()))?);
+        let live = Liveness::new();
+        // ends the keepalive with this session, however it returns
+        struct End(Arc<Liveness>);
+        impl Drop for End {
+            fn drop(&mut self) {
+                self.0.end();
+            }
+        }
+        let _end = End(Arc::clone(&live));
+        let mut reader = BufReader::new(Touch {
+            inner: stream.try_clone().map_err(|e| (false, e.to_string()))?,
+            live: Arc::clone(&live),
+        });
         // banner: "Asterisk Call Manager/x.y.z"
         let mut banner = String::new();
         reader
@@ -286,6 +304,8 @@ impl Ami {
         stream
             .set_read_timeout(None)
             .map_err(|e| (true, e.to_string()))?;
+        // a write to a dead peer must not hold the writer lock forever
+        let _ = stream.set_write_timeout(Some(self.cfg.action_timeout));
         *lock(&self.writer) = Some(w);
         let was = *ever_connected;
         *ever_connected = true;
@@ -302,9 +322,36 @@ impl Ami {
         let _ = thread::Builder::new()
             .name("ami-resync".into())
             .spawn(move || me.resync());
+        let me = Arc::clone(self);
+        let sock = stream.try_clone().map_err(|e| (true, e.to_string()))?;
+        link::spawn_watchdog(
+            "ami",
+            Arc::clone(&live),
+            self.cfg.keepalive,
+            self.cfg.keepalive_timeout,
+            move |t| me.action_within(&[("Action", "Ping")], t).map(|_| ()),
+            move || {
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+            },
+        );
         loop {
-            match Message::read_from(&mut reader) {
-                Ok(Some(m)) => self.dispatch(m),
+            let r = Message::read_from(&mut reader);
+            if let Some(reason) = live.dead_reason() {
+                return Err((true, reason));
+            }
+            match r {
+                Ok(Some(m)) => {
+                    log::trace!(
+                        "secure-pay-agent: AMI {} {}",
+                        if m.get("Event").is_some() {
+                            "event"
+                        } else {
+                            "response"
+                        },
+                        m.get("Event").or(m.get("Response")).unwrap_or("?")
+                    );
+                    self.dispatch(m)
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     if self.stop.load(Ordering::SeqCst) {
@@ -352,11 +399,20 @@ impl Ami {
     /// Sends an action and waits for its `Response`. `Ok` carries the response (which may be
     /// `Response: Error`).
     pub fn action(&self, pairs: &[(&str, &str)]) -> Result<Message, String> {
+        self.action_within(pairs, self.cfg.action_timeout)
+    }
+
+    /// [`Ami::action`] with its own timeout.
+    pub fn action_within(
+        &self,
+        pairs: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Message, String> {
         let (id, rx) = self.register();
         let mut all = vec![("ActionID", id.as_str())];
         all.extend_from_slice(pairs);
         let res = self.write(&Message::new(&all)).and_then(|()| {
-            let deadline = Instant::now() + self.cfg.action_timeout;
+            let deadline = Instant::now() + timeout;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
@@ -420,7 +476,7 @@ impl Ami {
                 return;
             }
         }
-        for (id, chan) in self.hub.live_calls(512) {
+        for (id, chan) in self.hub.live_calls(crate::agent::state::MAX_CALLS) {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }

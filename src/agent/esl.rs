@@ -19,13 +19,17 @@ use std::thread;
 use std::time::Duration;
 
 use crate::agent::ami::Message;
-use crate::agent::link::{self, lock};
+use crate::agent::link::{self, lock, Liveness, Touch};
 use crate::agent::sign::valid_call_id;
 use crate::agent::state::Hub;
 use crate::agent::PbxControl;
 
 const MAX_LINE: usize = 8 * 1024;
-const MAX_BODY: usize = 1024 * 1024;
+/// Largest event (or other non-API) frame body.
+pub const MAX_EVENT_BODY: usize = 1024 * 1024;
+/// Largest `api/response` body: `show channels as json` is about 2 KiB per channel, so this
+/// holds ~30,000 channels. Bodies are read as they arrive (no allocation up front).
+pub const MAX_API_BODY: usize = 64 * 1024 * 1024;
 
 /// The event subscription (plain format).
 pub const SUBSCRIBE: &str = "event plain CHANNEL_CREATE CHANNEL_DESTROY CUSTOM \
@@ -41,6 +45,10 @@ pub struct EslConfig {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub command_timeout: Duration,
+    /// After this long without a byte from FreeSWITCH, send `api status`...
+    pub keepalive: Duration,
+    /// ...which must be answered within this (else the connection is declared dead).
+    pub keepalive_timeout: Duration,
 }
 
 impl EslConfig {
@@ -51,6 +59,8 @@ impl EslConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(10),
             command_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(4),
+            keepalive_timeout: Duration::from_secs(4),
         }
     }
 }
@@ -134,18 +144,27 @@ pub fn read_frame(r: &mut impl BufRead) -> std::io::Result<Option<Frame>> {
         headers: parse_headers(&head, false),
         body: String::new(),
     };
-    if let Some(len) = f
-        .get("Content-Length")
-        .and_then(|v| v.trim().parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
+    if let Some(len) = f.get("Content-Length") {
+        let len: usize = len.trim().parse().map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "bad ESL Content-Length")
+        })?;
+        let max = if f.get("Content-Type") == Some("api/response") {
+            MAX_API_BODY
+        } else {
+            MAX_EVENT_BODY
+        };
+        if len > max {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                "ESL body too large",
+                format!("ESL body of {len} bytes is over the limit of {max}"),
             ));
         }
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body)?;
+        // grows as the bytes arrive: a peer announcing a huge body costs nothing until sent
+        let mut body = Vec::with_capacity(len.min(64 * 1024));
+        Read::take(&mut *r, len as u64).read_to_end(&mut body)?;
+        if body.len() < len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         f.body = String::from_utf8_lossy(&body).into_owned();
     }
     Ok(Some(f))
@@ -185,6 +204,39 @@ pub fn event_message(body: &str) -> Option<Message> {
         }
     }
     Some(m)
+}
+
+/// The channels in a `show channels as json` answer: (name, uuid, call_uuid) per row; None
+/// when it is not such an answer (e.g. `-ERR SQL disabled`). Only the three columns are
+/// decoded, whatever else a row carries.
+pub fn channel_rows(body: &str) -> Option<Vec<(String, String, String)>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        uuid: Option<String>,
+        #[serde(default)]
+        call_uuid: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Rows {
+        #[serde(default)]
+        rows: Vec<Row>,
+    }
+    let v: Rows = serde_json::from_str(body.trim()).ok()?;
+    Some(
+        v.rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.name.unwrap_or_default(),
+                    r.uuid.unwrap_or_default(),
+                    r.call_uuid.unwrap_or_default(),
+                )
+            })
+            .collect(),
+    )
 }
 
 type Reply = Sender<Frame>;
@@ -242,7 +294,18 @@ impl Esl {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
             .map_err(|e| (false, format!("cannot connect: {e}")))?;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut r = BufReader::new(stream.try_clone().map_err(|e| (false, e.to_string()))?);
+        let live = Liveness::new();
+        struct End(Arc<Liveness>);
+        impl Drop for End {
+            fn drop(&mut self) {
+                self.0.end();
+            }
+        }
+        let _end = End(Arc::clone(&live));
+        let mut r = BufReader::new(Touch {
+            inner: stream.try_clone().map_err(|e| (false, e.to_string()))?,
+            live: Arc::clone(&live),
+        });
         let mut w = stream.try_clone().map_err(|e| (false, e.to_string()))?;
         let f = read_frame(&mut r)
             .map_err(|e| (false, format!("no ESL greeting: {e}")))?
@@ -273,6 +336,7 @@ impl Esl {
         expect_ok(&format!("auth {}", self.cfg.password), "login")?;
         expect_ok(SUBSCRIBE, "event subscription")?;
         let _ = stream.set_read_timeout(None);
+        let _ = stream.set_write_timeout(Some(self.cfg.command_timeout));
         *lock(&self.writer) = Some(stream.try_clone().map_err(|e| (true, e.to_string()))?);
         let was = *ever;
         *ever = true;
@@ -288,11 +352,31 @@ impl Esl {
         let _ = thread::Builder::new()
             .name("esl-resync".into())
             .spawn(move || me.resync());
+        let me = Arc::clone(self);
+        let sock = stream.try_clone().map_err(|e| (true, e.to_string()))?;
+        link::spawn_watchdog(
+            "esl",
+            Arc::clone(&live),
+            self.cfg.keepalive,
+            self.cfg.keepalive_timeout,
+            move |t| me.api_within("status", t).map(|_| ()),
+            move || {
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+            },
+        );
         loop {
-            match read_frame(&mut r) {
+            let got = read_frame(&mut r);
+            if let Some(reason) = live.dead_reason() {
+                return Err((true, reason));
+            }
+            match got {
                 Ok(Some(f)) => match f.get("Content-Type").unwrap_or("") {
                     "text/event-plain" => {
                         if let Some(m) = event_message(&f.body) {
+                            log::trace!(
+                                "secure-pay-agent: ESL event {}",
+                                m.get("Event").unwrap_or("?")
+                            );
                             self.hub.apply_event(&m);
                         }
                     }
@@ -317,6 +401,11 @@ impl Esl {
 
     /// `api <cmd>`: the response body.
     pub fn api(&self, cmd: &str) -> Result<String, String> {
+        self.api_within(cmd, self.cfg.command_timeout)
+    }
+
+    /// [`Esl::api`] with its own timeout.
+    pub fn api_within(&self, cmd: &str, timeout: Duration) -> Result<String, String> {
         if cmd.contains(['\r', '\n']) {
             return Err("refusing an ESL command with a line break".into());
         }
@@ -331,7 +420,7 @@ impl Esl {
             s.write_all(format!("api {cmd}\n\n").as_bytes())
                 .map_err(|e| format!("cannot send to FreeSWITCH: {e}"))?;
         }
-        rx.recv_timeout(self.cfg.command_timeout)
+        rx.recv_timeout(timeout)
             .map(|f| f.body)
             .map_err(|_| "FreeSWITCH did not answer in time (or the connection was lost)".into())
     }
@@ -344,24 +433,14 @@ impl Esl {
                 return;
             }
         };
-        match serde_json::from_str::<serde_json::Value>(body.trim()) {
-            Ok(v) if v.is_object() => {
-                let list: Vec<(String, String, String)> = v["rows"]
-                    .as_array()
-                    .map(|rows| {
-                        rows.iter()
-                            .map(|r| {
-                                let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-                                (s("name"), s("uuid"), s("call_uuid"))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+        match channel_rows(&body) {
+            Some(list) => {
+                log::debug!("secure-pay-agent: ESL resync: {} channels", list.len());
                 self.hub.resync_channels(&list);
             }
-            _ => {
+            None => {
                 // no channel list (e.g. core SQL disabled: "-ERR SQL disabled"): ask per call
-                for (id, _) in self.hub.live_calls(512) {
+                for (id, _) in self.hub.live_calls(crate::agent::state::MAX_CALLS) {
                     if valid_call_id(&id)
                         && self
                             .api(&format!("uuid_exists {id}"))
@@ -372,7 +451,7 @@ impl Esl {
                 }
             }
         }
-        for (id, _) in self.hub.live_calls(512) {
+        for (id, _) in self.hub.live_calls(crate::agent::state::MAX_CALLS) {
             if self.stop.load(Ordering::SeqCst) || !valid_call_id(&id) {
                 continue;
             }

@@ -1,9 +1,10 @@
-//! A minimal HTTP/1.1 server (std only): one thread per connection, bounded; one request per
-//! connection (`Connection: close`); small header and body limits; read timeouts.
+//! A minimal HTTP/1.1 request reader and response writer (std only): one request per
+//! connection (`Connection: close`); small header and body limits; one deadline for the whole
+//! request (slow-loris).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 4 * 1024;
@@ -80,27 +81,91 @@ fn parse_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Reads one request. Errors are answered with 400 by the caller.
-pub fn read_request(stream: &TcpStream) -> Result<Request, String> {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut r = BufReader::new(stream);
+/// Why a request could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The request deadline passed before the head and body arrived (slow client): 408.
+    Timeout,
+    /// The client closed the connection or the socket failed (nothing to answer).
+    Closed(String),
+    /// Malformed or over a limit: 400 with this text.
+    Bad(String),
+}
+
+impl From<&str> for ReadError {
+    fn from(s: &str) -> ReadError {
+        ReadError::Bad(s.to_string())
+    }
+}
+
+fn io_err(e: std::io::Error) -> ReadError {
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => ReadError::Timeout,
+        _ => ReadError::Closed(e.to_string()),
+    }
+}
+
+/// A socket reader with ONE deadline for the whole request (head and body): each `read` waits
+/// at most the time left, so a client that trickles a byte now and then (slow-loris) is cut off
+/// at the deadline, not kept alive by every byte.
+pub struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> DeadlineReader<'a> {
+    pub fn new(stream: &'a TcpStream, timeout: Duration) -> DeadlineReader<'a> {
+        DeadlineReader {
+            stream,
+            deadline: Instant::now() + timeout,
+        }
+    }
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(1) {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
+/// Reads one request from `stream` within `timeout` (head and body together).
+pub fn read_request(stream: &TcpStream, timeout: Duration) -> Result<Request, ReadError> {
+    let mut r = BufReader::with_capacity(4096, DeadlineReader::new(stream, timeout));
+    parse_request(&mut r)
+}
+
+/// Parses one request (head limited to [`MAX_HEAD`], body to [`MAX_BODY`], no chunked bodies)
+/// from any reader; hostile input gives `Err`, never a panic (fuzzed in tests/agent_fuzz.rs).
+pub fn parse_request(r: &mut impl BufRead) -> Result<Request, ReadError> {
     let mut head_len = 0usize;
-    let mut line = String::new();
-    let mut read_line = |r: &mut BufReader<&TcpStream>, line: &mut String| -> Result<(), String> {
+    let mut line = Vec::new();
+    let mut read_line = |r: &mut dyn BufRead, line: &mut Vec<u8>| -> Result<String, ReadError> {
         line.clear();
         let n = r
-            .by_ref()
             .take((MAX_HEAD - head_len.min(MAX_HEAD)) as u64)
-            .read_line(line)
-            .map_err(|e| format!("read error: {e}"))?;
+            .read_until(b'\n', line)
+            .map_err(io_err)?;
         head_len += n;
-        if n == 0 || !line.ends_with('\n') {
-            return Err("request head too large or truncated".into());
+        if n == 0 && head_len == 0 {
+            return Err(ReadError::Closed("no request".into()));
         }
-        Ok(())
+        if n == 0 || line.last() != Some(&b'\n') {
+            return Err(if head_len >= MAX_HEAD {
+                "request head too large".into()
+            } else {
+                ReadError::Closed("request truncated".into())
+            });
+        }
+        String::from_utf8(std::mem::take(line)).map_err(|_| "request head is not UTF-8".into())
     };
-    read_line(&mut r, &mut line)?;
-    let mut parts = line.split_whitespace();
+    let first = read_line(r, &mut line)?;
+    let mut parts = first.split_whitespace();
     let method = parts.next().ok_or("empty request line")?.to_string();
     let target = parts.next().ok_or("no request target")?.to_string();
     let version = parts.next().ok_or("no HTTP version")?;
@@ -109,8 +174,8 @@ pub fn read_request(stream: &TcpStream) -> Result<Request, String> {
     }
     let mut headers = Vec::new();
     loop {
-        read_line(&mut r, &mut line)?;
-        let l = line.trim_end_matches(['\r', '\n']);
+        let l = read_line(r, &mut line)?;
+        let l = l.trim_end_matches(['\r', '\n']);
         if l.is_empty() {
             break;
         }
@@ -142,8 +207,7 @@ pub fn read_request(stream: &TcpStream) -> Result<Request, String> {
         return Err("request body too large".into());
     }
     let mut body = vec![0u8; len];
-    r.read_exact(&mut body)
-        .map_err(|e| format!("body read error: {e}"))?;
+    r.read_exact(&mut body).map_err(io_err)?;
     req.body = body;
     Ok(req)
 }
@@ -163,9 +227,13 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
+        410 => "Gone",
         413 => "Payload Too Large",
+        429 => "Too Many Requests",
         502 => "Bad Gateway",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
     }

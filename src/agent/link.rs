@@ -1,8 +1,9 @@
 //! What the AMI and ESL clients share: the reconnect loop with exponential backoff and the
-//! PBX status it reports to the page.
+//! PBX status it reports to the page, and the keepalive that notices a half-open connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -51,4 +52,101 @@ pub(crate) fn keep_connected(
         }
         backoff = (backoff * 2).min(max);
     }
+}
+
+/// Liveness of one PBX connection: when bytes last arrived, and why the watchdog killed it.
+pub(crate) struct Liveness {
+    t0: Instant,
+    last_ms: AtomicU64,
+    alive: AtomicBool,
+    dead: Mutex<Option<String>>,
+}
+
+impl Liveness {
+    pub(crate) fn new() -> Arc<Liveness> {
+        Arc::new(Liveness {
+            t0: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            alive: AtomicBool::new(true),
+            dead: Mutex::new(None),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        self.t0
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+
+    /// The session is over (the watchdog stops).
+    pub(crate) fn end(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+
+    /// Why the watchdog declared the connection dead, if it did.
+    pub(crate) fn dead_reason(&self) -> Option<String> {
+        lock(&self.dead).clone()
+    }
+}
+
+/// A reader that records every arrival of bytes in a [`Liveness`].
+pub(crate) struct Touch<R> {
+    pub(crate) inner: R,
+    pub(crate) live: Arc<Liveness>,
+}
+
+impl<R: Read> Read for Touch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.live.touch();
+        }
+        Ok(n)
+    }
+}
+
+/// Keepalive for a half-open TCP connection (the PBX host vanished without a FIN/RST): after
+/// `every` without a byte from the PBX, `ping(timeout)` sends a request that must be answered
+/// within `timeout`; if it is not (and still nothing else arrived), the connection is declared
+/// dead and `kill` shuts the socket, so the reader ends and the reconnect loop reports it.
+/// Detection takes at most `every + timeout` (+ 250 ms).
+pub(crate) fn spawn_watchdog(
+    name: &str,
+    live: Arc<Liveness>,
+    every: Duration,
+    timeout: Duration,
+    ping: impl Fn(Duration) -> Result<(), String> + Send + 'static,
+    kill: impl FnOnce() + Send + 'static,
+) {
+    let what = name.to_string();
+    let _ = thread::Builder::new()
+        .name(format!("{name}-keepalive"))
+        .spawn(move || {
+            live.touch();
+            while live.alive.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(250).min(every));
+                if !live.alive.load(Ordering::SeqCst) || live.idle() < every {
+                    continue;
+                }
+                log::trace!("secure-pay-agent: {what}: idle, sending a keepalive");
+                if let Err(e) = ping(timeout) {
+                    if !live.alive.load(Ordering::SeqCst) || live.idle() < every {
+                        continue;
+                    }
+                    let reason = format!(
+                        "no answer from the PBX to a keepalive within {} s ({e}): the connection \
+                         is presumed dead (half-open); reconnecting",
+                        (every + timeout).as_secs()
+                    );
+                    *lock(&live.dead) = Some(reason);
+                    kill();
+                    return;
+                }
+            }
+        });
 }

@@ -5,40 +5,69 @@
 //! every (re)connect) and drives the module with the AMI action `SecurePay`.
 //!
 //! Routes:
-//! - `GET /call/<uniqueid>?exp=..&sig=..` the page (403 unsigned/expired/tampered, 404 unknown).
-//! - `GET /call/<uniqueid>/events?exp=..&sig=..` SSE stream of JSON snapshots.
-//! - `POST /call/<uniqueid>/action?exp=..&sig=..` body `{"command":"capture","field":"..."}`,
+//! - `GET /call/<uniqueid>?exp=..&sig=..` the signed link, good ONCE: exchanged for a session
+//!   cookie (`sp_session`, HttpOnly, Secure, SameSite=Strict, `Path=/call/<uniqueid>`) and a tiny
+//!   page that moves on to the token-free address (403 unsigned/expired/tampered/used, 404
+//!   unknown, 410 call ended).
+//! - `GET /call/<uniqueid>` the page (session cookie).
+//! - `GET /call/<uniqueid>/events` SSE stream of JSON snapshots (session cookie).
+//! - `POST /call/<uniqueid>/action` body `{"command":"capture","field":"..."}`, session cookie,
 //!   header `X-SecurePay-Token` (the page's CSRF token) and a same-origin `Origin`.
-//! - `GET /static/page.js|page.css` assets (no data).
+//! - `GET /static/page.js|page.css|enter.js` assets (no data).
+//!
+//! A session stops working when the call ends (410), except that an open page may keep
+//! watching, read-only, for the outcome of a payment submitted before the hangup.
+//!
+//! Connections: each request is read by a short-lived thread under one deadline for the whole
+//! request (slow-loris: 408); open connections are capped in total and per client address
+//! (503 / 429 with `Retry-After`); live-update streams are held by one writer thread
+//! ([`streams`]), capped per call (429).
 //!
 //! Safe Rust, std threads, no async runtime.
 
 pub mod ami;
 pub mod esl;
+pub mod fuzzing;
 pub mod http;
+pub mod limits;
 mod link;
+pub mod logger;
 pub mod sign;
 pub mod state;
+pub mod streams;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
 use crate::agent::ami::{Ami, AmiConfig};
 use crate::agent::esl::{Esl, EslConfig};
-use crate::agent::http::{html_escape, read_request, Request, Response};
-use crate::agent::sign::{valid_call_id, Signer};
-use crate::agent::state::{Hub, Mode};
+use crate::agent::http::{html_escape, read_request, ReadError, Request, Response};
+use crate::agent::limits::{Limits, Refused, Slot};
+use crate::agent::link::lock;
+use crate::agent::sign::{valid_call_id, Signer, SESSION_COOKIE};
+use crate::agent::state::{Access, Hub, Mode};
+use crate::agent::streams::{Stream, StreamTiming, Streams};
 use crate::core::capture::{parse_command, Command};
 
 const PAGE_HTML: &str = include_str!("page.html");
 const PAGE_JS: &str = include_str!("page.js");
 const PAGE_CSS: &str = include_str!("page.css");
 const MESSAGE_HTML: &str = include_str!("message.html");
+const ENTER_HTML: &str = include_str!("enter.html");
+const ENTER_JS: &str = include_str!("enter.js");
+
+/// Used links remembered (until their expiry) so each is exchanged only once.
+pub const MAX_USED_LINKS: usize = 200_000;
+/// Stack of a request thread (parsing and answering one request needs little).
+const REQUEST_STACK: usize = 256 * 1024;
 
 /// Service settings.
 #[derive(Clone, Debug)]
@@ -58,8 +87,22 @@ pub struct Config {
     /// Extra origins accepted on POST besides the page's own (`http(s)://<Host>`), e.g. the
     /// public origin behind a TLS reverse proxy.
     pub allowed_origins: Vec<String>,
-    /// Concurrent HTTP connections (each SSE stream holds one).
+    /// Open HTTP connections in total, live-update streams included (each needs a file
+    /// descriptor: see README "Agent payment page" for `ulimit -n`).
     pub max_connections: usize,
+    /// Open connections per client address (agents behind one NAT share an address: set it
+    /// above the number of agents there).
+    pub max_per_client: usize,
+    /// Live-update streams per call (an agent's tabs).
+    pub max_streams_per_call: usize,
+    /// Deadline for reading a whole request (head and body): slower clients get 408.
+    pub request_timeout: Duration,
+    /// Mark the session cookie `Secure` (the browser sends it over HTTPS only; browsers also
+    /// accept it from http://localhost). Turn off only for plain-HTTP labs.
+    pub cookie_secure: bool,
+    /// After a hangup, how long an open page may keep watching for the outcome of a payment
+    /// submitted before it.
+    pub outcome_grace: Duration,
     /// Keep-alive comment interval on idle SSE streams.
     pub sse_keepalive: Duration,
 }
@@ -74,7 +117,12 @@ impl Config {
             frame_ancestors: "'none'".into(),
             start_options: String::new(),
             allowed_origins: Vec::new(),
-            max_connections: 64,
+            max_connections: 4096,
+            max_per_client: 256,
+            max_streams_per_call: 8,
+            request_timeout: Duration::from_secs(10),
+            cookie_secure: true,
+            outcome_grace: Duration::from_secs(120),
             sse_keepalive: Duration::from_secs(15),
         }
     }
@@ -91,6 +139,12 @@ impl Config {
         }
         if self.start_options.contains(['\r', '\n']) {
             return Err("start options must be one line".into());
+        }
+        if self.max_connections == 0 || self.max_per_client == 0 || self.max_streams_per_call == 0 {
+            return Err("connection limits must be at least 1".into());
+        }
+        if self.request_timeout < Duration::from_millis(100) {
+            return Err("the request timeout must be at least 100 ms".into());
         }
         Ok(())
     }
@@ -135,7 +189,12 @@ struct Ctx {
     hub: Arc<Hub>,
     pbx: Arc<dyn PbxControl>,
     stop: Arc<AtomicBool>,
-    conns: AtomicUsize,
+    limits: Arc<Limits>,
+    streams: Streams,
+    /// Signatures of exchanged links -> their expiry (each link works once).
+    used_links: Mutex<HashMap<String, u64>>,
+    /// Unix seconds of the last "connections refused" warning (rate-limited log).
+    last_refusal_log: AtomicU64,
 }
 
 /// The running service.
@@ -143,6 +202,7 @@ pub struct Service {
     addr: SocketAddr,
     ctx: Arc<Ctx>,
     accept: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl Service {
@@ -158,21 +218,49 @@ impl Service {
             None => Ami::start(cfg.ami.clone(), Arc::clone(&hub)),
         };
         let ctx = Arc::new(Ctx {
+            limits: Limits::new(cfg.max_connections, cfg.max_per_client),
+            streams: Streams::new(cfg.max_streams_per_call),
             cfg,
             hub,
             pbx,
             stop: Arc::new(AtomicBool::new(false)),
-            conns: AtomicUsize::new(0),
+            used_links: Mutex::new(HashMap::new()),
+            last_refusal_log: AtomicU64::new(0),
         });
+        let c = Arc::clone(&ctx);
+        let writer = thread::Builder::new()
+            .name("http-streams".into())
+            .spawn(move || {
+                let t = StreamTiming {
+                    keepalive: c.cfg.sse_keepalive,
+                    outcome_grace: c.cfg.outcome_grace,
+                };
+                c.streams.run(&c.hub, &c.stop, t)
+            })
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = sync_channel(256);
+        let c = Arc::clone(&ctx);
+        thread::Builder::new()
+            .name("http-refuse".into())
+            .spawn(move || refuse_loop(rx, &c.stop))
+            .map_err(|e| e.to_string())?;
         let c = Arc::clone(&ctx);
         let accept = thread::Builder::new()
             .name("http-accept".into())
-            .spawn(move || accept_loop(listener, c))
+            .spawn(move || accept_loop(listener, c, tx))
             .map_err(|e| e.to_string())?;
+        log::info!(
+            "secure-pay-agent: HTTP on {addr}: at most {} connections, {} per client, {} streams per call, {} ms request deadline",
+            ctx.cfg.max_connections,
+            ctx.cfg.max_per_client,
+            ctx.cfg.max_streams_per_call,
+            ctx.cfg.request_timeout.as_millis()
+        );
         Ok(Service {
             addr,
             ctx,
             accept: Some(accept),
+            writer: Some(writer),
         })
     }
 
@@ -182,6 +270,16 @@ impl Service {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.ctx.hub
+    }
+
+    /// Open HTTP connections (live-update streams included).
+    pub fn open_connections(&self) -> usize {
+        self.ctx.limits.open()
+    }
+
+    /// Open live-update streams.
+    pub fn open_streams(&self) -> usize {
+        self.ctx.streams.len()
     }
 
     /// Blocks until the service stops (the binary's main thread).
@@ -204,6 +302,9 @@ impl Service {
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -215,39 +316,119 @@ impl Drop for Service {
     }
 }
 
-struct ConnGuard<'a>(&'a AtomicUsize);
-impl Drop for ConnGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+/// Logs refused connections at most every 10 s (a flood must not flood the log).
+fn log_refusal(ctx: &Ctx, what: &str) {
+    let now = unix_now();
+    let last = ctx.last_refusal_log.load(Ordering::Relaxed);
+    if now >= last + 10
+        && ctx
+            .last_refusal_log
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log::warn!(
+            "secure-pay-agent: refusing connections ({what}); {} open",
+            ctx.limits.open()
+        );
     }
 }
 
-fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>) {
+fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, refuse: SyncSender<(TcpStream, Vec<u8>)>) {
     for conn in listener.incoming() {
         if ctx.stop.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(stream) = conn else { continue };
-        let n = ctx.conns.fetch_add(1, Ordering::SeqCst);
-        if n >= ctx.cfg.max_connections {
-            ctx.conns.fetch_sub(1, Ordering::SeqCst);
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-            let _ = message(
-                &ctx,
-                503,
-                "Busy",
-                "Too many connections; try again shortly.",
-            )
-            .write_to(&stream);
-            continue;
-        }
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                // e.g. EMFILE (out of file descriptors): back off instead of spinning
+                log_refusal(&ctx, &format!("accept failed: {e}"));
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let ip = stream
+            .peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let slot = match ctx.limits.acquire(ip) {
+            Ok(slot) => slot,
+            Err(r) => {
+                let (status, what) = match r {
+                    Refused::Full => (503, "the service is at its connection limit"),
+                    Refused::Client => (429, "too many connections from one client"),
+                };
+                log_refusal(&ctx, what);
+                let mut bytes = Vec::new();
+                let _ = message(
+                    &ctx,
+                    status,
+                    "Busy",
+                    &format!("Refused: {what}. Try again shortly."),
+                )
+                .with("Retry-After", "5")
+                .write_to(&mut bytes);
+                // answered off this thread; dropped (closed) when that queue is full
+                let _ = refuse.try_send((stream, bytes));
+                continue;
+            }
+        };
         let c = Arc::clone(&ctx);
-        let spawned = thread::Builder::new().name("http".into()).spawn(move || {
-            let _g = ConnGuard(&c.conns);
-            handle(&c, stream);
-        });
+        let spawned = thread::Builder::new()
+            .name("http".into())
+            .stack_size(REQUEST_STACK)
+            .spawn(move || handle(&c, stream, slot));
         if spawned.is_err() {
-            ctx.conns.fetch_sub(1, Ordering::SeqCst);
+            log_refusal(&ctx, "cannot start a request thread");
+        }
+    }
+}
+
+/// Answers refused connections without holding a thread each: waits (non-blocking, at most
+/// 500 ms) for the request so closing does not reset it, writes the refusal, closes.
+fn refuse_loop(rx: Receiver<(TcpStream, Vec<u8>)>, stop: &AtomicBool) {
+    let mut open: Vec<(TcpStream, Vec<u8>, Instant)> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        loop {
+            let got = if open.is_empty() {
+                match rx.recv_timeout(Duration::from_millis(250)) {
+                    Ok(x) => Some(x),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(_) => return,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(x) => Some(x),
+                    Err(TryRecvError::Empty) => None,
+                    Err(_) => return,
+                }
+            };
+            let Some((s, bytes)) = got else { break };
+            if s.set_nonblocking(true).is_ok() {
+                open.push((s, bytes, Instant::now() + Duration::from_millis(500)));
+            }
+        }
+        let now = Instant::now();
+        open.retain_mut(|(s, bytes, deadline)| {
+            let mut buf = [0u8; 4096];
+            let mut head_done = false;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => head_done |= buf[..n].windows(4).any(|w| w == b"\r\n\r\n"),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            if !head_done && now < *deadline {
+                return true;
+            }
+            let _ = s.write(bytes);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            false
+        });
+        if !open.is_empty() {
+            thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -280,11 +461,24 @@ fn json(ctx: &Ctx, status: u16, ok: bool, text: &str) -> Response {
     security_headers(ctx, Response::new(status, "application/json", body))
 }
 
-fn handle(ctx: &Ctx, stream: TcpStream) {
+fn handle(ctx: &Ctx, stream: TcpStream, slot: Slot) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let req = match read_request(&stream) {
+    let req = match read_request(&stream, ctx.cfg.request_timeout) {
         Ok(r) => r,
-        Err(e) => {
+        Err(ReadError::Timeout) => {
+            log::debug!("secure-pay-agent: request not complete within its deadline: 408");
+            let _ = message(
+                ctx,
+                408,
+                "Request timeout",
+                "The request did not arrive in time.",
+            )
+            .write_to(&stream);
+            return;
+        }
+        Err(ReadError::Closed(_)) => return,
+        Err(ReadError::Bad(e)) => {
+            log::debug!("secure-pay-agent: bad request: {e}");
             let _ = message(ctx, 400, "Bad request", &e).write_to(&stream);
             return;
         }
@@ -294,6 +488,10 @@ fn handle(ctx: &Ctx, stream: TcpStream) {
         ("GET", ["", "static", "page.js"]) => security_headers(
             ctx,
             Response::new(200, "text/javascript; charset=utf-8", PAGE_JS),
+        ),
+        ("GET", ["", "static", "enter.js"]) => security_headers(
+            ctx,
+            Response::new(200, "text/javascript; charset=utf-8", ENTER_JS),
         ),
         ("GET", ["", "static", "page.css"]) => {
             security_headers(ctx, Response::new(200, "text/css; charset=utf-8", PAGE_CSS))
@@ -316,9 +514,13 @@ fn handle(ctx: &Ctx, stream: TcpStream) {
                 ),
             )
         }
+        ("GET", ["", "call", id]) if req.query("exp").is_some() || req.query("sig").is_some() => {
+            exchange(ctx, id, &req)
+        }
         ("GET", ["", "call", id]) => page(ctx, id, &req),
         ("GET", ["", "call", id, "events"]) => {
-            events(ctx, id, &req, &stream);
+            log::debug!("secure-pay-agent: GET {} (stream)", route_label(&segs));
+            events(ctx, id, &req, stream, slot);
             return;
         }
         ("POST", ["", "call", id, "action"]) => action(ctx, id, &req),
@@ -335,7 +537,32 @@ fn handle(ctx: &Ctx, stream: TcpStream) {
             "Open the payment page through the signed link from your agent desktop.",
         ),
     };
+    // the route only: never the query (it may hold a link signature) nor unknown paths
+    log::debug!(
+        "secure-pay-agent: {} {} -> {}",
+        if matches!(req.method.as_str(), "GET" | "POST" | "HEAD") {
+            req.method.as_str()
+        } else {
+            "(other method)"
+        },
+        route_label(&segs),
+        resp.status
+    );
     let _ = resp.write_to(&stream);
+    drop(slot);
+}
+
+/// The request's route for the log: a known route with its (valid) call id, or a placeholder.
+fn route_label(segs: &[&str]) -> String {
+    match segs {
+        ["", "call", id] if valid_call_id(id) => format!("/call/{id}"),
+        ["", "call", id, tail @ ("events" | "action")] if valid_call_id(id) => {
+            format!("/call/{id}/{tail}")
+        }
+        ["", "static", f @ ("page.js" | "page.css" | "enter.js")] => format!("/static/{f}"),
+        ["", "healthz"] | ["", "favicon.ico"] => segs.join("/"),
+        _ => "(other path)".into(),
+    }
 }
 
 /// Checks the link of a request for call `id`: Ok(expiry) or the refusal page.
@@ -397,7 +624,103 @@ fn known_or_probed(ctx: &Ctx, id: &str) -> bool {
     }
 }
 
-fn page(ctx: &Ctx, id: &str, req: &Request) -> Response {
+fn cookie_header(ctx: &Ctx, id: &str, value: &str, max_age: u64) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/call/{id}; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
+        if ctx.cfg.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The session cookie values the request carries.
+fn cookies<'a>(req: &'a Request) -> impl Iterator<Item = &'a str> + 'a {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .filter(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// A valid session for call `id` in the request's cookies: (value, expiry).
+fn session(ctx: &Ctx, id: &str, req: &Request) -> Option<(String, u64)> {
+    let now = unix_now();
+    cookies(req).find_map(|v| {
+        ctx.cfg
+            .signer
+            .verify_session(id, v, now)
+            .ok()
+            .map(|e| (v.to_string(), e))
+    })
+}
+
+/// The call has ended: the session no longer works (and the browser may forget it).
+fn gone(ctx: &Ctx, id: &str) -> Response {
+    message(
+        ctx,
+        410,
+        "Call ended",
+        "This call has ended, so its payment page no longer works. For another payment, open \
+         the payment page from your agent desktop for that call.",
+    )
+    .with("Set-Cookie", cookie_header(ctx, id, "", 0))
+}
+
+/// Checks the session of a request for call `id`: Ok((session, expiry)) or the refusal.
+/// `watch`: a read-only view (page, live updates), which may outlive the hangup while a
+/// payment submitted before it has no outcome yet.
+fn check_session(
+    ctx: &Ctx,
+    id: &str,
+    req: &Request,
+    watch: bool,
+) -> Result<(String, u64), Response> {
+    if !valid_call_id(id) {
+        return Err(message(
+            ctx,
+            403,
+            "Access refused",
+            "This address is not valid: the call id is malformed. Open the payment page again \
+             from your agent desktop.",
+        ));
+    }
+    let Some(s) = session(ctx, id, req) else {
+        return Err(message(
+            ctx,
+            403,
+            "Access refused",
+            "Access refused: no valid session for this call (it may have expired). Open the \
+             payment page again from your agent desktop.",
+        ));
+    };
+    known_or_probed(ctx, id);
+    match ctx.hub.access(id) {
+        Access::Live => Ok(s),
+        Access::Unknown => Err(no_such_call(ctx, id)),
+        Access::Ended(at, pending) => {
+            if watch && pending && at.elapsed() < ctx.cfg.outcome_grace {
+                Ok(s)
+            } else {
+                Err(gone(ctx, id))
+            }
+        }
+    }
+}
+
+fn nonce() -> Option<[u8; 16]> {
+    let mut n = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut n))
+        .ok()?;
+    Some(n)
+}
+
+/// The one-time exchange of a signed link for a session cookie.
+fn exchange(ctx: &Ctx, id: &str, req: &Request) -> Response {
     let exp = match check_link(ctx, id, req) {
         Ok(e) => e,
         Err(r) => return r,
@@ -405,76 +728,108 @@ fn page(ctx: &Ctx, id: &str, req: &Request) -> Response {
     if !known_or_probed(ctx, id) {
         return no_such_call(ctx, id);
     }
-    let sig = req.query("sig").unwrap_or("");
+    if matches!(ctx.hub.access(id), Access::Ended(..)) {
+        return gone(ctx, id);
+    }
+    let next = format!("/call/{id}");
+    let enter = |cookie: Option<String>| {
+        let body = ENTER_HTML.replace("{{NEXT}}", &html_escape(&next));
+        let r = security_headers(ctx, Response::new(200, "text/html; charset=utf-8", body));
+        match cookie {
+            Some(c) => r.with("Set-Cookie", c),
+            None => r,
+        }
+    };
+    // hex is case-insensitive: one key per signature
+    let sig = req.query("sig").unwrap_or("").to_ascii_lowercase();
+    let now = unix_now();
+    {
+        let mut used = lock(&ctx.used_links);
+        if used.contains_key(&sig) {
+            // the same browser again (a reload of the link): it has its session already
+            if session(ctx, id, req).is_some() {
+                return enter(None);
+            }
+            log::info!("secure-pay-agent: refused a second use of a link for call {id}");
+            return message(
+                ctx,
+                403,
+                "Access refused",
+                "This link has already been used. Open the payment page again from your agent \
+                 desktop to get a fresh link.",
+            );
+        }
+        if used.len() >= MAX_USED_LINKS / 2 {
+            used.retain(|_, e| *e > now);
+        }
+        if used.len() >= MAX_USED_LINKS {
+            return message(
+                ctx,
+                503,
+                "Busy",
+                "Too many links in use; try again shortly.",
+            );
+        }
+        used.insert(sig, exp);
+    }
+    let Some(n) = nonce() else {
+        return message(ctx, 500, "Error", "No randomness available.");
+    };
+    let value = ctx.cfg.signer.session(id, exp, &n);
+    log::debug!("secure-pay-agent: link for call {id} exchanged for a session");
+    enter(Some(cookie_header(
+        ctx,
+        id,
+        &value,
+        exp.saturating_sub(now),
+    )))
+}
+
+fn page(ctx: &Ctx, id: &str, req: &Request) -> Response {
+    let (sess, _) = match check_session(ctx, id, req, true) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let body = PAGE_HTML
         .replace("{{CALL}}", &html_escape(id))
-        .replace("{{EXP}}", &exp.to_string())
-        .replace("{{SIG}}", &html_escape(sig))
-        .replace("{{TOKEN}}", &ctx.cfg.signer.csrf_token(id, exp));
+        .replace("{{TOKEN}}", &ctx.cfg.signer.session_csrf(id, &sess));
     security_headers(ctx, Response::new(200, "text/html; charset=utf-8", body))
 }
 
-/// Server-Sent Events: a full snapshot now, then one on every change; ends at link expiry.
-fn events(ctx: &Ctx, id: &str, req: &Request, stream: &TcpStream) {
-    let exp = match check_link(ctx, id, req) {
-        Ok(e) => e,
+/// Server-Sent Events: a full snapshot now, then one on every change (sent by the stream
+/// writer thread); ends at session expiry or when the call has ended.
+fn events(ctx: &Ctx, id: &str, req: &Request, stream: TcpStream, slot: Slot) {
+    let exp = match check_session(ctx, id, req, true) {
+        Ok((_, e)) => e,
         Err(r) => {
-            let _ = r.write_to(stream);
+            let _ = r.write_to(&stream);
             return;
         }
     };
-    known_or_probed(ctx, id);
-    let Some((mut json, mut seen)) = ctx.hub.snapshot(id) else {
-        let _ = no_such_call(ctx, id).write_to(stream);
+    let Some((snap, seen)) = ctx.hub.snapshot(id) else {
+        let _ = no_such_call(ctx, id).write_to(&stream);
         return;
     };
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
-                Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
-                Referrer-Policy: no-referrer\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n\
-                retry: 1500\n\n";
-    let mut w = stream;
-    use std::io::Write;
-    if w.write_all(head.as_bytes()).is_err() {
-        return;
-    }
-    let mut last_write;
-    loop {
-        last_write = std::time::Instant::now();
-        if w.write_all(format!("event: snapshot\ndata: {json}\n\n").as_bytes())
-            .and_then(|()| w.flush())
-            .is_err()
-        {
-            return;
-        }
-        loop {
-            if ctx.stop.load(Ordering::SeqCst) {
-                return;
-            }
-            let now = unix_now();
-            if now >= exp {
-                let _ = w.write_all(b"event: expired\ndata: {}\n\n");
-                return;
-            }
-            let wait = Duration::from_secs(exp - now).min(Duration::from_secs(1));
-            let v = ctx.hub.wait_change(id, seen, wait);
-            if v != seen {
-                break;
-            }
-            // keep-alive comment (also detects a closed client) on idle streams
-            if last_write.elapsed() >= ctx.cfg.sse_keepalive {
-                if w.write_all(b": keep-alive\n\n").is_err() {
-                    return;
-                }
-                last_write = std::time::Instant::now();
-            }
-        }
-        match ctx.hub.snapshot(id) {
-            Some((j, v)) => {
-                json = j;
-                seen = v;
-            }
-            None => return,
-        }
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
+         Referrer-Policy: no-referrer\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n\
+         retry: 1500\n\nevent: snapshot\ndata: {snap}\n\n"
+    );
+    let s = Stream::new(stream, id, exp, seen, head.into_bytes(), slot);
+    if let Err(s) = ctx.streams.add(s) {
+        log::debug!("secure-pay-agent: stream cap reached for call {id}: 429");
+        let s = *s;
+        let sock = s.into_socket();
+        let _ = sock.set_nonblocking(false);
+        let _ = json(
+            ctx,
+            429,
+            false,
+            "too many live connections for this call (close other tabs of this page)",
+        )
+        .with("Retry-After", "5")
+        .write_to(&sock);
     }
 }
 
@@ -500,14 +855,17 @@ fn origin_ok(ctx: &Ctx, req: &Request) -> bool {
 }
 
 fn action(ctx: &Ctx, id: &str, req: &Request) -> Response {
-    let exp = match check_link(ctx, id, req) {
-        Ok(e) => e,
+    let sess = match check_session(ctx, id, req, false) {
+        Ok((s, _)) => s,
+        Err(r) if r.status == 410 => return json(ctx, 410, false, "the call has ended"),
+        Err(r) if r.status == 404 => return json(ctx, 404, false, "no such call"),
         Err(_) => {
             return json(
                 ctx,
                 403,
                 false,
-                "access refused: the link is not valid or has expired",
+                "access refused: no valid session for this call (open the page again from \
+                 your agent desktop)",
             )
         }
     };
@@ -532,7 +890,7 @@ fn action(ctx: &Ctx, id: &str, req: &Request) -> Response {
     }
     let token_ok = req
         .header("X-SecurePay-Token")
-        .is_some_and(|t| ctx.cfg.signer.verify_csrf(id, exp, t));
+        .is_some_and(|t| ctx.cfg.signer.verify_session_csrf(id, &sess, t));
     if !token_ok {
         return json(
             ctx,

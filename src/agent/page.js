@@ -6,7 +6,6 @@
 (function () {
   const body = document.body;
   const CALL = body.dataset.call;
-  const QS = '?exp=' + encodeURIComponent(body.dataset.exp) + '&sig=' + encodeURIComponent(body.dataset.sig);
   const TOKEN = body.dataset.token;
   const $ = (id) => document.getElementById(id);
 
@@ -269,11 +268,11 @@
     if (state) render(state);
     setText($('busy'), 'Sending\u2026');
     try {
-      const r = await fetch('/call/' + encodeURIComponent(CALL) + '/action' + QS, {
+      const r = await fetch('/call/' + encodeURIComponent(CALL) + '/action', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'X-SecurePay-Token': TOKEN },
         body: JSON.stringify(field ? { command, field } : { command }),
-        credentials: 'omit',
+        credentials: 'same-origin', // the HttpOnly session cookie
         cache: 'no-store',
       });
       let j = null;
@@ -298,7 +297,7 @@
   // ---- live updates ----
   let es = null;
   function connect() {
-    es = new EventSource('/call/' + encodeURIComponent(CALL) + '/events' + QS);
+    es = new EventSource('/call/' + encodeURIComponent(CALL) + '/events');
     es.addEventListener('open', () => { esOpen = true; });
     es.addEventListener('snapshot', (e) => {
       esOpen = true;
@@ -310,11 +309,16 @@
       es.close();
       linkGone('This payment link has expired. Open the payment page again from your agent desktop.');
     });
+    es.addEventListener('ended', () => {
+      // the last snapshot (call ended, payment outcome if any) stays on screen
+      es.close();
+      linkGone('The call has ended; this page no longer accepts commands.');
+    });
     es.addEventListener('error', () => {
       esOpen = false;
       const conn = $('conn');
       if (es.readyState === EventSource.CLOSED) {
-        linkGone('The payment service refused the live connection (the link may have expired). ' +
+        linkGone('The payment service refused the live connection (the call may have ended or the link expired). ' +
           'Open the payment page again from your agent desktop.');
       } else {
         setText(conn, 'Lost connection to the payment service; reconnecting\u2026 The state shown may be out of date.');

@@ -5,9 +5,11 @@
 //! Anyone holding the link can watch and drive that one call until `exp`; nobody can forge a
 //! link for another call or extend its lifetime without the secret.
 //!
-//! The CSRF token of a page is `HMAC-SHA256(secret, "secure-pay-agent/v1/csrf\0" || call-id ||
-//! "\0" || exp)`: embedded in the page, sent back in the `X-SecurePay-Token` header of every
-//! POST. Comparisons are constant-time (`Mac::verify_slice`).
+//! The service exchanges a link once for a session (the `sp_session` cookie, [`Signer::session`]):
+//! `<exp>.<nonce>.<HMAC(secret, "secure-pay-agent/v1/session\0" || call-id || "\0" || exp "."
+//! nonce)>`. The CSRF token of a page is `HMAC-SHA256(secret, "secure-pay-agent/v1/csrf\0" ||
+//! call-id || "\0" || session)`: embedded in the page, sent back in the `X-SecurePay-Token`
+//! header of every POST. Comparisons are constant-time (`Mac::verify_slice`).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -108,6 +110,10 @@ impl Signer {
     }
 
     fn mac(&self, purpose: &str, call: &str, exp: u64) -> HmacSha256 {
+        self.mac_str(purpose, call, &exp.to_string())
+    }
+
+    fn mac_str(&self, purpose: &str, call: &str, data: &str) -> HmacSha256 {
         // HMAC accepts keys of any length: new_from_slice cannot fail.
         let mut m = match HmacSha256::new_from_slice(&self.key) {
             Ok(m) => m,
@@ -118,7 +124,7 @@ impl Signer {
         m.update(b"\0");
         m.update(call.as_bytes());
         m.update(b"\0");
-        m.update(exp.to_string().as_bytes());
+        m.update(data.as_bytes());
         m
     }
 
@@ -170,6 +176,61 @@ impl Signer {
     pub fn verify_csrf(&self, call: &str, exp: u64, token: &str) -> bool {
         match unhex(token) {
             Some(b) if b.len() == 32 => self.mac("csrf", call, exp).verify_slice(&b).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// The session cookie's name (scoped with `Path=/call/<id>`, so each call has its own).
+pub const SESSION_COOKIE: &str = "sp_session";
+
+impl Signer {
+    /// A page session for `call` until `exp`: `<exp>.<nonce hex>.<mac hex>` with `mac =
+    /// HMAC(secret, "secure-pay-agent/v1/session\0" || call || "\0" || exp "." nonce)`. It is
+    /// what the one-time link exchange puts into the HttpOnly cookie.
+    pub fn session(&self, call: &str, exp: u64, nonce: &[u8; 16]) -> String {
+        let data = format!("{exp}.{}", hex(nonce));
+        let mac = hex(&self.mac_str("session", call, &data).finalize().into_bytes());
+        format!("{data}.{mac}")
+    }
+
+    /// Checks a session value for `call` at `now`: its expiry, or why it is refused.
+    pub fn verify_session(&self, call: &str, value: &str, now: u64) -> Result<u64, LinkError> {
+        let mut it = value.splitn(3, '.');
+        let (Some(exp), Some(nonce), Some(mac)) = (it.next(), it.next(), it.next()) else {
+            return Err(LinkError::Malformed);
+        };
+        if exp.is_empty() || exp.len() > 20 || !exp.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(LinkError::Malformed);
+        }
+        let exp_n: u64 = exp.parse().map_err(|_| LinkError::Malformed)?;
+        if unhex(nonce).filter(|b| b.len() == 16).is_none() {
+            return Err(LinkError::Malformed);
+        }
+        let mac_b = unhex(mac)
+            .filter(|b| b.len() == 32)
+            .ok_or(LinkError::Malformed)?;
+        self.mac_str("session", call, &format!("{exp}.{nonce}"))
+            .verify_slice(&mac_b)
+            .map_err(|_| LinkError::BadSignature)?;
+        if now >= exp_n {
+            return Err(LinkError::Expired);
+        }
+        Ok(exp_n)
+    }
+
+    /// The CSRF token of a page opened in session `session` (embedded in the page, sent back
+    /// in `X-SecurePay-Token`).
+    pub fn session_csrf(&self, call: &str, session: &str) -> String {
+        hex(&self.mac_str("csrf", call, session).finalize().into_bytes())
+    }
+
+    /// Constant-time check of a session's CSRF token.
+    pub fn verify_session_csrf(&self, call: &str, session: &str, token: &str) -> bool {
+        match unhex(token) {
+            Some(b) if b.len() == 32 => {
+                self.mac_str("csrf", call, session).verify_slice(&b).is_ok()
+            }
             _ => false,
         }
     }
@@ -234,6 +295,38 @@ mod tests {
         assert!(!s.verify_csrf("1700000000.2", 2000, &t));
         assert!(!s.verify_csrf("1700000000.1", 2000, &sig));
         assert!(!s.verify_csrf("1700000000.1", 2000, ""));
+    }
+
+    #[test]
+    fn sessions_are_bound_to_the_call_and_expire() {
+        let s = s();
+        let v = s.session("1700000000.1", 2000, &[7; 16]);
+        assert_eq!(s.verify_session("1700000000.1", &v, 1999), Ok(2000));
+        assert_eq!(
+            s.verify_session("1700000000.1", &v, 2000),
+            Err(LinkError::Expired)
+        );
+        assert_eq!(
+            s.verify_session("1700000000.2", &v, 1),
+            Err(LinkError::BadSignature)
+        );
+        // a longer expiry with the same mac is refused
+        let forged = v.replacen("2000.", "9000.", 1);
+        assert_eq!(
+            s.verify_session("1700000000.1", &forged, 1),
+            Err(LinkError::BadSignature)
+        );
+        for bad in ["", "2000", "2000.ab", "x.y.z", "2000..", &v[..v.len() - 2]] {
+            assert!(s.verify_session("1700000000.1", bad, 1).is_err(), "{bad}");
+        }
+        // the link signature for the same (call, exp) is not a session
+        let link = format!("2000.{}.{}", "07".repeat(16), s.sign("1700000000.1", 2000));
+        assert!(s.verify_session("1700000000.1", &link, 1).is_err());
+        let t = s.session_csrf("1700000000.1", &v);
+        assert!(s.verify_session_csrf("1700000000.1", &v, &t));
+        assert!(!s.verify_session_csrf("1700000000.2", &v, &t));
+        let other = s.session("1700000000.1", 2000, &[8; 16]);
+        assert!(!s.verify_session_csrf("1700000000.1", &other, &t));
     }
 
     #[test]

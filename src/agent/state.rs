@@ -115,6 +115,9 @@ pub struct Call {
     pub stop_reason: Option<String>,
     #[serde(skip)]
     pub version: u64,
+    /// When the PBX said the call ended (the page's session stops working then).
+    #[serde(skip)]
+    pub ended_at: Option<std::time::Instant>,
 }
 
 impl Call {
@@ -136,6 +139,7 @@ impl Call {
             notice: None,
             stop_reason: None,
             version: 0,
+            ended_at: None,
         }
     }
 
@@ -212,6 +216,18 @@ fn split_list(s: &str) -> Vec<String> {
 
 /// A version token for one page: the call's version and the PBX status version.
 pub type SeenVersion = (u64, u64);
+
+/// What a page session for a call may still do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The PBX does not know the call (never existed, or ended long ago).
+    Unknown,
+    /// The call is up: view and act.
+    Live,
+    /// The call ended at `.0`; `.1`: a payment submitted before the hangup has no outcome yet
+    /// (the page may still watch for it, read-only).
+    Ended(std::time::Instant, bool),
+}
 
 impl Default for Hub {
     fn default() -> Self {
@@ -390,6 +406,46 @@ impl Hub {
         Some((json, (c.version, g.pbx_version)))
     }
 
+    /// The access a page session has to the call now.
+    pub fn access(&self, id: &str) -> Access {
+        let g = self.lock();
+        match g.calls.get(id) {
+            None => Access::Unknown,
+            Some(c) if !c.ended => Access::Live,
+            Some(c) => Access::Ended(
+                c.ended_at.unwrap_or_else(std::time::Instant::now),
+                c.submit.as_ref().is_some_and(|s| s.result == "pending"),
+            ),
+        }
+    }
+
+    /// The call's version (None: unknown call).
+    pub fn version(&self, id: &str) -> Option<SeenVersion> {
+        let g = self.lock();
+        g.calls.get(id).map(|c| (c.version, g.pbx_version))
+    }
+
+    /// The change counter (bumped on every change of any call or of the PBX status).
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Blocks until the change counter differs from `seen` or `timeout` passes; returns it.
+    pub fn wait_epoch(&self, seen: u64, timeout: Duration) -> u64 {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut g = self.lock();
+        loop {
+            let now = std::time::Instant::now();
+            if g.epoch != seen || now >= deadline {
+                return g.epoch;
+            }
+            g = match self.changed.wait_timeout(g, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
     /// Is the call known (live or recently ended)?
     pub fn knows(&self, id: &str) -> bool {
         self.lock().calls.contains_key(id)
@@ -458,6 +514,7 @@ fn end_call(g: &mut Inner, id: &str) {
         return;
     }
     c.ended = true;
+    c.ended_at = Some(std::time::Instant::now());
     if c.mode != Mode::Off {
         c.stop_reason = Some("hangup".into());
     }
@@ -493,7 +550,8 @@ fn apply(g: &mut Inner, ev: &str, m: &Message) -> bool {
             let Some(c) = ensure_call(g, uid, chan, linked) else {
                 return false;
             };
-            if c.ended {
+            // an ended call takes only the outcome of a payment submitted before the hangup
+            if c.ended && ev != "SecurePaySubmit" {
                 return false;
             }
             apply_secure_pay(c, &ev["SecurePay".len()..], m);

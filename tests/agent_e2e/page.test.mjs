@@ -88,6 +88,15 @@ try {
   if (resp.status() !== 200) throw new Error('page: HTTP ' + resp.status());
   await waitText('#mode', /Not secure/, 'initial state');
   await page.waitForSelector('#b-start:not([disabled])', { timeout: T });
+  // the signed link was exchanged for the HttpOnly cookie: no token left in the address bar,
+  // and a second use of the same link (by anyone but this browser) is refused
+  if (new URL(page.url()).search !== '') throw new Error('token left in the URL: ' + page.url());
+  if ((await page.evaluate(() => document.cookie)) !== '') throw new Error('session cookie readable by script');
+  {
+    // someone else with the link (say from a proxy log): no cookie, refused
+    const again = await fetch(PAGE_URL, { redirect: 'manual' });
+    if (again.status !== 403) throw new Error('second use of the link: HTTP ' + again.status);
+  }
   if (await visible('#controls')) throw new Error('call-controls notice shown while not secure');
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
   if (overflow > 320) throw new Error('page wider than a 320 px iframe: ' + overflow);

@@ -46,6 +46,8 @@ struct State {
     outcome: PaymentOutcome,
     clock_ms: u64,
     logins: u32,
+    /// The PBX host vanished: nothing is answered or sent, the sockets stay open.
+    frozen: bool,
 }
 
 /// The fake PBX.
@@ -80,6 +82,9 @@ fn ami_name(ev: &Event) -> String {
 }
 
 fn broadcast(st: &mut State, text: &str) {
+    if st.frozen {
+        return;
+    }
     st.clients
         .retain_mut(|c| c.write_all(text.as_bytes()).is_ok());
 }
@@ -226,6 +231,9 @@ fn serve_client(st: Arc<Mutex<State>>, stop: Arc<AtomicBool>, stream: TcpStream)
         };
         let mut g = st.lock().unwrap();
         g.actions.push(m.clone());
+        if g.frozen {
+            continue;
+        }
         let id = m.get("ActionID").unwrap_or("").to_string();
         if !logged_in {
             if m.get("Action")
@@ -270,6 +278,7 @@ impl FakePbx {
                 },
                 clock_ms: unix_ms(),
                 logins: 0,
+                frozen: false,
             })),
         )
     }
@@ -411,6 +420,25 @@ impl FakePbx {
         broadcast(&mut g, &text);
     }
 
+    /// Publishes a raw event for a channel that may be gone (e.g. an outcome after hangup).
+    pub fn emit_as(&self, name: &str, uid: &str, event: &str, headers: &[(&str, &str)]) {
+        let mut g = self.st.lock().unwrap();
+        let c = Chan {
+            name: name.into(),
+            uid: uid.into(),
+            linked: uid.into(),
+            session: None,
+        };
+        let text = wire(event, &c, None, headers);
+        broadcast(&mut g, &text);
+    }
+
+    /// Stops (or resumes) answering anything, keeping every socket open: a half-open
+    /// connection as the service sees it when the PBX host vanished.
+    pub fn freeze(&self, on: bool) {
+        self.st.lock().unwrap().frozen = on;
+    }
+
     pub fn set_outcome(&self, o: PaymentOutcome) {
         self.st.lock().unwrap().outcome = o;
     }
@@ -523,6 +551,85 @@ fn parse_response(text: &str) -> HttpResponse {
     }
 }
 
+/// A page session as a browser holds it: the signed link exchanged (once) for the session
+/// cookie, and the page's CSRF token.
+pub struct PageSession {
+    pub uid: String,
+    /// `sp_session=<value>` for a `Cookie` header.
+    pub cookie: String,
+    /// The `Set-Cookie` header of the exchange.
+    pub set_cookie: String,
+    pub token: String,
+}
+
+/// Opens the signed `link` (path + query) like a browser: the exchange, then the token-free
+/// page with the cookie. Panics unless both answer 200.
+pub fn open_session(addr: std::net::SocketAddr, uid: &str, link: &str) -> PageSession {
+    let r = http(addr, "GET", link, &[], "");
+    assert_eq!(r.status, 200, "link exchange: {}", r.body);
+    let set_cookie = r
+        .header("Set-Cookie")
+        .unwrap_or_else(|| panic!("no Set-Cookie: {:?}", r.headers))
+        .to_string();
+    let cookie = set_cookie.split(';').next().unwrap().trim().to_string();
+    assert!(cookie.starts_with("sp_session="), "{set_cookie}");
+    assert!(
+        r.body.contains(&format!("data-next=\"/call/{uid}\"")),
+        "{}",
+        r.body
+    );
+    let page = http(
+        addr,
+        "GET",
+        &format!("/call/{uid}"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(page.status, 200, "page: {}", page.body);
+    let token = page
+        .body
+        .split("data-token=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("token in page")
+        .to_string();
+    PageSession {
+        uid: uid.to_string(),
+        cookie,
+        set_cookie,
+        token,
+    }
+}
+
+impl PageSession {
+    /// The live-update stream of this page.
+    pub fn events(&self, addr: std::net::SocketAddr) -> Sse {
+        Sse::open_with(
+            addr,
+            &format!("/call/{}/events", self.uid),
+            &[("Cookie", &self.cookie)],
+        )
+    }
+
+    /// POSTs a command like the page does (same origin, token, cookie).
+    pub fn command(&self, addr: std::net::SocketAddr, body: &str) -> HttpResponse {
+        let origin = format!("http://{addr}");
+        http(
+            addr,
+            "POST",
+            &format!("/call/{}/action", self.uid),
+            &[
+                ("Origin", &origin),
+                ("Cookie", &self.cookie),
+                ("X-SecurePay-Token", &self.token),
+                ("Content-Type", "application/json"),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+            body,
+        )
+    }
+}
+
 /// An open SSE stream: read snapshots one by one.
 pub struct Sse {
     r: BufReader<TcpStream>,
@@ -531,13 +638,19 @@ pub struct Sse {
 
 impl Sse {
     pub fn open(addr: std::net::SocketAddr, path: &str) -> Sse {
+        Self::open_with(addr, path, &[])
+    }
+
+    pub fn open_with(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
+        let mut req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
         let mut r = BufReader::new(s);
         let mut line = String::new();
         r.read_line(&mut line).unwrap();
@@ -554,6 +667,25 @@ impl Sse {
             }
         }
         Sse { r, status }
+    }
+
+    /// The next named event (`snapshot`, `ended`, `expired`) and its data; None at the end.
+    pub fn next_event(&mut self) -> Option<(String, String)> {
+        let mut event = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.r.read_line(&mut line).ok()?;
+            if n == 0 {
+                return None;
+            }
+            let l = line.trim_end();
+            if let Some(e) = l.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(d) = l.strip_prefix("data: ") {
+                return Some((std::mem::take(&mut event), d.to_string()));
+            }
+        }
     }
 
     /// The next `snapshot` event's JSON.
@@ -698,4 +830,78 @@ pub fn run_page_test(env: &[(&str, &str)], mut step: impl FnMut(&str)) {
         passed && status.success(),
         "page test failed ({status}):\n{transcript}"
     );
+}
+
+// ---------------------------------------------------------------- many clients
+
+/// Connects to `dst` from the loopback address `src` (127.x.y.z: each is a different client
+/// to the service's per-client cap).
+pub fn connect_from(
+    src: std::net::Ipv4Addr,
+    dst: std::net::SocketAddr,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(dst) = dst else {
+        panic!("IPv4 only")
+    };
+    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket we own; the TcpStream closes it on drop.
+    let s = unsafe { TcpStream::from_raw_fd(fd) };
+    let local = sa(src, 0);
+    let remote = sa(*dst.ip(), dst.port());
+    // SAFETY: `local` is a valid sockaddr_in of `len` bytes that outlives the call.
+    if unsafe { libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `remote` is a valid sockaddr_in of `len` bytes that outlives the call.
+    if unsafe { libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(s)
+}
+
+/// Raises this process's soft limit of open files to `want` (at most the hard limit); returns
+/// the soft limit now.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 0;
+    }
+    if r.rlim_cur < want {
+        let new = libc::rlimit {
+            rlim_cur: want.min(r.rlim_max),
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: `new` is a valid rlimit; only the soft limit changes, within the hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            r.rlim_cur = new.rlim_cur;
+        }
+    }
+    r.rlim_cur
+}
+
+/// Sends one raw request on `s` and reads the whole response (or what came before `timeout`).
+pub fn raw_request(mut s: TcpStream, req: &str, timeout: Duration) -> HttpResponse {
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let _ = s.write_all(req.as_bytes());
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&String::from_utf8_lossy(&raw))
 }

@@ -1,0 +1,167 @@
+//! `secure-pay-agent serve` at the most verbose log level (`trace`) while a customer keys a
+//! whole card, its expiry and security code, the payment is submitted, the call hangs up, and
+//! a hostile client puts a card number into request paths and queries: the service's log
+//! (stderr) holds none of those digits. Controls: the scan flags the card and the code when they
+//! are there, and the log really is at trace level (it saw the digit events).
+
+mod agent_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agent_support::{http, open_session, wait_until, FakePbx, AMI_SECRET, AMI_USER, LINK_SECRET};
+use secure_pay::agent::sign::Signer;
+use secure_pay::agent::unix_now;
+
+const T: Duration = Duration::from_secs(15);
+const CHAN: &str = "PJSIP/customer-00000001";
+const UID: &str = "1700000000.1";
+/// A Luhn-valid Visa debit test number, an expiry and a security code that do not occur in
+/// anything else the test does.
+const CARD: &str = "4000056655665556";
+const EXPIRY: &str = "0831";
+const CODE: &str = "947";
+
+/// Kills the service (by its PID, through `Child::kill`) when the test ends or panics.
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What in `log` betrays the card data: any 6 consecutive digits of the card (digits only,
+/// separators removed), or the expiry / security code as a whole number of their own.
+fn leaks(log: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in log.lines() {
+        // the line's own timestamp (`<secs>.<ms> LEVEL`) is not data
+        let msg = line.splitn(3, ' ').nth(2).unwrap_or(line);
+        let digits: String = msg.chars().filter(char::is_ascii_digit).collect();
+        for w in 0..=CARD.len() - 6 {
+            if digits.contains(&CARD[w..w + 6]) {
+                found.push(format!("card digits {} in {line:?}", &CARD[w..w + 6]));
+                break;
+            }
+        }
+        for run in msg.split(|c: char| !c.is_ascii_digit()) {
+            if run == EXPIRY || run == CODE || run == "0831" {
+                found.push(format!("{run} in {line:?}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_trace_level_log_of_a_whole_payment_holds_no_card_digit() {
+    // controls: the scan sees the data when it is there, in the forms a log could carry it
+    assert!(!leaks(&format!("1.000 DEBUG masked {CARD}")).is_empty());
+    assert!(!leaks("1.000 DEBUG pan 4000 0566 5566 5556").is_empty());
+    assert!(!leaks(&format!("1.000 DEBUG cvv={CODE}")).is_empty());
+    assert!(!leaks(&format!("1.000 DEBUG exp {EXPIRY}")).is_empty());
+    assert!(leaks("1796533200.947 INFO call 1700000000.1 port 39471").is_empty());
+
+    let pbx = FakePbx::start(0);
+    pbx.add_channel_silently(CHAN, UID);
+    let bin = env!("CARGO_BIN_EXE_secure-pay-agent");
+    let child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ami",
+            &pbx.addr(),
+            "--ami-user",
+            AMI_USER,
+            "--log-level",
+            "trace",
+            "--start-options",
+            "fields=payment-card-number,expiration-date,security-code",
+        ])
+        .env(
+            "SECURE_PAY_AGENT_SECRET",
+            std::str::from_utf8(LINK_SECRET).unwrap(),
+        )
+        .env("SECURE_PAY_AMI_SECRET", AMI_SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Kill(child);
+    let log = Arc::new(Mutex::new(String::new()));
+    let l2 = Arc::clone(&log);
+    let err = child.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            let mut g = l2.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    // the address from the "listening on" line
+    let mut addr = None;
+    assert!(wait_until(T, || {
+        addr = log
+            .lock()
+            .unwrap()
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        addr.is_some()
+    }));
+    let a = addr.unwrap();
+    assert!(pbx.wait_logins(1, T));
+    let signer = Signer::new(LINK_SECRET).unwrap();
+    let page = open_session(a, UID, &signer.link(UID, unix_now() + 600));
+    let mut sse = page.events(a);
+    sse.next_snapshot();
+    let r = page.command(a, r#"{"command":"start"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    pbx.key(UID, &format!("{CARD}#"));
+    pbx.key(UID, EXPIRY);
+    pbx.key(UID, CODE);
+    sse.until(T, |v| v["call"]["ready"] == true);
+    let r = page.command(a, r#"{"command":"submit"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    sse.until(T, |v| v["call"]["submit"]["result"] == "success");
+    // a hostile client writes card digits into addresses and queries
+    for path in [
+        format!("/call/{CARD}"),
+        format!("/call/{UID}?pan={CARD}&cvv={CODE}"),
+        format!("/call/{UID}/events?sig={CARD}{CARD}{CARD}{CARD}&exp={EXPIRY}"),
+        format!("/{CARD}/{EXPIRY}/{CODE}"),
+    ] {
+        let _ = http(a, "GET", &path, &[], "");
+    }
+    pbx.hangup(UID);
+    sse.until(T, |v| v["call"]["ended"] == true);
+    // let the last lines arrive, then stop the service
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(child);
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
+
+    // control: trace level really logged the capture as it happened
+    assert!(log.contains(" TRACE "), "{log}");
+    assert!(log.contains("AMI event SecurePayDigit"), "{log}");
+    assert!(log.contains("AMI event SecurePaySubmit"), "{log}");
+    assert!(
+        log.contains("/call/[redacted]"),
+        "hostile path not scrubbed: {log}"
+    );
+    let found = leaks(&log);
+    assert!(found.is_empty(), "card data in the log: {found:#?}");
+    eprintln!(
+        "{} log lines at trace level, no card digit among them",
+        log.lines().count()
+    );
+}
