@@ -81,6 +81,8 @@ pub struct Options {
     pub extra_dialplan: String,
     /// Use this secure_pay.conf.xml file (included as is) instead of the generated section.
     pub secure_pay_conf_file: Option<PathBuf>,
+    /// RTP port range (first, last) instead of the default 10 ports (many concurrent SIP calls).
+    pub rtp_ports: Option<(u16, u16)>,
 }
 
 pub struct FreeSwitch {
@@ -120,7 +122,10 @@ impl FreeSwitch {
         }
         let esl_port = free_port();
         let sip_port = free_port();
-        let rtp_base = 20000 + (std::process::id() as u16 % 200) * 100 + (n as u16 % 10) * 10;
+        let (rtp_base, rtp_last) = opts.rtp_ports.unwrap_or_else(|| {
+            let b = 20000 + (std::process::id() as u16 % 200) * 100 + (n as u16 % 10) * 10;
+            (b, b + 9)
+        });
         let settings: String = opts
             .secure_pay_settings
             .iter()
@@ -277,7 +282,7 @@ impl FreeSwitch {
   </section>
 </document>
 "#,
-            rtp_end = rtp_base + 9,
+            rtp_end = rtp_last,
             extra = opts.extra_dialplan,
         );
         let _ = rec;
