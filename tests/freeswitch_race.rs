@@ -375,7 +375,9 @@ fn unload_and_reload_during_a_secure_call() {
         "true",
         "unload during a secure call must be refused: {u}"
     );
+    assert!(u.starts_with("-ERR"), "unload answer: {u}");
     let rl = esl.api("reload mod_secure_pay");
+    assert!(rl.contains("-ERR unloading module"), "reload answer: {rl}");
     assert_eq!(esl.api("module_exists mod_secure_pay").trim(), "true");
     let st = esl.api(&format!("uuid_secure_pay {cust_b} status"));
     assert!(
@@ -428,4 +430,115 @@ fn unload_and_reload_during_a_secure_call() {
         "false",
         "no secure call: unload proceeds ({u})"
     );
+}
+
+/// Peak amplitude (0..1) of a recording, by `sox -n stat` (sox's own measurement).
+fn peak(wav: &std::path::Path) -> f64 {
+    let out = std::process::Command::new("sox")
+        .arg(wav)
+        .args(["-n", "stat"])
+        .output()
+        .expect("sox (apt install sox)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find(|l| l.starts_with("Maximum amplitude"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("sox stat on {}: {text}", wav.display()))
+}
+
+/// Plays a plain 1 kHz tone (not DTMF, so the masker passes it) into the customer channel and
+/// keys `keys` out of band; returns the agent recording's peak amplitude.
+fn tone_and_keys(
+    fs: &FreeSwitch,
+    esl: &mut Esl,
+    cust_a: &str,
+    agent_a: &str,
+    keys: &str,
+    tag: &str,
+) -> f64 {
+    let rec = fs.rec(&format!("media_{tag}.wav"));
+    record(esl, agent_a, "start", &rec);
+    let r = esl.api(&format!(
+        "uuid_broadcast {cust_a} tone_stream://%(1200,0,1000) aleg"
+    ));
+    assert!(r.starts_with("+OK"), "uuid_broadcast: {r}");
+    std::thread::sleep(Duration::from_millis(300));
+    key_out_of_band(esl, cust_a, keys);
+    std::thread::sleep(Duration::from_millis(600));
+    record(esl, agent_a, "stop", &rec);
+    peak(&rec)
+}
+
+/// Media leaving the core mid-call (signalled here by `pass_rfc2833`, which FreeSWITCH honours
+/// only at media setup, so the call's media really stays in the core and the test can hear the
+/// effect): the customer is muted and keys are dropped (neither forwarded nor captured), with
+/// one `media-not-in-core` error; when it returns, audio and capture resume. Control: the same
+/// tone before and after is heard on the agent's recording.
+#[test]
+fn media_leaving_the_core_mutes_and_drops_keys() {
+    let Some(prefix) = prefix() else { return };
+    let fs = FreeSwitch::start(&prefix, &options());
+    let watch = Watcher::start(&fs);
+    let mut esl = fs.esl();
+    let mut ev = fs.esl();
+    ev.subscribe("plain CUSTOM secure_pay::error secure_pay::digit");
+    let (cust_a, cust_b) = originate_sip(&fs, &mut esl, "sipcust7", "rfc2833");
+    let (agent_a, agent_b) = agent_legs(&mut esl, &cust_b);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
+    assert!(r.starts_with("+OK"), "start: {r}");
+    let count = |evs: &[EslEvent], sub: &str| {
+        evs.iter()
+            .filter(|e| e.get("Event-Subclass") == Some(sub))
+            .count()
+    };
+
+    // In the core: the tone passes (control), keys are captured.
+    let p_in = tone_and_keys(&fs, &mut esl, &cust_a, &agent_a, "41", "in");
+    let evs = ev.drain(Duration::from_millis(300));
+    assert!(
+        p_in > 0.05,
+        "control: the agent hears the tone (peak {p_in})"
+    );
+    assert_eq!(count(&evs, "secure_pay::digit"), 2, "keys captured");
+
+    // Out of the core: muted, keys dropped, one error event.
+    let r = esl.api(&format!("uuid_setvar {cust_b} pass_rfc2833 true"));
+    assert!(r.starts_with("+OK"), "setvar: {r}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let p_out = tone_and_keys(&fs, &mut esl, &cust_a, &agent_a, "56", "out");
+    let evs = ev.drain(Duration::from_millis(300));
+    assert!(
+        p_out < 0.01,
+        "media out: the agent hears nothing (peak {p_out})"
+    );
+    assert_eq!(count(&evs, "secure_pay::digit"), 0, "keys dropped: {evs:?}");
+    let errors: Vec<_> = evs
+        .iter()
+        .filter(|e| e.get("SecurePay-Error-Code") == Some("media-not-in-core"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one media-not-in-core error: {evs:?}");
+
+    // Back in the core: audio and capture resume.
+    let r = esl.api(&format!("uuid_setvar {cust_b} pass_rfc2833 false"));
+    assert!(r.starts_with("+OK"), "setvar: {r}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let p_back = tone_and_keys(&fs, &mut esl, &cust_a, &agent_a, "23", "back");
+    let evs = ev.drain(Duration::from_millis(300));
+    assert!(
+        p_back > 0.05,
+        "media back: tone heard again (peak {p_back})"
+    );
+    assert_eq!(count(&evs, "secure_pay::digit"), 2, "capture resumed");
+    assert!(
+        !evs.iter()
+            .any(|e| e.get("SecurePay-Error-Code") == Some("media-not-in-core")),
+        "no second error while in the core"
+    );
+
+    let dtmf = watch.dtmf_on(&[&agent_a, &agent_b, &cust_b]);
+    assert!(dtmf.is_empty(), "no key reached any leg: {dtmf:?}");
+    let _ = esl.api(&format!("uuid_kill {cust_a}"));
+    assert_eq!(watch.digits_dialed(&cust_b), "none");
 }
