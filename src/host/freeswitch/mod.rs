@@ -137,12 +137,15 @@ unsafe extern "C" fn mod_load(
 unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
     guard("module shutdown", fs::SWITCH_STATUS_NOUNLOAD, || {
         // `unload`/`reload` without -f never get here while a channel is secure (each holds a
-        // read lock on the module interface). With -f (or at process shutdown with calls still
-        // up) we must not stop them: secure mode would end and later keys would reach the agent.
-        // Keep them masking and dropping until they end: NOUNLOAD keeps the module mapped and
-        // the runtime thread (dispatcher) running; the loader neither joins it nor dlcloses.
+        // read lock on the module interface). With -f we must not stop them: secure mode would
+        // end and later keys would reach the agent. Keep them masking and dropping until they
+        // end: NOUNLOAD keeps the module mapped and the runtime thread (dispatcher) running;
+        // the loader neither joins it nor dlcloses.
         let live = channel::count();
-        if live > 0 {
+        // SAFETY: reads the core's runtime flags (no pointer involved).
+        let process_exit = unsafe { fs::switch_core_flags() } & fs::SCF_SHUTTING_DOWN != 0;
+        // At process exit every call is being hung up: stop them and let the loader join.
+        if live > 0 && !process_exit {
             ORPHANED.store(true, Ordering::Release);
             ::log::error!(
                 "secure_pay: unloaded with {live} secure channel(s) up: they stay secure until they end; the module stays in memory"
@@ -152,13 +155,20 @@ unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
         MODULE_IFACE.store(std::ptr::null_mut(), Ordering::Release);
         SHUTTING_DOWN.store(true, Ordering::Release);
         channel::stop_all();
+        // A channel we could not stop (its session already going away) still has our bug and
+        // hooks until its hangup removes them: never let the loader dlclose under it.
+        let unstopped = channel::count() > 0;
         events::free();
         let conn = CONNECTOR.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(c) = conn {
             c.shutdown();
         }
         ::log::info!("secure_pay: mod_secure_pay shut down");
-        fs::SWITCH_STATUS_SUCCESS
+        if unstopped {
+            fs::SWITCH_STATUS_NOUNLOAD
+        } else {
+            fs::SWITCH_STATUS_SUCCESS
+        }
     })
 }
 
