@@ -622,3 +622,37 @@ fn bench_idle_secure_calls() {
         let _ = esl.api(&format!("uuid_kill {a}"));
     }
 }
+
+/// FreeSWITCH shutting down with secure calls up (one stopped by the agent before, one still
+/// secure, one mid-capture) exits cleanly (exit status 0, no crash from a bug or hook left
+/// pointing into an unloaded library) and the module is really unloaded.
+#[test]
+fn process_exit_with_secure_calls_up() {
+    let Some(prefix) = prefix() else { return };
+    let mut fs = FreeSwitch::start(&prefix, &options());
+    let mut esl = fs.esl();
+    let mut custs = Vec::new();
+    for n in 0..3 {
+        let (a, b) = originate_sip(&fs, &mut esl, &format!("sipcust{}", 50 + n), "rfc2833");
+        let r = esl.api(&format!("uuid_secure_pay {b} start"));
+        assert!(r.starts_with("+OK"), "start: {r}");
+        custs.push((a, b));
+    }
+    let r = esl.api(&format!("uuid_secure_pay {} stop", custs[0].1));
+    assert!(r.starts_with("+OK"), "stop: {r}");
+    key_out_of_band(&mut esl, &custs[2].0, "41");
+    let st = esl.api(&format!("uuid_secure_pay {} status", custs[2].1));
+    assert!(st.starts_with("+OK active"), "{st}");
+    let _ = esl.send_raw("api fsctl shutdown\n\n");
+    let status = fs.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "FreeSWITCH exit with secure calls up: {status:?}"
+    );
+    // The console (stdout) outlives mod_logfile: the module was unloaded, not kept mapped.
+    let console = std::fs::read_to_string(fs.dir.join("stdout.log")).unwrap_or_default();
+    assert!(
+        console.contains("mod_secure_pay unloaded"),
+        "module unloaded at exit"
+    );
+}

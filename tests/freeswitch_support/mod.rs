@@ -350,6 +350,18 @@ impl FreeSwitch {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Waits up to `timeout` for the process to exit (after e.g. `fsctl shutdown`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
 }
 
 impl Drop for FreeSwitch {
