@@ -801,10 +801,11 @@ impl Channel {
         let mut imp = fs::switch_codec_implementation_t::default();
         // SAFETY: live session; `imp` is a local (a struct copy, no allocation).
         let st = unsafe { fs::switch_core_session_get_read_impl(session, &mut imp) };
-        if st == fs::SWITCH_STATUS_SUCCESS
-            && (imp.actual_samples_per_second != m.rate
-                || imp.number_of_channels as u32 != m.channels)
-        {
+        if st != fs::SWITCH_STATUS_SUCCESS {
+            // The rate of this frame cannot be known: mute it (fail closed).
+            return mute(samples);
+        }
+        if imp.actual_samples_per_second != m.rate || imp.number_of_channels as u32 != m.channels {
             // Codec change mid-call (re-INVITE): re-size once; mute if unsupported.
             let (r, c) = (imp.actual_samples_per_second, imp.number_of_channels as u32);
             self.build_masker(&mut m, r, c);
