@@ -234,11 +234,22 @@ fn api_bad_input_lifecycle_apps_and_reload() {
         Some("payment-card-number,postal-code")
     );
 
-    // ---- Unload during a session: sessions stopped cleanly, module reloadable.
+    // ---- Unload during a session: refused (fail closed, the session stays secure); after
+    // stop the module unloads and is reloadable (tests/freeswitch_race.rs judges the audio).
     let r = esl.api("unload mod_secure_pay");
-    assert!(r.starts_with("+OK"), "unload during a session: {r}");
-    let stop = custom(&mut ev, "stop", &rb, Duration::from_secs(5)).expect("stop at unload");
-    assert_eq!(stop.get("SecurePay-Reason"), Some("error"));
+    assert!(
+        r.starts_with("-ERR"),
+        "unload during a session must be refused: {r}"
+    );
+    assert_eq!(esl.api("module_exists mod_secure_pay").trim(), "true");
+    let st = esl.api(&format!("uuid_secure_pay {rb} status"));
+    assert!(st.starts_with("+OK active"), "still secure: {st}");
+    let r = esl.api(&format!("uuid_secure_pay {rb} stop"));
+    assert!(r.starts_with("+OK"), "stop: {r}");
+    let stop = custom(&mut ev, "stop", &rb, Duration::from_secs(5)).expect("stop event");
+    assert_eq!(stop.get("SecurePay-Reason"), Some("agent"));
+    let r = esl.api("unload mod_secure_pay");
+    assert!(r.starts_with("+OK"), "unload with no secure call: {r}");
     assert!(
         esl.api("status").contains("UP"),
         "FreeSWITCH still up after unload"

@@ -83,6 +83,8 @@ pub struct Options {
     pub secure_pay_conf_file: Option<PathBuf>,
     /// Run with the core database (no `-nosql`): fs_cli completion needs it.
     pub sql: bool,
+    /// RTP port range (first, last) instead of the default 10 ports (many concurrent SIP calls).
+    pub rtp_ports: Option<(u16, u16)>,
 }
 
 pub struct FreeSwitch {
@@ -122,7 +124,10 @@ impl FreeSwitch {
         }
         let esl_port = free_port();
         let sip_port = free_port();
-        let rtp_base = 20000 + (std::process::id() as u16 % 200) * 100 + (n as u16 % 10) * 10;
+        let (rtp_base, rtp_last) = opts.rtp_ports.unwrap_or_else(|| {
+            let b = 20000 + (std::process::id() as u16 % 200) * 100 + (n as u16 % 10) * 10;
+            (b, b + 9)
+        });
         let settings: String = opts
             .secure_pay_settings
             .iter()
@@ -279,7 +284,7 @@ impl FreeSwitch {
   </section>
 </document>
 "#,
-            rtp_end = rtp_base + 9,
+            rtp_end = rtp_last,
             extra = opts.extra_dialplan,
         );
         let _ = rec;
@@ -347,6 +352,18 @@ impl FreeSwitch {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit (after e.g. `fsctl shutdown`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 }
 

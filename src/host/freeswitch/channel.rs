@@ -8,12 +8,15 @@
 //!   also only pushes into `inbox` and returns FALSE so the digit is never queued on the
 //!   channel (no forwarding, no DTMF event, no `digits_dialed`);
 //! - the dispatcher (module runtime thread), the API/app threads and CLOSE lock [`State`],
-//!   drain the inbox into the session, run commands/timers and fire events.
+//!   drain the inbox into the session, run commands/timers and fire events;
+//! - start and stop of one channel are serialised by its `ctl` mutex and the registry slot it
+//!   reserves: two racing starts give one start and one "already active"; a stop removes only
+//!   the bug its own start attached (by pointer), never another module's or a racing start's.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -29,17 +32,14 @@ use crate::ffi::freeswitch as fs;
 use crate::host::guard;
 
 use super::events;
+use super::inbox::Inbox;
 use super::util::{self, LockedSession};
 
-/// Digits waiting between the media/DTMF threads and the session (a full card is ~25 keys).
-const INBOX: usize = 64;
+/// How often the dispatcher looks at a secure channel's bridge partner and media variables
+/// (the customer leg's own media flags are checked on every frame by the read_frame hook).
+const MEDIA_CHECK_MS: u64 = 1000;
 /// Name of our media bug (also `Media-Bug-Function` in MEDIA_BUG_START: no secrets in it).
 const BUG_FUNCTION: &std::ffi::CStr = c"secure_pay";
-
-/// What the media/DTMF threads hand to the session.
-enum Input {
-    Digit(Digit, DigitSource, u64),
-}
 
 /// Media-thread state.
 struct Media {
@@ -53,10 +53,17 @@ struct State {
     session: Session,
     /// `sensitive_dtmf` before we set it, restored at stop.
     saved_sensitive: Option<String>,
+    /// The `media-not-in-core` error for the current departure of the media was fired.
     media_error_sent: bool,
     overflow_sent: bool,
-    /// When the dispatcher last checked that media is still in the core (`now_ms`).
-    media_checked_ms: u64,
+}
+
+/// Start/stop control of one channel (under `Channel::ctl`).
+#[derive(Default)]
+struct Ctl {
+    /// Address of the media bug our start attached; 0 before it is attached and once a stop
+    /// has removed it.
+    bug: usize,
 }
 
 pub struct Channel {
@@ -65,17 +72,28 @@ pub struct Channel {
     cfg: Arc<Config>,
     media: Mutex<Media>,
     state: Mutex<State>,
-    inbox_tx: Sender<Input>,
-    inbox_rx: Receiver<Input>,
+    /// Key presses waiting for the dispatcher (slab of wiped slots; the queue carries indices).
+    inbox: Inbox,
     outcome: Mutex<Option<PaymentOutcome>>,
     /// A panic happened on the media path: mute every frame from now on.
     poisoned: AtomicBool,
     /// The inbox was full once: a digit may be lost (reported as an error event).
     overflow: AtomicBool,
-    /// Detach already requested (remove the bug once).
-    detaching: AtomicBool,
     /// Why it stops (0 = not set: hangup).
     stop_reason: AtomicU8,
+    /// Serialises start and stop of this channel (see module docs).
+    ctl: Mutex<Ctl>,
+    /// CLOSE ran: the bug and hooks are gone.
+    closed: AtomicBool,
+    /// This leg's media is out of the core (bypass/proxy media): set by the read_frame hook.
+    own_out: AtomicBool,
+    /// The bridge partner's media, or a media variable, says out of the core (dispatcher).
+    polled_out: AtomicBool,
+    /// When the dispatcher last polled `polled_out` (`now_ms`).
+    polled_ms: AtomicU64,
+    /// The module interface's rwlock, read-locked while this channel is secure so that
+    /// `unload`/`reload` of the module is refused; null when not held.
+    module_lock: AtomicPtr<fs::switch_thread_rwlock_t>,
 }
 
 static REGISTRY: LazyLock<RwLock<HashMap<usize, Arc<Channel>>>> =
@@ -155,14 +173,16 @@ impl Channel {
     }
 
     fn push_digit(&self, d: Digit, src: DigitSource) {
-        if self
-            .inbox_tx
-            .try_send(Input::Digit(d, src, now_ms()))
-            .is_err()
-        {
+        if !self.inbox.push(d, src, now_ms()) {
             self.overflow.store(true, Ordering::Relaxed);
         }
         wake();
+    }
+
+    /// Media is out of the core (this leg's flags, seen per frame, or the last poll): the
+    /// customer's audio is muted and key presses are dropped.
+    fn media_out(&self) -> bool {
+        self.own_out.load(Ordering::Acquire) || self.polled_out.load(Ordering::Acquire)
     }
 
     /// Moves everything pending into the session (digits in arrival order, then the payment
@@ -170,7 +190,7 @@ impl Channel {
     fn pump(self: &Arc<Self>, st: &mut State, out: &mut Vec<Event>) {
         let mut sink = |e: Event| out.push(e);
         st.session.set_date(today());
-        while let Ok(Input::Digit(d, src, t)) = self.inbox_rx.try_recv() {
+        while let Some((d, src, t)) = self.inbox.pop() {
             st.session.on_digit(d, src, t, &mut sink);
         }
         let outcome = self
@@ -209,34 +229,57 @@ impl Channel {
         }
     }
 
-    /// Dispatcher step: pump, check that media is still in the core, fire events, detach a
-    /// finished session.
+    /// Dispatcher step: pump the inbox, outcome and timers into the session; once a second
+    /// poll the bridge partner's media; fire events (one `media-not-in-core` error each time
+    /// the media leaves the core); detach a finished session. The session is only located
+    /// (FreeSWITCH's global session table) when there is something to fire or to poll.
     pub fn service(self: &Arc<Self>) {
-        let Some(ls) = LockedSession::locate(&self.uuid) else {
-            return; // hanging up: CLOSE finishes it
-        };
-        let session = ls.as_ptr();
+        let now = now_ms();
+        let poll = now.saturating_sub(self.polled_ms.load(Ordering::Relaxed)) >= MEDIA_CHECK_MS;
+        let mut located = None;
+        if poll {
+            self.polled_ms.store(now, Ordering::Relaxed);
+            let Some(ls) = LockedSession::locate(&self.uuid) else {
+                return; // hanging up: CLOSE finishes it
+            };
+            // SAFETY: `ls` holds the session's read lock, so the session and channel live.
+            let out = unsafe { media_bypassed(ls.as_ptr()) };
+            self.polled_out.store(out, Ordering::Release);
+            located = Some(ls);
+        }
         let mut out = Vec::new();
         let finished = {
             let mut st = self.lock_state();
             self.pump(&mut st, &mut out);
-            // Once a second is plenty: media leaving the core takes a re-INVITE.
-            let now = now_ms();
-            let check = !st.media_error_sent && now.saturating_sub(st.media_checked_ms) >= 1000;
-            if check {
-                st.media_checked_ms = now;
-            }
-            // SAFETY: `ls` holds the session's read lock, so the session and channel live.
-            if check && unsafe { media_bypassed(session) } {
-                st.media_error_sent = true;
-                out.push(Event::Error {
-                    code: "media-not-in-core",
-                    message: "media left FreeSWITCH (bypass/proxy media or RFC 2833 pass-through); keys may reach the agent",
-                    field: None,
-                });
+            if self.media_out() {
+                if !st.media_error_sent {
+                    st.media_error_sent = true;
+                    log::error!(
+                        "secure_pay: {}: media left FreeSWITCH; muting the customer and dropping keys",
+                        self.uuid
+                    );
+                    out.push(Event::Error {
+                        code: "media-not-in-core",
+                        message: "media left FreeSWITCH (bypass/proxy media or RFC 2833 pass-through): the customer's audio is muted and key presses are dropped until it returns",
+                        field: None,
+                    });
+                }
+            } else {
+                st.media_error_sent = false;
             }
             st.session.is_finished()
         };
+        if out.is_empty() && !finished {
+            return;
+        }
+        let ls = match located {
+            Some(ls) => ls,
+            None => match LockedSession::locate(&self.uuid) {
+                Some(ls) => ls,
+                None => return,
+            },
+        };
+        let session = ls.as_ptr();
         for e in &out {
             // SAFETY: read-locked session (see above).
             unsafe { events::fire(session, e) };
@@ -327,6 +370,7 @@ pub enum StartError {
     MediaNotInCore,
     BadOptions(String),
     Attach,
+    Unloading,
 }
 
 impl std::fmt::Display for StartError {
@@ -340,11 +384,30 @@ impl std::fmt::Display for StartError {
             Self::Attach => f.write_str(
                 "could not attach to the channel's media (no media, unsupported codec rate or channel count)",
             ),
+            Self::Unloading => f.write_str("mod_secure_pay is being unloaded"),
         }
     }
 }
 
-/// Turns secure mode on: media bug (READ_REPLACE | NO_PAUSE | FIRST | ONE_ONLY) + recv_dtmf hook.
+/// Reserves the registry slot of `ch`'s session: false if secure mode is already on (or
+/// starting) there. The only place a channel enters the registry.
+fn registry_reserve(ch: &Arc<Channel>) -> bool {
+    let mut map = REGISTRY.write().unwrap_or_else(|p| p.into_inner());
+    if map.contains_key(&ch.key) {
+        return false;
+    }
+    map.insert(ch.key, Arc::clone(ch));
+    true
+}
+
+/// Turns secure mode on. Every hook is in place before the customer's media can pass
+/// unmasked, in this order: `sensitive_dtmf`, the recv_dtmf hook, the read_frame hook, the
+/// module lock, and last the media bug (READ_REPLACE | NO_PAUSE | FIRST | ONE_ONLY). Any
+/// failure rolls back everything done so far and refuses.
+///
+/// Atomic per channel: the registry slot is reserved (under the registry's write lock) before
+/// anything is attached, and `ch.ctl` is held until the start is complete or rolled back, so a
+/// racing start answers "already active" and a racing stop waits.
 ///
 /// # Safety
 /// `session` is live: the caller runs on the session's own thread (dialplan app) or holds its
@@ -377,22 +440,14 @@ pub unsafe fn start(
     }
     let cfg = Arc::new(cfg);
     // SAFETY: live session.
-    let channel = unsafe { util::channel_of(session) };
-    // A bypass-after-bridge would take media out of the core later: switch it off.
-    // SAFETY: live channel.
-    unsafe { util::set_var(channel, c"bypass_media_after_bridge", None) };
-    // SAFETY: live channel; copied at once.
-    let saved_sensitive = unsafe { util::get_var(channel, c"sensitive_dtmf") };
+    let uuid = unsafe { util::uuid_of(session) };
 
     let mut early = Vec::new();
     let mut capture = Session::start(&cfg.capture, now_ms(), &mut |e| early.push(e));
     capture.set_date(today());
-    // SAFETY: live session.
-    capture.set_id(&unsafe { util::uuid_of(session) });
-    let (inbox_tx, inbox_rx) = bounded(INBOX);
+    capture.set_id(&uuid);
     let ch = Arc::new(Channel {
-        // SAFETY: live session.
-        uuid: unsafe { util::uuid_of(session) },
+        uuid,
         key,
         cfg,
         media: Mutex::new(Media {
@@ -402,25 +457,105 @@ pub unsafe fn start(
         }),
         state: Mutex::new(State {
             session: capture,
-            saved_sensitive,
+            saved_sensitive: None,
             media_error_sent: false,
             overflow_sent: false,
-            media_checked_ms: 0,
         }),
-        inbox_tx,
-        inbox_rx,
+        inbox: Inbox::new(),
         outcome: Mutex::new(None),
         poisoned: AtomicBool::new(false),
         overflow: AtomicBool::new(false),
-        detaching: AtomicBool::new(false),
         stop_reason: AtomicU8::new(0),
+        ctl: Mutex::new(Ctl::default()),
+        closed: AtomicBool::new(false),
+        own_out: AtomicBool::new(false),
+        polled_out: AtomicBool::new(false),
+        polled_ms: AtomicU64::new(now_ms()),
+        module_lock: AtomicPtr::new(std::ptr::null_mut()),
     });
-    REGISTRY
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, Arc::clone(&ch));
+    let mut ctl = ch.ctl.lock().unwrap_or_else(|p| p.into_inner());
+    if !registry_reserve(&ch) {
+        return Err(StartError::AlreadyActive);
+    }
+    // SAFETY: live session per contract; `ch` is reserved for it and `ctl` is held.
+    if let Err(e) = unsafe { attach(session, &ch, &mut ctl) } {
+        ch.closed.store(true, Ordering::Release);
+        registry_remove(&ch);
+        // Key presses swallowed while attaching are dropped, never forwarded.
+        ch.inbox.wipe();
+        return Err(e);
+    }
+    drop(ctl);
+    log::info!("secure_pay: {}: secure mode on", ch.uuid);
+    for e in &early {
+        // SAFETY: live session.
+        unsafe { events::fire(session, e) };
+    }
+    Ok(())
+}
 
-    let user_data = Arc::into_raw(Arc::clone(&ch)) as *mut c_void;
+/// The attach steps of [`start`], rolled back on failure (the caller unreserves).
+///
+/// # Safety
+/// `session` is live; `ch` holds its reserved registry slot; the caller holds `ch.ctl`.
+unsafe fn attach(
+    session: *mut fs::switch_core_session_t,
+    ch: &Arc<Channel>,
+    ctl: &mut Ctl,
+) -> Result<(), StartError> {
+    // SAFETY: live session.
+    let channel = unsafe { util::channel_of(session) };
+    // A bypass-after-bridge would take media out of the core later: switch it off.
+    // SAFETY: live channel.
+    unsafe { util::set_var(channel, c"bypass_media_after_bridge", None) };
+    // 1. sensitive_dtmf: keeps switch_rtp from logging "RTP RECV DTMF <digit>" at debug level,
+    //    and marks digits that skip the hook (see `drain_queued_dtmf`) sensitive, so FreeSWITCH
+    //    neither forwards them nor fires DTMF events for them.
+    // SAFETY: live channel; copied at once.
+    let saved = unsafe { util::get_var(channel, c"sensitive_dtmf") };
+    ch.lock_state().saved_sensitive = saved;
+    // SAFETY: live channel.
+    unsafe { util::set_var(channel, c"sensitive_dtmf", Some("true")) };
+    // 2. recv_dtmf hook: from here on every out-of-band key press is swallowed.
+    // SAFETY: live session; the hook is a 'static fn.
+    if unsafe { fs::switch_core_event_hook_add_recv_dtmf(session, Some(recv_dtmf_hook)) }
+        != fs::SWITCH_STATUS_SUCCESS
+    {
+        log::error!(
+            "secure_pay: {}: could not hook DTMF; refusing secure mode",
+            ch.uuid
+        );
+        // SAFETY: live session; nothing else attached yet.
+        unsafe { release(session, ch) };
+        return Err(StartError::Attach);
+    }
+    // 3. read_frame hook: mutes the leg while its media is out of the core.
+    // SAFETY: live session; the hook is a 'static fn.
+    if unsafe { fs::switch_core_event_hook_add_read_frame(session, Some(read_frame_hook)) }
+        != fs::SWITCH_STATUS_SUCCESS
+    {
+        log::error!(
+            "secure_pay: {}: could not hook media reads; refusing secure mode",
+            ch.uuid
+        );
+        // SAFETY: live session.
+        unsafe { release(session, ch) };
+        return Err(StartError::Attach);
+    }
+    // 4. Module lock: `unload`/`reload` (without -f) is refused while it is held.
+    let lock = super::module_rwlock();
+    if !lock.is_null() {
+        // SAFETY: the rwlock of our live module interface (created by the loader, lives as long
+        // as the module pool); try-lock never blocks.
+        if unsafe { fs::switch_thread_rwlock_tryrdlock(lock) } != fs::SWITCH_STATUS_SUCCESS {
+            // SAFETY: live session.
+            unsafe { release(session, ch) };
+            return Err(StartError::Unloading);
+        }
+        ch.module_lock.store(lock, Ordering::Release);
+    }
+    // 5. The media bug. INIT (sizing the masker) runs inside add, on this thread.
+    let user_data = Arc::into_raw(Arc::clone(ch)) as *mut c_void;
     let mut bug: *mut fs::switch_media_bug_t = std::ptr::null_mut();
     let flags = fs::SMBF_READ_REPLACE | fs::SMBF_NO_PAUSE | fs::SMBF_FIRST | fs::SMBF_ONE_ONLY;
     // SAFETY: live session; function/target are 'static literals; `user_data` is an owned Arc
@@ -437,35 +572,44 @@ pub unsafe fn start(
             &mut bug,
         )
     };
-    if st != fs::SWITCH_STATUS_SUCCESS {
+    if st != fs::SWITCH_STATUS_SUCCESS || bug.is_null() {
+        if st == fs::SWITCH_STATUS_SUCCESS {
+            // Added but no pointer back: cannot happen; remove what we cannot address.
+            // SAFETY: live session; CLOSE (-> `finish`) reclaims `user_data`.
+            unsafe { fs::switch_core_media_bug_remove_callback(session, Some(bug_callback)) };
+            return Err(StartError::Attach);
+        }
         // SAFETY: add failed, so the core dropped `user_data` without CLOSE: we still own it.
         drop(unsafe { Arc::from_raw(user_data as *const Channel) });
-        registry_remove(&ch);
-        return Err(StartError::Attach);
-    }
-    // SAFETY: live session; the hook is a 'static fn.
-    let hooked = unsafe { fs::switch_core_event_hook_add_recv_dtmf(session, Some(recv_dtmf_hook)) };
-    if hooked != fs::SWITCH_STATUS_SUCCESS {
-        log::error!(
-            "secure_pay: {}: could not hook DTMF; refusing secure mode",
-            ch.uuid
-        );
-        ch.stop_reason
-            .store(reason_code(StopReason::Error), Ordering::Relaxed);
-        // SAFETY: live session; CLOSE runs here and releases the bug's Arc.
-        unsafe { fs::switch_core_media_bug_remove_callback(session, Some(bug_callback)) };
-        return Err(StartError::Attach);
-    }
-    // Keeps switch_rtp from logging "RTP RECV DTMF <digit>" at debug level, and marks digits that bypass the hook (see `drain_queued_dtmf`) sensitive, so FreeSWITCH
-    // neither forwards them nor fires DTMF events for them.
-    // SAFETY: live channel.
-    unsafe { util::set_var(channel, c"sensitive_dtmf", Some("true")) };
-    log::info!("secure_pay: {}: secure mode on", ch.uuid);
-    for e in &early {
         // SAFETY: live session.
-        unsafe { events::fire(session, e) };
+        unsafe { release(session, ch) };
+        return Err(StartError::Attach);
     }
+    ctl.bug = bug as usize;
     Ok(())
+}
+
+/// Undoes attach steps 1-4 (hooks, module lock, `sensitive_dtmf`); safe to call when some were
+/// never done (removing an absent hook is a no-op; the lock is released at most once).
+///
+/// # Safety
+/// `session` is `ch`'s live session.
+unsafe fn release(session: *mut fs::switch_core_session_t, ch: &Channel) {
+    // SAFETY: live session; removing a hook that is absent is a no-op.
+    unsafe { fs::switch_core_event_hook_remove_recv_dtmf(session, Some(recv_dtmf_hook)) };
+    // SAFETY: as above.
+    unsafe { fs::switch_core_event_hook_remove_read_frame(session, Some(read_frame_hook)) };
+    let lock = ch.module_lock.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !lock.is_null() {
+        // SAFETY: we took exactly one read lock on it in `attach`; the swap makes this the
+        // only release. The module pool (and the lock) outlive every secure channel.
+        unsafe { fs::switch_thread_rwlock_unlock(lock) };
+    }
+    let saved = ch.lock_state().saved_sensitive.take();
+    // SAFETY: live session.
+    let channel = unsafe { util::channel_of(session) };
+    // SAFETY: live channel.
+    unsafe { util::set_var(channel, c"sensitive_dtmf", saved.as_deref()) };
 }
 
 /// Ends secure mode (the core emits `stop` with `reason`): removes the bug, whose CLOSE does
@@ -475,11 +619,8 @@ pub unsafe fn start(
 /// `session` is live (own thread or read-locked).
 pub unsafe fn stop(session: *mut fs::switch_core_session_t, reason: StopReason) -> bool {
     match registry_get(session as usize) {
-        Some(ch) => {
-            // SAFETY: forwarded contract.
-            unsafe { detach(session, &ch, reason) };
-            true
-        }
+        // SAFETY: forwarded contract.
+        Some(ch) => unsafe { detach(session, &ch, reason) },
         None => false,
     }
 }
@@ -489,11 +630,20 @@ pub fn lookup(session: *mut fs::switch_core_session_t) -> Option<Arc<Channel>> {
     registry_get(session as usize)
 }
 
+/// Removes the bug this channel's start attached, by pointer (never by callback: that would
+/// also remove a bug another start attached). Waits for a start in progress (`ctl`). Returns
+/// false if there was nothing to remove (start failed, already stopped, or hung up).
+///
 /// # Safety
 /// `session` is `ch`'s live session (own thread or read-locked).
-unsafe fn detach(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>, reason: StopReason) {
-    if ch.detaching.swap(true, Ordering::AcqRel) {
-        return;
+unsafe fn detach(
+    session: *mut fs::switch_core_session_t,
+    ch: &Arc<Channel>,
+    reason: StopReason,
+) -> bool {
+    let mut ctl = ch.ctl.lock().unwrap_or_else(|p| p.into_inner());
+    if ctl.bug == 0 || ch.closed.load(Ordering::Acquire) {
+        return false;
     }
     let _ = ch.stop_reason.compare_exchange(
         0,
@@ -501,32 +651,36 @@ unsafe fn detach(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>, rea
         Ordering::AcqRel,
         Ordering::Relaxed,
     );
-    // SAFETY: live session; CLOSE (-> `finish`) runs in this thread before this returns.
-    unsafe { fs::switch_core_media_bug_remove_callback(session, Some(bug_callback)) };
+    let mut bug = ctl.bug as *mut fs::switch_media_bug_t;
+    ctl.bug = 0;
+    // SAFETY: live session; `bug` was returned by media_bug_add on this session and is
+    // allocated from the session's pool, so it stays readable while the session lives even if
+    // hangup removed it meanwhile (remove then only compares the pointer and finds nothing).
+    // CLOSE (-> `finish`) runs in this thread before this returns; it does not take `ctl`.
+    unsafe { fs::switch_core_media_bug_remove(session, &mut bug) };
+    true
 }
 
-/// CLOSE: unhook DTMF, stop the capture session (wiping its data), fire the last events.
+/// CLOSE: unhook, release the module lock, restore `sensitive_dtmf`, stop the capture session
+/// (wiping its data), fire the last events.
 ///
 /// # Safety
 /// `session` is the bug's live session (CLOSE runs while it still exists).
 unsafe fn finish(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>) {
-    // SAFETY: live session; removing a hook that is absent is a no-op.
-    unsafe { fs::switch_core_event_hook_remove_recv_dtmf(session, Some(recv_dtmf_hook)) };
+    ch.closed.store(true, Ordering::Release);
+    // SAFETY: live session.
+    unsafe { release(session, ch) };
     registry_remove(ch);
     let reason = reason_from(ch.stop_reason.load(Ordering::Acquire));
     let mut out = Vec::new();
-    let saved = {
+    {
         let mut st = ch.lock_state();
         ch.pump(&mut st, &mut out);
         if !st.session.is_finished() {
             st.session.stop(reason, now_ms(), &mut |e| out.push(e));
         }
-        st.saved_sensitive.take()
-    };
-    // SAFETY: live session.
-    let channel = unsafe { util::channel_of(session) };
-    // SAFETY: live channel.
-    unsafe { util::set_var(channel, c"sensitive_dtmf", saved.as_deref()) };
+    }
+    ch.inbox.wipe();
     for e in &out {
         // SAFETY: live session.
         unsafe { events::fire(session, e) };
@@ -538,8 +692,31 @@ fn mute(frame: &mut [i16]) {
     frame.fill(0);
 }
 
-/// The frame's samples as a validated mutable slice, or None (and the caller mutes nothing it
-/// cannot see).
+/// Fail closed for a frame [`frame_samples`] refused (odd length, misaligned, longer than its
+/// buffer): zero whatever bytes of it are addressable, so nothing we could not inspect passes.
+///
+/// # Safety
+/// `frame` is NULL or the live read-replace frame of the current callback.
+unsafe fn mute_unchecked(frame: *mut fs::switch_frame_t) {
+    if frame.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL live frame for the duration of the callback.
+    let f = unsafe { &mut *frame };
+    if f.data.is_null() {
+        return;
+    }
+    let mut len = f.datalen as usize;
+    if f.buflen != 0 {
+        len = len.min(f.buflen as usize);
+    }
+    // SAFETY: `data` holds at least `min(datalen, buflen)` bytes (the whole buffer when the core
+    // gave no buflen: the same bound the core itself writes to); bytes need no alignment.
+    unsafe { std::ptr::write_bytes(f.data as *mut u8, 0, len) };
+}
+
+/// The frame's samples as a validated mutable slice, or None (the caller then mutes the raw
+/// bytes with [`mute_unchecked`]).
 ///
 /// # Safety
 /// `frame` is NULL or the live read-replace frame of the current callback.
@@ -620,7 +797,7 @@ impl Channel {
     /// # Safety
     /// `session` is the bug's live session; `samples` is the live frame.
     unsafe fn on_frame(&self, session: *mut fs::switch_core_session_t, samples: &mut [i16]) {
-        if self.poisoned.load(Ordering::Relaxed) {
+        if self.poisoned.load(Ordering::Relaxed) || self.media_out() {
             return mute(samples);
         }
         let Ok(mut m) = self.media.try_lock() else {
@@ -629,10 +806,11 @@ impl Channel {
         let mut imp = fs::switch_codec_implementation_t::default();
         // SAFETY: live session; `imp` is a local (a struct copy, no allocation).
         let st = unsafe { fs::switch_core_session_get_read_impl(session, &mut imp) };
-        if st == fs::SWITCH_STATUS_SUCCESS
-            && (imp.actual_samples_per_second != m.rate
-                || imp.number_of_channels as u32 != m.channels)
-        {
+        if st != fs::SWITCH_STATUS_SUCCESS {
+            // The rate of this frame cannot be known: mute it (fail closed).
+            return mute(samples);
+        }
+        if imp.actual_samples_per_second != m.rate || imp.number_of_channels as u32 != m.channels {
             // Codec change mid-call (re-INVITE): re-size once; mute if unsupported.
             let (r, c) = (imp.actual_samples_per_second, imp.number_of_channels as u32);
             self.build_masker(&mut m, r, c);
@@ -704,6 +882,9 @@ unsafe extern "C" fn bug_callback(
             let frame = unsafe { fs::switch_core_media_bug_get_read_replace_frame(bug) };
             // SAFETY: live read-replace frame of this callback.
             let Some(samples) = (unsafe { frame_samples(frame) }) else {
+                // Cannot validate it: mute it (fail closed), never pass it unmasked.
+                // SAFETY: same live frame.
+                unsafe { mute_unchecked(frame) };
                 return fs::SWITCH_TRUE;
             };
             let ok = guard("media bug read", false, || {
@@ -754,7 +935,8 @@ unsafe extern "C" fn recv_dtmf_hook(
         let Some(ch) = registry_get(session as usize) else {
             return fs::SWITCH_STATUS_SUCCESS; // secure mode already off: let it through
         };
-        if dtmf.is_null() {
+        if dtmf.is_null() || ch.media_out() {
+            // Media out of the core: drop the key press (neither forwarded nor captured).
             return fs::SWITCH_STATUS_FALSE;
         }
         // SAFETY: non-NULL digit owned by the caller for the duration of the hook.
@@ -764,6 +946,50 @@ unsafe extern "C" fn recv_dtmf_hook(
         }
         fs::SWITCH_STATUS_FALSE
     })
+}
+
+/// read_frame hook (the thread reading the customer channel, every frame, also frames that
+/// skip media bugs: proxy-media packets): checks this leg's media flags and, while media is out
+/// of the core, replaces the frame with comfort noise (status INUSE makes the core hand back its
+/// dummy CNG frame), so nothing of the customer reaches the bridge. Never blocks: a registry
+/// it cannot read at once counts as "secure" (drops this one frame, fail closed).
+unsafe extern "C" fn read_frame_hook(
+    session: *mut fs::switch_core_session_t,
+    _frame: *mut *mut fs::switch_frame_t,
+    _flags: fs::switch_io_flag_t,
+    _stream_id: std::ffi::c_int,
+) -> fs::switch_status_t {
+    guard("read frame hook", fs::SWITCH_STATUS_INUSE, || {
+        let ch = match REGISTRY.try_read() {
+            Ok(map) => map.get(&(session as usize)).cloned(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().get(&(session as usize)).cloned(),
+            Err(TryLockError::WouldBlock) => return fs::SWITCH_STATUS_INUSE,
+        };
+        let Some(ch) = ch else {
+            return fs::SWITCH_STATUS_SUCCESS; // secure mode off: the hook is being removed
+        };
+        // SAFETY: the core calls the hook with its live session.
+        let channel = unsafe { util::channel_of(session) };
+        // SAFETY: live channel; each test takes the channel's flag mutex for one read.
+        let out = unsafe {
+            util::test_flag(channel, fs::CF_PROXY_MODE)
+                || util::test_flag(channel, fs::CF_PROXY_MEDIA)
+                || util::test_flag(channel, fs::CF_PASS_RFC2833)
+        };
+        if ch.own_out.swap(out, Ordering::AcqRel) != out {
+            wake();
+        }
+        if ch.media_out() || ch.poisoned.load(Ordering::Relaxed) {
+            fs::SWITCH_STATUS_INUSE
+        } else {
+            fs::SWITCH_STATUS_SUCCESS
+        }
+    })
+}
+
+/// Number of channels in secure mode (or starting).
+pub fn count() -> usize {
+    REGISTRY.read().unwrap_or_else(|p| p.into_inner()).len()
 }
 
 /// Stops every secure channel (module unload).

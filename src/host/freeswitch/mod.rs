@@ -15,11 +15,12 @@ mod channel;
 mod commands;
 mod conf;
 mod events;
+mod inbox;
 mod log;
 mod util;
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
@@ -47,6 +48,28 @@ static CONFIG: LazyLock<RwLock<Arc<Config>>> =
     LazyLock::new(|| RwLock::new(Arc::new(Config::default())));
 static CONNECTOR: Mutex<Option<Connector>> = Mutex::new(None);
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+/// Our module interface (its rwlock is read-locked by every secure channel, see
+/// [`module_rwlock`]).
+static MODULE_IFACE: AtomicPtr<fs::switch_loadable_module_interface_t> =
+    AtomicPtr::new(std::ptr::null_mut());
+/// Bumped by every load: a runtime thread left over from a forced unload (see `mod_shutdown`)
+/// hands over to the new one.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// A forced unload found secure channels and left them running (module kept mapped).
+static ORPHANED: AtomicBool = AtomicBool::new(false);
+
+/// The rwlock of our module interface, or NULL before load. A secure channel holds a read lock
+/// on it, so the loader's busy check (`unload`/`reload` without `-f`: "Module in use") refuses
+/// to unload the module while any channel is secure.
+pub fn module_rwlock() -> *mut fs::switch_thread_rwlock_t {
+    let mi = MODULE_IFACE.load(Ordering::Acquire);
+    if mi.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: `mi` is the interface the loader gave us at load; it lives in the module pool,
+    // which is only destroyed after a successful (non-NOUNLOAD) shutdown.
+    unsafe { (*mi).rwlock }
+}
 
 /// The configuration new secure sessions start from.
 pub fn config() -> Arc<Config> {
@@ -91,41 +114,80 @@ unsafe extern "C" fn mod_load(
         // SAFETY: the loader's out-parameter, checked non-NULL above.
         unsafe { *module_interface = mi };
         SHUTTING_DOWN.store(false, Ordering::Release);
+        ORPHANED.store(false, Ordering::Release);
+        GENERATION.fetch_add(1, Ordering::AcqRel);
 
         conf::apply("load");
         conf::watch();
         events::reserve();
-        *CONNECTOR.lock().unwrap_or_else(|p| p.into_inner()) = Some(Connector::start());
+        // Kept if a forced unload left secure channels running (their payments use it).
+        CONNECTOR
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Connector::start);
         // SAFETY: `module_interface` now points to the interface created above.
         if unsafe { commands::register(module_interface) }.is_err() {
             return fs::SWITCH_STATUS_GENERR;
         }
+        MODULE_IFACE.store(mi, Ordering::Release);
         ::log::info!("secure_pay: mod_secure_pay loaded");
         fs::SWITCH_STATUS_SUCCESS
     })
 }
 
 unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
-    guard("module shutdown", fs::SWITCH_STATUS_SUCCESS, || {
+    guard("module shutdown", fs::SWITCH_STATUS_NOUNLOAD, || {
+        // `unload`/`reload` without -f never get here while a channel is secure (each holds a
+        // read lock on the module interface). With -f we must not stop them: secure mode would
+        // end and later keys would reach the agent. Keep them masking and dropping until they
+        // end: NOUNLOAD keeps the module mapped and the runtime thread (dispatcher) running;
+        // the loader neither joins it nor dlcloses.
+        let live = channel::count();
+        // SAFETY: reads the core's runtime flags (no pointer involved).
+        let process_exit = unsafe { fs::switch_core_flags() } & fs::SCF_SHUTTING_DOWN != 0;
+        // At process exit every call is being hung up: stop them and let the loader join.
+        if live > 0 && !process_exit {
+            ORPHANED.store(true, Ordering::Release);
+            ::log::error!(
+                "secure_pay: unloaded with {live} secure channel(s) up: they stay secure until they end; the module stays in memory"
+            );
+            return fs::SWITCH_STATUS_NOUNLOAD;
+        }
+        MODULE_IFACE.store(std::ptr::null_mut(), Ordering::Release);
         SHUTTING_DOWN.store(true, Ordering::Release);
         conf::unwatch();
         commands::unregister();
         channel::stop_all();
+        // A channel we could not stop (its session already going away) still has our bug and
+        // hooks until its hangup removes them: never let the loader dlclose under it.
+        let unstopped = channel::count() > 0;
         events::free();
         let conn = CONNECTOR.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(c) = conn {
             c.shutdown();
         }
         ::log::info!("secure_pay: mod_secure_pay shut down");
-        fs::SWITCH_STATUS_SUCCESS
+        if unstopped {
+            fs::SWITCH_STATUS_NOUNLOAD
+        } else {
+            fs::SWITCH_STATUS_SUCCESS
+        }
     })
 }
 
 /// The module's runtime thread (FreeSWITCH calls it again until it returns TERM): services
-/// every secure channel when woken (digit, outcome) and at least every 50 ms (timers).
+/// every secure channel when woken (digit, outcome) and at least every 50 ms (timers). A
+/// thread left over from a forced unload keeps going until its channels end or a new load
+/// starts a new thread.
 unsafe extern "C" fn mod_runtime() -> fs::switch_status_t {
     guard("module runtime", fs::SWITCH_STATUS_SUCCESS, || {
-        while !SHUTTING_DOWN.load(Ordering::Acquire) {
+        let generation = GENERATION.load(Ordering::Acquire);
+        while !SHUTTING_DOWN.load(Ordering::Acquire)
+            && GENERATION.load(Ordering::Acquire) == generation
+        {
+            if ORPHANED.load(Ordering::Acquire) && channel::count() == 0 {
+                break;
+            }
             channel::wait_for_work(Duration::from_millis(50));
             for ch in channel::active() {
                 if SHUTTING_DOWN.load(Ordering::Acquire) {
