@@ -4,7 +4,7 @@
 //! Grammar (case-insensitive verbs; extra whitespace ignored):
 //! `start [options]` | `capture <field>` | `clear` | `restart` | `submit` | `cancel` | `stop` |
 //! `status`. `options` is the option string of
-//! [`Config::apply_options`](crate::core::config::Config::apply_options).
+//! [`Config::for_call`](crate::core::config::Config::for_call) (per call it may only narrow).
 
 use crate::core::capture::field::{FieldKind, FieldList};
 use crate::core::config::ConfigError;
@@ -59,6 +59,11 @@ pub enum CommandError {
     UnexpectedArgument {
         verb: &'static str,
     },
+    /// `capture <field>` for a field the admin did not allow on this call.
+    FieldNotAllowed {
+        field: FieldKind,
+        allowed: FieldList,
+    },
     /// No secure capture session on this channel (returned by adapters).
     NoSession,
     AlreadyStarted,
@@ -92,6 +97,12 @@ impl std::fmt::Display for CommandError {
             }
             CommandError::MissingArgument { verb, what } => write!(f, "'{verb}' needs {what}"),
             CommandError::UnexpectedArgument { verb } => write!(f, "'{verb}' takes no argument"),
+            CommandError::FieldNotAllowed { field, allowed } => write!(
+                f,
+                "field '{}' is not allowed on this call; allowed: {} (admin key allowed_fields)",
+                field.name(),
+                allowed.to_header()
+            ),
             CommandError::NoSession => write!(f, "no secure capture session on this channel"),
             CommandError::AlreadyStarted => write!(f, "secure capture is already running on this channel"),
             CommandError::NoActiveField => write!(f, "no field is being captured"),

@@ -113,6 +113,7 @@ const AMI_ACTION: &CStr = c"SecurePay";
 
 #[no_mangle]
 pub extern "C" fn sp_rs_load() -> c_int {
+    crate::host::install_panic_hook();
     guard("load", -1, || {
         logger::install();
         if let Err(e) = settings::load(false) {
@@ -203,6 +204,7 @@ pub extern "C" fn sp_rs_unload() -> c_int {
         }
         LOADED.store(false, Ordering::SeqCst);
         log::info!("secure_pay: unloaded");
+        crate::host::remove_panic_hook();
         0
     })
 }

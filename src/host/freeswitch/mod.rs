@@ -75,6 +75,7 @@ unsafe extern "C" fn mod_load(
     module_interface: *mut *mut fs::switch_loadable_module_interface_t,
     pool: *mut fs::switch_memory_pool_t,
 ) -> fs::switch_status_t {
+    crate::host::install_panic_hook();
     guard("module load", fs::SWITCH_STATUS_GENERR, || {
         log::install();
         if module_interface.is_null() || pool.is_null() {
@@ -114,6 +115,7 @@ unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
             c.shutdown();
         }
         ::log::info!("secure_pay: mod_secure_pay shut down");
+        crate::host::remove_panic_hook();
         fs::SWITCH_STATUS_SUCCESS
     })
 }
