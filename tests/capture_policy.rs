@@ -374,3 +374,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn errors_that_echo_input_never_echo_a_card() {
+    let a = admin();
+    for opts in [
+        format!("connector.psp.url={PAN}"),
+        format!("mode={PAN}"),
+        format!("{PAN}=1"),
+        format!("fields=card,{PAN}"),
+    ] {
+        assert!(opts.contains(PAN), "control");
+        let e = a.for_call(&opts).unwrap_err().to_string();
+        assert!(!e.contains(PAN), "{e}");
+        assert!(e.starts_with("secure_pay config key '"), "{e}");
+    }
+    for cmd in [format!("capture {PAN}"), PAN.to_string()] {
+        let e = parse_command(&cmd).unwrap_err().to_string();
+        assert!(!e.contains(PAN), "{e}");
+    }
+}
+
+/// The card's own last 4 may equal the expiry by chance: the agent still gets the last 4
+/// (found by capture_props' property test).
+#[test]
+fn the_card_display_survives_an_expiry_equal_to_its_last4() {
+    let a = admin();
+    let mut h = H::new(&a.capture);
+    h.keys("373493994920938" /* Amex, ends 0938 */);
+    h.keys("0938");
+    h.keys("0000");
+    let values = all_values(&h.ev);
+    assert!(
+        values
+            .iter()
+            .any(|v| v == "SecurePay-Card-Number: ***********0938"),
+        "{values:?}"
+    );
+    // ... while a generic value equal to the hidden expiry would be masked (T2).
+    let s = secure_pay::core::guard::CallSecrets::new();
+    s.record(b"0938");
+    assert_eq!(s.redact("0938"), "****");
+}

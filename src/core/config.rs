@@ -141,7 +141,9 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "secure_pay config key '{}': {}", self.key, self.message)
+        // Keys and values echo per-call input: through the outgoing guard like every event.
+        let text = format!("secure_pay config key '{}': {}", self.key, self.message);
+        f.write_str(&crate::core::guard::redact_pans(&text))
     }
 }
 

@@ -163,11 +163,14 @@ impl Event {
     }
 
     /// Replaces every data-carrying value (masked values, card number, expiry, connector name,
-    /// submit result texts and ids) for which `f` returns a new value. The match is exhaustive
-    /// on purpose: a new event variant must decide here what the guard sees.
-    pub fn map_values(&mut self, f: &mut dyn FnMut(&str) -> Option<String>) {
-        fn m(x: &mut Masked, f: &mut dyn FnMut(&str) -> Option<String>) {
-            if let Some(n) = f(x) {
+    /// submit result texts and ids) for which `f` returns a new value. `f`'s second argument is
+    /// true for the card number's own display (built by `mask_pan`), which the secret rule of
+    /// [`crate::core::guard`] leaves alone (its last 4 may equal the expiry by chance). The
+    /// match is exhaustive on purpose: a new event variant must decide here what the guard sees.
+    pub fn map_values(&mut self, f: &mut dyn FnMut(&str, bool) -> Option<String>) {
+        type F<'a> = dyn FnMut(&str, bool) -> Option<String> + 'a;
+        fn m(x: &mut Masked, card: bool, f: &mut F<'_>) {
+            if let Some(n) = f(x, card) {
                 *x = Masked::new();
                 for c in n.chars() {
                     if x.try_push(c).is_err() {
@@ -176,17 +179,17 @@ impl Event {
                 }
             }
         }
-        fn om(x: &mut Option<Masked>, f: &mut dyn FnMut(&str) -> Option<String>) {
+        fn om(x: &mut Option<Masked>, card: bool, f: &mut F<'_>) {
             if let Some(x) = x {
-                m(x, f);
+                m(x, card, f);
             }
         }
-        fn s(x: &mut String, f: &mut dyn FnMut(&str) -> Option<String>) {
-            if let Some(n) = f(x) {
+        fn s(x: &mut String, f: &mut F<'_>) {
+            if let Some(n) = f(x, false) {
                 *x = n;
             }
         }
-        fn os(x: &mut Option<String>, f: &mut dyn FnMut(&str) -> Option<String>) {
+        fn os(x: &mut Option<String>, f: &mut F<'_>) {
             if let Some(x) = x {
                 s(x, f);
             }
@@ -197,22 +200,22 @@ impl Event {
                 connector,
             } => os(connector, f),
             Event::Capture { .. } | Event::Cancel | Event::Stop { .. } => {}
-            Event::Digit { masked, .. } => m(masked, f),
-            Event::Field { masked, .. } => om(masked, f),
+            Event::Digit { masked, .. } => m(masked, false, f),
+            Event::Field { field, masked, .. } => om(masked, *field == FieldKind::CardNumber, f),
             Event::Complete {
                 card_number,
                 expiration_date,
                 ..
             } => {
-                om(card_number, f);
-                om(expiration_date, f);
+                om(card_number, true, f);
+                om(expiration_date, false, f);
             }
             Event::Submit {
                 result,
                 card_number,
                 brand: _,
             } => {
-                om(card_number, f);
+                om(card_number, true, f);
                 match result {
                     SubmitResult::Pending { .. } => {}
                     SubmitResult::Success {
@@ -231,8 +234,8 @@ impl Event {
             // Our own fixed texts.
             Event::Error { .. } => {}
             Event::Status(st) => {
-                om(&mut st.card_number, f);
-                om(&mut st.expiration_date, f);
+                om(&mut st.card_number, true, f);
+                om(&mut st.expiration_date, false, f);
             }
         }
     }

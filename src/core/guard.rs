@@ -236,11 +236,18 @@ impl CallSecrets {
     }
 
     /// Both rules on every data-carrying value of `e` (masked values, card number, expiry,
-    /// connector name and result texts).
+    /// connector name and result texts); the card number's own display gets the PAN rule only.
     pub fn guard_event(&self, e: &mut Event) {
-        e.map_values(&mut |v| match self.redact(v) {
-            Cow::Borrowed(_) => None,
-            Cow::Owned(o) => Some(o),
+        e.map_values(&mut |v, card_display| {
+            let r = if card_display {
+                redact_pans(v)
+            } else {
+                self.redact(v)
+            };
+            match r {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(o) => Some(o),
+            }
         });
     }
 }

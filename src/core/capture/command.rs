@@ -85,7 +85,16 @@ pub enum CommandError {
 }
 
 impl std::fmt::Display for CommandError {
+    /// Through the outgoing guard (the message can echo input): no PAN-like run leaves whole.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = String::new();
+        self.write_raw(&mut text)?;
+        f.write_str(&crate::core::guard::redact_pans(&text))
+    }
+}
+
+impl CommandError {
+    fn write_raw(&self, f: &mut dyn std::fmt::Write) -> std::fmt::Result {
         match self {
             CommandError::Empty => write!(f, "empty command; verbs: start, capture, clear, restart, submit, cancel, stop, status"),
             CommandError::UnknownVerb(v) => write!(
