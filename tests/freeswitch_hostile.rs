@@ -203,7 +203,7 @@ fn hostile_agent_desktop_cannot_read_or_redirect_the_card() {
         "state unchanged: {s}"
     );
 
-    for d in format!("{PAN}{EXPIRY}{VISA_CVV}").chars() {
+    for d in format!("{PAN}#{EXPIRY}{VISA_CVV}").chars() {
         let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
         assert!(r.starts_with("+OK"), "{r}");
         std::thread::sleep(Duration::from_millis(250));
