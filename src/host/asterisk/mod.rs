@@ -113,8 +113,8 @@ const AMI_ACTION: &CStr = c"SecurePay";
 
 #[no_mangle]
 pub extern "C" fn sp_rs_load() -> c_int {
-    crate::host::install_panic_hook();
     guard("load", -1, || {
+        crate::host::install_panic_hook();
         logger::install();
         if let Err(e) = settings::load(false) {
             log::error!("secure_pay: {e}; module not loaded");

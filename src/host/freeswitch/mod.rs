@@ -75,8 +75,8 @@ unsafe extern "C" fn mod_load(
     module_interface: *mut *mut fs::switch_loadable_module_interface_t,
     pool: *mut fs::switch_memory_pool_t,
 ) -> fs::switch_status_t {
-    crate::host::install_panic_hook();
     guard("module load", fs::SWITCH_STATUS_GENERR, || {
+        crate::host::install_panic_hook();
         log::install();
         if module_interface.is_null() || pool.is_null() {
             return fs::SWITCH_STATUS_GENERR;
