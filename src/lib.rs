@@ -20,6 +20,7 @@ pub mod agent;
 pub mod connector;
 pub mod core;
 pub mod gen;
+pub mod panic_hook;
 pub mod wav;
 
 #[cfg(any(feature = "asterisk", feature = "freeswitch"))]

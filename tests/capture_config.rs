@@ -294,23 +294,23 @@ fn connector_profile_checks() {
 
 #[test]
 fn option_strings() {
-    let mut c = Config::default();
-    c.apply_options(
-        "fields=payment-card-number,expiration-date,security-code,mode=beep,lookahead_ms=40",
-    )
-    .unwrap();
+    let c = Config::default()
+        .for_call(
+            "fields=payment-card-number,expiration-date,security-code,mode=beep,lookahead_ms=40",
+        )
+        .unwrap();
     assert_eq!(c.capture.fields.len(), 3);
     assert_eq!(c.masker.mode, MaskMode::Beep);
     assert_eq!(c.masker.lookahead_ms, 40);
 
-    let mut c = Config::default();
-    c.apply_options("  fields=card|cvv ; allowed_brands=amex visa  max_attempts=1 ")
+    let c = Config::default()
+        .for_call("  fields=card|cvv ; allowed_brands=amex visa  max_attempts=1 ")
         .unwrap();
     assert_eq!(c.capture.fields.len(), 2);
     assert_eq!(c.capture.allowed_brands, [Brand::Amex, Brand::Visa]);
     assert_eq!(c.capture.max_attempts, 1);
 
-    Config::default().apply_options("").unwrap();
+    Config::default().for_call("").unwrap();
 
     let bad: &[(&str, &str)] = &[
         ("mode=beep,loud", "'loud'"),
@@ -321,7 +321,7 @@ fn option_strings() {
         ("connector=acme", "no connector profile named 'acme'"),
     ];
     for (o, want) in bad {
-        let e = Config::default().apply_options(o).unwrap_err().to_string();
+        let e = Config::default().for_call(o).unwrap_err().to_string();
         assert!(e.contains(want), "{o}: {e}");
     }
 }

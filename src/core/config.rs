@@ -5,7 +5,7 @@
 //!
 //! Loading order for adapters: `Config::default()`, then `set`/`set_in_section` for every pair,
 //! then [`Config::resolve`] (cross-key checks + connector selection). Per call:
-//! `cfg.clone().apply_options(opts)` (which calls `resolve` itself), then
+//! `cfg.for_call(opts)` (the ONE per-call path: it may only narrow, and calls `resolve`), then
 //! `Session::start(&cfg.capture, ...)`.
 //!
 //! Keys are case-insensitive and `-`/`_` are interchangeable (`inter-digit-timeout-ms` ==
@@ -18,7 +18,7 @@ use crate::core::capture::field::{FieldKind, FieldList};
 use crate::core::capture::mask::PanDisplay;
 use crate::core::digit::Digit;
 use crate::core::payment::{ConnectorProfile, PaymentMethod};
-use crate::core::suppress::{MaskMode, MaskerConfig};
+use crate::core::suppress::{MaskMode, Masker, MaskerConfig};
 
 /// Longest generic field (reference) we accept; bounded by `SecretDigits` capacity.
 pub const MAX_GENERIC_LENGTH: usize = 32;
@@ -28,6 +28,10 @@ pub const MAX_GENERIC_LENGTH: usize = 32;
 pub struct CaptureConfig {
     /// Required fields, in capture order (default: card number, expiry, security code).
     pub fields: FieldList,
+    /// Fields the agent may capture or require on this call (admin key `allowed_fields`;
+    /// default: card number, expiry, security code, postal code; the generic `reference` and
+    /// `amount` only when the admin lists them). The admin's `fields` are always allowed.
+    pub allowed_fields: FieldList,
     /// Accepted card brands (default: all eight).
     pub allowed_brands: Vec<Brand>,
     /// Ends a variable-length field (default `#`; `None` = no terminator key).
@@ -49,7 +53,8 @@ pub struct CaptureConfig {
     pub show_expiry: bool,
     /// Show the postal code once valid (default false).
     pub show_postal_code: bool,
-    /// Show the generic fields (reference, amount: not card data) once valid (default true).
+    /// Show the generic fields (reference, amount) once valid (default false: whatever the
+    /// customer keys into them is shown, so a hostile agent could ask for card data there).
     pub show_generic: bool,
     pub postal_code_min_length: usize,
     pub postal_code_max_length: usize,
@@ -79,6 +84,14 @@ impl Default for CaptureConfig {
             ]
             .into_iter()
             .collect(),
+            allowed_fields: [
+                FieldKind::CardNumber,
+                FieldKind::ExpirationDate,
+                FieldKind::SecurityCode,
+                FieldKind::PostalCode,
+            ]
+            .into_iter()
+            .collect(),
             allowed_brands: Brand::ALL.to_vec(),
             terminator: Some('#'),
             clear_key: Some('*'),
@@ -90,7 +103,7 @@ impl Default for CaptureConfig {
             pan_display: PanDisplay::Last4,
             show_expiry: false,
             show_postal_code: false,
-            show_generic: true,
+            show_generic: false,
             postal_code_min_length: 3,
             postal_code_max_length: 10,
             reference_min_length: 1,
@@ -114,6 +127,9 @@ pub struct Config {
     pub connectors: Vec<ConnectorProfile>,
     /// Name of the profile to use (`None`: the only profile if exactly one is defined).
     pub connector: Option<String>,
+    /// Admin opt-in (`allow_leaky_lookahead = yes`) for a `lookahead_ms` below
+    /// [`Masker::min_leak_free_lookahead_ms`] (the head of each tone can then be heard).
+    pub allow_leaky_lookahead: bool,
 }
 
 /// A bad key or value. `Display` names the key and says what is wrong / allowed.
@@ -125,7 +141,9 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "secure_pay config key '{}': {}", self.key, self.message)
+        // Keys and values echo per-call input: through the outgoing guard like every event.
+        let text = format!("secure_pay config key '{}': {}", self.key, self.message);
+        f.write_str(&crate::core::guard::redact_pans(&text))
     }
 }
 
@@ -200,6 +218,35 @@ fn parse_key(key: &str, v: &str) -> Result<Option<char>, ConfigError> {
     }
 }
 
+fn parse_fields(key: &str, v: &str) -> Result<FieldList, ConfigError> {
+    let mut l = FieldList::new();
+    for name in parse_list(v) {
+        let f = FieldKind::from_name(name).ok_or_else(|| {
+            err(
+                key,
+                format!(
+                    "unknown field {}; allowed: {}",
+                    shown(name),
+                    FieldKind::all_names()
+                ),
+            )
+        })?;
+        if !l.push(f) {
+            return Err(err(key, format!("field {} is listed twice", f.name())));
+        }
+    }
+    if l.is_empty() {
+        return Err(err(
+            key,
+            format!(
+                "needs at least one field; allowed: {}",
+                FieldKind::all_names()
+            ),
+        ));
+    }
+    Ok(l)
+}
+
 /// Normalises a key: trimmed, lower case, `-` → `_`.
 fn norm(key: &str) -> String {
     key.trim().to_ascii_lowercase().replace('-', "_")
@@ -209,7 +256,12 @@ fn norm(key: &str) -> String {
 fn is_list_key(k: &str) -> bool {
     matches!(
         norm(k).as_str(),
-        "fields" | "required" | "allowed_brands" | "valid_card_types" | "card_types"
+        "fields"
+            | "required"
+            | "allowed_fields"
+            | "allowed_brands"
+            | "valid_card_types"
+            | "card_types"
     )
 }
 
@@ -217,6 +269,92 @@ fn parse_list(v: &str) -> impl Iterator<Item = &str> {
     v.split([',', ' ', '\t', ';', '|'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
+}
+
+/// What a per-call option may do with a key (see [`Config::for_call`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerCall {
+    /// Any valid value (keys, auto-advance, mask mode, charge amount).
+    Free,
+    /// One of the admin's connector profiles by name, or `none`.
+    Connector,
+    /// A subset of the admin's `allowed_fields`.
+    Fields,
+    /// A subset of the admin's `allowed_brands`.
+    Brands,
+    /// At most the admin's value (timeouts, attempts, maximum lengths).
+    AtMost,
+    /// At least the admin's value (minimum lengths).
+    AtLeast,
+    /// Shows at most as much of the card number as the admin's `pan_display`.
+    PanDisplay,
+    /// `show_*`: may only be switched off.
+    ShowOff,
+    /// Not below the leak-free minimum (nor below the admin's value if that is lower).
+    Lookahead,
+    /// Refused per call (connector.*, dedup windows, allowed_fields opt-ins, unknown keys).
+    AdminOnly,
+}
+
+/// The per-call rule of a normalised key.
+pub fn per_call_rule(k: &str) -> PerCall {
+    match k {
+        "terminator" | "terminator_key" | "clear_key" | "clear" | "auto_advance" | "mode"
+        | "mask_mode" | "charge_amount" | "amount" => PerCall::Free,
+        "connector" => PerCall::Connector,
+        "fields" | "required" | "allowed_fields" => PerCall::Fields,
+        "allowed_brands" | "valid_card_types" | "card_types" => PerCall::Brands,
+        "first_digit_timeout_ms"
+        | "inter_digit_timeout_ms"
+        | "timeout_ms"
+        | "session_timeout_ms"
+        | "max_attempts"
+        | "expiry_max_years"
+        | "postal_code_max_length"
+        | "max_postal_code_length"
+        | "reference_max_length"
+        | "amount_max_length" => PerCall::AtMost,
+        "postal_code_min_length"
+        | "min_postal_code_length"
+        | "reference_min_length"
+        | "amount_min_length" => PerCall::AtLeast,
+        "pan_display" => PerCall::PanDisplay,
+        "show_expiry" | "show_postal_code" | "show_generic" => PerCall::ShowOff,
+        "lookahead_ms" => PerCall::Lookahead,
+        _ => PerCall::AdminOnly,
+    }
+}
+
+/// Splits an option string into `(key, value)` pairs (syntax: [`Config::for_call`]).
+fn option_pairs(opts: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    let mut pending: Option<(String, String)> = None;
+    for tok in opts
+        .split([',', ';', '|', ' ', '\t', '\n', '\r'])
+        .filter(|t| !t.trim().is_empty())
+    {
+        let tok = tok.trim();
+        if let Some((k, v)) = tok.split_once('=') {
+            if let Some(p) = pending.take() {
+                out.push(p);
+            }
+            let k = k.trim();
+            if k.is_empty() {
+                return Err(err(tok, "option has an empty key; expected key=value"));
+            }
+            pending = Some((k.to_string(), v.trim().to_string()));
+        } else {
+            match pending.as_mut() {
+                Some((pk, pv)) if is_list_key(pk) => {
+                    pv.push(',');
+                    pv.push_str(tok);
+                }
+                _ => return Err(err(tok, "option is not key=value (bare words only continue fields= or allowed_brands= lists)")),
+            }
+        }
+    }
+    out.extend(pending);
+    Ok(out)
 }
 
 impl Config {
@@ -238,34 +376,8 @@ impl Config {
         }
         let c = &mut self.capture;
         match k.as_str() {
-            "fields" | "required" => {
-                let mut l = FieldList::new();
-                for name in parse_list(v) {
-                    let f = FieldKind::from_name(name).ok_or_else(|| {
-                        err(
-                            key,
-                            format!(
-                                "unknown field {}; allowed: {}",
-                                shown(name),
-                                FieldKind::all_names()
-                            ),
-                        )
-                    })?;
-                    if !l.push(f) {
-                        return Err(err(key, format!("field {} is listed twice", f.name())));
-                    }
-                }
-                if l.is_empty() {
-                    return Err(err(
-                        key,
-                        format!(
-                            "needs at least one field; allowed: {}",
-                            FieldKind::all_names()
-                        ),
-                    ));
-                }
-                c.fields = l;
-            }
+            "fields" | "required" => c.fields = parse_fields(key, v)?,
+            "allowed_fields" => c.allowed_fields = parse_fields(key, v)?,
             "allowed_brands" | "valid_card_types" | "card_types" => {
                 let mut b = Vec::new();
                 for name in parse_list(v) {
@@ -355,6 +467,7 @@ impl Config {
                 }
             }
             "lookahead_ms" => self.masker.lookahead_ms = parse_num(key, v, 0, 100)? as u32,
+            "allow_leaky_lookahead" => self.allow_leaky_lookahead = parse_bool(key, v)?,
             "connector" => {
                 self.connector = if v.is_empty() || v.eq_ignore_ascii_case("none") {
                     Some("none".to_string())
@@ -476,40 +589,225 @@ impl Config {
         Ok(())
     }
 
-    /// Applies a dialplan/API option string: `key=value` items separated by `,` `;` `|` or
-    /// whitespace. A bare word continues the list value of the previous list key, so
-    /// `fields=payment-card-number,expiration-date,security-code,mode=beep` works. Then
-    /// [`Config::resolve`].
-    pub fn apply_options(&mut self, opts: &str) -> Result<(), ConfigError> {
-        let mut pending: Option<(String, String)> = None;
-        for tok in opts
-            .split([',', ';', '|', ' ', '\t', '\n', '\r'])
-            .filter(|t| !t.trim().is_empty())
+    /// The configuration for ONE call: this (the admin's) configuration narrowed by a per-call
+    /// option string (dialplan app argument, AMI `Options`, `uuid_secure_pay <uuid> start ...`,
+    /// the agent service's `start_options`). Every per-call option string goes through here.
+    ///
+    /// Syntax: `key=value` items separated by `,` `;` `|` or whitespace; a bare word continues
+    /// the list value of the previous list key, so
+    /// `fields=payment-card-number,expiration-date,security-code,mode=beep` works.
+    ///
+    /// **Admin decides, agent chooses**: per call an option may only pick or narrow what the
+    /// admin configured (see [`per_call_rule`] and README "Per-call options"): a connector
+    /// profile by name, a subset of the allowed fields and brands, the mask mode, keys,
+    /// timeouts and attempts up to the admin's values, less display (`pan_display` towards
+    /// `none`, `show_*` off), length bounds inside the admin's. Anything that changes where
+    /// card data goes (`connector.*`), TLS trust, widens what is shown or weakens the masking
+    /// is refused with an error naming the key. On error `self` is untouched and no config is
+    /// returned.
+    pub fn for_call(&self, opts: &str) -> Result<Config, ConfigError> {
+        let pairs = option_pairs(opts)?;
+        let mut c = self.clone();
+        // Keys that change where card data goes are named first, whatever their position.
+        for (k, v) in pairs
+            .iter()
+            .filter(|(k, _)| norm(k).starts_with("connector."))
         {
-            let tok = tok.trim();
-            if let Some((k, v)) = tok.split_once('=') {
-                if let Some((pk, pv)) = pending.take() {
-                    self.set(&pk, &pv)?;
+            c.narrow(self, k, v)?;
+        }
+        for (k, v) in &pairs {
+            c.narrow(self, k, v)?;
+        }
+        c.resolve()?;
+        Ok(c)
+    }
+
+    /// One per-call `key=value` on `self` (a clone of `admin`).
+    fn narrow(&mut self, admin: &Config, key: &str, v: &str) -> Result<(), ConfigError> {
+        let k = norm(key);
+        let refuse = |why: &str| {
+            Err(err(
+                key,
+                format!(
+                    "not allowed per call: {why}; only the admin sets it (secure_pay config file)"
+                ),
+            ))
+        };
+        if k.starts_with("connector.") {
+            return refuse("it changes where card data goes or whom the connection trusts (connector profiles, URL, TLS CA and client certificates, credentials); per call only connector=<profile name> picks one of the admin's profiles");
+        }
+        let a = &admin.capture;
+        match per_call_rule(&k) {
+            PerCall::Free => self.set(key, v),
+            PerCall::Connector => {
+                let name = v.trim();
+                if !(name.is_empty()
+                    || name.eq_ignore_ascii_case("none")
+                    || admin.connectors.iter().any(|p| p.name == name))
+                {
+                    let names: Vec<&str> =
+                        admin.connectors.iter().map(|p| p.name.as_str()).collect();
+                    return Err(err(
+                        key,
+                        format!(
+                            "no connector profile named {}; defined: {}",
+                            shown(name),
+                            if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
+                    ));
                 }
-                let k = k.trim();
-                if k.is_empty() {
-                    return Err(err(tok, "option has an empty key; expected key=value"));
-                }
-                pending = Some((k.to_string(), v.trim().to_string()));
-            } else {
-                match pending.as_mut() {
-                    Some((pk, pv)) if is_list_key(pk) => {
-                        pv.push(',');
-                        pv.push_str(tok);
-                    }
-                    _ => return Err(err(tok, "option is not key=value (bare words only continue fields= or allowed_brands= lists)")),
+                self.set(key, v)
+            }
+            PerCall::Fields => {
+                self.set(key, v)?;
+                let list = if k == "allowed_fields" {
+                    &self.capture.allowed_fields
+                } else {
+                    &self.capture.fields
+                };
+                match list.iter().find(|f| !a.allowed_fields.contains(*f)) {
+                    Some(f) => Err(err(
+                        key,
+                        format!(
+                            "field {} is not allowed on this call; the admin allows: {} (admin key allowed_fields)",
+                            f.name(),
+                            a.allowed_fields.to_header()
+                        ),
+                    )),
+                    None => Ok(()),
                 }
             }
+            PerCall::Brands => {
+                self.set(key, v)?;
+                match self
+                    .capture
+                    .allowed_brands
+                    .iter()
+                    .find(|b| !a.allowed_brands.contains(b))
+                {
+                    Some(b) => Err(err(
+                        key,
+                        format!("card brand {} is not allowed by the admin", b.name()),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            PerCall::AtMost => {
+                self.set(key, v)?;
+                let c = &self.capture;
+                let (new, max) = match k.as_str() {
+                    "first_digit_timeout_ms" => {
+                        (c.first_digit_timeout_ms, a.first_digit_timeout_ms)
+                    }
+                    "inter_digit_timeout_ms" | "timeout_ms" => {
+                        (c.inter_digit_timeout_ms, a.inter_digit_timeout_ms)
+                    }
+                    "session_timeout_ms" => (c.session_timeout_ms, a.session_timeout_ms),
+                    "max_attempts" => (u64::from(c.max_attempts), u64::from(a.max_attempts)),
+                    "expiry_max_years" => {
+                        (u64::from(c.expiry_max_years), u64::from(a.expiry_max_years))
+                    }
+                    "postal_code_max_length" | "max_postal_code_length" => (
+                        c.postal_code_max_length as u64,
+                        a.postal_code_max_length as u64,
+                    ),
+                    "reference_max_length" => {
+                        (c.reference_max_length as u64, a.reference_max_length as u64)
+                    }
+                    "amount_max_length" => (c.amount_max_length as u64, a.amount_max_length as u64),
+                    _ => return refuse("no narrowing rule"),
+                };
+                if new > max {
+                    return Err(err(
+                        key,
+                        format!(
+                            "{new} is more than the admin's {max}; per call it may only be lowered"
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            PerCall::AtLeast => {
+                self.set(key, v)?;
+                let c = &self.capture;
+                let (new, min) = match k.as_str() {
+                    "postal_code_min_length" | "min_postal_code_length" => {
+                        (c.postal_code_min_length, a.postal_code_min_length)
+                    }
+                    "reference_min_length" => (c.reference_min_length, a.reference_min_length),
+                    "amount_min_length" => (c.amount_min_length, a.amount_min_length),
+                    _ => return refuse("no narrowing rule"),
+                };
+                if new < min {
+                    return Err(err(
+                        key,
+                        format!(
+                            "{new} is less than the admin's {min}; per call it may only be raised"
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            PerCall::PanDisplay => {
+                self.set(key, v)?;
+                let rank = |p: PanDisplay| p.max_revealed();
+                if rank(self.capture.pan_display) > rank(a.pan_display) {
+                    return Err(err(
+                        key,
+                        format!(
+                            "{} shows more of the card number than the admin's {}; per call it may only show less (last4 -> none)",
+                            self.capture.pan_display.name(),
+                            a.pan_display.name()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            PerCall::ShowOff => {
+                self.set(key, v)?;
+                let c = &self.capture;
+                let (new, adm) = match k.as_str() {
+                    "show_expiry" => (c.show_expiry, a.show_expiry),
+                    "show_postal_code" => (c.show_postal_code, a.show_postal_code),
+                    "show_generic" => (c.show_generic, a.show_generic),
+                    _ => return refuse("no narrowing rule"),
+                };
+                if new && !adm {
+                    return Err(err(
+                        key,
+                        "shows more than the admin allows; per call it may only be switched off",
+                    ));
+                }
+                Ok(())
+            }
+            PerCall::Lookahead => {
+                self.set(key, v)?;
+                let floor = admin
+                    .masker
+                    .lookahead_ms
+                    .min(Masker::min_leak_free_lookahead_ms());
+                if self.masker.lookahead_ms < floor {
+                    return Err(err(
+                        key,
+                        format!(
+                            "{} ms is below the leak-free minimum of {} ms (the head of each tone would reach the agent); per call the look-ahead may only stay at or above {floor} ms",
+                            self.masker.lookahead_ms,
+                            Masker::min_leak_free_lookahead_ms()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            PerCall::AdminOnly => {
+                // An unknown key gets the setter's "unknown key" error; a known one is refused.
+                Config::default().set(key, v)?;
+                refuse("it is an admin setting")
+            }
         }
-        if let Some((pk, pv)) = pending {
-            self.set(&pk, &pv)?;
-        }
-        self.resolve()
     }
 
     /// Cross-key checks and connector selection (copies the chosen profile into
@@ -542,6 +840,21 @@ impl Config {
         }
         if c.terminator.is_some() && c.terminator == c.clear_key {
             return Err(err("clear_key", "must differ from terminator"));
+        }
+        let min_la = Masker::min_leak_free_lookahead_ms();
+        if self.masker.lookahead_ms < min_la && !self.allow_leaky_lookahead {
+            return Err(err(
+                "lookahead_ms",
+                format!(
+                    "{} ms is below the leak-free minimum of {min_la} ms: the first milliseconds of each tone reach the agent and recordings, enough for some decoders; use {min_la} or more, or set allow_leaky_lookahead = yes to accept that",
+                    self.masker.lookahead_ms
+                ),
+            ));
+        }
+        // The admin's required fields are always allowed.
+        let fields = self.capture.fields.clone();
+        for f in fields.iter() {
+            self.capture.allowed_fields.push(f);
         }
         let chosen = match self.connector.as_deref() {
             Some("none") => None,

@@ -11,11 +11,14 @@
 //! No event carries a security code, a clear card number, or a wall-clock/transaction value
 //! that could be mistaken for card digits.
 
+use std::borrow::Cow;
+
 use arrayvec::ArrayString;
 
 use crate::core::capture::card::Brand;
 use crate::core::capture::field::{ErrorType, FieldKind, FieldList};
 use crate::core::capture::StopReason;
+use crate::core::guard::redact_pans;
 use crate::core::payment::PaymentMethod;
 
 /// A masked display string (at most 19 characters are ever put in it).
@@ -150,8 +153,94 @@ impl Event {
         }
     }
 
-    /// Calls `f(header, value)` for every header of the event (masked data only).
+    /// Calls `f(header, value)` for every header of the event (masked data only). Every value
+    /// passes the PAN rule of [`crate::core::guard`] on its way out, whatever the event.
     pub fn for_each_header(&self, f: &mut dyn FnMut(&'static str, &str)) {
+        self.for_each_header_raw(&mut |k, v| match redact_pans(v) {
+            Cow::Borrowed(b) => f(k, b),
+            Cow::Owned(o) => f(k, &o),
+        });
+    }
+
+    /// Replaces every data-carrying value (masked values, card number, expiry, connector name,
+    /// submit result texts and ids) for which `f` returns a new value. `f`'s second argument is
+    /// true for the card number's own display (built by `mask_pan`), which the secret rule of
+    /// [`crate::core::guard`] leaves alone (its last 4 may equal the expiry by chance). The
+    /// match is exhaustive on purpose: a new event variant must decide here what the guard sees.
+    pub fn map_values(&mut self, f: &mut dyn FnMut(&str, bool) -> Option<String>) {
+        type F<'a> = dyn FnMut(&str, bool) -> Option<String> + 'a;
+        fn m(x: &mut Masked, card: bool, f: &mut F<'_>) {
+            if let Some(n) = f(x, card) {
+                *x = Masked::new();
+                for c in n.chars() {
+                    if x.try_push(c).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        fn om(x: &mut Option<Masked>, card: bool, f: &mut F<'_>) {
+            if let Some(x) = x {
+                m(x, card, f);
+            }
+        }
+        fn s(x: &mut String, f: &mut F<'_>) {
+            if let Some(n) = f(x, false) {
+                *x = n;
+            }
+        }
+        fn os(x: &mut Option<String>, f: &mut F<'_>) {
+            if let Some(x) = x {
+                s(x, f);
+            }
+        }
+        match self {
+            Event::Start {
+                required: _,
+                connector,
+            } => os(connector, f),
+            Event::Capture { .. } | Event::Cancel | Event::Stop { .. } => {}
+            Event::Digit { masked, .. } => m(masked, false, f),
+            Event::Field { field, masked, .. } => om(masked, *field == FieldKind::CardNumber, f),
+            Event::Complete {
+                card_number,
+                expiration_date,
+                ..
+            } => {
+                om(card_number, true, f);
+                om(expiration_date, false, f);
+            }
+            Event::Submit {
+                result,
+                card_number,
+                brand: _,
+            } => {
+                om(card_number, true, f);
+                match result {
+                    SubmitResult::Pending { .. } => {}
+                    SubmitResult::Success {
+                        charge_id,
+                        token_id,
+                    } => {
+                        os(charge_id, f);
+                        os(token_id, f);
+                    }
+                    SubmitResult::Error { code, message } => {
+                        s(code, f);
+                        s(message, f);
+                    }
+                }
+            }
+            // Our own fixed texts.
+            Event::Error { .. } => {}
+            Event::Status(st) => {
+                om(&mut st.card_number, true, f);
+                om(&mut st.expiration_date, false, f);
+            }
+        }
+    }
+
+    fn for_each_header_raw(&self, f: &mut dyn FnMut(&'static str, &str)) {
         match self {
             Event::Start {
                 required,

@@ -9,6 +9,7 @@ pub mod digit;
 pub mod dtmf;
 pub mod events;
 pub mod g711;
+pub mod guard;
 pub mod payment;
 pub mod secret;
 pub mod suppress;

@@ -2,6 +2,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub use crate::panic_hook::{install as install_panic_hook, remove as remove_panic_hook};
+
 #[cfg(feature = "asterisk")]
 pub mod asterisk;
 #[cfg(feature = "freeswitch")]

@@ -4,7 +4,7 @@
 //! Grammar (case-insensitive verbs; extra whitespace ignored):
 //! `start [options]` | `capture <field>` | `clear` | `restart` | `submit` | `cancel` | `stop` |
 //! `status`. `options` is the option string of
-//! [`Config::apply_options`](crate::core::config::Config::apply_options).
+//! [`Config::for_call`](crate::core::config::Config::for_call) (per call it may only narrow).
 
 use crate::core::capture::field::{FieldKind, FieldList};
 use crate::core::config::ConfigError;
@@ -59,6 +59,11 @@ pub enum CommandError {
     UnexpectedArgument {
         verb: &'static str,
     },
+    /// `capture <field>` for a field the admin did not allow on this call.
+    FieldNotAllowed {
+        field: FieldKind,
+        allowed: FieldList,
+    },
     /// No secure capture session on this channel (returned by adapters).
     NoSession,
     AlreadyStarted,
@@ -80,7 +85,16 @@ pub enum CommandError {
 }
 
 impl std::fmt::Display for CommandError {
+    /// Through the outgoing guard (the message can echo input): no PAN-like run leaves whole.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = String::new();
+        self.write_raw(&mut text)?;
+        f.write_str(&crate::core::guard::redact_pans(&text))
+    }
+}
+
+impl CommandError {
+    fn write_raw(&self, f: &mut dyn std::fmt::Write) -> std::fmt::Result {
         match self {
             CommandError::Empty => write!(f, "empty command; verbs: start, capture, clear, restart, submit, cancel, stop, status"),
             CommandError::UnknownVerb(v) => write!(
@@ -92,6 +106,12 @@ impl std::fmt::Display for CommandError {
             }
             CommandError::MissingArgument { verb, what } => write!(f, "'{verb}' needs {what}"),
             CommandError::UnexpectedArgument { verb } => write!(f, "'{verb}' takes no argument"),
+            CommandError::FieldNotAllowed { field, allowed } => write!(
+                f,
+                "field '{}' is not allowed on this call; allowed: {} (admin key allowed_fields)",
+                field.name(),
+                allowed.to_header()
+            ),
             CommandError::NoSession => write!(f, "no secure capture session on this channel"),
             CommandError::AlreadyStarted => write!(f, "secure capture is already running on this channel"),
             CommandError::NoActiveField => write!(f, "no field is being captured"),

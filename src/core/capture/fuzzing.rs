@@ -212,16 +212,20 @@ pub fn fuzz_parse(data: &[u8]) -> Result<(), String> {
             }
         }
     }
-    let mut cfg = Config::default();
-    if let Err(e) = cfg.apply_options(&text) {
-        let m = e.to_string();
-        if !m.starts_with("secure_pay config key '") || m.len() > 600 {
-            return Err(format!(
-                "option error without key or too long: {} chars",
-                m.len()
-            ));
+    let admin = Config::default();
+    let cfg = match admin.for_call(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            let m = e.to_string();
+            if !m.starts_with("secure_pay config key '") || m.len() > 600 {
+                return Err(format!(
+                    "option error without key or too long: {} chars",
+                    m.len()
+                ));
+            }
+            admin
         }
-    }
+    };
     for line in text.lines() {
         if let Some((k, v)) = line.split_once('=') {
             let mut c = Config::default();

@@ -26,8 +26,10 @@ use crate::core::capture::{DigitSource, StopReason};
 use crate::core::config::CaptureConfig;
 use crate::core::digit::Digit;
 use crate::core::events::{Event, FieldResult, Masked, StatusSnapshot, SubmitResult};
+use crate::core::guard::CallSecrets;
 use crate::core::payment::{PaymentOutcome, PaymentRequest};
 use crate::core::secret::SecretDigits;
+use std::sync::Arc;
 
 const N: usize = FieldKind::ALL.len();
 
@@ -67,13 +69,32 @@ pub struct Session {
     pending: Option<PaymentRequest>,
     id: String,
     submits: u32,
+    /// Fingerprints of this call's secrets; every event goes through [`guarded`].
+    secrets: Arc<CallSecrets>,
+}
+
+/// The sink every public entry point hands down: each event passes the outgoing guard
+/// ([`crate::core::guard`]) before it leaves the session.
+fn guarded<'a>(secrets: &'a CallSecrets, sink: &'a mut dyn FnMut(Event)) -> impl FnMut(Event) + 'a {
+    move |mut e| {
+        secrets.guard_event(&mut e);
+        sink(e)
+    }
 }
 
 impl Session {
     /// Starts a session: emits `start` and `capture` of the first required field.
     pub fn start(cfg: &CaptureConfig, now_ms: u64, sink: &mut dyn FnMut(Event)) -> Session {
+        let secrets = Arc::new(CallSecrets::new());
+        let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
+        let mut cfg = cfg.clone();
+        // The required fields are always allowed.
+        for f in cfg.fields.clone().iter() {
+            cfg.allowed_fields.push(f);
+        }
+        let dedup = Dedup::new(cfg.dedup_window_ms, cfg.repeat_window_ms);
         let mut s = Session {
-            cfg: cfg.clone(),
+            cfg,
             phase: Phase::Active,
             active: None,
             values: Default::default(),
@@ -81,12 +102,13 @@ impl Session {
             attempts: [0; N],
             card_brand: None,
             card_display: None,
-            dedup: Dedup::new(cfg.dedup_window_ms, cfg.repeat_window_ms),
+            dedup,
             started_ms: now_ms,
             date_override: None,
             pending: None,
             id: String::new(),
             submits: 0,
+            secrets: Arc::clone(&secrets),
         };
         sink(Event::Start {
             required: s.cfg.fields.clone(),
@@ -234,6 +256,8 @@ impl Session {
         now_ms: u64,
         sink: &mut dyn FnMut(Event),
     ) {
+        let secrets = Arc::clone(&self.secrets);
+        let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
         if self.phase == Phase::Finished {
             return;
         }
@@ -378,6 +402,16 @@ impl Session {
         }
         match result {
             Ok(brand) => {
+                // Before any event: from now on a value equal to it is masked everywhere.
+                let secret = match kind {
+                    FieldKind::CardNumber | FieldKind::SecurityCode => true,
+                    FieldKind::ExpirationDate => !self.cfg.show_expiry,
+                    FieldKind::PostalCode => !self.cfg.show_postal_code,
+                    FieldKind::Reference | FieldKind::Amount => false,
+                };
+                if secret {
+                    self.secrets.record(a.digits.expose());
+                }
                 let masked = match kind {
                     FieldKind::CardNumber => {
                         Some(mask_pan(a.digits.expose(), self.cfg.pan_display))
@@ -455,6 +489,8 @@ impl Session {
     /// Advances timers: field timeouts and the whole-session timeout (which stops the session
     /// with reason `timeout`).
     pub fn tick(&mut self, now_ms: u64, sink: &mut dyn FnMut(Event)) {
+        let secrets = Arc::clone(&self.secrets);
+        let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
         if self.phase == Phase::Finished {
             return;
         }
@@ -495,8 +531,10 @@ impl Session {
         now_ms: u64,
         sink: &mut dyn FnMut(Event),
     ) -> Result<(), CommandError> {
+        let secrets = Arc::clone(&self.secrets);
+        let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
         if let Command::Status = cmd {
-            sink(Event::Status(self.status()));
+            sink(Event::Status(self.status_raw()));
             return Ok(());
         }
         if self.phase == Phase::Finished {
@@ -506,6 +544,12 @@ impl Session {
             Command::Status => Ok(()),
             Command::Start(_) => Err(CommandError::AlreadyStarted),
             Command::Capture(kind) => {
+                if !self.cfg.allowed_fields.contains(*kind) {
+                    return Err(CommandError::FieldNotAllowed {
+                        field: *kind,
+                        allowed: self.cfg.allowed_fields.clone(),
+                    });
+                }
                 if self.phase == Phase::Submitting {
                     return Err(CommandError::SubmitInProgress);
                 }
@@ -653,6 +697,8 @@ impl Session {
         now_ms: u64,
         sink: &mut dyn FnMut(Event),
     ) {
+        let secrets = Arc::clone(&self.secrets);
+        let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
         let _ = now_ms;
         if self.phase != Phase::Submitting {
             return;
@@ -678,6 +724,8 @@ impl Session {
 
     /// Ends the session: wipes all data, emits `stop` (once).
     pub fn stop(&mut self, reason: StopReason, now_ms: u64, sink: &mut dyn FnMut(Event)) {
+        let secrets = Arc::clone(&self.secrets);
+        let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
         let _ = now_ms;
         if self.phase == Phase::Finished {
             return;
@@ -687,8 +735,17 @@ impl Session {
         sink(Event::Stop { reason });
     }
 
-    /// Masked status.
+    /// Masked status (through the outgoing guard).
     pub fn status(&self) -> StatusSnapshot {
+        let mut e = Event::Status(self.status_raw());
+        self.secrets.guard_event(&mut e);
+        match e {
+            Event::Status(s) => s,
+            _ => self.status_raw(),
+        }
+    }
+
+    fn status_raw(&self) -> StatusSnapshot {
         let state = match self.phase {
             Phase::Finished => "finished",
             Phase::Submitting => "submitting",

@@ -215,11 +215,10 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     if unsafe { find_locked(chan) }.is_some() {
         return Err(StartError::AlreadyActive);
     }
-    let mut cfg = (*crate::host::asterisk::settings::current()).clone();
-    if !opts.trim().is_empty() {
-        cfg.apply_options(opts)
-            .map_err(|e| StartError::BadOptions(e.to_string()))?;
-    }
+    // Per-call options may only narrow the admin's settings (Config::for_call).
+    let cfg = crate::host::asterisk::settings::current()
+        .for_call(opts)
+        .map_err(|e| StartError::BadOptions(e.to_string()))?;
     let masker = Masker::new(SampleRate::Hz8000, &cfg.masker)
         .map_err(|e| StartError::Masker(e.to_string()))?;
     // SAFETY: channel locked.

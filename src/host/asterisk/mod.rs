@@ -114,6 +114,7 @@ const AMI_ACTION: &CStr = c"SecurePay";
 #[no_mangle]
 pub extern "C" fn sp_rs_load() -> c_int {
     guard("load", -1, || {
+        crate::host::install_panic_hook();
         logger::install();
         if let Err(e) = settings::load(false) {
             log::error!("secure_pay: {e}; module not loaded");
@@ -203,6 +204,7 @@ pub extern "C" fn sp_rs_unload() -> c_int {
         }
         LOADED.store(false, Ordering::SeqCst);
         log::info!("secure_pay: unloaded");
+        crate::host::remove_panic_hook();
         0
     })
 }

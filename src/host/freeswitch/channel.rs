@@ -433,11 +433,10 @@ pub unsafe fn start(
         };
         return Err(StartError::MediaNotInCore);
     }
-    let mut cfg = Config::clone(global);
-    if !opts.trim().is_empty() {
-        cfg.apply_options(opts)
-            .map_err(|e| StartError::BadOptions(e.to_string()))?;
-    }
+    // Per-call options may only narrow the admin's settings (Config::for_call).
+    let cfg = global
+        .for_call(opts)
+        .map_err(|e| StartError::BadOptions(e.to_string()))?;
     let cfg = Arc::new(cfg);
     // SAFETY: live session.
     let uuid = unsafe { util::uuid_of(session) };

@@ -100,6 +100,7 @@ unsafe extern "C" fn mod_load(
     pool: *mut fs::switch_memory_pool_t,
 ) -> fs::switch_status_t {
     guard("module load", fs::SWITCH_STATUS_GENERR, || {
+        crate::host::install_panic_hook();
         log::install();
         if module_interface.is_null() || pool.is_null() {
             return fs::SWITCH_STATUS_GENERR;
@@ -168,8 +169,10 @@ unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
         }
         ::log::info!("secure_pay: mod_secure_pay shut down");
         if unstopped {
+            // The module stays in memory (NOUNLOAD): its panic hook stays valid and installed.
             fs::SWITCH_STATUS_NOUNLOAD
         } else {
+            crate::host::remove_panic_hook();
             fs::SWITCH_STATUS_SUCCESS
         }
     })
