@@ -128,6 +128,25 @@ fn expect_error(o: &PaymentOutcome, code: &str, needle: &str) {
     }
 }
 
+/// The request was sent and no usable answer came: `unknown`, never an `error` (declined).
+fn expect_unknown(o: &PaymentOutcome, code: &str, needle: &str) {
+    match o {
+        PaymentOutcome::Unknown { code: c, message } => {
+            eprintln!("outcome: unknown {c}: {message}");
+            assert_eq!(c, code, "message: {message}");
+            assert!(
+                message.contains(needle),
+                "{message:?} should mention {needle:?}"
+            );
+            assert!(
+                !message.contains(PAN) && !message.contains("424242"),
+                "{message}"
+            );
+        }
+        other => panic!("expected unknown {code}, got {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 
@@ -301,7 +320,7 @@ fn http_4xx_and_5xx() {
         &pki.profile(s503.port, PaymentMethod::Charge),
         PaymentMethod::Charge,
     );
-    expect_error(&o, codes::HTTP_ERROR, "HTTP 503 Service Unavailable");
+    expect_unknown(&o, codes::HTTP_ERROR, "HTTP 503 Service Unavailable");
 }
 
 #[test]
@@ -317,7 +336,7 @@ fn malformed_json_and_missing_id() {
         &pki.profile(s.port, PaymentMethod::Charge),
         PaymentMethod::Charge,
     );
-    expect_error(&o, codes::BAD_RESPONSE, "not valid JSON");
+    expect_unknown(&o, codes::BAD_RESPONSE, "not valid JSON");
 
     let s = TestServer::start(
         &pki.server,
@@ -329,7 +348,7 @@ fn malformed_json_and_missing_id() {
         &pki.profile(s.port, PaymentMethod::Charge),
         PaymentMethod::Charge,
     );
-    expect_error(&o, codes::BAD_RESPONSE, "charge_id");
+    expect_unknown(&o, codes::BAD_RESPONSE, "charge_id");
 }
 
 #[test]
@@ -355,7 +374,7 @@ fn timeout_when_server_never_answers() {
     let t0 = Instant::now();
     let o = run(&profile, PaymentMethod::Charge);
     let took = t0.elapsed();
-    expect_error(&o, codes::TIMEOUT, "800 ms");
+    expect_unknown(&o, codes::TIMEOUT, "800 ms");
     assert!(
         took >= Duration::from_millis(790),
         "gave up too early: {took:?}"
@@ -587,7 +606,7 @@ fn queue_full_then_shutdown_fails_queued_jobs_and_returns_in_bounded_time() {
         .map(|_| rx.recv_timeout(WAIT).expect("every job gets an outcome"))
         .collect();
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
-    expect_error(&outcomes[0].1, codes::TIMEOUT, "1500 ms");
+    expect_unknown(&outcomes[0].1, codes::TIMEOUT, "1500 ms");
     expect_error(&outcomes[1].1, codes::SHUTDOWN, "shut down");
     assert!(
         rx.recv_timeout(Duration::from_millis(200)).is_err(),

@@ -494,6 +494,12 @@ fn apply(g: &mut Inner, ev: &str, m: &Message) -> bool {
                 return false;
             };
             if c.ended {
+                // A payment outcome can arrive after hangup: still show it on the page.
+                if ev == "SecurePaySubmit" && c.mode == Mode::Off {
+                    apply_secure_pay(c, "Submit", m);
+                    c.version += 1;
+                    return true;
+                }
                 return false;
             }
             apply_secure_pay(c, &ev["SecurePay".len()..], m);
@@ -628,7 +634,11 @@ fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
         }
         "Submit" => {
             let result = m.get("SecurePay-Result").unwrap_or("pending").to_string();
-            c.mode = Mode::Submitted;
+            // An outcome that arrives after secure mode ended (cancel, stop, hangup during the
+            // submit) updates the payment shown, not the mode.
+            if c.mode != Mode::Off {
+                c.mode = Mode::Submitted;
+            }
             c.ready = false;
             c.active = None;
             let card = hv(m, "SecurePay-Card-Number").or_else(|| c.card_number.clone());
@@ -641,6 +651,20 @@ fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
                         .get("SecurePay-Error-Message")
                         .unwrap_or("the payment was not accepted")
                         .to_string(),
+                    field: None,
+                });
+            } else if result == "unknown" {
+                // Sent, no answer: never shown as declined. A retry of the same card is safe
+                // (same transaction id / idempotency key).
+                c.notice = Some(Notice {
+                    level: "error",
+                    code: "payment-unknown".into(),
+                    text: format!(
+                        "No answer from the payment processor; the payment may have gone \
+                         through. Check transaction {} before taking another payment ({}).",
+                        m.get("SecurePay-Transaction-Id").unwrap_or("?"),
+                        m.get("SecurePay-Error-Message").unwrap_or("no answer")
+                    ),
                     field: None,
                 });
             } else {

@@ -16,7 +16,7 @@ use arrayvec::ArrayString;
 use crate::core::capture::card::Brand;
 use crate::core::capture::field::{ErrorType, FieldKind, FieldList};
 use crate::core::capture::StopReason;
-use crate::core::payment::PaymentMethod;
+use crate::core::payment::{PaymentMethod, PaymentOutcome};
 
 /// A masked display string (at most 19 characters are ever put in it).
 pub type Masked = ArrayString<32>;
@@ -32,17 +32,32 @@ pub enum FieldResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubmitResult {
     /// The request was built and is being handed to the connector.
-    Pending {
-        method: PaymentMethod,
-    },
+    Pending { method: PaymentMethod },
     Success {
         charge_id: Option<String>,
         token_id: Option<String>,
     },
-    Error {
-        code: String,
-        message: String,
-    },
+    /// Refused before sending, or declined by the processor: certainly not charged.
+    Error { code: String, message: String },
+    /// Sent, but no usable answer: may or may not have been charged (see
+    /// [`PaymentOutcome::Unknown`]).
+    Unknown { code: String, message: String },
+}
+
+impl From<PaymentOutcome> for SubmitResult {
+    fn from(o: PaymentOutcome) -> Self {
+        match o {
+            PaymentOutcome::Success {
+                charge_id,
+                token_id,
+            } => SubmitResult::Success {
+                charge_id,
+                token_id,
+            },
+            PaymentOutcome::Error { code, message } => SubmitResult::Error { code, message },
+            PaymentOutcome::Unknown { code, message } => SubmitResult::Unknown { code, message },
+        }
+    }
 }
 
 /// Masked status of a session (command `status`).
@@ -110,6 +125,8 @@ pub enum Event {
         result: SubmitResult,
         card_number: Option<Masked>,
         brand: Option<Brand>,
+        /// The payment's `transaction_id` (also its idempotency key): no card data.
+        transaction_id: String,
     },
     /// The payment was cancelled; all data wiped; the session is finished.
     Cancel,
@@ -239,6 +256,7 @@ impl Event {
                 result,
                 card_number,
                 brand,
+                transaction_id,
             } => {
                 match result {
                     SubmitResult::Pending { method } => {
@@ -268,12 +286,20 @@ impl Event {
                         f("SecurePay-Error-Code", code);
                         f("SecurePay-Error-Message", message);
                     }
+                    SubmitResult::Unknown { code, message } => {
+                        f("SecurePay-Result", "unknown");
+                        f("SecurePay-Error-Code", code);
+                        f("SecurePay-Error-Message", message);
+                    }
                 }
                 if let Some(m) = card_number {
                     f("SecurePay-Card-Number", m);
                 }
                 if let Some(b) = brand {
                     f("SecurePay-Card-Brand", b.name());
+                }
+                if !transaction_id.is_empty() {
+                    f("SecurePay-Transaction-Id", transaction_id);
                 }
             }
             Event::Cancel => {}

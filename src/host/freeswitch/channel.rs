@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::core::audio::SampleRate;
-use crate::core::capture::{Command, CommandError, DigitSource, Session, StopReason, YearMonth};
+use crate::core::capture::{
+    Command, CommandError, DigitSource, Session, StopReason, SubmitTicket, YearMonth,
+};
 use crate::core::config::Config;
 use crate::core::digit::Digit;
 use crate::core::events::Event;
@@ -59,6 +61,14 @@ struct State {
     media_checked_ms: u64,
 }
 
+/// Where a connector worker leaves the outcome for the dispatcher. Once `closed` (CLOSE ran:
+/// hangup or secure mode ended) the worker fires the outcome event itself, for the uuid.
+#[derive(Default)]
+struct OutcomeSlot {
+    closed: bool,
+    outcome: Option<(PaymentOutcome, SubmitTicket)>,
+}
+
 pub struct Channel {
     pub uuid: String,
     key: usize,
@@ -67,7 +77,8 @@ pub struct Channel {
     state: Mutex<State>,
     inbox_tx: Sender<Input>,
     inbox_rx: Receiver<Input>,
-    outcome: Mutex<Option<PaymentOutcome>>,
+    /// The payment outcome handed over by the connector's worker (see [`OutcomeSlot`]).
+    outcome: Mutex<OutcomeSlot>,
     /// A panic happened on the media path: mute every frame from now on.
     poisoned: AtomicBool,
     /// The inbox was full once: a digit may be lost (reported as an error event).
@@ -177,9 +188,10 @@ impl Channel {
             .outcome
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .outcome
             .take();
-        if let Some(o) = outcome {
-            st.session.on_payment_outcome(o, now_ms(), &mut sink);
+        if let Some((o, ticket)) = outcome {
+            deliver(&mut st.session, o, &ticket, &mut sink);
         }
         st.session.tick(now_ms(), &mut sink);
         if self.overflow.load(Ordering::Relaxed) && !st.overflow_sent {
@@ -190,11 +202,23 @@ impl Channel {
                 field: None,
             });
         }
-        if let Some(req) = st.session.take_payment_request() {
+        if let Some((req, ticket)) = st.session.take_submission() {
             let me = Arc::clone(self);
             let done = Box::new(move |o: PaymentOutcome| {
-                *me.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(o);
-                wake();
+                let mut slot = me.outcome.lock().unwrap_or_else(|p| p.into_inner());
+                if !slot.closed {
+                    slot.outcome = Some((o, ticket));
+                    drop(slot);
+                    wake();
+                    return;
+                }
+                drop(slot);
+                // Secure mode ended (hangup, cancel, stop) before the answer: report it anyway.
+                log::info!(
+                    "secure_pay: {}: payment outcome after secure mode ended: fired",
+                    me.uuid
+                );
+                events::fire_for_uuid(&me.uuid, &ticket.outcome_event(o));
             });
             if let Err(code) = super::submit(&self.cfg, req, done) {
                 st.session.on_payment_outcome(
@@ -404,7 +428,7 @@ pub unsafe fn start(
         }),
         inbox_tx,
         inbox_rx,
-        outcome: Mutex::new(None),
+        outcome: Mutex::new(OutcomeSlot::default()),
         poisoned: AtomicBool::new(false),
         overflow: AtomicBool::new(false),
         detaching: AtomicBool::new(false),
@@ -513,6 +537,16 @@ unsafe fn finish(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>) {
     let saved = {
         let mut st = ch.lock_state();
         ch.pump(&mut st, &mut out);
+        // From now on a worker fires a late outcome itself; one that came in since the pump
+        // is delivered here (exactly once either way).
+        let late = {
+            let mut slot = ch.outcome.lock().unwrap_or_else(|p| p.into_inner());
+            slot.closed = true;
+            slot.outcome.take()
+        };
+        if let Some((o, ticket)) = late {
+            deliver(&mut st.session, o, &ticket, &mut |e| out.push(e));
+        }
         if !st.session.is_finished() {
             st.session.stop(reason, now_ms(), &mut |e| out.push(e));
         }
@@ -527,6 +561,21 @@ unsafe fn finish(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>) {
         unsafe { events::fire(session, e) };
     }
     log::info!("secure_pay: {}: secure mode off", ch.uuid);
+}
+
+/// Gives an outcome to the session if it is still waiting for this submit, otherwise emits
+/// the ticket's `submit` event (the session was cancelled/stopped meanwhile).
+fn deliver(
+    session: &mut Session,
+    o: PaymentOutcome,
+    ticket: &SubmitTicket,
+    sink: &mut dyn FnMut(Event),
+) {
+    if session.submit_in_flight() == Some(ticket.transaction_id.as_str()) {
+        session.on_payment_outcome(o, now_ms(), sink);
+    } else {
+        sink(ticket.outcome_event(o));
+    }
 }
 
 fn mute(frame: &mut [i16]) {

@@ -55,7 +55,7 @@ pub fn config() -> Arc<Config> {
 /// Hands a payment request to the module's connector. `Err` carries a stable error code.
 pub fn submit(
     cfg: &Config,
-    req: PaymentRequest,
+    req: Box<PaymentRequest>,
     done: Box<dyn FnOnce(PaymentOutcome) + Send>,
 ) -> Result<(), &'static str> {
     let Some(profile) = cfg.capture.connector.as_ref() else {
@@ -108,11 +108,19 @@ unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
     guard("module shutdown", fs::SWITCH_STATUS_SUCCESS, || {
         SHUTTING_DOWN.store(true, Ordering::Release);
         channel::stop_all();
-        events::free();
+        // Join the payment workers (bounded) before the event subclasses go: a late outcome
+        // is still fired. Workers left running (a blocking DNS lookup) are logged; FreeSWITCH
+        // cannot refuse an unload, see SAFETY.md.
         let conn = CONNECTOR.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(c) = conn {
-            c.shutdown();
+            let left = c.shutdown();
+            if left > 0 {
+                ::log::error!(
+                    "secure_pay: {left} payment worker(s) still running at unload (bounded wait over)"
+                );
+            }
         }
+        events::free();
         ::log::info!("secure_pay: mod_secure_pay shut down");
         fs::SWITCH_STATUS_SUCCESS
     })
