@@ -457,3 +457,35 @@ fn hand_off(
     wipe_and_drop(req, observer);
     outcome
 }
+
+/// The fuzz/property harness of the response parser, shared by `fuzz/` (target
+/// `connector_http`) and `tests/connector_fuzz.rs`: the first byte picks the read size (so
+/// every split point is exercised), the rest is the server's answer. Checks that a parsed
+/// response is a final one (no `1xx`) within the size limit, and that the sanitiser, fed the
+/// same bytes, stays within its length bound. A panic is a failure by itself.
+pub fn fuzz_http_response(data: &[u8]) -> Result<(), String> {
+    let (step, bytes) = match data.split_first() {
+        Some((s, rest)) => (usize::from(*s) % 64 + 1, rest),
+        None => (1, data),
+    };
+    match http::parse_response_bytes(bytes, step) {
+        Ok((status, body)) => {
+            if !(200..600).contains(&status) {
+                return Err(format!("accepted status {status}"));
+            }
+            if body.len() > 64 * 1024 {
+                return Err(format!("accepted a {}-byte body", body.len()));
+            }
+        }
+        Err(_) => {}
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let clean = sanitize_message(&text, 256, &[b"737", b"1228"]);
+    if clean.chars().count() > 256 {
+        return Err("sanitised message longer than its bound".into());
+    }
+    if clean.chars().any(char::is_control) {
+        return Err("control character in a sanitised message".into());
+    }
+    Ok(())
+}
