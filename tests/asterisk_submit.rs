@@ -250,3 +250,66 @@ fn hangup_during_a_slow_submit_still_emits_the_outcome_event() {
         "the late delivery is logged"
     );
 }
+
+#[test]
+fn unload_during_a_slow_submit_joins_the_worker_and_still_publishes_the_outcome() {
+    let pki = pki();
+    // The processor would answer after 30 s, longer than unload's bounded wait (5 s).
+    let (port, received) = https_server_slow(
+        &pki,
+        r#"{"charge_id":"ch_never","error_code":null,"error_message":null}"#,
+        Duration::from_secs(30),
+    );
+    let conf = format!(
+        "[general]\nconnector = test\npan_display = last4\n\n[test]\nurl = https://127.0.0.1:{port}/pay\n\
+         ca_file = @INST@/etc/test-ca.pem\ntimeout_ms = 20000\n"
+    );
+    let inst = Instance::start(
+        "submit-unload",
+        &phone_dialplan(),
+        &[("secure_pay.conf", &conf), ("test-ca.pem", &pki.ca_pem)],
+        BASE_MODULES,
+    );
+    let mut ami = inst.ami();
+    let mut c = Call::originate(&mut ami, "s1", &[]);
+    let (uid, pending) = key_and_submit(&mut ami, &mut c);
+    let tx = pending.get("SecurePay-Transaction-Id").unwrap().to_string();
+    let t0 = Instant::now();
+    while received.lock().unwrap().is_empty() {
+        assert!(t0.elapsed() < WAIT, "the request never reached the server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Hang up (no hook left, so unload is allowed), then unload at once.
+    let r = ami.action(&[("Action", "Hangup"), ("Channel", &c.customer)]);
+    assert_eq!(r.get("Response"), Some("Success"));
+    std::thread::sleep(Duration::from_millis(500));
+    let t1 = Instant::now();
+    let out = inst.cli("module unload res_secure_pay.so");
+    let took = t1.elapsed();
+    let show = inst.cli("module show like secure_pay");
+    assert!(
+        !show.contains("res_secure_pay.so"),
+        "unloaded: {out} / {show}"
+    );
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "unload waited for the worker, bounded: {took:?}"
+    );
+    // The in-flight payment was reported (unknown: sent, no answer) before the module went.
+    let done = ami
+        .wait_event(
+            WAIT,
+            "SecurePaySubmit",
+            &[("Uniqueid", &uid), ("SecurePay-Result", "unknown")],
+        )
+        .expect("the outcome of the payment in flight at unload");
+    assert_eq!(done.get("SecurePay-Transaction-Id"), Some(tx.as_str()));
+    assert_eq!(outcomes(&ami, &uid).len(), 1, "exactly one outcome event");
+    // No worker runs on in unloaded code: Asterisk is alive well past the old 5 s detach and
+    // the 20 s request timeout.
+    std::thread::sleep(Duration::from_secs(16));
+    assert!(inst.is_running(), "Asterisk still running after unload");
+    let out = inst.cli("core show version");
+    assert!(out.contains("Asterisk"), "{out}");
+    exactly_one_request(&received.lock().unwrap(), &tx);
+}
