@@ -854,6 +854,63 @@ mod tests {
     }
 
     #[test]
+    fn a_payment_outcome_after_cancel_or_hangup_is_still_shown_and_unknown_is_not_declined() {
+        let hub = Hub::new();
+        complete_card(&hub);
+        ev(&hub, "SecurePaySubmit", &[("SecurePay-Result", "pending")]);
+        ev(&hub, "SecurePayCancel", &[]);
+        ev(
+            &hub,
+            "SecurePaySubmit",
+            &[
+                ("SecurePay-Result", "unknown"),
+                ("SecurePay-Error-Code", "timeout"),
+                (
+                    "SecurePay-Error-Message",
+                    "no complete answer within 10000 ms",
+                ),
+                ("SecurePay-Transaction-Id", "1700000000.1-1"),
+            ],
+        );
+        {
+            let g = hub.lock();
+            let c = &g.calls[UID];
+            assert_eq!(
+                c.mode,
+                Mode::Off,
+                "the late outcome does not restart secure mode"
+            );
+            assert_eq!(
+                c.submit.as_ref().map(|s| s.result.as_str()),
+                Some("unknown")
+            );
+            let n = c.notice.as_ref().expect("notice");
+            assert_eq!(n.code, "payment-unknown", "never shown as declined");
+            assert!(n.text.contains("1700000000.1-1"), "{}", n.text);
+        }
+        // After hangup the call is ended; a late outcome is still applied to it.
+        ev(&hub, "Hangup", &[]);
+        ev(
+            &hub,
+            "SecurePaySubmit",
+            &[
+                ("SecurePay-Result", "success"),
+                ("SecurePay-Charge-Id", "ch_late"),
+            ],
+        );
+        let g = hub.lock();
+        let c = &g.calls[UID];
+        assert!(c.ended);
+        let sub = c.submit.as_ref().expect("submit");
+        assert_eq!(sub.result, "success");
+        assert_eq!(sub.charge_id.as_deref(), Some("ch_late"));
+        drop(g);
+        // Control: other events for an ended call are still ignored.
+        ev(&hub, "SecurePayStart", &[("SecurePay-Required", REQ)]);
+        assert_eq!(hub.lock().calls[UID].mode, Mode::Off);
+    }
+
+    #[test]
     fn restart_events_reset_the_card_and_a_late_command_reply_keeps_newer_errors() {
         let hub = Hub::new();
         complete_card(&hub);
