@@ -75,12 +75,14 @@ impl FieldState {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SubmitState {
-    /// `pending`, `success` or `error`.
+    /// `pending`, `success`, `error` (not charged) or `unknown` (sent, no answer).
     pub result: String,
     pub code: Option<String>,
     pub message: Option<String>,
     pub charge_id: Option<String>,
     pub token_id: Option<String>,
+    /// The payment's transaction id (its idempotency key).
+    pub transaction_id: Option<String>,
     pub card_number: Option<String>,
     pub brand: Option<String>,
 }
@@ -676,6 +678,7 @@ fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
                 message: hv(m, "SecurePay-Error-Message"),
                 charge_id: hv(m, "SecurePay-Charge-Id"),
                 token_id: hv(m, "SecurePay-Token-Id"),
+                transaction_id: hv(m, "SecurePay-Transaction-Id"),
                 card_number: card,
                 brand,
             });
