@@ -241,7 +241,9 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     let session = {
         let mut sink = sink_for(&ids, id);
         let mut s = Session::start(&cfg.capture, now, &mut sink);
-        s.set_id(&ids.uniqueid);
+        // Transaction ids (idempotency keys) `<uniqueid>-<start, Unix ms>-<n>`: unique per
+        // secure session, so a later session on the same channel never reuses a key.
+        s.set_id(&format!("{}-{now}", ids.uniqueid));
         s
     };
     let st = Box::new(ChannelState {

@@ -406,8 +406,14 @@ pub unsafe fn start(
     let mut early = Vec::new();
     let mut capture = Session::start(&cfg.capture, now_ms(), &mut |e| early.push(e));
     capture.set_date(today());
+    // Transaction ids (idempotency keys) `<uuid>-<start, Unix ms>-<n>`: unique per secure
+    // session, so a later session on the same call never reuses an earlier payment's key.
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     // SAFETY: live session.
-    capture.set_id(&unsafe { util::uuid_of(session) });
+    let uuid = unsafe { util::uuid_of(session) };
+    capture.set_id(&format!("{uuid}-{started_unix_ms}"));
     let (inbox_tx, inbox_rx) = bounded(INBOX);
     let ch = Arc::new(Channel {
         // SAFETY: live session.
