@@ -3,17 +3,23 @@
 //! thread. Safe Rust; no FFI.
 //!
 //! ```text
-//! Session::take_payment_request() --submit()--> bounded queue --> worker thread:
-//!   build JSON into a Zeroizing buffer -> wipe the PaymentRequest's digits -> drop it
-//!   -> HTTPS POST (deadline = timeout_ms) -> buffer zeroized right after sending
-//!   -> PaymentOutcome -> done(outcome)   (the adapter feeds it to Session::on_payment_outcome)
+//! Session::take_submission() -> (Box<PaymentRequest>, SubmitTicket)
+//!   --submit()--> slab (the boxed job) + bounded queue (a JobHandle only) --> worker thread:
+//!   build JSON into a Zeroizing buffer -> clear card number + postal code
+//!   -> HTTPS POST with Idempotency-Key = transaction_id (deadline = timeout_ms)
+//!   -> body zeroized right after sending -> answer -> PaymentOutcome (success/error/unknown)
+//!   -> sanitised (PANs, and the security code/expiry still held in the request) -> request wiped
+//!   -> done(outcome)   (the adapter: Session::on_payment_outcome, or the SubmitTicket's event)
 //! ```
 //!
 //! - [`Connector::submit`] never blocks: it refuses with [`SubmitError::QueueFull`] or
 //!   [`SubmitError::ShutDown`] (the request is then dropped, which wipes it).
 //! - Every job ends in exactly one `done` call, also when the connector is shut down before the
-//!   job ran (`shutdown` error) and when the URL/TLS configuration is wrong (`config-error`).
-//! - Outcome error codes are in [`codes`]; the connector's own `error_code` is passed on as is.
+//!   job ran (`shutdown` error), while it waited for an answer (`unknown`), and when the URL/TLS
+//!   configuration is wrong (`config-error`).
+//! - `error` = certainly not charged; `unknown` = sent, no usable answer (see
+//!   [`PaymentOutcome::Unknown`]). Outcome codes are in [`codes`]; the connector's own
+//!   `error_code` is passed on as is (sanitised).
 //! - Only outcome codes are logged, never a body, a message from the connector or a digit.
 //!
 //! Only `https://` URLs are accepted (plain http is refused, also on loopback), TLS 1.2+.
