@@ -431,7 +431,7 @@ pub(crate) struct Response {
     pub body: Zeroizing<Vec<u8>>,
 }
 
-/// Why a response could not be read. Every class maps to an `unknown` outcome in [`post`]
+/// Why a response could not be read. Every class maps to an `unknown` outcome in the connector
 /// (the request was sent), except a refused TLS certificate inside `Io`.
 #[derive(Debug)]
 pub enum ResponseError {
