@@ -524,8 +524,9 @@ fn submit_hand_off_success_moves_data_out() {
     assert_eq!(req.currency_code, "EUR");
     assert!(req.transaction_id.ends_with("-1"));
     drop(req);
-    // Nothing left in the session.
-    assert_eq!(h.status("SecurePay-Captured").as_deref(), Some(""));
+    // The session keeps the data while the payment is in flight (a retry after an
+    // error/unknown outcome resends it under the same transaction id).
+    assert_eq!(h.status("SecurePay-State").as_deref(), Some("submitting"));
     let ev = &mut h.ev;
     h.s.on_payment_outcome(
         PaymentOutcome::Success {
@@ -540,6 +541,8 @@ fn submit_hand_off_success_moves_data_out() {
     assert_eq!(hdr(&ev[0], "SecurePay-Charge-Id"), "ch_abc");
     assert_eq!(hdr(&ev[0], "SecurePay-Card-Number"), "************4242");
     assert_eq!(h.status("SecurePay-State").as_deref(), Some("done"));
+    // Nothing left in the session after a success.
+    assert_eq!(h.status("SecurePay-Captured").as_deref(), Some(""));
     assert_eq!(h.cmd("submit"), Err(CommandError::AlreadySubmitted));
     // A new payment after done.
     h.cmd("restart").unwrap();
@@ -833,4 +836,130 @@ fn monotonic_clock_without_a_date_is_reported_not_silently_accepted() {
     }
     assert!(find(&ev, "error").is_empty());
     assert_eq!(hdr(find(&ev, "field")[0], "SecurePay-Result"), "complete");
+}
+
+fn outcome_error(code: &str) -> PaymentOutcome {
+    PaymentOutcome::Error {
+        code: code.into(),
+        message: "m".into(),
+    }
+}
+
+fn outcome_unknown() -> PaymentOutcome {
+    PaymentOutcome::Unknown {
+        code: "timeout".into(),
+        message: "no answer".into(),
+    }
+}
+
+/// Submits and returns the transaction id the request carries (and the submit event shows).
+fn submit_tx(h: &mut H) -> String {
+    h.take();
+    h.cmd("submit").unwrap();
+    let ev = h.take();
+    assert_eq!(hdr(&ev[0], "SecurePay-Result"), "pending");
+    let (req, ticket) = h.s.take_submission().unwrap();
+    assert_eq!(req.transaction_id, ticket.transaction_id);
+    assert_eq!(hdr(&ev[0], "SecurePay-Transaction-Id"), req.transaction_id);
+    req.transaction_id.clone()
+}
+
+fn deliver(h: &mut H, o: PaymentOutcome) -> bool {
+    let ev = &mut h.ev;
+    h.s.on_payment_outcome(o, h.now, &mut |e| ev.push(e))
+}
+
+#[test]
+fn idempotency_key_is_stable_for_a_retry_of_the_same_card() {
+    let mut h = H::with_connector();
+    h.s.set_id("chan-7");
+    h.keys("4242424242424242#1228123");
+    h.take();
+    let first = submit_tx(&mut h);
+    assert_eq!(first, "chan-7-1");
+    // No answer (timeout after sending): unknown, never declined; the data stays.
+    assert!(deliver(&mut h, outcome_unknown()));
+    let ev = h.take();
+    assert_eq!(hdr(&ev[0], "SecurePay-Result"), "unknown");
+    assert_eq!(hdr(&ev[0], "SecurePay-Error-Code"), "timeout");
+    assert_eq!(hdr(&ev[0], "SecurePay-Transaction-Id"), first);
+    assert_eq!(h.status("SecurePay-State").as_deref(), Some("complete"));
+    // Retry: the same card goes out under the same key (the processor answers it once).
+    assert_eq!(submit_tx(&mut h), first);
+    assert!(deliver(&mut h, outcome_error("processing_error")));
+    h.take();
+    assert_eq!(submit_tx(&mut h), first, "second retry, same key");
+    assert!(deliver(&mut h, outcome_unknown()));
+    h.take();
+    // The customer re-enters the card (even the same number): a new payment, a new key.
+    h.cmd("capture payment-card-number").unwrap();
+    h.keys("4242424242424242#");
+    let second = submit_tx(&mut h);
+    assert_eq!(second, "chan-7-2");
+    assert_ne!(second, first);
+    assert!(deliver(&mut h, outcome_error("card_declined")));
+    h.take();
+    // Re-entering another field (the security code) changes the request too: new key.
+    h.cmd("capture security-code").unwrap();
+    h.keys("123");
+    assert_eq!(submit_tx(&mut h), "chan-7-3");
+    // A success ends it: data wiped, no retry.
+    assert!(deliver(
+        &mut h,
+        PaymentOutcome::Success {
+            charge_id: Some("ch_1".into()),
+            token_id: None
+        }
+    ));
+    h.take();
+    assert_eq!(h.cmd("submit"), Err(CommandError::AlreadySubmitted));
+    assert_eq!(h.status("SecurePay-Captured").as_deref(), Some(""));
+    // After restart, a new card gets a new key.
+    h.cmd("restart").unwrap();
+    h.keys("4242424242424242#1228123");
+    assert_eq!(submit_tx(&mut h), "chan-7-4");
+}
+
+#[test]
+fn outcome_after_cancel_stop_timeout_is_reported_once_by_the_ticket() {
+    type End = fn(&mut H);
+    let ends: [(&str, End); 4] = [
+        ("cancel", |h| h.cmd("cancel").unwrap()),
+        ("stop", |h| h.cmd("stop").unwrap()),
+        ("hangup", |h| {
+            let ev = &mut h.ev;
+            h.s.stop(StopReason::Hangup, h.now, &mut |e| ev.push(e))
+        }),
+        ("session timeout", |h| h.tick(3_600_000)),
+    ];
+    for (name, end) in ends {
+        let mut h = H::with_connector();
+        h.keys("4242424242424242#1228123");
+        h.take();
+        h.cmd("submit").unwrap();
+        h.take();
+        let (req, ticket) = h.s.take_submission().unwrap();
+        end(&mut h);
+        assert!(h.s.is_finished(), "{name}");
+        assert!(h.take().iter().all(|e| e.name() != "submit"), "{name}");
+        // Control: the session is gone from the payment's point of view...
+        assert_eq!(h.s.submit_in_flight(), None, "{name}");
+        assert!(!deliver(&mut h, outcome_unknown()), "{name}");
+        assert!(h.take().is_empty(), "{name}: the session emits nothing");
+        // ...so the adapter publishes the ticket's event: exactly one outcome, masked.
+        let ev = ticket.outcome_event(outcome_unknown());
+        assert_eq!(ev.name(), "submit");
+        assert_eq!(hdr(&ev, "SecurePay-Result"), "unknown");
+        assert_eq!(hdr(&ev, "SecurePay-Card-Number"), "************4242");
+        assert_eq!(hdr(&ev, "SecurePay-Transaction-Id"), req.transaction_id);
+        drop(req);
+    }
+    // Control: without the cancel the session itself reports it (true) and the ticket is unused.
+    let mut h = H::with_connector();
+    h.keys("4242424242424242#1228123");
+    h.cmd("submit").unwrap();
+    let (_req, _ticket) = h.s.take_submission().unwrap();
+    h.take();
+    assert!(deliver(&mut h, outcome_unknown()));
+    assert_eq!(h.names(), ["submit"]);
 }

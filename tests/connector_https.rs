@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use connector_common::{http, Ca, Pki, Reply, TestServer, Versions};
+use connector_common::{http, slow, Ca, Pki, Reply, TestServer, Versions};
 use rcgen::ExtendedKeyUsagePurpose;
 use secure_pay::connector::{
     codes, validate_profile, Connector, ConnectorOptions, SubmitError, WipeObserver,
@@ -125,6 +125,25 @@ fn expect_error(o: &PaymentOutcome, code: &str, needle: &str) {
             );
         }
         other => panic!("expected error {code}, got {other:?}"),
+    }
+}
+
+/// The request was sent and no usable answer came: `unknown`, never an `error` (declined).
+fn expect_unknown(o: &PaymentOutcome, code: &str, needle: &str) {
+    match o {
+        PaymentOutcome::Unknown { code: c, message } => {
+            eprintln!("outcome: unknown {c}: {message}");
+            assert_eq!(c, code, "message: {message}");
+            assert!(
+                message.contains(needle),
+                "{message:?} should mention {needle:?}"
+            );
+            assert!(
+                !message.contains(PAN) && !message.contains("424242"),
+                "{message}"
+            );
+        }
+        other => panic!("expected unknown {code}, got {other:?}"),
     }
 }
 
@@ -301,7 +320,7 @@ fn http_4xx_and_5xx() {
         &pki.profile(s503.port, PaymentMethod::Charge),
         PaymentMethod::Charge,
     );
-    expect_error(&o, codes::HTTP_ERROR, "HTTP 503 Service Unavailable");
+    expect_unknown(&o, codes::HTTP_ERROR, "HTTP 503 Service Unavailable");
 }
 
 #[test]
@@ -317,7 +336,7 @@ fn malformed_json_and_missing_id() {
         &pki.profile(s.port, PaymentMethod::Charge),
         PaymentMethod::Charge,
     );
-    expect_error(&o, codes::BAD_RESPONSE, "not valid JSON");
+    expect_unknown(&o, codes::BAD_RESPONSE, "not valid JSON");
 
     let s = TestServer::start(
         &pki.server,
@@ -329,7 +348,7 @@ fn malformed_json_and_missing_id() {
         &pki.profile(s.port, PaymentMethod::Charge),
         PaymentMethod::Charge,
     );
-    expect_error(&o, codes::BAD_RESPONSE, "charge_id");
+    expect_unknown(&o, codes::BAD_RESPONSE, "charge_id");
 }
 
 #[test]
@@ -355,7 +374,7 @@ fn timeout_when_server_never_answers() {
     let t0 = Instant::now();
     let o = run(&profile, PaymentMethod::Charge);
     let took = t0.elapsed();
-    expect_error(&o, codes::TIMEOUT, "800 ms");
+    expect_unknown(&o, codes::TIMEOUT, "800 ms");
     assert!(
         took >= Duration::from_millis(790),
         "gave up too early: {took:?}"
@@ -587,7 +606,7 @@ fn queue_full_then_shutdown_fails_queued_jobs_and_returns_in_bounded_time() {
         .map(|_| rx.recv_timeout(WAIT).expect("every job gets an outcome"))
         .collect();
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
-    expect_error(&outcomes[0].1, codes::TIMEOUT, "1500 ms");
+    expect_unknown(&outcomes[0].1, codes::TIMEOUT, "1500 ms");
     expect_error(&outcomes[1].1, codes::SHUTDOWN, "shut down");
     assert!(
         rx.recv_timeout(Duration::from_millis(200)).is_err(),
@@ -679,4 +698,282 @@ fn connector_is_shareable_and_huge_timeouts_do_not_overflow() {
         codes::CONNECT_FAILED,
         "refused",
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// One payment, one outcome (issue #9) and the queue (issue #10)
+
+fn submit_and_wait(c: &Connector, profile: &ConnectorProfile, tx: &str) -> PaymentOutcome {
+    let (stx, rx) = mpsc::channel();
+    c.submit(
+        profile,
+        request(PaymentMethod::Charge, tx),
+        Box::new(move |o| stx.send(o).unwrap()),
+    )
+    .unwrap();
+    rx.recv_timeout(WAIT).expect("no outcome")
+}
+
+#[test]
+fn the_transaction_id_is_sent_as_the_idempotency_key() {
+    let pki = Pki::new();
+    let server = TestServer::start(
+        &pki.server,
+        None,
+        Versions::Any,
+        http("200 OK", r#"{"charge_id":"ch_1"}"#),
+    );
+    let c = Connector::start();
+    let profile = pki.profile(server.port, PaymentMethod::Charge);
+    // A retry of the same payment (same transaction id) carries the same key; another
+    // payment another key.
+    for tx in ["chan-5-1", "chan-5-1", "chan-5-2"] {
+        let o = submit_and_wait(&c, &profile, tx);
+        assert!(matches!(o, PaymentOutcome::Success { .. }), "{o:?}");
+    }
+    c.shutdown();
+    let got = server.received();
+    let keys: Vec<_> = got.iter().map(|r| r.header("Idempotency-Key")).collect();
+    assert_eq!(
+        keys,
+        [Some("chan-5-1"), Some("chan-5-1"), Some("chan-5-2")],
+        "{got:?}"
+    );
+    for r in &got {
+        assert_eq!(
+            r.body["transaction_id"],
+            r.header("Idempotency-Key").unwrap()
+        );
+    }
+}
+
+#[test]
+fn interim_100_and_103_responses_are_skipped() {
+    let pki = Pki::new();
+    let Reply::Raw(fin) = http("200 OK", r#"{"charge_id":"ch_after_1xx"}"#) else {
+        unreachable!()
+    };
+    let server = TestServer::start(
+        &pki.server,
+        None,
+        Versions::Any,
+        Reply::Steps(vec![
+            (Duration::ZERO, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
+            (
+                Duration::from_millis(50),
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n".to_vec(),
+            ),
+            (Duration::from_millis(50), fin),
+        ]),
+    );
+    let o = run(
+        &pki.profile(server.port, PaymentMethod::Charge),
+        PaymentMethod::Charge,
+    );
+    assert_eq!(
+        o,
+        PaymentOutcome::Success {
+            charge_id: Some("ch_after_1xx".into()),
+            token_id: None
+        }
+    );
+    // Control: a 100 Continue and then nothing is not a success and not a decline.
+    let hangs_up = TestServer::start(
+        &pki.server,
+        None,
+        Versions::Any,
+        Reply::Steps(vec![(
+            Duration::ZERO,
+            b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+        )]),
+    );
+    let o = run(
+        &pki.profile(hangs_up.port, PaymentMethod::Charge),
+        PaymentMethod::Charge,
+    );
+    expect_unknown(&o, codes::BAD_RESPONSE, "closed before the end");
+}
+
+#[test]
+fn an_answer_that_never_came_after_the_body_was_sent_is_unknown() {
+    let pki = Pki::new();
+    // Reads the whole request, then closes without a byte of answer.
+    let server = TestServer::start(&pki.server, None, Versions::Any, Reply::Steps(vec![]));
+    let o = run(
+        &pki.profile(server.port, PaymentMethod::Charge),
+        PaymentMethod::Charge,
+    );
+    expect_unknown(&o, codes::IO_ERROR, "without any response");
+    assert_eq!(server.received().len(), 1, "the card did reach the server");
+    // Truncated body after a 200 head: unknown too.
+    let trunc = TestServer::start(
+        &pki.server,
+        None,
+        Versions::Any,
+        Reply::Steps(vec![(
+            Duration::ZERO,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"charge_id\":".to_vec(),
+        )]),
+    );
+    let o = run(
+        &pki.profile(trunc.port, PaymentMethod::Charge),
+        PaymentMethod::Charge,
+    );
+    expect_unknown(&o, codes::BAD_RESPONSE, "closed before the end");
+    // Control: nothing sent (connection refused) is a plain error.
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let o = run(
+        &pki.profile(refused, PaymentMethod::Charge),
+        PaymentMethod::Charge,
+    );
+    expect_error(&o, codes::CONNECT_FAILED, "refused");
+}
+
+#[test]
+fn processor_messages_are_sanitised_before_they_reach_an_event() {
+    let pki = Pki::new();
+    let server = TestServer::start(
+        &pki.server,
+        None,
+        Versions::Any,
+        http(
+            "200 OK",
+            r#"{"error_code":"card_declined","error_message":"card 4242 4242 4242 4242 / 4242-4242-4242-4242; cvc 123; exp 08/30; exp 0830; raw 4242424242424242"}"#,
+        ),
+    );
+    let o = run(
+        &pki.profile(server.port, PaymentMethod::Charge),
+        PaymentMethod::Charge,
+    );
+    let PaymentOutcome::Error { code, message } = o else {
+        panic!("{o:?}")
+    };
+    assert_eq!(code, "card_declined");
+    eprintln!("sanitised: {message}");
+    assert!(!message.contains(CVV), "{message}");
+    assert!(
+        !message.contains("08/30") && !message.contains("0830"),
+        "{message}"
+    );
+    let longest_run = message
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest_run <= 4,
+        "no more than the last 4 of a card: {message}"
+    );
+    // (The first two cards are joined by " / " into one number: only its last 4 stay.)
+    assert_eq!(
+        message,
+        "card **** **** **** **** / ****-****-****-4242; cvc ***; exp **/**; exp ****; raw ************4242"
+    );
+    assert_eq!(server.received().len(), 1);
+}
+
+#[test]
+fn shutdown_during_a_slow_answer_reports_unknown_once_and_joins_the_workers() {
+    let pki = Pki::new();
+    let server = TestServer::start(
+        &pki.server,
+        None,
+        Versions::Any,
+        slow(Duration::from_secs(30), "200 OK", r#"{"charge_id":"late"}"#),
+    );
+    let journal = Journal::default();
+    let mut c = Connector::with_options(ConnectorOptions {
+        workers: 1,
+        shutdown_wait: Duration::from_millis(300),
+        after_wipe: Some(journal.observer()),
+        ..Default::default()
+    });
+    let profile = ConnectorProfile {
+        timeout_ms: 60_000,
+        ..pki.profile(server.port, PaymentMethod::Charge)
+    };
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let o2 = outcomes.clone();
+    c.submit(
+        &profile,
+        request(PaymentMethod::Charge, "tx-slow"),
+        Box::new(move |o| o2.lock().unwrap().push(o)),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    while server.received().is_empty() {
+        assert!(t0.elapsed() < WAIT, "request never reached the server");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(c.in_flight(), 1);
+    let t1 = Instant::now();
+    let left = c.shutdown_bounded();
+    let took = t1.elapsed();
+    assert_eq!(left, 0, "every worker joined");
+    assert!(took < Duration::from_secs(4), "bounded: {took:?}");
+    let got = outcomes.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "exactly one outcome: {got:?}");
+    expect_unknown(&got[0], codes::IO_ERROR, "shut down while waiting");
+    assert_eq!(journal.entries(), ["wiped"]);
+    assert_eq!(server.received().len(), 1, "exactly one request");
+    assert_eq!(c.in_flight(), 0);
+    assert_eq!(c.shutdown_bounded(), 0, "idempotent");
+}
+
+#[test]
+fn the_job_queue_carries_handles_only_and_the_slab_is_emptied() {
+    // What crosses the crossbeam queue (whose ring slots keep a copy of every item after it
+    // was received) is a `JobHandle`: 4 bytes, no room for a card number. The request stays
+    // in its box in the slab until a worker takes it and wipes it.
+    assert_eq!(
+        std::mem::size_of::<secure_pay::connector::JobHandle>(),
+        4,
+        "the queue item is an index"
+    );
+    assert!(
+        std::mem::size_of::<PaymentRequest>() > 5 * 32,
+        "control: a request is big"
+    );
+    let pki = Pki::new();
+    let server = TestServer::start(
+        &pki.server,
+        None,
+        Versions::Any,
+        slow(Duration::from_millis(300), "200 OK", r#"{"charge_id":"c"}"#),
+    );
+    let journal = Journal::default();
+    let c = Connector::with_options(ConnectorOptions {
+        workers: 1,
+        queue_capacity: 8,
+        after_wipe: Some(journal.observer()),
+        ..Default::default()
+    });
+    let profile = pki.profile(server.port, PaymentMethod::Charge);
+    let (stx, rx) = mpsc::channel();
+    for i in 0..4 {
+        let stx = stx.clone();
+        c.submit(
+            &profile,
+            request(PaymentMethod::Charge, &format!("tx-{i}")),
+            Box::new(move |o| stx.send(o).unwrap()),
+        )
+        .unwrap();
+    }
+    // While the first is in flight the others wait in the slab (not in the queue).
+    let t0 = Instant::now();
+    while c.in_flight() == 0 {
+        assert!(t0.elapsed() < WAIT);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(c.queued() >= 1, "control: jobs wait in the slab");
+    for _ in 0..4 {
+        let o = rx.recv_timeout(WAIT).expect("outcome");
+        assert!(matches!(o, PaymentOutcome::Success { .. }), "{o:?}");
+    }
+    assert_eq!(c.queued(), 0, "slab emptied");
+    c.shutdown();
+    assert_eq!(journal.entries(), ["wiped"; 4]);
 }

@@ -184,7 +184,7 @@ fn mutual_tls_success_end_to_end() {
 }
 
 #[test]
-fn every_failure_becomes_a_clear_submit_error_event() {
+fn every_failure_becomes_a_clear_submit_error_or_unknown_event() {
     let pki = Pki::new();
     let rogue = Ca::new("rogue").issue(&["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
     let declined = TestServer::start(
@@ -217,19 +217,45 @@ fn every_failure_becomes_a_clear_submit_error_event() {
         l.local_addr().unwrap().port()
     };
 
-    let cases: [(u16, u64, &str, &str); 8] = [
-        (declined.port, 5_000, "card_declined", "Insufficient funds"),
-        (e400.port, 5_000, codes::HTTP_ERROR, "HTTP 400"),
-        (e500.port, 5_000, codes::HTTP_ERROR, "HTTP 500"),
-        (junk.port, 5_000, codes::BAD_RESPONSE, "not valid JSON"),
-        (refused, 5_000, codes::CONNECT_FAILED, "refused"),
-        (silent.port, 400, codes::TIMEOUT, "400 ms"),
-        (untrusted.port, 5_000, codes::TLS_ERROR, "certificate"),
-        (mtls.port, 5_000, codes::TLS_ERROR, "CertificateRequired"),
+    // `error`: certainly not charged (refused before sending, or the processor said no).
+    // `unknown`: the card was sent and no usable answer came back (never shown as declined).
+    let cases: [(u16, u64, &str, &str, &str); 8] = [
+        (
+            declined.port,
+            5_000,
+            "error",
+            "card_declined",
+            "Insufficient funds",
+        ),
+        (e400.port, 5_000, "error", codes::HTTP_ERROR, "HTTP 400"),
+        (e500.port, 5_000, "unknown", codes::HTTP_ERROR, "HTTP 500"),
+        (
+            junk.port,
+            5_000,
+            "unknown",
+            codes::BAD_RESPONSE,
+            "not valid JSON",
+        ),
+        (refused, 5_000, "error", codes::CONNECT_FAILED, "refused"),
+        (silent.port, 400, "unknown", codes::TIMEOUT, "400 ms"),
+        (
+            untrusted.port,
+            5_000,
+            "error",
+            codes::TLS_ERROR,
+            "certificate",
+        ),
+        (
+            mtls.port,
+            5_000,
+            "error",
+            codes::TLS_ERROR,
+            "CertificateRequired",
+        ),
     ];
-    for (port, timeout, code, text) in cases {
+    for (port, timeout, class, code, text) in cases {
         let h = call(&url(port), &pki.ca_file, timeout, None);
-        assert_eq!(get(&h, "SecurePay-Result"), "error", "{code}: {h:?}");
+        assert_eq!(get(&h, "SecurePay-Result"), class, "{code}: {h:?}");
         assert_eq!(get(&h, "SecurePay-Error-Code"), code, "{h:?}");
         assert!(
             get(&h, "SecurePay-Error-Message").contains(text),

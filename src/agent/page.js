@@ -190,6 +190,9 @@
       if (call.submit.result === 'error') {
         mode = 'declined';
         modeText = 'Payment declined';
+      } else if (call.submit.result === 'unknown') {
+        mode = 'unknown';
+        modeText = 'Payment outcome unknown';
       } else if (call.submit.result === 'pending') {
         modeText = 'Submitting the payment\u2026';
       }
@@ -241,6 +244,13 @@
         const ref = sub.charge_id || sub.token_id;
         if (ref) t += ' Reference ' + ref + '.';
         t += ' Press End secure mode to give the call back its normal controls.';
+      } else if (sub.result === 'unknown') {
+        // Sent, no answer: never shown as declined. Submit again resends the same card under
+        // the same transaction id (idempotency key), so it cannot charge twice.
+        t = 'No answer from the payment processor: the payment may have gone through' +
+          (sub.transaction_id ? ' (transaction ' + sub.transaction_id + ')' : '') +
+          '. Check before taking the card again; Submit retries it safely. (' +
+          (sub.message || 'no answer') + ')';
       } else {
         t = 'Payment declined: ' + (sub.message || 'no reason given') + (sub.code ? ' (' + sub.code + ')' : '') +
           '. Use Restart or Re-enter to take the card again.';

@@ -75,12 +75,14 @@ impl FieldState {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SubmitState {
-    /// `pending`, `success` or `error`.
+    /// `pending`, `success`, `error` (not charged) or `unknown` (sent, no answer).
     pub result: String,
     pub code: Option<String>,
     pub message: Option<String>,
     pub charge_id: Option<String>,
     pub token_id: Option<String>,
+    /// The payment's transaction id (its idempotency key).
+    pub transaction_id: Option<String>,
     pub card_number: Option<String>,
     pub brand: Option<String>,
 }
@@ -686,7 +688,11 @@ fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
         }
         "Submit" => {
             let result = m.get("SecurePay-Result").unwrap_or("pending").to_string();
-            c.mode = Mode::Submitted;
+            // An outcome that arrives after secure mode ended (cancel, stop, hangup during the
+            // submit) updates the payment shown, not the mode.
+            if c.mode != Mode::Off {
+                c.mode = Mode::Submitted;
+            }
             c.ready = false;
             c.active = None;
             let card = hv(m, "SecurePay-Card-Number").or_else(|| c.card_number.clone());
@@ -701,6 +707,20 @@ fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
                         .to_string(),
                     field: None,
                 });
+            } else if result == "unknown" {
+                // Sent, no answer: never shown as declined. A retry of the same card is safe
+                // (same transaction id / idempotency key).
+                c.notice = Some(Notice {
+                    level: "error",
+                    code: "payment-unknown".into(),
+                    text: format!(
+                        "No answer from the payment processor; the payment may have gone \
+                         through. Check transaction {} before taking another payment ({}).",
+                        m.get("SecurePay-Transaction-Id").unwrap_or("?"),
+                        m.get("SecurePay-Error-Message").unwrap_or("no answer")
+                    ),
+                    field: None,
+                });
             } else {
                 c.notice = None;
             }
@@ -710,6 +730,7 @@ fn apply_secure_pay(c: &mut Call, name: &str, m: &Message) {
                 message: hv(m, "SecurePay-Error-Message"),
                 charge_id: hv(m, "SecurePay-Charge-Id"),
                 token_id: hv(m, "SecurePay-Token-Id"),
+                transaction_id: hv(m, "SecurePay-Transaction-Id"),
                 card_number: card,
                 brand,
             });
@@ -885,6 +906,63 @@ mod tests {
                 ("SecurePay-Attempt", "1"),
             ],
         );
+    }
+
+    #[test]
+    fn a_payment_outcome_after_cancel_or_hangup_is_still_shown_and_unknown_is_not_declined() {
+        let hub = Hub::new();
+        complete_card(&hub);
+        ev(&hub, "SecurePaySubmit", &[("SecurePay-Result", "pending")]);
+        ev(&hub, "SecurePayCancel", &[]);
+        ev(
+            &hub,
+            "SecurePaySubmit",
+            &[
+                ("SecurePay-Result", "unknown"),
+                ("SecurePay-Error-Code", "timeout"),
+                (
+                    "SecurePay-Error-Message",
+                    "no complete answer within 10000 ms",
+                ),
+                ("SecurePay-Transaction-Id", "1700000000.1-1"),
+            ],
+        );
+        {
+            let g = hub.lock();
+            let c = &g.calls[UID];
+            assert_eq!(
+                c.mode,
+                Mode::Off,
+                "the late outcome does not restart secure mode"
+            );
+            assert_eq!(
+                c.submit.as_ref().map(|s| s.result.as_str()),
+                Some("unknown")
+            );
+            let n = c.notice.as_ref().expect("notice");
+            assert_eq!(n.code, "payment-unknown", "never shown as declined");
+            assert!(n.text.contains("1700000000.1-1"), "{}", n.text);
+        }
+        // After hangup the call is ended; a late outcome is still applied to it.
+        ev(&hub, "Hangup", &[]);
+        ev(
+            &hub,
+            "SecurePaySubmit",
+            &[
+                ("SecurePay-Result", "success"),
+                ("SecurePay-Charge-Id", "ch_late"),
+            ],
+        );
+        let g = hub.lock();
+        let c = &g.calls[UID];
+        assert!(c.ended);
+        let sub = c.submit.as_ref().expect("submit");
+        assert_eq!(sub.result, "success");
+        assert_eq!(sub.charge_id.as_deref(), Some("ch_late"));
+        drop(g);
+        // Control: other events for an ended call are still ignored.
+        ev(&hub, "SecurePayStart", &[("SecurePay-Required", REQ)]);
+        assert_eq!(hub.lock().calls[UID].mode, Mode::Off);
     }
 
     #[test]

@@ -148,32 +148,154 @@ pub(crate) fn build(profile: &ConnectorProfile, req: &PaymentRequest) -> Zeroizi
 }
 
 /// Cleans a connector-supplied string before it becomes part of an event: control
-/// characters dropped, length capped, and any run of 12 or more digits (something that could
-/// be a card number echoed back by a careless connector) masked except its last 4.
+/// characters dropped, length capped, and anything that could be a card number masked except
+/// its last 4 digits (see [`sanitize_message`]).
 pub(crate) fn sanitize(s: &str, max_chars: usize) -> String {
-    let chars: Vec<char> = s
+    sanitize_message(s, max_chars, &[])
+}
+
+/// Characters that may separate the digit groups of a formatted number (`4242 4242 ...`,
+/// `4242-4242-...`, `12/28`).
+fn is_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '-' | '.' | '/' | '_' | ',' | ':' | '\u{2010}'..='\u{2015}'
+        )
+}
+
+/// At most this many separator characters between two digit groups of one number.
+const MAX_SEPARATORS: usize = 3;
+
+/// The sanitiser for every processor-supplied string that reaches an event or the agent
+/// page (error code, error message, HTTP reason, charge/token id):
+/// - control characters are dropped and the result is cut to `max_chars` characters (after
+///   masking, so a cut can never leave a longer unmasked prefix);
+/// - a number of 12 or more digits — one run, or digit groups joined by up to 3 separators
+///   (space, `-`, `.`, `/`, `_`, `,`, `:`) such as `4242 4242 4242 4242` or `4242-4242-...` —
+///   has every digit but its last 4 replaced by `*`;
+/// - a digit run, or consecutive runs of one formatted number, whose digits equal one of
+///   `secrets` (the captured security code and expiry in its usual spellings; values shorter
+///   than 3 digits are ignored) is masked completely.
+pub fn sanitize_message(s: &str, max_chars: usize, secrets: &[&[u8]]) -> String {
+    // Mask on a bounded prefix (the cut comes after masking).
+    let mut chars: Vec<char> = s
         .chars()
         .filter(|c| !c.is_control())
-        .take(max_chars)
+        .take(max_chars.saturating_mul(2).saturating_add(64))
         .collect();
-    let mut out = String::with_capacity(chars.len());
+    let secrets: Vec<&[u8]> = secrets.iter().copied().filter(|v| v.len() >= 3).collect();
     let mut i = 0;
     while i < chars.len() {
-        if chars[i].is_ascii_digit() {
-            let start = i;
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                i += 1;
-            }
-            let run = i - start;
-            for (j, c) in chars[start..i].iter().enumerate() {
-                out.push(if run >= 12 && j < run - 4 { '*' } else { *c });
-            }
-        } else {
-            out.push(chars[i]);
+        if !chars[i].is_ascii_digit() {
             i += 1;
+            continue;
         }
+        // One number: digit runs joined by short separator sequences.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let mut j = i;
+        loop {
+            let start = j;
+            while j < chars.len() && chars[j].is_ascii_digit() {
+                j += 1;
+            }
+            runs.push((start, j));
+            let mut k = j;
+            while k < chars.len() && k - j < MAX_SEPARATORS && is_separator(chars[k]) {
+                k += 1;
+            }
+            if k > j && k < chars.len() && chars[k].is_ascii_digit() {
+                j = k;
+            } else {
+                break;
+            }
+        }
+        let digits: usize = runs.iter().map(|(a, b)| b - a).sum();
+        // Secrets: any consecutive runs whose digits equal one.
+        if !secrets.is_empty() {
+            let mut masked = vec![false; runs.len()];
+            for a in 0..runs.len() {
+                let mut cat: Vec<u8> = Vec::new();
+                for b in a..runs.len() {
+                    cat.extend(chars[runs[b].0..runs[b].1].iter().map(|&c| c as u8));
+                    if cat.len() > 8 {
+                        break;
+                    }
+                    if secrets.contains(&cat.as_slice()) {
+                        masked[a..=b].iter_mut().for_each(|m| *m = true);
+                    }
+                }
+                zeroize::Zeroize::zeroize(&mut cat);
+            }
+            for (r, m) in runs.iter().zip(&masked) {
+                if *m {
+                    chars[r.0..r.1].iter_mut().for_each(|c| *c = '*');
+                }
+            }
+        }
+        if digits >= 12 {
+            let mut left = digits;
+            for &(a, b) in &runs {
+                for c in &mut chars[a..b] {
+                    if left > 4 {
+                        *c = '*';
+                    }
+                    left -= 1;
+                }
+            }
+        }
+        i = j.max(i + 1);
     }
-    out
+    chars.into_iter().take(max_chars).collect()
+}
+
+/// Masks, in every string of an outcome, anything equal to the request's security code or
+/// expiry (MMYY, MM20YY, YYMM, 20YYMM) on top of the PAN rules of [`sanitize_message`].
+pub(crate) fn scrub_outcome(o: PaymentOutcome, req: &PaymentRequest) -> PaymentOutcome {
+    let (mm, yy) = (req.expiry_month.expose(), req.expiry_year.expose());
+    let join = |parts: &[&[u8]]| Zeroizing::new(parts.concat());
+    let spellings: [Zeroizing<Vec<u8>>; 5] = [
+        join(&[req.security_code.expose()]),
+        join(&[mm, yy]),
+        join(&[mm, b"20", yy]),
+        join(&[yy, mm]),
+        join(&[b"20", yy, mm]),
+    ];
+    let expiry_set = mm.len() == 2 && yy.len() == 2;
+    let secrets: Vec<&[u8]> = spellings
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k == 0 || expiry_set)
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    let clean = |s: String, max: usize| sanitize_message(&s, max, &secrets);
+    // A charge/token id is an opaque reference the merchant needs whole: it gets the PAN rules
+    // (already applied when parsed), and is masked completely only if it IS a secret; a
+    // digit run inside it that happens to equal the security code is left alone.
+    let id = |s: String| {
+        if secrets.contains(&s.as_bytes()) {
+            "*".repeat(s.len())
+        } else {
+            s
+        }
+    };
+    match o {
+        PaymentOutcome::Success {
+            charge_id,
+            token_id,
+        } => PaymentOutcome::Success {
+            charge_id: charge_id.map(id),
+            token_id: token_id.map(id),
+        },
+        PaymentOutcome::Error { code, message } => PaymentOutcome::Error {
+            code: clean(code, MAX_ID_CHARS),
+            message: clean(message, 2 * MAX_MESSAGE_CHARS),
+        },
+        PaymentOutcome::Unknown { code, message } => PaymentOutcome::Unknown {
+            code: clean(code, MAX_ID_CHARS),
+            message: clean(message, 2 * MAX_MESSAGE_CHARS),
+        },
+    }
 }
 
 /// A JSON value as text: strings as-is, numbers printed; null/empty/other → None.
@@ -193,11 +315,12 @@ fn text(v: Option<&serde_json::Value>, max_chars: usize) -> Option<String> {
 /// Maps a 2xx response body to the outcome. `error_code` (non-null, non-empty) wins and is
 /// passed on verbatim (sanitized) with `error_message`; otherwise `charge_id` (charge) or
 /// `token_id` (tokenize) must be present.
+/// A 2xx body that is not a readable answer is `unknown`: the processor took the request.
 pub(crate) fn parse_response(method: PaymentMethod, body: &[u8]) -> PaymentOutcome {
     let v: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            return PaymentOutcome::Error {
+            return PaymentOutcome::Unknown {
                 code: codes::BAD_RESPONSE.into(),
                 message: format!(
                     "connector response is not valid JSON ({})",
@@ -207,7 +330,7 @@ pub(crate) fn parse_response(method: PaymentMethod, body: &[u8]) -> PaymentOutco
         }
     };
     let Some(obj) = v.as_object() else {
-        return PaymentOutcome::Error {
+        return PaymentOutcome::Unknown {
             code: codes::BAD_RESPONSE.into(),
             message: "connector response is not a JSON object".into(),
         };
@@ -228,7 +351,7 @@ pub(crate) fn parse_response(method: PaymentMethod, body: &[u8]) -> PaymentOutco
             PaymentMethod::Charge => "charge_id",
             PaymentMethod::Tokenize => "token_id",
         };
-        return PaymentOutcome::Error {
+        return PaymentOutcome::Unknown {
             code: codes::BAD_RESPONSE.into(),
             message: format!("connector response has neither error_code nor {want}"),
         };
@@ -357,7 +480,7 @@ mod tests {
         );
         for bad in [&b"{not json"[..], b"[1]", br#"{"token_id":"t"}"#, b""] {
             match parse_response(Charge, bad) {
-                PaymentOutcome::Error { code, .. } => assert_eq!(code, codes::BAD_RESPONSE),
+                PaymentOutcome::Unknown { code, .. } => assert_eq!(code, codes::BAD_RESPONSE),
                 other => panic!("{other:?}"),
             }
         }
@@ -371,5 +494,63 @@ mod tests {
         );
         assert_eq!(sanitize("ch_12345678901", 100), "ch_12345678901");
         assert_eq!(sanitize("abcdef", 3), "abc");
+        // Control: an 11-digit run and short groups are left alone.
+        assert_eq!(sanitize("ref 1234 5678 901", 100), "ref 1234 5678 901");
+    }
+
+    #[test]
+    fn sanitize_masks_formatted_card_numbers() {
+        for (input, want) in [
+            ("4242 4242 4242 4242", "**** **** **** 4242"),
+            ("4242-4242-4242-4242", "****-****-****-4242"),
+            ("4242.4242.4242.4242", "****.****.****.4242"),
+            ("4242 - 4242 - 4242 - 4242", "**** - **** - **** - 4242"),
+            ("3782 822463 10005", "**** ****** *0005"),
+            ("card:4242424242424242x", "card:************4242x"),
+            (
+                "4242\u{a0}4242\u{a0}4242\u{a0}4242",
+                "****\u{a0}****\u{a0}****\u{a0}4242",
+            ),
+            ("6205 5000 0000 0000 004", "**** **** **** ***0 004"),
+            ("1234567890123456789012", "******************9012"),
+        ] {
+            assert_eq!(sanitize(input, 100), want, "{input}");
+        }
+        // The cut comes after masking: never a longer unmasked prefix.
+        let cut = sanitize("xx 4242 4242 4242 4242", 10);
+        assert_eq!(cut, "xx **** **");
+    }
+
+    #[test]
+    fn sanitize_masks_captured_secrets() {
+        let secrets: [&[u8]; 3] = [b"737", b"1228", b"122028"];
+        let s = |m: &str| sanitize_message(m, 200, &secrets);
+        assert_eq!(s("cvv 737 wrong"), "cvv *** wrong");
+        assert_eq!(s("exp 12/28 bad"), "exp **/** bad");
+        assert_eq!(s("exp 12-2028 bad"), "exp **-**** bad");
+        assert_eq!(s("exp 1228, cvc 737"), "exp ****, cvc ***");
+        assert_eq!(s("exp 12/28 737"), "exp **/** ***");
+        // Controls: other numbers stay readable.
+        assert_eq!(s("code 7370 at 12:29"), "code 7370 at 12:29");
+        assert_eq!(s("code 73 1 2"), "code 73 1 2");
+        // Secrets shorter than 3 digits are ignored (would mask everything).
+        assert_eq!(sanitize_message("12 34", 100, &[b"12"]), "12 34");
+    }
+
+    #[test]
+    fn scrub_outcome_uses_the_request() {
+        let mut req = request(PaymentMethod::Charge);
+        req.security_code = digits("4821");
+        let o = PaymentOutcome::Error {
+            code: "cvc_4821".into(),
+            message: "cvc 4821; exp 08/30; 4242 4242 4242 4242; 0830".into(),
+        };
+        match scrub_outcome(o, &req) {
+            PaymentOutcome::Error { code, message } => {
+                assert_eq!(code, "cvc_****");
+                assert_eq!(message, "cvc ****; exp **/**; **** **** **** 4242; ****");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

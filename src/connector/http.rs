@@ -7,8 +7,9 @@
 //! Plain `http://` is refused: card data only ever leaves over TLS.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
@@ -26,11 +27,51 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 /// Larger responses are refused (a Generic Pay Connector answer is a few hundred bytes).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// At most this many bytes are read in all (interim `1xx` responses included).
+const MAX_TOTAL_BYTES: usize = 2 * MAX_RESPONSE_BYTES;
+/// More interim (`1xx`) responses than this before the final one: refused.
+const MAX_INTERIM: usize = 16;
 
+/// Certainly not charged (nothing sent, or the processor said no).
 fn err(code: &str, message: impl Into<String>) -> PaymentOutcome {
     PaymentOutcome::Error {
         code: code.into(),
         message: message.into(),
+    }
+}
+
+/// The card was (or may have been) sent, and no usable answer came back.
+fn unknown(code: &str, message: impl Into<String>) -> PaymentOutcome {
+    PaymentOutcome::Unknown {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Lets [`crate::connector::Connector::shutdown_bounded`] break an exchange that is still
+/// waiting: the worker registers a clone of its socket here; `aborting` is set before the
+/// registered sockets are shut down, and checked right after registering (so one of the two
+/// always sees the other).
+pub(crate) struct AbortSlot<'a> {
+    pub socket: &'a Mutex<Option<TcpStream>>,
+    pub aborting: &'a AtomicBool,
+}
+
+impl AbortSlot<'_> {
+    /// Registers the socket; false if the connector is already aborting (send nothing then).
+    fn register(&self, sock: &TcpStream) -> bool {
+        if let Ok(clone) = sock.try_clone() {
+            *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = Some(clone);
+        }
+        if self.aborting.load(Ordering::SeqCst) {
+            let _ = sock.shutdown(Shutdown::Both);
+            return false;
+        }
+        true
+    }
+
+    fn aborted(&self) -> bool {
+        self.aborting.load(Ordering::SeqCst)
     }
 }
 
@@ -213,7 +254,49 @@ enum Phase {
     Receive,
 }
 
+/// True for a TLS alert that means "your certificate / handshake was refused": the server
+/// never processed a request on that connection.
+fn is_refusal_alert(tls: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        tls,
+        rustls::Error::AlertReceived(
+            A::CertificateRequired
+                | A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::HandshakeFailure
+        )
+    )
+}
+
+/// Maps an I/O failure. Before anything was sent (handshake) it is an `error`; once the
+/// request may have left (send, receive) it is `unknown` — except a TLS alert refusing our
+/// certificate, which means the server never took the request.
 fn io_outcome(
+    e: &io::Error,
+    phase: Phase,
+    timeout_ms: u64,
+    has_client_cert: bool,
+) -> PaymentOutcome {
+    let o = io_outcome_inner(e, phase, timeout_ms, has_client_cert);
+    let refused = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(is_refusal_alert);
+    match (phase, o) {
+        (Phase::Send | Phase::Receive, PaymentOutcome::Error { code, message }) if !refused => {
+            PaymentOutcome::Unknown { code, message }
+        }
+        (_, o) => o,
+    }
+}
+
+fn io_outcome_inner(
     e: &io::Error,
     phase: Phase,
     timeout_ms: u64,
@@ -288,11 +371,13 @@ fn base64_into(input: &[u8], out: &mut Vec<u8>) {
 fn request_head(
     target: &Target,
     profile: &ConnectorProfile,
+    idempotency_key: &str,
     body_len: usize,
 ) -> Zeroizing<Vec<u8>> {
     let mut h = Zeroizing::new(Vec::with_capacity(
         512 + target.path.len()
             + target.host.len()
+            + idempotency_key.len()
             + 2 * (profile.username.as_deref().map_or(0, str::len)
                 + profile.password.as_deref().map_or(0, str::len)),
     ));
@@ -311,6 +396,18 @@ fn request_head(
     h.extend_from_slice(b"User-Agent: secure_pay/");
     h.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
     h.extend_from_slice(b"\r\nConnection: close\r\n");
+    // The transaction id is stable per captured card: a retry of the same payment carries the
+    // same key, so a processor that honours it (Stripe, Adyen, ...) charges at most once.
+    let key: String = idempotency_key
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    if !key.is_empty() {
+        h.extend_from_slice(b"Idempotency-Key: ");
+        h.extend_from_slice(key.as_bytes());
+        h.extend_from_slice(b"\r\n");
+    }
     if let Some(user) = profile.username.as_deref().filter(|u| !u.is_empty()) {
         let mut cred = Zeroizing::new(Vec::with_capacity(
             user.len() + 1 + profile.password.as_deref().map_or(0, str::len),
@@ -334,6 +431,39 @@ pub(crate) struct Response {
     pub body: Zeroizing<Vec<u8>>,
 }
 
+/// Why a response could not be read. Every class maps to an `unknown` outcome in the connector
+/// (the request was sent), except a refused TLS certificate inside `Io`.
+#[derive(Debug)]
+pub enum ResponseError {
+    /// The connection ended before the first byte of an answer.
+    Empty,
+    /// The connection ended before the answer was complete (headers or body).
+    Truncated,
+    /// Not a well-formed HTTP/1.x answer (status line, header, chunk framing, 101).
+    Malformed(String),
+    /// Larger than the limit (64 KiB of body, 128 KiB read in all).
+    TooLarge,
+    /// More than 16 interim (`1xx`) responses.
+    TooManyInterim,
+    /// The read failed (timeout, reset, TLS).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("connection closed by the connector without any response"),
+            Self::Truncated => f.write_str("connection closed before the end of the response"),
+            Self::Malformed(m) => f.write_str(m),
+            Self::TooLarge => write!(f, "response larger than {MAX_RESPONSE_BYTES} bytes"),
+            Self::TooManyInterim => {
+                write!(f, "more than {MAX_INTERIM} interim (1xx) responses")
+            }
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -344,44 +474,95 @@ enum Framing {
     UntilClose,
 }
 
-/// Decodes a chunked body; `Ok(None)` while incomplete.
-fn dechunk(mut data: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+/// Decodes a chunked body; `Ok(None)` while incomplete. Sizes are checked (no overflow, at
+/// most the response limit) and every chunk must end with CRLF.
+fn dechunk(mut data: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, ResponseError> {
     // The decoded body is never longer than the encoded one: no reallocation.
     let mut out = Zeroizing::new(Vec::with_capacity(data.len()));
     loop {
         let Some(eol) = find(data, b"\r\n") else {
             return Ok(None);
         };
-        let line = std::str::from_utf8(&data[..eol]).map_err(|_| "bad chunk size line")?;
+        let line = std::str::from_utf8(&data[..eol])
+            .map_err(|_| ResponseError::Malformed("bad chunk size line".into()))?;
         let size_txt = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_txt, 16)
-            .map_err(|_| format!("bad chunk size {size_txt:?}"))?;
+        if size_txt.is_empty() || !size_txt.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ResponseError::Malformed(format!(
+                "bad chunk size {:?}",
+                body::sanitize(size_txt, 20)
+            )));
+        }
+        // Leading zeros are allowed; more than 8 significant hex digits is over any limit.
+        let significant = size_txt.trim_start_matches('0');
+        if significant.len() > 8 {
+            return Err(ResponseError::TooLarge);
+        }
+        let size = usize::from_str_radix(
+            if significant.is_empty() {
+                "0"
+            } else {
+                significant
+            },
+            16,
+        )
+        .map_err(|_| ResponseError::Malformed("bad chunk size".into()))?;
+        if size > MAX_RESPONSE_BYTES || out.len().saturating_add(size) > MAX_RESPONSE_BYTES {
+            return Err(ResponseError::TooLarge);
+        }
         data = &data[eol + 2..];
         if size == 0 {
             return Ok(Some(out)); // trailers ignored
         }
-        if data.len() < size + 2 {
+        let Some(end) = size.checked_add(2) else {
+            return Err(ResponseError::TooLarge);
+        };
+        if data.len() < end {
             return Ok(None);
         }
+        if &data[size..end] != b"\r\n" {
+            return Err(ResponseError::Malformed(
+                "chunk data not followed by CRLF".into(),
+            ));
+        }
         out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        data = &data[end..];
     }
 }
 
-/// Reads one response (we sent `Connection: close`). Bounded in size and by the deadline.
-fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, String>> {
+/// Reads one final response (we sent `Connection: close`), skipping interim `1xx` responses
+/// (`100 Continue`, `102`, `103 Early Hints`; a `101` is refused). Bounded in size and count
+/// and, through the reader, by the deadline.
+fn read_response<R: Read>(r: &mut R) -> Result<Response, ResponseError> {
     // Sized once for the largest accepted response, so it never reallocates (and leaves no
     // unwiped copy behind); zeroized on drop like the read chunk.
     let mut buf: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(MAX_RESPONSE_BYTES + 4096));
     let mut chunk = Zeroizing::new([0u8; 4096]);
     let mut head: Option<(usize, u16, String, Framing)> = None;
+    let mut interim = 0usize;
+    let mut total = 0usize;
     loop {
-        // Is what we have complete?
-        if head.is_none() {
-            if let Some(end) = find(&buf, b"\r\n\r\n") {
-                let (status, reason, framing) = parse_head(&buf[..end]).map_err(Err)?;
-                head = Some((end + 4, status, reason, framing));
+        // Is what we have complete? (Loop: one read may hold several interim responses.)
+        while head.is_none() {
+            let Some(end) = find(&buf, b"\r\n\r\n") else {
+                break;
+            };
+            let (status, reason, framing) = parse_head(&buf[..end])?;
+            if (100..200).contains(&status) {
+                if status == 101 {
+                    return Err(ResponseError::Malformed(
+                        "unexpected 101 Switching Protocols".into(),
+                    ));
+                }
+                interim += 1;
+                if interim > MAX_INTERIM {
+                    return Err(ResponseError::TooManyInterim);
+                }
+                // An interim response has no body: drop it and look at what follows. (drain
+                // moves the rest within the same allocation.)
+                buf.drain(..end + 4);
+                continue;
             }
+            head = Some((end + 4, status, reason, framing));
         }
         if let Some((start, status, reason, framing)) = &head {
             let body = &buf[*start..];
@@ -394,7 +575,7 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                     })
                 }
                 Framing::Chunked => {
-                    if let Some(b) = dechunk(body).map_err(Err)? {
+                    if let Some(b) = dechunk(body)? {
                         return Ok(Response {
                             status: *status,
                             reason: reason.clone(),
@@ -405,18 +586,18 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                 _ => {}
             }
         }
-        if buf.len() >= MAX_RESPONSE_BYTES {
-            return Err(Err(format!(
-                "response larger than {MAX_RESPONSE_BYTES} bytes"
-            )));
+        if buf.len() >= MAX_RESPONSE_BYTES || total >= MAX_TOTAL_BYTES {
+            return Err(ResponseError::TooLarge);
         }
-        let room = (MAX_RESPONSE_BYTES - buf.len()).min(chunk.len());
+        let room = (MAX_RESPONSE_BYTES - buf.len())
+            .min(MAX_TOTAL_BYTES - total)
+            .min(chunk.len());
         let n = match r.read(&mut chunk[..room]) {
             Ok(n) => n,
             // A peer that closes without TLS close_notify: treat as end of stream.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Ok(e)),
+            Err(e) => return Err(ResponseError::Io(e)),
         };
         if n == 0 {
             return match head {
@@ -425,39 +606,67 @@ fn read_response<R: Read>(r: &mut R) -> Result<Response, Result<io::Error, Strin
                     reason,
                     body: Zeroizing::new(buf[start..].to_vec()),
                 }),
-                Some(_) => Err(Err(
-                    "connection closed before the end of the response body".into()
-                )),
-                None if buf.is_empty() => Err(Ok(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed by the connector without any response",
-                ))),
-                None => Err(Err(
-                    "connection closed in the middle of the response headers".into(),
-                )),
+                Some(_) => Err(ResponseError::Truncated),
+                None if buf.is_empty() && interim == 0 => Err(ResponseError::Empty),
+                None => Err(ResponseError::Truncated),
             };
         }
+        total += n;
         buf.extend_from_slice(&chunk[..n]);
     }
 }
 
-fn parse_head(head: &[u8]) -> Result<(u16, String, Framing), String> {
-    let text = std::str::from_utf8(head).map_err(|_| "response headers are not UTF-8")?;
+/// Parses a complete response from `bytes`, read at most `read_size` bytes at a time (so a
+/// caller can exercise every split point). Returns the final status and the decoded body.
+/// For fuzzing and property tests of the parser the connector uses.
+pub fn parse_response_bytes(
+    bytes: &[u8],
+    read_size: usize,
+) -> Result<(u16, Vec<u8>), ResponseError> {
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.data.len().min(buf.len()).min(self.step.max(1));
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+    let mut r = Trickle {
+        data: bytes,
+        step: read_size,
+    };
+    read_response(&mut r).map(|resp| (resp.status, resp.body.to_vec()))
+}
+
+fn parse_head(head: &[u8]) -> Result<(u16, String, Framing), ResponseError> {
+    let bad = ResponseError::Malformed;
+    let text =
+        std::str::from_utf8(head).map_err(|_| bad("response headers are not UTF-8".into()))?;
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or("");
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     if !version.starts_with("HTTP/1.") {
-        return Err(format!(
+        return Err(bad(format!(
             "not an HTTP/1.x response: {:?}",
             body::sanitize(status_line, 60)
-        ));
+        )));
     }
     let status = parts
         .next()
+        .filter(|s| s.len() == 3)
         .and_then(|s| s.parse::<u16>().ok())
         .filter(|s| (100..600).contains(s))
-        .ok_or_else(|| format!("bad HTTP status line {:?}", body::sanitize(status_line, 60)))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "bad HTTP status line {:?}",
+                body::sanitize(status_line, 60)
+            ))
+        })?;
     let reason = body::sanitize(parts.next().unwrap_or("").trim(), 60);
     let mut framing = Framing::UntilClose;
     for line in lines {
@@ -472,17 +681,17 @@ fn parse_head(head: &[u8]) -> Result<(u16, String, Framing), String> {
         } else if name.eq_ignore_ascii_case("content-length")
             && !matches!(framing, Framing::Chunked)
         {
-            let n = value
-                .parse::<usize>()
-                .map_err(|_| format!("bad Content-Length {value:?}"))?;
+            let n = value.parse::<usize>().map_err(|_| {
+                bad(format!(
+                    "bad Content-Length {:?}",
+                    body::sanitize(value, 30)
+                ))
+            })?;
             if n > MAX_RESPONSE_BYTES {
-                return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+                return Err(ResponseError::TooLarge);
             }
             framing = Framing::Length(n);
         }
-    }
-    if (100..200).contains(&status) {
-        return Err(format!("unexpected interim HTTP status {status}"));
     }
     Ok((status, reason, framing))
 }
@@ -544,7 +753,9 @@ fn connect(
 pub(crate) fn post(
     profile: &ConnectorProfile,
     method: PaymentMethod,
+    idempotency_key: &str,
     body: Zeroizing<Vec<u8>>,
+    abort: AbortSlot<'_>,
 ) -> PaymentOutcome {
     let timeout_ms = if profile.timeout_ms == 0 {
         DEFAULT_TIMEOUT_MS
@@ -574,6 +785,12 @@ pub(crate) fn post(
         Err(o) => return o,
     };
     let _ = sock.set_nodelay(true);
+    if !abort.register(&sock) {
+        return err(
+            codes::SHUTDOWN,
+            "payment connector shut down before the request was sent",
+        );
+    }
     let conn = match ClientConnection::new(config, server_name) {
         Ok(c) => c,
         Err(e) => return err(codes::TLS_ERROR, format!("TLS setup: {e}")),
@@ -590,38 +807,71 @@ pub(crate) fn post(
         }
     }
 
-    let head = request_head(&target, profile, body.len());
+    let head = request_head(&target, profile, idempotency_key, body.len());
     let sent = tls
         .write_all(&head)
         .and_then(|()| tls.write_all(&body))
         .and_then(|()| tls.flush());
     drop(head);
     drop(body); // zeroized here: the card data is gone from our memory before we wait
+    let aborted_msg = || {
+        unknown(
+            codes::IO_ERROR,
+            "payment connector shut down while waiting for the answer; the payment may have gone through",
+        )
+    };
     if let Err(e) = sent {
+        if abort.aborted() {
+            return aborted_msg();
+        }
         return io_outcome(&e, Phase::Send, timeout_ms, has_client_cert);
     }
 
     let resp = match read_response(&mut tls) {
         Ok(r) => r,
-        Err(Ok(e)) => return io_outcome(&e, Phase::Receive, timeout_ms, has_client_cert),
-        Err(Err(m)) => return err(codes::BAD_RESPONSE, m),
+        Err(_) if abort.aborted() => return aborted_msg(),
+        Err(ResponseError::Io(e)) => {
+            return io_outcome(&e, Phase::Receive, timeout_ms, has_client_cert)
+        }
+        Err(ResponseError::Empty) => {
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                ResponseError::Empty.to_string(),
+            );
+            return io_outcome(&e, Phase::Receive, timeout_ms, has_client_cert);
+        }
+        Err(e) => {
+            return unknown(
+                codes::BAD_RESPONSE,
+                format!("{e}; the payment may have gone through"),
+            )
+        }
     };
     tls.conn.send_close_notify();
     let _ = tls.conn.complete_io(&mut tls.sock);
+    outcome_of(method, &resp)
+}
 
-    if !(200..300).contains(&resp.status) {
-        let detail = body::error_message_of(&resp.body)
-            .map(|m| format!(": {m}"))
-            .unwrap_or_default();
-        return err(
-            codes::HTTP_ERROR,
-            format!(
-                "connector answered HTTP {} {}{detail}",
-                resp.status, resp.reason
-            ),
-        );
+/// Maps a complete answer. 2xx: the Generic Pay Connector body (success, or the processor's
+/// `error_code` = declined; an unreadable body is `unknown`). 409 (idempotency key still in
+/// use by the first attempt) and 5xx (the server failed, possibly after charging): `unknown`.
+/// Any other status (3xx, 4xx): the request was refused, `error`.
+fn outcome_of(method: PaymentMethod, resp: &Response) -> PaymentOutcome {
+    if (200..300).contains(&resp.status) {
+        return body::parse_response(method, &resp.body);
     }
-    body::parse_response(method, &resp.body)
+    let detail = body::error_message_of(&resp.body)
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    let message = format!(
+        "connector answered HTTP {} {}{detail}",
+        resp.status, resp.reason
+    );
+    if resp.status == 409 || resp.status >= 500 {
+        unknown(codes::HTTP_ERROR, message)
+    } else {
+        err(codes::HTTP_ERROR, message)
+    }
 }
 
 #[cfg(test)]
@@ -694,16 +944,157 @@ mod tests {
             (500, "Oops", &b"body"[..])
         );
         let mut r: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}";
-        assert!(matches!(read_response(&mut r), Err(Err(_))));
+        assert!(matches!(
+            read_response(&mut r),
+            Err(ResponseError::Truncated)
+        ));
         let mut r: &[u8] = b"";
-        assert!(
-            matches!(read_response(&mut r), Err(Ok(e)) if e.kind() == io::ErrorKind::UnexpectedEof)
-        );
+        assert!(matches!(read_response(&mut r), Err(ResponseError::Empty)));
         // Endless body without a length: refused at the cap, not read forever.
         let mut r = std::io::repeat(b'x');
         let mut framed = b"HTTP/1.1 200 OK\r\n\r\n".chain(&mut r);
-        assert!(matches!(read_response(&mut framed), Err(Err(m)) if m.contains("larger")));
+        assert!(matches!(
+            read_response(&mut framed),
+            Err(ResponseError::TooLarge)
+        ));
         let mut r: &[u8] = b"SSH-2.0-OpenSSH\r\n\r\n";
-        assert!(matches!(read_response(&mut r), Err(Err(_))));
+        assert!(matches!(
+            read_response(&mut r),
+            Err(ResponseError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_bounded() {
+        for split in [1, 3, 7, 4096] {
+            let r = parse_response_bytes(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+                split,
+            );
+            assert!(
+                matches!(&r, Ok((200, b)) if b == b"{}"),
+                "split {split}: {r:?}"
+            );
+        }
+        // 100 only, then the connection closes: truncated (the request was sent), not empty.
+        let r = parse_response_bytes(b"HTTP/1.1 100 Continue\r\n\r\n", 4096);
+        assert!(matches!(r, Err(ResponseError::Truncated)), "{r:?}");
+        let flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1);
+        let r = parse_response_bytes(&flood, 4096);
+        assert!(matches!(r, Err(ResponseError::TooManyInterim)), "{r:?}");
+        let mut ok = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(MAX_INTERIM);
+        ok.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(matches!(parse_response_bytes(&ok, 5), Ok((200, _))));
+        let r = parse_response_bytes(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", 4096);
+        assert!(matches!(r, Err(ResponseError::Malformed(_))), "{r:?}");
+    }
+
+    #[test]
+    fn hostile_chunk_sizes_are_refused_without_overflow() {
+        for size in [
+            "ffffffffffffffff",
+            "fffffffffffffffe",
+            "10000000000000000",
+            "7fffffffffffffff",
+            "000000000000000000000000ffffffff",
+            "100000", // 1 MiB > limit
+        ] {
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nab\r\n0\r\n\r\n"
+            );
+            let r = parse_response_bytes(resp.as_bytes(), 4096);
+            assert!(matches!(r, Err(ResponseError::TooLarge)), "{size}: {r:?}");
+        }
+        for bad in ["-1", "", "0x10", "1 2", "+5"] {
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{bad}\r\nab\r\n0\r\n\r\n"
+            );
+            let r = parse_response_bytes(resp.as_bytes(), 4096);
+            assert!(
+                matches!(r, Err(ResponseError::Malformed(_))),
+                "{bad:?}: {r:?}"
+            );
+        }
+        // Leading zeros are fine; data not followed by CRLF is not.
+        let r = parse_response_bytes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0002\r\n{}\r\n0\r\n\r\n",
+            3,
+        );
+        assert!(matches!(&r, Ok((200, b)) if b == b"{}"), "{r:?}");
+        let r = parse_response_bytes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",
+            4096,
+        );
+        assert!(matches!(r, Err(ResponseError::Malformed(_))), "{r:?}");
+    }
+
+    fn resp(status: u16, body: &[u8]) -> Response {
+        Response {
+            status,
+            reason: String::new(),
+            body: Zeroizing::new(body.to_vec()),
+        }
+    }
+
+    #[test]
+    fn unknown_vs_declined() {
+        use PaymentMethod::Charge;
+        let class = |o: PaymentOutcome| o.class();
+        // The processor said no: declined (error).
+        let declined = br#"{"error_code":"card_declined","error_message":"Declined"}"#;
+        assert_eq!(class(outcome_of(Charge, &resp(200, declined))), "error");
+        assert_eq!(class(outcome_of(Charge, &resp(402, declined))), "error");
+        assert_eq!(class(outcome_of(Charge, &resp(400, b""))), "error");
+        assert_eq!(class(outcome_of(Charge, &resp(301, b""))), "error");
+        // Sent, no usable answer: unknown.
+        for st in [409, 500, 502, 503, 504] {
+            assert_eq!(class(outcome_of(Charge, &resp(st, b""))), "unknown", "{st}");
+        }
+        assert_eq!(class(outcome_of(Charge, &resp(200, b"{trunc"))), "unknown");
+        assert_eq!(class(outcome_of(Charge, &resp(200, b"{}"))), "unknown");
+        assert_eq!(
+            class(outcome_of(Charge, &resp(200, br#"{"charge_id":"ch_1"}"#))),
+            "success"
+        );
+        // I/O failures: handshake → error; send/receive → unknown; refused cert → error.
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        let timeout = io::Error::new(io::ErrorKind::TimedOut, "t");
+        assert_eq!(
+            class(io_outcome(&reset, Phase::Handshake, 1, false)),
+            "error"
+        );
+        assert_eq!(
+            class(io_outcome(&timeout, Phase::Handshake, 1, false)),
+            "error"
+        );
+        assert_eq!(class(io_outcome(&reset, Phase::Send, 1, false)), "unknown");
+        assert_eq!(
+            class(io_outcome(&reset, Phase::Receive, 1, true)),
+            "unknown"
+        );
+        assert_eq!(
+            class(io_outcome(&timeout, Phase::Receive, 1, false)),
+            "unknown"
+        );
+        let alert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+        );
+        assert_eq!(class(io_outcome(&alert, Phase::Receive, 1, false)), "error");
+        let mac = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert_eq!(class(io_outcome(&mac, Phase::Receive, 1, false)), "unknown");
+    }
+
+    #[test]
+    fn idempotency_key_header() {
+        let target = parse_url("https://pay.example/x").unwrap();
+        let head = request_head(&target, &ConnectorProfile::default(), "chan-1-1", 5);
+        let text = std::str::from_utf8(&head).unwrap();
+        assert!(text.contains("\r\nIdempotency-Key: chan-1-1\r\n"), "{text}");
+        // A hostile id cannot inject a header.
+        let head = request_head(&target, &ConnectorProfile::default(), "a\r\nX-Evil: 1", 5);
+        let text = std::str::from_utf8(&head).unwrap();
+        assert!(!text.contains("\r\nX-Evil"), "{text}");
     }
 }

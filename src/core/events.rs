@@ -19,7 +19,7 @@ use crate::core::capture::card::Brand;
 use crate::core::capture::field::{ErrorType, FieldKind, FieldList};
 use crate::core::capture::StopReason;
 use crate::core::guard::redact_pans;
-use crate::core::payment::PaymentMethod;
+use crate::core::payment::{PaymentMethod, PaymentOutcome};
 
 /// A masked display string (at most 19 characters are ever put in it).
 pub type Masked = ArrayString<32>;
@@ -35,17 +35,32 @@ pub enum FieldResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubmitResult {
     /// The request was built and is being handed to the connector.
-    Pending {
-        method: PaymentMethod,
-    },
+    Pending { method: PaymentMethod },
     Success {
         charge_id: Option<String>,
         token_id: Option<String>,
     },
-    Error {
-        code: String,
-        message: String,
-    },
+    /// Refused before sending, or declined by the processor: certainly not charged.
+    Error { code: String, message: String },
+    /// Sent, but no usable answer: may or may not have been charged (see
+    /// [`PaymentOutcome::Unknown`]).
+    Unknown { code: String, message: String },
+}
+
+impl From<PaymentOutcome> for SubmitResult {
+    fn from(o: PaymentOutcome) -> Self {
+        match o {
+            PaymentOutcome::Success {
+                charge_id,
+                token_id,
+            } => SubmitResult::Success {
+                charge_id,
+                token_id,
+            },
+            PaymentOutcome::Error { code, message } => SubmitResult::Error { code, message },
+            PaymentOutcome::Unknown { code, message } => SubmitResult::Unknown { code, message },
+        }
+    }
 }
 
 /// Masked status of a session (command `status`).
@@ -113,6 +128,8 @@ pub enum Event {
         result: SubmitResult,
         card_number: Option<Masked>,
         brand: Option<Brand>,
+        /// The payment's `transaction_id` (also its idempotency key): no card data.
+        transaction_id: String,
     },
     /// The payment was cancelled; all data wiped; the session is finished.
     Cancel,
@@ -154,11 +171,19 @@ impl Event {
     }
 
     /// Calls `f(header, value)` for every header of the event (masked data only). Every value
-    /// passes the PAN rule of [`crate::core::guard`] on its way out, whatever the event.
+    /// passes the PAN rule of [`crate::core::guard`] on its way out, whatever the event, except
+    /// `SecurePay-Transaction-Id`: the module builds it from the channel id, the session's
+    /// start time and a counter (never from key presses), and the agent needs it whole to look
+    /// the payment up (its start time alone is a 13-digit run).
     pub fn for_each_header(&self, f: &mut dyn FnMut(&'static str, &str)) {
-        self.for_each_header_raw(&mut |k, v| match redact_pans(v) {
-            Cow::Borrowed(b) => f(k, b),
-            Cow::Owned(o) => f(k, &o),
+        self.for_each_header_raw(&mut |k, v| {
+            if k == "SecurePay-Transaction-Id" {
+                return f(k, v);
+            }
+            match redact_pans(v) {
+                Cow::Borrowed(b) => f(k, b),
+                Cow::Owned(o) => f(k, &o),
+            }
         });
     }
 
@@ -214,6 +239,8 @@ impl Event {
                 result,
                 card_number,
                 brand: _,
+                // Built by the module (channel id, start time, counter), never from key presses.
+                transaction_id: _,
             } => {
                 om(card_number, true, f);
                 match result {
@@ -225,7 +252,8 @@ impl Event {
                         os(charge_id, f);
                         os(token_id, f);
                     }
-                    SubmitResult::Error { code, message } => {
+                    SubmitResult::Error { code, message }
+                    | SubmitResult::Unknown { code, message } => {
                         s(code, f);
                         s(message, f);
                     }
@@ -328,6 +356,7 @@ impl Event {
                 result,
                 card_number,
                 brand,
+                transaction_id,
             } => {
                 match result {
                     SubmitResult::Pending { method } => {
@@ -357,12 +386,20 @@ impl Event {
                         f("SecurePay-Error-Code", code);
                         f("SecurePay-Error-Message", message);
                     }
+                    SubmitResult::Unknown { code, message } => {
+                        f("SecurePay-Result", "unknown");
+                        f("SecurePay-Error-Code", code);
+                        f("SecurePay-Error-Message", message);
+                    }
                 }
                 if let Some(m) = card_number {
                     f("SecurePay-Card-Number", m);
                 }
                 if let Some(b) = brand {
                     f("SecurePay-Card-Brand", b.name());
+                }
+                if !transaction_id.is_empty() {
+                    f("SecurePay-Transaction-Id", transaction_id);
                 }
             }
             Event::Cancel => {}

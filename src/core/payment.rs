@@ -18,7 +18,9 @@ pub enum PaymentMethod {
 /// Everything the connector needs for one hand-off. No `Debug`, no `Clone`.
 pub struct PaymentRequest {
     pub method: PaymentMethod,
-    /// Our id for this attempt (unique per submit), sent as `transaction_id`.
+    /// Our id for this payment, sent as `transaction_id` and as the `Idempotency-Key` header.
+    /// Stable for one captured card: a retry of the same data sends the same id (the
+    /// processor answers it once), a re-entered field gives a new one.
     pub transaction_id: String,
     pub card_number: SecretDigits,
     pub security_code: SecretDigits,
@@ -44,10 +46,25 @@ pub enum PaymentOutcome {
         charge_id: Option<String>,
         token_id: Option<String>,
     },
-    Error {
-        code: String,
-        message: String,
-    },
+    /// Certainly not charged: refused before the request was sent (connect, TLS, config,
+    /// queue), or the processor answered and declined it (`error_code`, HTTP 4xx).
+    Error { code: String, message: String },
+    /// The request (with the card) was sent but no usable answer came back (timeout, broken
+    /// connection, truncated or unreadable answer, HTTP 5xx/409): the payment may or may not
+    /// have gone through. Never reported as a decline; a retry of the same card reuses the
+    /// same idempotency key, so the processor cannot charge twice.
+    Unknown { code: String, message: String },
+}
+
+impl PaymentOutcome {
+    /// `success`, `error` or `unknown` (the `SecurePay-Result` header).
+    pub fn class(&self) -> &'static str {
+        match self {
+            PaymentOutcome::Success { .. } => "success",
+            PaymentOutcome::Error { .. } => "error",
+            PaymentOutcome::Unknown { .. } => "unknown",
+        }
+    }
 }
 
 /// A named connector from the configuration.

@@ -628,6 +628,17 @@ pub fn pki() -> Pki {
 
 /// A one-purpose HTTPS server on 127.0.0.1: records each JSON body and answers `reply`.
 pub fn https_server(pki: &Pki, reply: &'static str) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    https_server_slow(pki, reply, Duration::ZERO)
+}
+
+/// [`https_server`] that waits `delay` after reading a request before it answers (a slow
+/// processor). Each recorded body also gets `"_idempotency_key"`: the request's
+/// `Idempotency-Key` header (null if absent).
+pub fn https_server_slow(
+    pki: &Pki,
+    reply: &'static str,
+    delay: Duration,
+) -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -668,9 +679,23 @@ pub fn https_server(pki: &Pki, reply: &'static str) -> (u16, Arc<Mutex<Vec<serde
                 }
             };
             if let Some(b) = body {
-                if let Ok(v) = serde_json::from_slice(&b) {
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let key = head
+                    .split("\r\n\r\n")
+                    .next()
+                    .unwrap_or("")
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        n.trim()
+                            .eq_ignore_ascii_case("idempotency-key")
+                            .then(|| v.trim().to_string())
+                    });
+                if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&b) {
+                    v["_idempotency_key"] = key.map_or(serde_json::Value::Null, Into::into);
                     g.lock().unwrap().push(v);
                 }
+                std::thread::sleep(delay);
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                     reply.len()

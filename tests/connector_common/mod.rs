@@ -171,6 +171,17 @@ pub enum Reply {
     Raw(Vec<u8>),
     /// Read the request, then say nothing (until the test ends or 3 s pass).
     Silence,
+    /// After reading the request: for each step, wait, then write the bytes; then close
+    /// (close_notify). No steps: close without any answer.
+    Steps(Vec<(Duration, Vec<u8>)>),
+}
+
+/// [`http`] sent only after `delay` (a slow processor).
+pub fn slow(delay: Duration, status: &str, body: &str) -> Reply {
+    let Reply::Raw(bytes) = http(status, body) else {
+        unreachable!()
+    };
+    Reply::Steps(vec![(delay, bytes)])
 }
 
 pub fn http(status: &str, body: &str) -> Reply {
@@ -380,6 +391,19 @@ fn serve(
         Reply::Raw(bytes) => {
             let _ = tls.write_all(bytes);
             let _ = tls.flush();
+            conn.send_close_notify();
+            let _ = conn.complete_io(&mut sock);
+        }
+        Reply::Steps(steps) => {
+            for (delay, bytes) in steps {
+                let until = Instant::now() + *delay;
+                while !stop.load(Ordering::Acquire) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if tls.write_all(bytes).and_then(|()| tls.flush()).is_err() {
+                    return;
+                }
+            }
             conn.send_close_notify();
             let _ = conn.complete_io(&mut sock);
         }

@@ -166,6 +166,20 @@ impl EventChecker {
                         digit_count(v)
                     ));
                 }
+            } else if k == "SecurePay-Transaction-Id" {
+                // Built from the session id (here the default `sp<start ms>`) and a counter:
+                // never from typed digits.
+                let ok = v
+                    .strip_prefix("sp")
+                    .and_then(|r| r.split_once('-'))
+                    .is_some_and(|(a, b)| {
+                        !a.is_empty()
+                            && !b.is_empty()
+                            && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+                    });
+                if !ok {
+                    problem = Some(format!("{name}: unexpected transaction id {v:?}"));
+                }
             } else if longest_digit_run(v) >= 3 {
                 problem = Some(format!("{name}: header {k} carries a run of 3+ digits"));
             }

@@ -22,7 +22,7 @@ pub use card::{Brand, BrandGuess};
 pub use command::{parse_command, Command, CommandError};
 pub use field::{ErrorType, FieldKind, FieldList, YearMonth};
 pub use mask::PanDisplay;
-pub use session::Session;
+pub use session::{Session, SubmitTicket};
 
 pub use crate::core::config::CaptureConfig;
 #[allow(unused_imports)]

@@ -12,11 +12,15 @@
 //! field is captured; when none is left, `complete`. An invalid field emits `field` (invalid,
 //! error type), counts an attempt and is captured again; after `max_attempts` failures an
 //! `error` (`too-many-failed-attempts`) is emitted and the session waits for the agent
-//! (`capture FIELD` resets the attempts). `submit` moves the data into a `PaymentRequest`
-//! (taken by the adapter with [`Session::take_payment_request`]); the outcome becomes the
-//! `submit` event and the session is `done` (no card data left). `cancel`/`stop` wipe
-//! everything and finish the session.
+//! (`capture FIELD` resets the attempts). `submit` copies the data into a boxed
+//! `PaymentRequest` (taken by the adapter with [`Session::take_submission`], together with a
+//! [`SubmitTicket`]); the outcome becomes the `submit` event. After `success` the session is
+//! `done` (card data wiped); after `error`/`unknown` the data stays so the agent can submit
+//! again: the retry carries the same `transaction_id` (idempotency key), while re-entering any
+//! field gives the next one. `cancel`/`stop` wipe everything and finish the session; a submit
+//! in flight then still reports its outcome through the adapter's [`SubmitTicket`].
 
+use crate::core::capture::card::Brand as CardBrand;
 use crate::core::capture::card::{self, Brand, BrandGuess, CardError};
 use crate::core::capture::command::{Command, CommandError};
 use crate::core::capture::dedup::Dedup;
@@ -66,11 +70,17 @@ pub struct Session {
     dedup: Dedup,
     started_ms: u64,
     date_override: Option<YearMonth>,
-    pending: Option<PaymentRequest>,
+    pending: Option<Box<PaymentRequest>>,
     id: String,
+    /// Numbers the transaction ids (`<id>-<n>`).
     submits: u32,
     /// Fingerprints of this call's secrets; every event goes through [`guarded`].
     secrets: Arc<CallSecrets>,
+    /// The transaction id (idempotency key) of the data captured now; `None` once any field
+    /// is (re-)entered, so the next submit takes a new one.
+    tx_id: Option<String>,
+    /// The transaction id of the submit in flight (phase `Submitting`).
+    in_flight: Option<String>,
 }
 
 /// The sink every public entry point hands down: each event passes the outgoing guard
@@ -79,6 +89,29 @@ fn guarded<'a>(secrets: &'a CallSecrets, sink: &'a mut dyn FnMut(Event)) -> impl
     move |mut e| {
         secrets.guard_event(&mut e);
         sink(e)
+    }
+}
+
+/// What an adapter keeps for a submit in flight, so its outcome is reported exactly once even
+/// when the session has ended (cancel, stop, timeout, hangup) before the answer came: if
+/// [`Session::on_payment_outcome`] returns false, the adapter publishes
+/// [`SubmitTicket::outcome_event`] itself. Masked data only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmitTicket {
+    pub transaction_id: String,
+    pub card_number: Option<Masked>,
+    pub brand: Option<CardBrand>,
+}
+
+impl SubmitTicket {
+    /// The `submit` event carrying `o`, as the session would have emitted it.
+    pub fn outcome_event(&self, o: PaymentOutcome) -> Event {
+        Event::Submit {
+            result: o.into(),
+            card_number: self.card_number,
+            brand: self.brand,
+            transaction_id: self.transaction_id.clone(),
+        }
     }
 }
 
@@ -109,6 +142,8 @@ impl Session {
             id: String::new(),
             submits: 0,
             secrets: Arc::clone(&secrets),
+            tx_id: None,
+            in_flight: None,
         };
         sink(Event::Start {
             required: s.cfg.fields.clone(),
@@ -173,6 +208,7 @@ impl Session {
     /// Makes `kind` the active field (wiping any earlier value of it) and emits `capture`.
     fn begin(&mut self, kind: FieldKind, now_ms: u64, sink: &mut dyn FnMut(Event)) {
         let i = kind.index();
+        self.tx_id = None; // the data changes: a new payment, a new idempotency key
         self.values[i].clear();
         self.valid[i] = false;
         if kind == FieldKind::CardNumber {
@@ -520,6 +556,7 @@ impl Session {
         self.attempts = [0; N];
         self.active = None;
         self.pending = None;
+        self.tx_id = None;
         self.card_brand = None;
         self.card_display = None;
     }
@@ -610,63 +647,68 @@ impl Session {
             return Err(CommandError::NoConnector);
         };
         self.active = None;
-        self.submits += 1;
-        let take = |s: &mut Self, f: FieldKind| {
-            s.valid[f.index()] = false;
-            std::mem::take(&mut s.values[f.index()])
-        };
-        let card_number = take(self, FieldKind::CardNumber);
-        let security_code = take(self, FieldKind::SecurityCode);
-        let expiry = take(self, FieldKind::ExpirationDate);
-        let postal_code = take(self, FieldKind::PostalCode);
-        let reference = take(self, FieldKind::Reference);
-        let amount = take(self, FieldKind::Amount);
-        let mut expiry_month = SecretDigits::new();
-        let mut expiry_year = SecretDigits::new();
-        for (k, &c) in expiry.expose().iter().enumerate() {
-            if k < 2 {
-                expiry_month.push(c);
-            } else {
-                expiry_year.push(c);
-            }
-        }
-        drop(expiry);
-        let amount_minor = if amount.is_empty() {
-            self.cfg.charge_amount
-        } else {
-            amount.expose().iter().try_fold(0u64, |acc, &c| {
-                acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-            })
-        };
-        drop(amount);
-        let mut parameters = Vec::new();
-        if !reference.is_empty() {
-            // Not card data: a merchant reference the connector may need.
-            parameters.push((
-                "reference".to_string(),
-                String::from_utf8_lossy(reference.expose()).into_owned(),
-            ));
-        }
-        drop(reference);
-        let id = if self.id.is_empty() {
-            format!("sp{}", self.started_ms)
-        } else {
-            self.id.clone()
-        };
-        self.pending = Some(PaymentRequest {
+        // The request is built in place on the heap (no stack copy of a digit), copying the
+        // captured values: the session keeps them until a success, so a retry after an
+        // `error`/`unknown` outcome resends the same data under the same transaction id.
+        let mut req = Box::new(PaymentRequest {
             method: profile.method,
-            transaction_id: format!("{id}-{}", self.submits),
-            card_number,
-            security_code,
-            expiry_month,
-            expiry_year,
-            postal_code,
-            amount_minor,
+            transaction_id: String::new(),
+            card_number: SecretDigits::new(),
+            security_code: SecretDigits::new(),
+            expiry_month: SecretDigits::new(),
+            expiry_year: SecretDigits::new(),
+            postal_code: SecretDigits::new(),
+            amount_minor: None,
             currency_code: profile.currency_code.clone(),
             description: profile.description.clone(),
             token_type: profile.token_type.clone(),
-            parameters,
+            parameters: Vec::new(),
         });
+        let value = |f: FieldKind| self.values[f.index()].expose();
+        let copy = |dst: &mut SecretDigits, src: &[u8]| {
+            for &c in src {
+                dst.push(c);
+            }
+        };
+        copy(&mut req.card_number, value(FieldKind::CardNumber));
+        copy(&mut req.security_code, value(FieldKind::SecurityCode));
+        copy(&mut req.postal_code, value(FieldKind::PostalCode));
+        let expiry = value(FieldKind::ExpirationDate);
+        copy(&mut req.expiry_month, &expiry[..expiry.len().min(2)]);
+        copy(&mut req.expiry_year, expiry.get(2..).unwrap_or(&[]));
+        let amount = value(FieldKind::Amount);
+        req.amount_minor = if amount.is_empty() {
+            self.cfg.charge_amount
+        } else {
+            amount.iter().try_fold(0u64, |acc, &c| {
+                acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+            })
+        };
+        let reference = value(FieldKind::Reference);
+        if !reference.is_empty() {
+            // Not card data: a merchant reference the connector may need.
+            req.parameters.push((
+                "reference".to_string(),
+                String::from_utf8_lossy(reference).into_owned(),
+            ));
+        }
+        let tx_id = match &self.tx_id {
+            Some(t) => t.clone(),
+            None => {
+                self.submits += 1;
+                let id = if self.id.is_empty() {
+                    format!("sp{}", self.started_ms)
+                } else {
+                    self.id.clone()
+                };
+                let t = format!("{id}-{}", self.submits);
+                self.tx_id = Some(t.clone());
+                t
+            }
+        };
+        req.transaction_id = tx_id.clone();
+        self.in_flight = Some(tx_id);
+        self.pending = Some(req);
         self.phase = Phase::Submitting;
         let _ = now_ms;
         sink(Event::Submit {
@@ -675,51 +717,77 @@ impl Session {
             },
             card_number: self.card_display,
             brand: self.card_brand,
+            transaction_id: self.in_flight.clone().unwrap_or_default(),
         });
         Ok(())
     }
 
-    /// The request built by a successful `submit` (once). The data now lives only in the
-    /// returned value; hand it to the connector, which drops (wipes) it after the hand-off.
-    pub fn take_payment_request(&mut self) -> Option<PaymentRequest> {
-        if self.phase == Phase::Submitting {
-            self.pending.take()
-        } else {
-            None
+    /// The request built by a successful `submit` (once), boxed where it was built, and the
+    /// ticket that reports its outcome if the session is gone by then. Hand the request to the
+    /// connector, which wipes and drops it after the hand-off.
+    pub fn take_submission(&mut self) -> Option<(Box<PaymentRequest>, SubmitTicket)> {
+        if self.phase != Phase::Submitting {
+            return None;
         }
+        let req = self.pending.take()?;
+        let ticket = SubmitTicket {
+            transaction_id: req.transaction_id.clone(),
+            card_number: self.card_display,
+            brand: self.card_brand,
+        };
+        Some((req, ticket))
     }
 
-    /// The connector's result: emits `submit` (success or error). The session is then `done`:
-    /// no card data is left (a failed payment needs `restart`/`capture` to re-enter).
+    /// [`Session::take_submission`] without the ticket, the request moved out of its box.
+    pub fn take_payment_request(&mut self) -> Option<PaymentRequest> {
+        self.take_submission().map(|(req, _)| *req)
+    }
+
+    /// The transaction id of the submit in flight, if any.
+    pub fn submit_in_flight(&self) -> Option<&str> {
+        (self.phase == Phase::Submitting)
+            .then_some(self.in_flight.as_deref())
+            .flatten()
+    }
+
+    /// The connector's result for the submit in flight: emits `submit` (success, error or
+    /// unknown) and returns true. Returns false (nothing emitted) when no submit is in flight
+    /// here, e.g. the session was cancelled or stopped meanwhile: the adapter then publishes
+    /// the outcome with its [`SubmitTicket`], so it is reported exactly once either way.
+    /// After `success` the session is `done` and its card data wiped; after `error` or
+    /// `unknown` the data stays and `submit` may be sent again (same transaction id).
     pub fn on_payment_outcome(
         &mut self,
         o: PaymentOutcome,
         now_ms: u64,
         sink: &mut dyn FnMut(Event),
-    ) {
+    ) -> bool {
         let secrets = Arc::clone(&self.secrets);
         let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
         let _ = now_ms;
         if self.phase != Phase::Submitting {
-            return;
+            return false;
         }
         self.pending = None;
-        let result = match o {
-            PaymentOutcome::Success {
-                charge_id,
-                token_id,
-            } => SubmitResult::Success {
-                charge_id,
-                token_id,
-            },
-            PaymentOutcome::Error { code, message } => SubmitResult::Error { code, message },
-        };
-        self.phase = Phase::Done;
-        sink(Event::Submit {
-            result,
+        let success = matches!(o, PaymentOutcome::Success { .. });
+        let ev = Event::Submit {
+            result: o.into(),
             card_number: self.card_display,
             brand: self.card_brand,
-        });
+            transaction_id: self.in_flight.take().unwrap_or_default(),
+        };
+        if success {
+            for v in &mut self.values {
+                v.clear();
+            }
+            self.valid = [false; N];
+            self.tx_id = None;
+            self.phase = Phase::Done;
+        } else {
+            self.phase = Phase::Active;
+        }
+        sink(ev);
+        true
     }
 
     /// Ends the session: wipes all data, emits `stop` (once).
@@ -821,7 +889,7 @@ mod tests {
     #[test]
     fn every_wipe_path_leaves_no_digits() {
         type Wipe = fn(&mut Session, u64);
-        let paths: [(&str, Wipe); 6] = [
+        let paths: [(&str, Wipe); 8] = [
             ("cancel", |s, t| {
                 s.command(&Command::Cancel, t, &mut |_| {}).unwrap()
             }),
@@ -830,17 +898,37 @@ mod tests {
                 s.command(&Command::Restart, t, &mut |_| {}).unwrap()
             }),
             ("session timeout", |s, t| s.tick(t + 600_000, &mut |_| {})),
-            ("submit + take", |s, t| {
+            ("submit + take + success", |s, t| {
                 s.command(&Command::Submit, t, &mut |_| {}).unwrap();
                 assert!(s.take_payment_request().is_some());
+                let o = PaymentOutcome::Success {
+                    charge_id: Some("ch".into()),
+                    token_id: None,
+                };
+                assert!(s.on_payment_outcome(o, t, &mut |_| {}));
             }),
-            ("submit + outcome without take", |s, t| {
+            ("submit + success without take", |s, t| {
                 s.command(&Command::Submit, t, &mut |_| {}).unwrap();
-                let o = PaymentOutcome::Error {
-                    code: "x".into(),
+                let o = PaymentOutcome::Success {
+                    charge_id: Some("ch".into()),
+                    token_id: None,
+                };
+                assert!(s.on_payment_outcome(o, t, &mut |_| {}));
+            }),
+            ("submit + unknown + cancel", |s, t| {
+                s.command(&Command::Submit, t, &mut |_| {}).unwrap();
+                let o = PaymentOutcome::Unknown {
+                    code: "timeout".into(),
                     message: "y".into(),
                 };
-                s.on_payment_outcome(o, t, &mut |_| {});
+                assert!(s.on_payment_outcome(o, t, &mut |_| {}));
+                s.command(&Command::Cancel, t, &mut |_| {}).unwrap();
+            }),
+            ("submit + cancel in flight", |s, t| {
+                s.command(&Command::Submit, t, &mut |_| {}).unwrap();
+                let (req, _ticket) = s.take_submission().unwrap();
+                s.command(&Command::Cancel, t, &mut |_| {}).unwrap();
+                drop(req);
             }),
         ];
         for (name, wipe) in paths {

@@ -240,7 +240,9 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     let session = {
         let mut sink = sink_for(&ids, id);
         let mut s = Session::start(&cfg.capture, now, &mut sink);
-        s.set_id(&ids.uniqueid);
+        // Transaction ids (idempotency keys) `<uniqueid>-<start, Unix ms>-<n>`: unique per
+        // secure session, so a later session on the same channel never reuses a key.
+        s.set_id(&format!("{}-{now}", ids.uniqueid));
         s
     };
     let st = Box::new(ChannelState {
@@ -326,34 +328,34 @@ pub unsafe fn command_locked(
     Some(res)
 }
 
-/// Delivers a payment outcome to session `sid` on a locked channel. False if that session is
-/// no longer active there.
+/// Delivers a payment outcome to session `sid` on a locked channel if that session is still
+/// waiting for it (takes it out of `o`); otherwise leaves `o` for the caller to publish.
 ///
 /// # Safety
 /// `chan` is valid and locked by the caller.
 pub unsafe fn outcome_locked(
     chan: *mut ffi::ast_channel,
     sid: u64,
-    o: crate::core::payment::PaymentOutcome,
-) -> bool {
+    o: &mut Option<crate::core::payment::PaymentOutcome>,
+) {
     // SAFETY: channel locked (caller).
     let hook_id = unsafe { hook_id_locked(chan) };
     // SAFETY: channel locked.
     let Some(st) = (unsafe { find_locked(chan) }) else {
-        return false;
+        return;
     };
-    if st.id != sid {
-        return false;
+    if st.id != sid || st.session.submit_in_flight().is_none() {
+        return;
     }
+    let Some(outcome) = o.take() else { return };
     {
         let mut sink = sink_for(&st.ids, st.id);
-        st.session.on_payment_outcome(o, now_ms(), &mut sink);
+        st.session.on_payment_outcome(outcome, now_ms(), &mut sink);
     }
     if st.session.is_finished() {
         // SAFETY: channel locked; `st` came from its datastore.
         unsafe { teardown_locked(chan, st, hook_id) };
     }
-    true
 }
 
 /// Advances the timers of session `sid` on a locked channel (the module's ticker thread; media

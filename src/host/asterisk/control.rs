@@ -4,10 +4,11 @@
 
 use std::ffi::{c_char, c_int, CString};
 
-use crate::core::capture::{parse_command, StopReason};
+use crate::core::capture::{parse_command, StopReason, SubmitTicket};
 use crate::core::payment::PaymentOutcome;
 use crate::ffi::asterisk as ffi;
 use crate::host::asterisk::channel::{self, ChannelState};
+use crate::host::asterisk::events::ChanIds;
 use crate::host::asterisk::{c_string, cstr, events, now_ms, with_connector};
 use crate::host::guard;
 
@@ -214,14 +215,16 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
 
 /// After an accepted `submit`: hands the payment request to the connector (non-blocking).
 /// The outcome comes back on the connector's worker thread and is delivered to the session
-/// by [`deliver_outcome`]. Called with the channel locked.
+/// by [`deliver_outcome`]; if the session is gone by then (cancel, stop, timeout, hangup) the
+/// outcome is still published as `SecurePaySubmit` with the channel's ids (exactly once
+/// either way). Called with the channel locked.
 pub fn hand_off(st: &mut ChannelState) {
-    let Some(req) = st.session_mut().take_payment_request() else {
+    let Some((req, ticket)) = st.session_mut().take_submission() else {
         return;
     };
     let cfg = st.config().clone();
     let profile = cfg.active_connector();
-    let uniqueid = st.ids.uniqueid.clone();
+    let ids = st.ids.clone();
     let sid = st.id();
     let outcome_now = |st: &mut ChannelState, o: PaymentOutcome| {
         let ids = st.ids.clone();
@@ -240,7 +243,7 @@ pub fn hand_off(st: &mut ChannelState) {
         return;
     };
     let done: Box<dyn FnOnce(PaymentOutcome) + Send> =
-        Box::new(move |o| deliver_outcome(&uniqueid, sid, o));
+        Box::new(move |o| deliver_outcome(&ids, sid, &ticket, o));
     let res = with_connector(|c| match c {
         Some(c) => c.submit(profile, req, done).map_err(|e| e.to_string()),
         None => Err("connector not running".to_owned()),
@@ -256,25 +259,32 @@ pub fn hand_off(st: &mut ChannelState) {
     }
 }
 
-/// Delivers a connector outcome to the session of channel `uniqueid` (worker thread).
-fn deliver_outcome(uniqueid: &str, sid: u64, o: PaymentOutcome) {
+/// Delivers a connector outcome (worker thread): to the session `sid` of the channel if it is
+/// still waiting for it, otherwise straight to the AMI bus from the ticket (the channel hung
+/// up, or secure mode was cancelled/stopped/timed out meanwhile). `manager_event` needs no
+/// channel, so the event goes out after hangup too.
+fn deliver_outcome(ids: &ChanIds, sid: u64, ticket: &SubmitTicket, o: PaymentOutcome) {
     guard("payment outcome", (), || {
-        let u: CString = c_string(uniqueid);
+        let u: CString = c_string(&ids.uniqueid);
         // SAFETY: NUL-terminated id; returns a new reference or NULL.
         let chan = unsafe { ffi::sp_ast_channel_get_by_uniqueid_exact(u.as_ptr()) };
-        if chan.is_null() {
-            log::warn!("secure_pay: payment outcome for channel {uniqueid}, which has hung up");
-            return;
-        }
-        // SAFETY: referenced channel, locked around the state access, then unlocked and
-        // unreferenced exactly once.
-        unsafe {
-            ffi::sp_ast_channel_lock(chan);
-            if !channel::outcome_locked(chan, sid, o) {
-                log::warn!("secure_pay: payment outcome for {uniqueid}: secure mode already ended");
+        let mut o = Some(o);
+        if !chan.is_null() {
+            // SAFETY: referenced channel, locked around the state access, then unlocked and
+            // unreferenced exactly once.
+            unsafe {
+                ffi::sp_ast_channel_lock(chan);
+                channel::outcome_locked(chan, sid, &mut o);
+                ffi::sp_ast_channel_unlock(chan);
+                ffi::sp_ast_channel_unref(chan);
             }
-            ffi::sp_ast_channel_unlock(chan);
-            ffi::sp_ast_channel_unref(chan);
+        }
+        if let Some(o) = o {
+            log::info!(
+                "secure_pay: payment outcome for {} after secure mode ended: published",
+                ids.uniqueid
+            );
+            events::publish(ids, &ticket.outcome_event(o));
         }
     });
 }

@@ -38,6 +38,9 @@ pub(crate) fn now_ms() -> u64 {
 
 /// The payment connector: started at load, shut down at unload.
 static CONNECTOR: Mutex<Option<Connector>> = Mutex::new(None);
+/// Connectors whose workers did not finish within an unload's bounded wait (unload was
+/// refused then); joined by the next unload.
+static LEFTOVER: Mutex<Vec<Connector>> = Mutex::new(Vec::new());
 static LOADED: AtomicBool = AtomicBool::new(false);
 
 /// The timer thread: ticks every session about once a second so timeouts fire even on a
@@ -193,20 +196,39 @@ pub extern "C" fn sp_rs_unload() -> c_int {
             );
             return -1;
         }
+        if !join_connectors() {
+            log::error!(
+                "secure_pay: unload refused: a payment hand-off is still running after the \
+                 bounded wait; try again later"
+            );
+            return -1;
+        }
         unregister();
         stop_ticker();
-        let conn = match CONNECTOR.lock() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
-        };
-        if let Some(c) = conn {
-            c.shutdown();
-        }
         LOADED.store(false, Ordering::SeqCst);
         log::info!("secure_pay: unloaded");
         crate::host::remove_panic_hook();
         0
     })
+}
+
+/// Stops the connector and joins its workers with a bounded wait (see
+/// [`Connector::shutdown_bounded`]: queued jobs fail with `shutdown`, exchanges still waiting
+/// after `shutdown_wait` are broken and reported `unknown`; every outcome is published before
+/// its worker ends). True when every worker thread was joined; otherwise the module's code is
+/// still running on a worker, so unload must be refused: the stopped connector is kept for
+/// the next attempt and a fresh one takes new payments.
+fn join_connectors() -> bool {
+    let mut leftover = LEFTOVER.lock().unwrap_or_else(|p| p.into_inner());
+    leftover.retain_mut(|c| c.shutdown_bounded() > 0);
+    let mut g = CONNECTOR.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(mut c) = g.take() {
+        if c.shutdown_bounded() > 0 {
+            leftover.push(c);
+            *g = Some(Connector::start());
+        }
+    }
+    leftover.is_empty()
 }
 
 #[no_mangle]

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::core::audio::SampleRate;
-use crate::core::capture::{Command, CommandError, DigitSource, Session, StopReason, YearMonth};
+use crate::core::capture::{
+    Command, CommandError, DigitSource, Session, StopReason, SubmitTicket, YearMonth,
+};
 use crate::core::config::Config;
 use crate::core::digit::Digit;
 use crate::core::events::Event;
@@ -66,6 +68,14 @@ struct Ctl {
     bug: usize,
 }
 
+/// Where a connector worker leaves the outcome for the dispatcher. Once `closed` (CLOSE ran:
+/// hangup or secure mode ended) the worker fires the outcome event itself, for the uuid.
+#[derive(Default)]
+struct OutcomeSlot {
+    closed: bool,
+    outcome: Option<(PaymentOutcome, SubmitTicket)>,
+}
+
 pub struct Channel {
     pub uuid: String,
     key: usize,
@@ -74,7 +84,8 @@ pub struct Channel {
     state: Mutex<State>,
     /// Key presses waiting for the dispatcher (slab of wiped slots; the queue carries indices).
     inbox: Inbox,
-    outcome: Mutex<Option<PaymentOutcome>>,
+    /// The payment outcome handed over by the connector's worker (see [`OutcomeSlot`]).
+    outcome: Mutex<OutcomeSlot>,
     /// A panic happened on the media path: mute every frame from now on.
     poisoned: AtomicBool,
     /// The inbox was full once: a digit may be lost (reported as an error event).
@@ -197,9 +208,10 @@ impl Channel {
             .outcome
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .outcome
             .take();
-        if let Some(o) = outcome {
-            st.session.on_payment_outcome(o, now_ms(), &mut sink);
+        if let Some((o, ticket)) = outcome {
+            deliver(&mut st.session, o, &ticket, &mut sink);
         }
         st.session.tick(now_ms(), &mut sink);
         if self.overflow.load(Ordering::Relaxed) && !st.overflow_sent {
@@ -210,11 +222,23 @@ impl Channel {
                 field: None,
             });
         }
-        if let Some(req) = st.session.take_payment_request() {
+        if let Some((req, ticket)) = st.session.take_submission() {
             let me = Arc::clone(self);
             let done = Box::new(move |o: PaymentOutcome| {
-                *me.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(o);
-                wake();
+                let mut slot = me.outcome.lock().unwrap_or_else(|p| p.into_inner());
+                if !slot.closed {
+                    slot.outcome = Some((o, ticket));
+                    drop(slot);
+                    wake();
+                    return;
+                }
+                drop(slot);
+                // Secure mode ended (hangup, cancel, stop) before the answer: report it anyway.
+                log::info!(
+                    "secure_pay: {}: payment outcome after secure mode ended: fired",
+                    me.uuid
+                );
+                events::fire_for_uuid(&me.uuid, &ticket.outcome_event(o));
             });
             if let Err(code) = super::submit(&self.cfg, req, done) {
                 st.session.on_payment_outcome(
@@ -444,7 +468,12 @@ pub unsafe fn start(
     let mut early = Vec::new();
     let mut capture = Session::start(&cfg.capture, now_ms(), &mut |e| early.push(e));
     capture.set_date(today());
-    capture.set_id(&uuid);
+    // Transaction ids (idempotency keys) derive from the uuid and the start time: unique per
+    // secure session, so a later session on the same call never reuses an earlier payment's key.
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    capture.set_id(&format!("{uuid}-{started_unix_ms}"));
     let ch = Arc::new(Channel {
         uuid,
         key,
@@ -461,7 +490,7 @@ pub unsafe fn start(
             overflow_sent: false,
         }),
         inbox: Inbox::new(),
-        outcome: Mutex::new(None),
+        outcome: Mutex::new(OutcomeSlot::default()),
         poisoned: AtomicBool::new(false),
         overflow: AtomicBool::new(false),
         stop_reason: AtomicU8::new(0),
@@ -675,6 +704,16 @@ unsafe fn finish(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>) {
     {
         let mut st = ch.lock_state();
         ch.pump(&mut st, &mut out);
+        // From now on a worker fires a late outcome itself; one that came in since the pump
+        // is delivered here (exactly once either way).
+        let late = {
+            let mut slot = ch.outcome.lock().unwrap_or_else(|p| p.into_inner());
+            slot.closed = true;
+            slot.outcome.take()
+        };
+        if let Some((o, ticket)) = late {
+            deliver(&mut st.session, o, &ticket, &mut |e| out.push(e));
+        }
         if !st.session.is_finished() {
             st.session.stop(reason, now_ms(), &mut |e| out.push(e));
         }
@@ -685,6 +724,21 @@ unsafe fn finish(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>) {
         unsafe { events::fire(session, e) };
     }
     log::info!("secure_pay: {}: secure mode off", ch.uuid);
+}
+
+/// Gives an outcome to the session if it is still waiting for this submit, otherwise emits
+/// the ticket's `submit` event (the session was cancelled/stopped meanwhile).
+fn deliver(
+    session: &mut Session,
+    o: PaymentOutcome,
+    ticket: &SubmitTicket,
+    sink: &mut dyn FnMut(Event),
+) {
+    if session.submit_in_flight() == Some(ticket.transaction_id.as_str()) {
+        session.on_payment_outcome(o, now_ms(), sink);
+    } else {
+        sink(ticket.outcome_event(o));
+    }
 }
 
 fn mute(frame: &mut [i16]) {

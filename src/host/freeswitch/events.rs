@@ -52,6 +52,22 @@ pub fn free() {
 /// # Safety
 /// `session` is NULL or a live session (its own thread, a callback, or read-locked).
 pub unsafe fn fire(session: *mut fs::switch_core_session_t, event: &Event) {
+    // SAFETY: forwarded contract.
+    unsafe { fire_with(session, None, event) }
+}
+
+/// Fires a core event for a channel that may be gone (a payment outcome that arrived after
+/// hangup or after secure mode ended): no session needed, the channel is named by
+/// `Unique-ID` (and `Channel-Call-UUID`) = `uuid`, which is what event-socket clients key on.
+/// Safe from any thread (the event system copies everything).
+pub fn fire_for_uuid(uuid: &str, event: &Event) {
+    // SAFETY: NULL session: only the event system is used.
+    unsafe { fire_with(std::ptr::null_mut(), Some(uuid), event) }
+}
+
+/// # Safety
+/// As [`fire`].
+unsafe fn fire_with(session: *mut fs::switch_core_session_t, uuid: Option<&str>, event: &Event) {
     let name = event.name();
     let subclass = cstring(&format!("secure_pay::{name}"));
     let mut ev: *mut fs::switch_event_t = std::ptr::null_mut();
@@ -75,6 +91,20 @@ pub unsafe fn fire(session: *mut fs::switch_core_session_t, event: &Event) {
         unsafe { set_vars(util::channel_of(session), event) };
         // SAFETY: live session per the contract; `ev` is the event we just created.
         unsafe { fs::switch_channel_event_set_data(super::util::channel_of(session), ev) };
+    }
+    if let Some(uuid) = uuid {
+        let v = cstring(uuid);
+        for k in [c"Unique-ID", c"Channel-Call-UUID"] {
+            // SAFETY: `ev` is live until fired; the core copies both strings.
+            unsafe {
+                fs::switch_event_add_header_string(
+                    ev,
+                    fs::SWITCH_STACK_BOTTOM,
+                    k.as_ptr(),
+                    v.as_ptr(),
+                )
+            };
+        }
     }
     event.for_each_header(&mut |k: &str, v: &str| {
         let (k, v) = (cstring(k), cstring(v));
@@ -170,8 +200,15 @@ unsafe fn set_vars(ch: *mut fs::switch_channel_t, event: &Event) {
             set(c"secure_pay_expiration_date", expiration_date.as_deref());
             set(c"secure_pay_result", Some("complete"));
         }
-        Event::Submit { result, .. } => match result {
-            SubmitResult::Pending { .. } => set(c"secure_pay_result", Some("submitting")),
+        Event::Submit {
+            result,
+            transaction_id,
+            ..
+        } => match result {
+            SubmitResult::Pending { .. } => {
+                set(c"secure_pay_transaction_id", Some(transaction_id));
+                set(c"secure_pay_result", Some("submitting"))
+            }
             SubmitResult::Success {
                 charge_id,
                 token_id,
@@ -183,6 +220,11 @@ unsafe fn set_vars(ch: *mut fs::switch_channel_t, event: &Event) {
             SubmitResult::Error { code, .. } => {
                 set(c"secure_pay_error", Some(code));
                 set(c"secure_pay_result", Some("failed"));
+            }
+            // Sent, no usable answer: may have been charged (never reported as failed).
+            SubmitResult::Unknown { code, .. } => {
+                set(c"secure_pay_error", Some(code));
+                set(c"secure_pay_result", Some("unknown"));
             }
         },
         Event::Cancel => set(c"secure_pay_result", Some("cancelled")),

@@ -79,7 +79,7 @@ pub fn config() -> Arc<Config> {
 /// Hands a payment request to the module's connector. `Err` carries a stable error code.
 pub fn submit(
     cfg: &Config,
-    req: PaymentRequest,
+    req: Box<PaymentRequest>,
     done: Box<dyn FnOnce(PaymentOutcome) + Send>,
 ) -> Result<(), &'static str> {
     let Some(profile) = cfg.capture.connector.as_ref() else {
@@ -161,12 +161,21 @@ unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
         channel::stop_all();
         // A channel we could not stop (its session already going away) still has our bug and
         // hooks until its hangup removes them: never let the loader dlclose under it.
-        let unstopped = channel::count() > 0;
-        events::free();
+        let mut unstopped = channel::count() > 0;
+        // Join the payment workers (bounded) before the event subclasses go: a late outcome
+        // is still fired. Workers left running (a blocking DNS lookup) keep the module in
+        // memory (NOUNLOAD), see SAFETY.md.
         let conn = CONNECTOR.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(c) = conn {
-            c.shutdown();
+            let left = c.shutdown();
+            if left > 0 {
+                ::log::error!(
+                    "secure_pay: {left} payment worker(s) still running at unload (bounded wait over): the module stays in memory"
+                );
+                unstopped = true;
+            }
         }
+        events::free();
         ::log::info!("secure_pay: mod_secure_pay shut down");
         if unstopped {
             // The module stays in memory (NOUNLOAD): its panic hook stays valid and installed.
