@@ -151,7 +151,7 @@ pub unsafe fn fire_error(
 
 /// Channel variables the module sets (the dialplan branches on them after `secure_pay_wait`,
 /// and CDRs keep the outcome). Masked values and codes only, never a digit that was keyed.
-pub const VARIABLES: [&CStr; 9] = [
+pub const VARIABLES: [&CStr; 10] = [
     c"secure_pay_result",
     c"secure_pay_stop_reason",
     c"secure_pay_captured",
@@ -160,6 +160,7 @@ pub const VARIABLES: [&CStr; 9] = [
     c"secure_pay_expiration_date",
     c"secure_pay_charge_id",
     c"secure_pay_token_id",
+    c"secure_pay_transaction_id",
     c"secure_pay_error",
 ];
 
