@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "asterisk/bridge.h"
+#include "asterisk/bridge_technology.h"
 #include "asterisk/channel.h"
 #include "asterisk/cli.h"
 #include "asterisk/config.h"
@@ -17,6 +19,8 @@
 #include "asterisk/logger.h"
 #include "asterisk/manager.h"
 #include "asterisk/module.h"
+#include "asterisk/stasis_channels.h"
+#include "asterisk/strings.h"
 #include "asterisk/utils.h"
 
 #include "ast_shim.h"
@@ -58,34 +62,31 @@ struct ast_channel *sp_ast_channel_unref(struct ast_channel *chan)
 	return ast_channel_unref(chan);
 }
 
-struct ast_channel *sp_ast_channel_get_by_uniqueid_exact(const char *uniqueid)
+struct ast_channel *sp_ast_channel_ref(struct ast_channel *chan)
 {
-	/* ast_channel_get_by_uniqueid() has been seen to return a channel whose uniqueid only
-	 * starts with the search term ("x.2" finding "x.21") under load; compare exactly. */
-	struct ast_channel_iterator *it;
-	struct ast_channel *c;
-	if (!uniqueid || !*uniqueid) {
-		return NULL;
+	return ast_channel_ref(chan);
+}
+
+int sp_ast_chan_media_native(struct ast_channel *chan)
+{
+	/* Lock order in the bridging core is bridge -> channel: take the bridge reference under
+	 * the channel lock, drop the channel lock, then look at the bridge under its own lock. */
+	struct ast_bridge *bridge;
+	int native = 0;
+
+	ast_channel_lock(chan);
+	bridge = ast_channel_get_bridge(chan);
+	ast_channel_unlock(chan);
+	if (!bridge) {
+		return 0;
 	}
-	c = ast_channel_get_by_uniqueid(uniqueid);
-	if (c) {
-		if (!strcmp(ast_channel_uniqueid(c), uniqueid)) {
-			return c;
-		}
-		c = ast_channel_unref(c);
+	ast_bridge_lock(bridge);
+	if (bridge->technology && (bridge->technology->capabilities & AST_BRIDGE_CAPABILITY_NATIVE)) {
+		native = 1;
 	}
-	it = ast_channel_iterator_all_new();
-	if (!it) {
-		return NULL;
-	}
-	while ((c = ast_channel_iterator_next(it))) {
-		if (!strcmp(ast_channel_uniqueid(c), uniqueid)) {
-			break;
-		}
-		c = ast_channel_unref(c);
-	}
-	ast_channel_iterator_destroy(it);
-	return c;
+	ast_bridge_unlock(bridge);
+	ao2_ref(bridge, -1);
+	return native;
 }
 
 void sp_ast_module_ref(void)
@@ -96,6 +97,49 @@ void sp_ast_module_ref(void)
 void sp_ast_module_unref(void)
 {
 	ast_module_unref(AST_MODULE_SELF);
+}
+
+char *sp_ast_channel_state_headers(const char *uniqueid)
+{
+	struct ast_channel_snapshot *snap;
+	struct ast_str *str;
+	char *out = NULL;
+
+	if (!uniqueid || !*uniqueid) {
+		return NULL;
+	}
+	snap = ast_channel_snapshot_get_latest(uniqueid);
+	if (!snap) {
+		return NULL;
+	}
+	str = ast_manager_build_channel_state_string(snap);
+	ao2_ref(snap, -1);
+	if (str) {
+		out = ast_strdup(ast_str_buffer(str));
+		ast_free(str);
+	}
+	return out;
+}
+
+void sp_ast_free(void *p)
+{
+	ast_free(p);
+}
+
+void sp_ast_status_list(struct mansession *s, const struct message *m, const char *body)
+{
+	const char *id = astman_get_header(m, "ActionID");
+	char idtext[256] = "";
+
+	if (!ast_strlen_zero(id)) {
+		snprintf(idtext, sizeof(idtext), "ActionID: %s\r\n", id);
+	}
+	astman_send_listack(s, m, "Secure pay status will follow", "start");
+	if (body) {
+		astman_append(s, "Event: SecurePayStatus\r\n%s%s\r\n", idtext, body);
+	}
+	astman_send_list_complete_start(s, m, "SecurePayStatusComplete", body ? 1 : 0);
+	astman_send_list_complete_end(s);
 }
 
 void sp_ast_astman_append(void *s, const char *text)

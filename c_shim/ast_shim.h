@@ -57,10 +57,25 @@ void sp_ast_ds_remove(struct ast_channel *chan);
 int sp_ast_config_load(const char *file, int reload);
 int sp_ast_cli_register(void);
 void sp_ast_cli_unregister(void);
-/* A new reference to the channel whose uniqueid is exactly `uniqueid`, or NULL. */
-struct ast_channel *sp_ast_channel_get_by_uniqueid_exact(const char *uniqueid);
+/* ast_channel_ref: a new reference to `chan` (give it back with sp_ast_channel_unref). */
+struct ast_channel *sp_ast_channel_ref(struct ast_channel *chan);
+/* Channel UNLOCKED, caller holds a reference. 1 if the channel is in a bridge whose technology
+ * is native (AST_BRIDGE_CAPABILITY_NATIVE, e.g. native_rtp: local RTP forwarding or direct
+ * media), i.e. its media may bypass the core and every framehook; 0 otherwise. */
+int sp_ast_chan_media_native(struct ast_channel *chan);
 void sp_ast_module_ref(void);
 void sp_ast_module_unref(void);
+/* The standard channel snapshot headers (ast_manager_build_channel_state_string: Channel,
+ * ChannelState, CallerIDNum, ..., Context, Exten, Priority, Uniqueid, Linkedid), each ending in
+ * CRLF, for the channel `uniqueid`; NULL if it has no snapshot. Free with sp_ast_free. */
+char *sp_ast_channel_state_headers(const char *uniqueid);
+void sp_ast_free(void *p);
+struct mansession;
+struct message;
+/* Answers an AMI action as a list: "EventList: start", then one SecurePayStatus event with the
+ * action's ActionID and `body` ("Key: value\r\n" lines; NULL = empty list), then
+ * SecurePayStatusComplete (EventList: Complete, ListItems). */
+void sp_ast_status_list(struct mansession *s, const struct message *m, const char *body);
 /* astman_append(s, "%s", text). */
 void sp_ast_astman_append(void *s, const char *text);
 

@@ -1,6 +1,7 @@
 //! Core events published as AMI events `SecurePay<Name>` (`SecurePayStart`, `SecurePayDigit`,
-//! ...). Headers: `Channel`, `Uniqueid`, `Linkedid` of the customer channel, then exactly the
-//! core's [`Event::for_each_header`] headers (masked data only).
+//! ...). Headers: the customer channel's standard snapshot headers (`Channel`, `ChannelState`,
+//! `CallerIDNum`, ..., `Uniqueid`, `Linkedid`), then exactly the core's
+//! [`Event::for_each_header`] headers (masked data only).
 
 use std::fmt::Write;
 
@@ -40,12 +41,35 @@ fn push_header(body: &mut String, key: &str, value: &str) {
     body.push_str("\r\n");
 }
 
+/// The channel headers: Asterisk's standard channel snapshot headers (Channel, ChannelState,
+/// CallerIDNum, ConnectedLineNum, Language, AccountCode, Context, Exten, Priority, Uniqueid,
+/// Linkedid, like every stock channel event), or just Channel/Uniqueid/Linkedid when the
+/// channel has no snapshot.
+fn push_channel_headers(body: &mut String, ids: &ChanIds) {
+    let u = c_string(&ids.uniqueid);
+    // SAFETY: NUL-terminated id; the result is NULL or a string we own until sp_ast_free.
+    let p = unsafe { ffi::sp_ast_channel_state_headers(u.as_ptr()) };
+    // SAFETY: NULL or a NUL-terminated string (above).
+    if let Some(s) = unsafe { crate::host::asterisk::cstr(p) } {
+        body.push_str(s);
+        if !s.ends_with("\r\n") {
+            body.push_str("\r\n");
+        }
+    } else {
+        push_header(body, "Channel", &ids.name);
+        push_header(body, "Uniqueid", &ids.uniqueid);
+        push_header(body, "Linkedid", &ids.linkedid);
+    }
+    if !p.is_null() {
+        // SAFETY: allocated by the shim with ast_strdup, freed exactly once.
+        unsafe { ffi::sp_ast_free(p.cast()) };
+    }
+}
+
 /// The AMI body ("Key: value\r\n" lines) for an event.
 pub fn ami_body(ids: &ChanIds, ev: &Event) -> String {
-    let mut body = String::with_capacity(256);
-    push_header(&mut body, "Channel", &ids.name);
-    push_header(&mut body, "Uniqueid", &ids.uniqueid);
-    push_header(&mut body, "Linkedid", &ids.linkedid);
+    let mut body = String::with_capacity(512);
+    push_channel_headers(&mut body, ids);
     ev.for_each_header(&mut |k, v| push_header(&mut body, k, v));
     body
 }
@@ -62,10 +86,8 @@ pub fn publish(ids: &ChanIds, ev: &Event) {
 /// An adapter-level `SecurePayError` (not from a session: start refused, codec muted), with
 /// the core's error headers `SecurePay-Error-Code` and `SecurePay-Error-Message`.
 pub fn publish_adapter_error(ids: &ChanIds, code: &str, message: &str) {
-    let mut body = String::with_capacity(160);
-    push_header(&mut body, "Channel", &ids.name);
-    push_header(&mut body, "Uniqueid", &ids.uniqueid);
-    push_header(&mut body, "Linkedid", &ids.linkedid);
+    let mut body = String::with_capacity(512);
+    push_channel_headers(&mut body, ids);
     push_header(&mut body, "SecurePay-Error-Code", code);
     push_header(&mut body, "SecurePay-Error-Message", message);
     let body = c_string(&body);
