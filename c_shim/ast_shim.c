@@ -19,6 +19,9 @@
 #include "asterisk/logger.h"
 #include "asterisk/manager.h"
 #include "asterisk/module.h"
+#include "asterisk/json.h"
+#include "asterisk/pbx.h"
+#include "asterisk/stasis.h"
 #include "asterisk/stasis_channels.h"
 #include "asterisk/strings.h"
 #include "asterisk/utils.h"
@@ -119,6 +122,39 @@ char *sp_ast_channel_state_headers(const char *uniqueid)
 		ast_free(str);
 	}
 	return out;
+}
+
+void sp_ast_user_event(struct ast_channel *chan, const char *name, const char *body)
+{
+	struct ast_json *blob;
+	char *copy, *line, *save = NULL;
+
+	if (!chan || !name) {
+		return;
+	}
+	blob = ast_json_pack("{s: s}", "eventname", name);
+	if (!blob) {
+		return;
+	}
+	copy = ast_strdup(body ? body : "");
+	for (line = copy ? strtok_r(copy, "\r\n", &save) : NULL; line; line = strtok_r(NULL, "\r\n", &save)) {
+		char *colon = strchr(line, ':');
+		const char *v;
+		if (!colon) {
+			continue;
+		}
+		*colon = '\0';
+		v = colon + 1;
+		while (*v == ' ') {
+			v++;
+		}
+		ast_json_object_set(blob, line, ast_json_string_create(v));
+	}
+	ast_free(copy);
+	ast_channel_lock(chan);
+	ast_multi_object_blob_single_channel_publish(chan, ast_multi_user_event_type(), blob);
+	ast_channel_unlock(chan);
+	ast_json_unref(blob);
 }
 
 void sp_ast_free(void *p)
@@ -383,6 +419,31 @@ int sp_ast_cli_register(void)
 void sp_ast_cli_unregister(void)
 {
 	ast_cli_unregister_multiple(cli_entries, ARRAY_LEN(cli_entries));
+}
+
+/* ---- SECURE_PAY() dialplan function (usable from ARI: POST /channels/{id}/variable) ---- */
+
+static int func_write(struct ast_channel *chan, const char *cmd, char *data, const char *value)
+{
+	if (!chan) {
+		return -1;
+	}
+	return sp_rs_func_write(chan, data ? data : "", value ? value : "");
+}
+
+static struct ast_custom_function sp_func = {
+	.name = "SECURE_PAY",
+	.write = func_write,
+};
+
+int sp_ast_func_register(void)
+{
+	return ast_custom_function_register(&sp_func);
+}
+
+void sp_ast_func_unregister(void)
+{
+	ast_custom_function_unregister(&sp_func);
 }
 
 /* ---- the module table ---- */

@@ -70,6 +70,13 @@ void sp_ast_module_unref(void);
  * CRLF, for the channel `uniqueid`; NULL if it has no snapshot. Free with sp_ast_free. */
 char *sp_ast_channel_state_headers(const char *uniqueid);
 void sp_ast_free(void *p);
+/* Publishes a channel user event (Stasis: ARI ChannelUserevent, AMI UserEvent) on `chan`'s
+ * topic: {"eventname": name, key: value for each "Key: value\r\n" line of body}. Locks chan
+ * (recursively). */
+void sp_ast_user_event(struct ast_channel *chan, const char *name, const char *body);
+/* Registers / unregisters the SECURE_PAY() dialplan function (write: sp_rs_func_write). */
+int sp_ast_func_register(void);
+void sp_ast_func_unregister(void);
 struct mansession;
 struct message;
 /* Answers an AMI action as a list: "EventList: start", then one SecurePayStatus event with the
@@ -94,6 +101,8 @@ void sp_rs_config_pair(const char *section, const char *key, const char *value);
 /* Returns a NUL-terminated text owned by Rust; give it back with sp_rs_free_text. */
 char *sp_rs_cli_text(int which);
 void sp_rs_free_text(char *text);
+/* SECURE_PAY(cmd)=value on `chan` (unlocked); 0 = done, -1 = refused. */
+int sp_rs_func_write(struct ast_channel *chan, const char *cmd, const char *value);
 #endif
 
 #endif

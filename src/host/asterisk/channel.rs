@@ -359,6 +359,7 @@ pub unsafe fn chan_ids(chan: *mut ffi::ast_channel) -> ChanIds {
             linkedid: cstr(ffi::ast_channel_linkedid(chan))
                 .unwrap_or("")
                 .to_owned(),
+            chan: chan as usize,
         }
     }
 }

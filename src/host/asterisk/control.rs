@@ -63,6 +63,89 @@ pub extern "C" fn app_secure_pay(chan: *mut ffi::ast_channel, data: *const c_cha
     })
 }
 
+/// `Set(SECURE_PAY(cmd)=value)`: drives secure mode on the channel itself, from the dialplan or
+/// from an ARI application (`POST /channels/{id}/variable?variable=SECURE_PAY(start)&value=...`,
+/// run by the channel's Stasis control thread). `cmd`: `start` (value = options), `stop`, or an
+/// agent command (`capture` with the field as value, `clear`, `restart`, `submit`, `cancel`,
+/// `status`). Sets `SECUREPAY_STATUS` like the applications; a refusal returns -1 (the ARI
+/// request fails) with `SECUREPAY_ERROR`.
+#[no_mangle]
+pub extern "C" fn sp_rs_func_write(
+    chan: *mut ffi::ast_channel,
+    cmd: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    guard("SECURE_PAY()", -1, || {
+        if chan.is_null() {
+            return -1;
+        }
+        // SAFETY: the shim passes NUL-terminated strings valid for the call.
+        let (cmd, value) = unsafe {
+            (
+                cstr(cmd).unwrap_or("").trim().to_ascii_lowercase(),
+                cstr(value).unwrap_or("").trim().to_owned(),
+            )
+        };
+        let result: Result<&str, String> = match cmd.as_str() {
+            "start" => {
+                // SAFETY: the calling thread's channel, unlocked (function write contract).
+                let r = unsafe { channel::start_anchored(chan, &value, channel::ANCHOR_TIMEOUT) };
+                match r {
+                    Ok(()) => Ok("STARTED"),
+                    Err(channel::StartError::AlreadyActive) => Ok("ALREADY"),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            // SAFETY: as above; locked around the state access.
+            "stop" => Ok(unsafe {
+                ffi::sp_ast_channel_lock(chan);
+                let r = channel::stop_locked(chan, StopReason::Agent);
+                ffi::sp_ast_channel_unlock(chan);
+                if r {
+                    "STOPPED"
+                } else {
+                    "NOTACTIVE"
+                }
+            }),
+            _ => {
+                let text = if value.is_empty() {
+                    cmd.clone()
+                } else {
+                    format!("{cmd} {value}")
+                };
+                match parse_command(&text) {
+                    Err(e) => Err(format!("bad command: {e}")),
+                    // SAFETY: as above; locked around the state access.
+                    Ok(c) => match unsafe {
+                        ffi::sp_ast_channel_lock(chan);
+                        let r = channel::command_locked(chan, &c);
+                        ffi::sp_ast_channel_unlock(chan);
+                        r
+                    } {
+                        None => Err("secure mode is not active on this channel".into()),
+                        Some(Ok(())) => Ok("ACCEPTED"),
+                        Some(Err(e)) => Err(e),
+                    },
+                }
+            }
+        };
+        // SAFETY: the calling thread's channel.
+        unsafe {
+            match result {
+                Ok(status) => {
+                    set_var(chan, "SECUREPAY_STATUS", status);
+                    0
+                }
+                Err(e) => {
+                    set_var(chan, "SECUREPAY_STATUS", "ERROR");
+                    set_var(chan, "SECUREPAY_ERROR", &e);
+                    -1
+                }
+            }
+        }
+    })
+}
+
 /// Splits the `wait` item (blocking variant) off the application's option string.
 fn split_wait(raw: &str) -> (String, bool) {
     let mut wait = false;

@@ -15,6 +15,10 @@ pub struct ChanIds {
     pub name: String,
     pub uniqueid: String,
     pub linkedid: String,
+    /// The channel itself (0 = unknown), for the Stasis user event. Only dereferenced while the
+    /// channel is alive: ids are taken from a locked channel and refreshed in a masquerade, and
+    /// events are only published while the hook (which lives on that channel) is alive.
+    pub chan: usize,
 }
 
 /// `start` -> `SecurePayStart`.
@@ -74,13 +78,34 @@ pub fn ami_body(ids: &ChanIds, ev: &Event) -> String {
     body
 }
 
-/// Publishes one event on the AMI bus (category `call`).
+/// Publishes one event on the AMI bus (category `call`) and, as a channel user event
+/// (`ChannelUserevent` with `eventname` = the AMI name and the masked headers), to Stasis, so
+/// ARI applications subscribed to the channel receive it too.
 pub fn publish(ids: &ChanIds, ev: &Event) {
     let name = c_string(&ami_name(ev));
     let body = c_string(&ami_body(ids, ev));
     // SAFETY: both strings are NUL-terminated and outlive the call; manager_event copies them
     // and is safe from any thread (the shim passes the body as a "%s" argument).
     unsafe { ffi::sp_ast_manager_event(name.as_ptr(), body.as_ptr()) };
+    let mut own = String::with_capacity(256);
+    ev.for_each_header(&mut |k, v| push_header(&mut own, k, v));
+    user_event(ids, &name, &own);
+}
+
+fn user_event(ids: &ChanIds, name: &std::ffi::CStr, body: &str) {
+    if ids.chan == 0 {
+        return;
+    }
+    let body = c_string(body);
+    // SAFETY: `ids.chan` is the live customer channel (see ChanIds::chan); the shim locks it
+    // (recursively) around the snapshot and copies both strings.
+    unsafe {
+        ffi::sp_ast_user_event(
+            ids.chan as *mut ffi::ast_channel,
+            name.as_ptr(),
+            body.as_ptr(),
+        )
+    };
 }
 
 /// An adapter-level `SecurePayError` (not from a session: start refused, codec muted), with
@@ -93,4 +118,8 @@ pub fn publish_adapter_error(ids: &ChanIds, code: &str, message: &str) {
     let body = c_string(&body);
     // SAFETY: as in `publish`.
     unsafe { ffi::sp_ast_manager_event(c"SecurePayError".as_ptr(), body.as_ptr()) };
+    let mut own = String::with_capacity(160);
+    push_header(&mut own, "SecurePay-Error-Code", code);
+    push_header(&mut own, "SecurePay-Error-Message", message);
+    user_event(ids, c"SecurePayError", &own);
 }

@@ -158,6 +158,7 @@ pub extern "C" fn sp_rs_load() -> c_int {
                 std::ptr::null(),
             );
             rc |= ffi::sp_ast_cli_register();
+            rc |= ffi::sp_ast_func_register();
             rc
         };
         if rc != 0 {
@@ -179,6 +180,7 @@ fn unregister() {
         ffi::ast_unregister_application(APP_STOP.as_ptr());
         ffi::ast_manager_unregister(AMI_ACTION.as_ptr());
         ffi::sp_ast_cli_unregister();
+        ffi::sp_ast_func_unregister();
     }
 }
 
