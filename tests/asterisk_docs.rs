@@ -184,3 +184,28 @@ fn shipped_manager_snippet_allows_what_the_agent_service_sends() {
     let r = narrow.action(&[("Action", "CoreShowChannels")]);
     assert_eq!(r.get("Response"), Some("Error"), "{}", r.text());
 }
+
+/// The shipped extensions.conf loads as is: every context is there and the applications and
+/// function it uses are registered (a misspelt one would show as an unknown application).
+#[test]
+fn shipped_extensions_conf_loads() {
+    let ext = std::fs::read_to_string(asterisk::repo().join("dialplan/asterisk/extensions.conf"))
+        .unwrap();
+    let inst = Instance::start("extconf", &ext, &[], BASE_MODULES);
+    for ctx in ["from-trunk", "pay-ivr", "pay-ivr-wait", "pay-ari"] {
+        let out = inst.cli(&format!("dialplan show {ctx}"));
+        assert!(
+            out.contains(&format!("'{ctx}'")) && !out.contains("There is no existence"),
+            "context {ctx}: {out}"
+        );
+    }
+    let out = inst.cli("dialplan show pay-ivr-wait");
+    assert!(
+        out.contains("SecurePay(") && out.contains(",wait)"),
+        "{out}"
+    );
+    let apps = inst.cli("core show applications like SecurePay");
+    assert!(apps.contains("StopSecurePay"), "{apps}");
+    let funcs = inst.cli("core show function SECURE_PAY");
+    assert!(funcs.contains("ARI"), "{funcs}");
+}
