@@ -362,10 +362,10 @@ fn hangup(r: &mut Rig, c: &DmCall) {
 
 /// The instrument: the agent's phone is a stock Asterisk; when the RTP source it receives from
 /// changes (PBX -> customer's phone at the direct-media switch) with a LOWER sequence number,
-/// it stops passing the voice to its recording (seen in about half the calls; RFC 4733 still
+/// it stops passing the voice to its recording (seen in about half the calls or more; RFC 4733 still
 /// arrives). A call where the in-band control key is not heard at the agent's phone is
 /// therefore retried instead of judged: a blind recorder must never make a leak test pass.
-const ATTEMPTS: usize = 4;
+const ATTEMPTS: usize = 8;
 
 /// Control: no secure mode; the bridge is native, the keys reach the agent's phone.
 /// `Some(())` once judged, `None` if the recorder was blind (retry).

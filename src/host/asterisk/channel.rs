@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::core::anchor::Anchor;
 use crate::core::audio::SampleRate;
 use crate::core::capture::{Command, DigitSource, Session, StopReason};
 use crate::core::config::Config;
@@ -107,18 +108,6 @@ pub fn channel_of(sid: u64) -> Option<ChanRef> {
     reg.get(&sid).map(|s| unsafe { ChanRef::new(s.chan.0) })
 }
 
-/// Where the customer's media flows, as far as secure mode knows (see the module docs).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Anchor {
-    /// Just attached; the bridge has not been checked yet.
-    Unverified,
-    /// A native bridge carried (or carries) the media past the core. `left_native`: the bridge
-    /// has been seen non-native since; the next customer frame read through the hook anchors.
-    Bypassed { left_native: bool },
-    /// Every customer frame passes through the hook.
-    Core,
-}
-
 pub static REGISTRY: Mutex<BTreeMap<u64, Summary>> = Mutex::new(BTreeMap::new());
 
 pub struct ChannelState {
@@ -170,14 +159,13 @@ impl ChannelState {
 
     /// A customer frame was read through the hook while not ready (it is muted/dropped).
     fn frame_while_unanchored(&mut self) {
-        if self.anchor == (Anchor::Bypassed { left_native: true }) {
-            self.anchor = Anchor::Core;
-            if self.announced {
-                log::info!(
-                    "secure_pay: {}: customer media back in the PBX core; masking resumed",
-                    self.ids.name
-                );
-            }
+        let before = self.anchor;
+        self.anchor = before.after_frame();
+        if before != self.anchor && self.announced {
+            log::info!(
+                "secure_pay: {}: customer media back in the PBX core; masking resumed",
+                self.ids.name
+            );
         }
     }
 
@@ -185,12 +173,7 @@ impl ChannelState {
     /// native at some check since the start).
     fn observe_bridge(&mut self, native: bool, native_seen: bool) {
         let before = self.anchor;
-        self.anchor = match (self.anchor, native) {
-            (_, true) => Anchor::Bypassed { left_native: false },
-            (Anchor::Unverified, false) if !native_seen => Anchor::Core,
-            (Anchor::Core, false) => Anchor::Core,
-            (_, false) => Anchor::Bypassed { left_native: true },
-        };
+        self.anchor = before.after_check(native, native_seen);
         if self.announced && before == Anchor::Core && self.anchor != Anchor::Core {
             log::warn!(
                 "secure_pay: {}: customer media left the PBX core (native bridge); muting",
