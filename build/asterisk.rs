@@ -118,6 +118,7 @@ pub fn build() {
         // applications
         .allowlist_function("ast_(register|unregister)_application2?")
         .allowlist_function("pbx_builtin_setvar_helper")
+        .allowlist_function("ast_safe_sleep")
         // manager
         .allowlist_function("ast_manager_(register2|unregister)")
         .allowlist_function("astman_(get_header|send_ack|send_error)")

@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "asterisk/bridge.h"
+#include "asterisk/bridge_technology.h"
 #include "asterisk/channel.h"
 #include "asterisk/cli.h"
 #include "asterisk/config.h"
@@ -17,6 +19,11 @@
 #include "asterisk/logger.h"
 #include "asterisk/manager.h"
 #include "asterisk/module.h"
+#include "asterisk/json.h"
+#include "asterisk/pbx.h"
+#include "asterisk/stasis.h"
+#include "asterisk/stasis_channels.h"
+#include "asterisk/strings.h"
 #include "asterisk/utils.h"
 
 #include "ast_shim.h"
@@ -58,34 +65,31 @@ struct ast_channel *sp_ast_channel_unref(struct ast_channel *chan)
 	return ast_channel_unref(chan);
 }
 
-struct ast_channel *sp_ast_channel_get_by_uniqueid_exact(const char *uniqueid)
+struct ast_channel *sp_ast_channel_ref(struct ast_channel *chan)
 {
-	/* ast_channel_get_by_uniqueid() has been seen to return a channel whose uniqueid only
-	 * starts with the search term ("x.2" finding "x.21") under load; compare exactly. */
-	struct ast_channel_iterator *it;
-	struct ast_channel *c;
-	if (!uniqueid || !*uniqueid) {
-		return NULL;
+	return ast_channel_ref(chan);
+}
+
+int sp_ast_chan_media_native(struct ast_channel *chan)
+{
+	/* Lock order in the bridging core is bridge -> channel: take the bridge reference under
+	 * the channel lock, drop the channel lock, then look at the bridge under its own lock. */
+	struct ast_bridge *bridge;
+	int native = 0;
+
+	ast_channel_lock(chan);
+	bridge = ast_channel_get_bridge(chan);
+	ast_channel_unlock(chan);
+	if (!bridge) {
+		return 0;
 	}
-	c = ast_channel_get_by_uniqueid(uniqueid);
-	if (c) {
-		if (!strcmp(ast_channel_uniqueid(c), uniqueid)) {
-			return c;
-		}
-		c = ast_channel_unref(c);
+	ast_bridge_lock(bridge);
+	if (bridge->technology && (bridge->technology->capabilities & AST_BRIDGE_CAPABILITY_NATIVE)) {
+		native = 1;
 	}
-	it = ast_channel_iterator_all_new();
-	if (!it) {
-		return NULL;
-	}
-	while ((c = ast_channel_iterator_next(it))) {
-		if (!strcmp(ast_channel_uniqueid(c), uniqueid)) {
-			break;
-		}
-		c = ast_channel_unref(c);
-	}
-	ast_channel_iterator_destroy(it);
-	return c;
+	ast_bridge_unlock(bridge);
+	ao2_ref(bridge, -1);
+	return native;
 }
 
 void sp_ast_module_ref(void)
@@ -96,6 +100,82 @@ void sp_ast_module_ref(void)
 void sp_ast_module_unref(void)
 {
 	ast_module_unref(AST_MODULE_SELF);
+}
+
+char *sp_ast_channel_state_headers(const char *uniqueid)
+{
+	struct ast_channel_snapshot *snap;
+	struct ast_str *str;
+	char *out = NULL;
+
+	if (!uniqueid || !*uniqueid) {
+		return NULL;
+	}
+	snap = ast_channel_snapshot_get_latest(uniqueid);
+	if (!snap) {
+		return NULL;
+	}
+	str = ast_manager_build_channel_state_string(snap);
+	ao2_ref(snap, -1);
+	if (str) {
+		out = ast_strdup(ast_str_buffer(str));
+		ast_free(str);
+	}
+	return out;
+}
+
+void sp_ast_user_event(struct ast_channel *chan, const char *name, const char *body)
+{
+	struct ast_json *blob;
+	char *copy, *line, *save = NULL;
+
+	if (!chan || !name) {
+		return;
+	}
+	blob = ast_json_pack("{s: s}", "eventname", name);
+	if (!blob) {
+		return;
+	}
+	copy = ast_strdup(body ? body : "");
+	for (line = copy ? strtok_r(copy, "\r\n", &save) : NULL; line; line = strtok_r(NULL, "\r\n", &save)) {
+		char *colon = strchr(line, ':');
+		const char *v;
+		if (!colon) {
+			continue;
+		}
+		*colon = '\0';
+		v = colon + 1;
+		while (*v == ' ') {
+			v++;
+		}
+		ast_json_object_set(blob, line, ast_json_string_create(v));
+	}
+	ast_free(copy);
+	ast_channel_lock(chan);
+	ast_multi_object_blob_single_channel_publish(chan, ast_multi_user_event_type(), blob);
+	ast_channel_unlock(chan);
+	ast_json_unref(blob);
+}
+
+void sp_ast_free(void *p)
+{
+	ast_free(p);
+}
+
+void sp_ast_status_list(struct mansession *s, const struct message *m, const char *body)
+{
+	const char *id = astman_get_header(m, "ActionID");
+	char idtext[256] = "";
+
+	if (!ast_strlen_zero(id)) {
+		snprintf(idtext, sizeof(idtext), "ActionID: %s\r\n", id);
+	}
+	astman_send_listack(s, m, "Secure pay status will follow", "start");
+	if (body) {
+		astman_append(s, "Event: SecurePayStatus\r\n%s%s\r\n", idtext, body);
+	}
+	astman_send_list_complete_start(s, m, "SecurePayStatusComplete", body ? 1 : 0);
+	astman_send_list_complete_end(s);
 }
 
 void sp_ast_astman_append(void *s, const char *text)
@@ -339,6 +419,31 @@ int sp_ast_cli_register(void)
 void sp_ast_cli_unregister(void)
 {
 	ast_cli_unregister_multiple(cli_entries, ARRAY_LEN(cli_entries));
+}
+
+/* ---- SECURE_PAY() dialplan function (usable from ARI: POST /channels/{id}/variable) ---- */
+
+static int func_write(struct ast_channel *chan, const char *cmd, char *data, const char *value)
+{
+	if (!chan) {
+		return -1;
+	}
+	return sp_rs_func_write(chan, data ? data : "", value ? value : "");
+}
+
+static struct ast_custom_function sp_func = {
+	.name = "SECURE_PAY",
+	.write = func_write,
+};
+
+int sp_ast_func_register(void)
+{
+	return ast_custom_function_register(&sp_func);
+}
+
+void sp_ast_func_unregister(void)
+{
+	ast_custom_function_unregister(&sp_func);
 }
 
 /* ---- the module table ---- */

@@ -57,10 +57,32 @@ void sp_ast_ds_remove(struct ast_channel *chan);
 int sp_ast_config_load(const char *file, int reload);
 int sp_ast_cli_register(void);
 void sp_ast_cli_unregister(void);
-/* A new reference to the channel whose uniqueid is exactly `uniqueid`, or NULL. */
-struct ast_channel *sp_ast_channel_get_by_uniqueid_exact(const char *uniqueid);
+/* ast_channel_ref: a new reference to `chan` (give it back with sp_ast_channel_unref). */
+struct ast_channel *sp_ast_channel_ref(struct ast_channel *chan);
+/* Channel UNLOCKED, caller holds a reference. 1 if the channel is in a bridge whose technology
+ * is native (AST_BRIDGE_CAPABILITY_NATIVE, e.g. native_rtp: local RTP forwarding or direct
+ * media), i.e. its media may bypass the core and every framehook; 0 otherwise. */
+int sp_ast_chan_media_native(struct ast_channel *chan);
 void sp_ast_module_ref(void);
 void sp_ast_module_unref(void);
+/* The standard channel snapshot headers (ast_manager_build_channel_state_string: Channel,
+ * ChannelState, CallerIDNum, ..., Context, Exten, Priority, Uniqueid, Linkedid), each ending in
+ * CRLF, for the channel `uniqueid`; NULL if it has no snapshot. Free with sp_ast_free. */
+char *sp_ast_channel_state_headers(const char *uniqueid);
+void sp_ast_free(void *p);
+/* Publishes a channel user event (Stasis: ARI ChannelUserevent, AMI UserEvent) on `chan`'s
+ * topic: {"eventname": name, key: value for each "Key: value\r\n" line of body}. Locks chan
+ * (recursively). */
+void sp_ast_user_event(struct ast_channel *chan, const char *name, const char *body);
+/* Registers / unregisters the SECURE_PAY() dialplan function (write: sp_rs_func_write). */
+int sp_ast_func_register(void);
+void sp_ast_func_unregister(void);
+struct mansession;
+struct message;
+/* Answers an AMI action as a list: "EventList: start", then one SecurePayStatus event with the
+ * action's ActionID and `body` ("Key: value\r\n" lines; NULL = empty list), then
+ * SecurePayStatusComplete (EventList: Complete, ListItems). */
+void sp_ast_status_list(struct mansession *s, const struct message *m, const char *body);
 /* astman_append(s, "%s", text). */
 void sp_ast_astman_append(void *s, const char *text);
 
@@ -79,6 +101,8 @@ void sp_rs_config_pair(const char *section, const char *key, const char *value);
 /* Returns a NUL-terminated text owned by Rust; give it back with sp_rs_free_text. */
 char *sp_rs_cli_text(int which);
 void sp_rs_free_text(char *text);
+/* SECURE_PAY(cmd)=value on `chan` (unlocked); 0 = done, -1 = refused. */
+int sp_rs_func_write(struct ast_channel *chan, const char *cmd, const char *value);
 #endif
 
 #endif

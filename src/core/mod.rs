@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod anchor;
 pub mod audio;
 pub mod capture;
 pub mod config;

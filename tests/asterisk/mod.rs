@@ -124,6 +124,12 @@ impl Instance {
         let so = dir.join("modules/res_secure_pay.so");
         let _ = std::fs::remove_file(&so);
         std::fs::copy(module_path(), &so).expect("install res_secure_pay.so");
+        // its XML documentation, where Asterisk loads third-party docs at start
+        std::fs::copy(
+            repo().join("dialplan/asterisk/secure_pay-en_US.xml"),
+            dir.join("data/documentation/thirdparty/secure_pay-en_US.xml"),
+        )
+        .expect("install secure_pay-en_US.xml");
         run_script(&["start", dir.to_str().unwrap()], &[]);
         let info = run_script(&["info", dir.to_str().unwrap()], &[]);
         let get = |k: &str| {
@@ -213,6 +219,11 @@ pub struct Ami {
 
 impl Ami {
     pub fn connect(port: u16) -> Ami {
+        Self::connect_as(port, "test", "test")
+    }
+
+    /// Connects and logs in as `user` (panics if the login fails).
+    pub fn connect_as(port: u16, user: &str, secret: &str) -> Ami {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("AMI connect");
         let r = s.try_clone().unwrap();
         let shared = Arc::new(Shared {
@@ -246,11 +257,7 @@ impl Ami {
             shared,
             next_id: 1,
         };
-        let r = a.action(&[
-            ("Action", "Login"),
-            ("Username", "test"),
-            ("Secret", "test"),
-        ]);
+        let r = a.action(&[("Action", "Login"), ("Username", user), ("Secret", secret)]);
         assert_eq!(
             r.get("Response"),
             Some("Success"),
@@ -274,6 +281,16 @@ impl Ami {
             m.get("ActionID") == Some(id.as_str()) && m.get("Response").is_some()
         })
         .unwrap_or_else(|| panic!("no AMI response to {headers:?}"))
+    }
+
+    /// Sends an action with the caller's `ActionID` and returns without waiting.
+    pub fn send_with_id(&mut self, headers: &[(&str, &str)], id: &str) {
+        let mut s = String::new();
+        for (k, v) in headers {
+            s.push_str(&format!("{k}: {v}\r\n"));
+        }
+        s.push_str(&format!("ActionID: {id}\r\n\r\n"));
+        self.w.write_all(s.as_bytes()).unwrap();
     }
 
     /// Waits for a message matching `pred` (searching everything received so far too).
@@ -512,6 +529,17 @@ impl Call {
             name: name.to_owned(),
             customer: inbound.get("Chan").unwrap_or("").to_owned(),
             agent: agent.get("Chan").unwrap_or("").to_owned(),
+            step: 0,
+        }
+    }
+
+    /// A call whose customer leg runs something else than `inbound` (e.g. an IVR context):
+    /// only the scripted phone (`key`) is used.
+    pub fn for_name(name: &str, customer: &str) -> Call {
+        Call {
+            name: name.to_owned(),
+            customer: customer.to_owned(),
+            agent: String::new(),
             step: 0,
         }
     }

@@ -8,6 +8,16 @@
 //! locked (framehook callbacks run with it held; apps/AMI lock it), so there is never a second
 //! reference in use.
 //!
+//! Anchoring: a native bridge (native RTP: local RTP forwarding or direct media, the PJSIP
+//! default) moves the customer's media past the core and every framehook. Attaching our hook
+//! (it consumes voice) makes the bridge leave native mode, but with direct media the phones
+//! keep sending RTP to each other until a re-INVITE completes. So a start is only announced
+//! (Start event, AMI reply, `SECUREPAY_STATUS`) once the media is anchored: the bridge is not
+//! native and, if it was native at any point since the start, a frame of the customer has been
+//! read through the hook since it left native mode ([`await_anchor`]). Until then, and whenever
+//! the ticker sees the bridge native again mid-call (one `media-bypass` error event), every
+//! customer voice frame is muted and every digit dropped uncaptured.
+//!
 //! Media path (`sp_rs_on_voice` / `sp_rs_on_dtmf`): no locks, no allocation per frame (the
 //! G.711 scratch buffer and the masker are sized at start; a mid-call change of sample rate
 //! re-creates the masker once). Events (per digit, not per frame) are formatted and published
@@ -17,7 +27,9 @@ use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_long, c_uint, c_void};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use crate::core::anchor::Anchor;
 use crate::core::audio::SampleRate;
 use crate::core::capture::{Command, DigitSource, Session, StopReason};
 use crate::core::config::Config;
@@ -41,14 +53,59 @@ pub fn live_hooks() -> usize {
     LIVE_HOOKS.load(Ordering::SeqCst)
 }
 
+/// A counted reference to the customer channel of a session (taken at start, moved in a
+/// masquerade, given back when the hook is destroyed at detach or hangup; `ast_hangup` destroys
+/// framehooks, so this reference never keeps a hung-up channel alive). The ticker and the
+/// payment outcome reach the channel through it instead of searching every channel.
+pub struct ChanRef(*mut ffi::ast_channel);
+
+// SAFETY: the pointer is an ao2 reference to a channel; Asterisk channels are reference-counted
+// objects usable from any thread (every access to the channel's state takes its lock).
+unsafe impl Send for ChanRef {}
+
+impl ChanRef {
+    pub fn as_ptr(&self) -> *mut ffi::ast_channel {
+        self.0
+    }
+
+    /// Takes over a reference the caller already holds (e.g. from `ast_channel_get_by_name`).
+    ///
+    /// # Safety
+    /// `chan` is a valid channel and the caller owns one reference to it.
+    pub unsafe fn adopt(chan: *mut ffi::ast_channel) -> ChanRef {
+        ChanRef(chan)
+    }
+
+    /// # Safety
+    /// `chan` is a valid channel.
+    unsafe fn new(chan: *mut ffi::ast_channel) -> ChanRef {
+        // SAFETY: valid channel per contract; the reference is given back in Drop.
+        ChanRef(unsafe { ffi::sp_ast_channel_ref(chan) })
+    }
+}
+
+impl Drop for ChanRef {
+    fn drop(&mut self) {
+        // SAFETY: releases the reference taken in `new`, exactly once.
+        unsafe { ffi::sp_ast_channel_unref(self.0) };
+    }
+}
+
 /// What `securepay show channels` lists. Updated with `try_lock` from media threads.
-#[derive(Clone)]
 pub struct Summary {
     pub channel: String,
     pub uniqueid: String,
     pub last_event: &'static str,
     pub field: String,
     pub entered: String,
+    chan: ChanRef,
+}
+
+/// A new reference to the customer channel of session `sid`, if it is still registered.
+pub fn channel_of(sid: u64) -> Option<ChanRef> {
+    let reg = REGISTRY.lock().ok()?;
+    // SAFETY: the registry's reference keeps the channel valid while we take our own.
+    reg.get(&sid).map(|s| unsafe { ChanRef::new(s.chan.0) })
 }
 
 pub static REGISTRY: Mutex<BTreeMap<u64, Summary>> = Mutex::new(BTreeMap::new());
@@ -69,6 +126,13 @@ pub struct ChannelState {
     /// The hook's id on the surviving channel after a masquerade (the id kept in our
     /// datastore is the old channel's, stale then).
     moved_id: Option<c_int>,
+    anchor: Anchor,
+    /// Secure mode has been announced (held events published). Before that, events are held
+    /// in `held` and dropped if the start fails.
+    announced: bool,
+    held: Vec<Event>,
+    /// The one `media-bypass` error event of this session has been sent.
+    bypass_reported: bool,
 }
 
 impl ChannelState {
@@ -87,11 +151,164 @@ impl ChannelState {
     pub fn is_active(&self) -> bool {
         !self.passive && !self.session.is_finished()
     }
+
+    /// Customer media may be processed normally: anchored in the core and announced.
+    fn ready(&self) -> bool {
+        self.announced && self.anchor == Anchor::Core
+    }
+
+    /// A customer frame was read through the hook while not ready (it is muted/dropped).
+    fn frame_while_unanchored(&mut self) {
+        let before = self.anchor;
+        self.anchor = before.after_frame();
+        if before != self.anchor && self.announced {
+            log::info!(
+                "secure_pay: {}: customer media back in the PBX core; masking resumed",
+                self.ids.name
+            );
+        }
+    }
+
+    /// Applies a bridge check (`native`: the bridge is native now; `native_seen`: it was
+    /// native at some check since the start).
+    fn observe_bridge(&mut self, native: bool, native_seen: bool) {
+        let before = self.anchor;
+        self.anchor = before.after_check(native, native_seen);
+        if self.announced && before == Anchor::Core && self.anchor != Anchor::Core {
+            log::warn!(
+                "secure_pay: {}: customer media left the PBX core (native bridge); muting",
+                self.ids.name
+            );
+            if !self.bypass_reported {
+                self.bypass_reported = true;
+                events::publish_adapter_error(
+                    &self.ids,
+                    "media-bypass",
+                    "customer media left the PBX core (native RTP / direct media bridge); \
+                     customer audio muted and digits dropped until it returns",
+                );
+            }
+        }
+    }
+
+    /// Publishes the held events: secure mode is on from here.
+    fn announce(&mut self) {
+        self.announced = true;
+        let held = std::mem::take(&mut self.held);
+        let mut sink = sink_for(&self.ids, self.id);
+        for ev in held {
+            sink(ev);
+        }
+    }
+}
+
+/// A sink for a state's session: publishes once announced, holds the events before.
+fn sink_st<'a>(
+    ids: &'a ChanIds,
+    id: u64,
+    announced: bool,
+    held: &'a mut Vec<Event>,
+) -> impl FnMut(Event) + 'a {
+    let mut publish = sink_for(ids, id);
+    move |ev| {
+        if announced {
+            publish(ev)
+        } else {
+            held.push(ev)
+        }
+    }
+}
+
+/// The masked outcome of a session, collected for `SecurePay(...,wait)` (only for sessions a
+/// waiting application registered with [`watch_outcome`]).
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// complete | success | error | failed | cancelled | timeout | stopped
+    pub result: String,
+    pub brand: String,
+    /// masked card number (per pan_display)
+    pub card_number: String,
+    pub charge_id: String,
+    pub token_id: String,
+    pub error: String,
+}
+
+static OUTCOMES: Mutex<BTreeMap<u64, Outcome>> = Mutex::new(BTreeMap::new());
+
+/// Starts collecting the outcome of session `sid`.
+pub fn watch_outcome(sid: u64) {
+    if let Ok(mut o) = OUTCOMES.lock() {
+        o.insert(sid, Outcome::default());
+    }
+}
+
+/// The outcome collected so far (`take`: and stop collecting).
+pub fn outcome_of(sid: u64, take: bool) -> Option<Outcome> {
+    let mut o = OUTCOMES.lock().ok()?;
+    if take {
+        o.remove(&sid)
+    } else {
+        o.get(&sid).cloned()
+    }
+}
+
+pub(crate) fn note_outcome(id: u64, ev: &Event) {
+    use crate::core::events::SubmitResult;
+    let Ok(mut all) = OUTCOMES.lock() else { return };
+    let Some(o) = all.get_mut(&id) else { return };
+    match ev {
+        Event::Complete {
+            card_number, brand, ..
+        } => {
+            o.result = "complete".into();
+            o.card_number = card_number.as_deref().unwrap_or("").to_owned();
+            o.brand = brand.map(|b| b.name().to_owned()).unwrap_or_default();
+        }
+        Event::Submit { result, .. } => match result {
+            SubmitResult::Pending { .. } => {}
+            SubmitResult::Success {
+                charge_id,
+                token_id,
+            } => {
+                o.result = "success".into();
+                o.charge_id = charge_id.as_deref().unwrap_or("").to_owned();
+                o.token_id = token_id.as_deref().unwrap_or("").to_owned();
+            }
+            SubmitResult::Error { code, message } => {
+                o.result = "error".into();
+                o.error = format!("{code}: {message}");
+            }
+            // Sent, no usable answer: may have been charged (never reported as an error).
+            SubmitResult::Unknown { code, message } => {
+                o.result = "unknown".into();
+                o.error = format!("{code}: {message}");
+            }
+        },
+        Event::Cancel => o.result = "cancelled".into(),
+        Event::Stop { reason }
+            if o.result.is_empty() || o.result == "complete" && reason.name() != "dialplan" =>
+        {
+            o.result = if reason.name() == "timeout" {
+                "timeout".into()
+            } else {
+                "stopped".into()
+            };
+        }
+        Event::Error { code, message, .. } => {
+            o.error = format!("{code}: {message}");
+            if *code == "too-many-failed-attempts" && o.result.is_empty() {
+                // nobody restarts an agent-less capture: final for a waiting application
+                o.result = "failed".into();
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Publishes events emitted by a session (for use as the core's `sink`).
 fn sink_for<'a>(ids: &'a ChanIds, id: u64) -> impl FnMut(Event) + 'a {
     move |ev: Event| {
+        note_outcome(id, &ev);
         events::publish(ids, &ev);
         let name = ev.name();
         let mut field = None;
@@ -130,6 +347,7 @@ pub unsafe fn chan_ids(chan: *mut ffi::ast_channel) -> ChanIds {
             linkedid: cstr(ffi::ast_channel_linkedid(chan))
                 .unwrap_or("")
                 .to_owned(),
+            chan: chan as usize,
         }
     }
 }
@@ -141,6 +359,10 @@ pub enum StartError {
     BadOptions(String),
     Masker(String),
     Attach,
+    /// The customer's media did not reach the core in time (native bridge / direct media).
+    NotAnchored,
+    /// Secure mode ended (hangup, stop) before it was announced.
+    Ended,
 }
 
 impl std::fmt::Display for StartError {
@@ -150,6 +372,12 @@ impl std::fmt::Display for StartError {
             Self::BadOptions(e) => write!(f, "bad options: {e}"),
             Self::Masker(e) => write!(f, "masker: {e}"),
             Self::Attach => write!(f, "could not attach the framehook"),
+            Self::NotAnchored => write!(
+                f,
+                "the customer's media does not pass through the PBX (native RTP bridge / direct \
+                 media not torn down in time); secure mode not started"
+            ),
+            Self::Ended => write!(f, "secure mode ended before it started (hangup or stop)"),
         }
     }
 }
@@ -233,12 +461,16 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
                 last_event: "start",
                 field: String::new(),
                 entered: String::new(),
+                // SAFETY: channel valid and locked (caller).
+                chan: unsafe { ChanRef::new(chan) },
             },
         );
     }
     let now = now_ms();
+    // Held until the media is anchored (await_anchor announces them).
+    let mut held = Vec::new();
     let session = {
-        let mut sink = sink_for(&ids, id);
+        let mut sink = |ev: Event| held.push(ev);
         let mut s = Session::start(&cfg.capture, now, &mut sink);
         // Transaction ids (idempotency keys) `<uniqueid>-<start, Unix ms>-<n>`: unique per
         // secure session, so a later session on the same channel never reuses a key.
@@ -257,6 +489,10 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
         uninspectable_reported: false,
         passive: false,
         moved_id: None,
+        anchor: Anchor::Unverified,
+        announced: false,
+        held,
+        bypass_reported: false,
     });
     let raw = Box::into_raw(st);
     LIVE_HOOKS.fetch_add(1, Ordering::SeqCst);
@@ -278,6 +514,88 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     Ok(())
 }
 
+/// How long a start waits for the customer's media to be anchored in the core.
+pub const ANCHOR_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts secure mode and waits until the customer's media is anchored in the core; only then
+/// is it announced (held Start event published). On timeout (or if secure mode ends meanwhile)
+/// the hook is removed without any event and an error is returned.
+///
+/// # Safety
+/// `chan` is valid, NOT locked by the caller, and the caller holds a reference to it (or it is
+/// the PBX thread's own channel).
+pub unsafe fn start_anchored(
+    chan: *mut ffi::ast_channel,
+    opts: &str,
+    timeout: Duration,
+) -> Result<(), StartError> {
+    // Checked before the attach too: the attach makes the bridge leave native mode, possibly
+    // before the first check after it.
+    // SAFETY: unlocked, referenced channel (contract).
+    let mut native_seen = unsafe { ffi::sp_ast_chan_media_native(chan) } != 0;
+    // SAFETY: as above; locked around the datastore/framehook calls.
+    unsafe {
+        ffi::sp_ast_channel_lock(chan);
+        let r = start_locked(chan, opts);
+        ffi::sp_ast_channel_unlock(chan);
+        r?;
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: as above.
+        let native = unsafe { ffi::sp_ast_chan_media_native(chan) } != 0;
+        native_seen |= native;
+        // SAFETY: as above; the state is only touched under the channel lock.
+        let done = unsafe {
+            ffi::sp_ast_channel_lock(chan);
+            let hook_id = hook_id_locked(chan);
+            let done = match find_locked(chan) {
+                None => Some(Err(StartError::Ended)),
+                Some(st) => {
+                    st.observe_bridge(native, native_seen);
+                    if st.anchor == Anchor::Core {
+                        st.announce();
+                        Some(Ok(()))
+                    } else if Instant::now() >= deadline {
+                        // never announced: end silently (the held events are dropped)
+                        let mut sink = |_ev: Event| {};
+                        st.session.stop(StopReason::Dialplan, now_ms(), &mut sink);
+                        st.held.clear();
+                        teardown_locked(chan, st, hook_id);
+                        Some(Err(StartError::NotAnchored))
+                    } else {
+                        None
+                    }
+                }
+            };
+            ffi::sp_ast_channel_unlock(chan);
+            done
+        };
+        if let Some(r) = done {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The id of the active session on a locked channel.
+///
+/// # Safety
+/// `chan` is valid and locked by the caller.
+pub unsafe fn session_id_locked(chan: *mut ffi::ast_channel) -> Option<u64> {
+    // SAFETY: channel locked (caller).
+    unsafe { find_locked(chan) }.map(|st| st.id)
+}
+
+/// Whether the active session of a locked channel has a payment connector profile.
+///
+/// # Safety
+/// `chan` is valid and locked by the caller.
+pub unsafe fn has_connector_locked(chan: *mut ffi::ast_channel) -> bool {
+    // SAFETY: channel locked (caller).
+    unsafe { find_locked(chan) }.is_some_and(|st| st.cfg.active_connector().is_some())
+}
+
 /// Stops secure mode on a locked channel. `Ok(false)` = it was not active.
 ///
 /// # Safety
@@ -290,7 +608,7 @@ pub unsafe fn stop_locked(chan: *mut ffi::ast_channel, reason: StopReason) -> bo
         return false;
     };
     {
-        let mut sink = sink_for(&st.ids, st.id);
+        let mut sink = sink_st(&st.ids, st.id, st.announced, &mut st.held);
         st.session.stop(reason, now_ms(), &mut sink);
     }
     // SAFETY: channel locked; `st` came from its datastore.
@@ -311,6 +629,9 @@ pub unsafe fn command_locked(
     let hook_id = unsafe { hook_id_locked(chan) };
     // SAFETY: channel locked.
     let st = unsafe { find_locked(chan) }?;
+    if !st.announced {
+        return Some(Err("secure mode is still starting".into()));
+    }
     let now = now_ms();
     let res = {
         let mut sink = sink_for(&st.ids, st.id);
@@ -326,6 +647,38 @@ pub unsafe fn command_locked(
         unsafe { teardown_locked(chan, st, hook_id) };
     }
     Some(res)
+}
+
+/// The masked status of a locked channel's session, for a list response (not broadcast).
+/// `None` if secure mode is not active; `Err` while it is still starting.
+///
+/// # Safety
+/// `chan` is valid and locked by the caller.
+pub unsafe fn status_locked(chan: *mut ffi::ast_channel) -> Option<Result<String, String>> {
+    // SAFETY: channel locked (caller).
+    let st = unsafe { find_locked(chan) }?;
+    if !st.announced {
+        return Some(Err("secure mode is still starting".into()));
+    }
+    let mut status = None;
+    let res = {
+        let mut publish = sink_for(&st.ids, st.id);
+        let mut sink = |ev: Event| {
+            if matches!(ev, Event::Status(_)) {
+                status = Some(ev);
+            } else {
+                publish(ev);
+            }
+        };
+        st.session
+            .command(&Command::Status, now_ms(), &mut sink)
+            .map_err(|e| e.to_string())
+    };
+    Some(res.and_then(|()| {
+        status
+            .map(|ev| events::ami_body(&st.ids, &ev))
+            .ok_or_else(|| "no status".to_owned())
+    }))
 }
 
 /// Delivers a payment outcome to session `sid` on a locked channel if that session is still
@@ -363,16 +716,17 @@ pub unsafe fn outcome_locked(
 ///
 /// # Safety
 /// `chan` is valid and locked by the caller.
-pub unsafe fn tick_locked(chan: *mut ffi::ast_channel, sid: u64) {
+pub unsafe fn tick_locked(chan: *mut ffi::ast_channel, sid: u64, native: bool) {
     // SAFETY: channel locked (caller).
     let hook_id = unsafe { hook_id_locked(chan) };
     // SAFETY: channel locked.
     let Some(st) = (unsafe { find_locked(chan) }) else {
         return;
     };
-    if st.id != sid || st.poisoned {
+    if st.id != sid || st.poisoned || !st.announced {
         return;
     }
+    st.observe_bridge(native, true);
     {
         let mut sink = sink_for(&st.ids, st.id);
         st.session.tick(now_ms(), &mut sink);
@@ -383,29 +737,25 @@ pub unsafe fn tick_locked(chan: *mut ffi::ast_channel, sid: u64) {
     }
 }
 
-/// Ticks every live session once (called by the ticker thread about once a second).
+/// Ticks every live session once and checks that its media is still anchored (called by the
+/// ticker thread about once a second). Each session's channel is reached through its own
+/// reference: the cost is per secure session, not per channel on the PBX.
 pub fn tick_all() {
-    let live: Vec<(u64, String)> = match REGISTRY.lock() {
+    let live: Vec<(u64, ChanRef)> = match REGISTRY.lock() {
         Ok(reg) => reg
             .iter()
-            .map(|(id, s)| (*id, s.uniqueid.clone()))
+            // SAFETY: the registry's reference keeps the channel valid while we take ours.
+            .map(|(id, s)| (*id, unsafe { ChanRef::new(s.chan.0) }))
             .collect(),
         Err(_) => return,
     };
-    for (sid, uid) in live {
-        let u = crate::host::asterisk::c_string(&uid);
-        // SAFETY: NUL-terminated id; returns a new reference or NULL.
-        let chan = unsafe { ffi::sp_ast_channel_get_by_uniqueid_exact(u.as_ptr()) };
-        if chan.is_null() {
-            continue;
-        }
-        // SAFETY: referenced channel, locked around the state access, then unlocked and
-        // unreferenced exactly once.
+    for (sid, chan) in live {
+        // SAFETY: referenced channel, unlocked here; locked around the state access.
         unsafe {
-            ffi::sp_ast_channel_lock(chan);
-            tick_locked(chan, sid);
-            ffi::sp_ast_channel_unlock(chan);
-            ffi::sp_ast_channel_unref(chan);
+            let native = ffi::sp_ast_chan_media_native(chan.0) != 0;
+            ffi::sp_ast_channel_lock(chan.0);
+            tick_locked(chan.0, sid, native);
+            ffi::sp_ast_channel_unlock(chan.0);
         }
     }
 }
@@ -456,7 +806,15 @@ pub extern "C" fn sp_rs_on_dtmf(
         let Some(st) = (unsafe { state_mut(state) }) else {
             return;
         };
-        if st.passive || st.poisoned || end == 0 {
+        if st.passive || st.poisoned {
+            return;
+        }
+        if !st.ready() {
+            // not anchored/announced yet (or media left the core): dropped, not captured
+            st.frame_while_unanchored();
+            return;
+        }
+        if end == 0 {
             return;
         }
         let now = now_ms();
@@ -524,6 +882,11 @@ pub extern "C" fn sp_rs_on_voice(
             return PASS;
         }
         if st.poisoned {
+            return MUTE;
+        }
+        if !st.ready() {
+            // nothing of the customer's media is forwarded before the hook is fully in place
+            st.frame_while_unanchored();
             return MUTE;
         }
         let Ok(len) = usize::try_from(datalen) else {
@@ -645,11 +1008,17 @@ pub extern "C" fn sp_rs_hook_destroy(state: *mut c_void) {
         let mut st = unsafe { Box::from_raw(state.cast::<ChannelState>()) };
         if !st.session.is_finished() {
             let ChannelState {
-                ids, session, id, ..
+                ids,
+                session,
+                id,
+                announced,
+                held,
+                ..
             } = &mut *st;
-            let mut sink = sink_for(ids, *id);
+            let mut sink = sink_st(ids, *id, *announced, held);
             session.stop(StopReason::Hangup, now_ms(), &mut sink);
         }
+        st.held.clear();
         drop_state(st);
     });
 }
@@ -673,6 +1042,9 @@ pub extern "C" fn sp_rs_hook_fixup(
                 if let Some(s) = reg.get_mut(&st.id) {
                     s.channel = st.ids.name.clone();
                     s.uniqueid = st.ids.uniqueid.clone();
+                    // SAFETY: new_chan valid (above); the old reference is given back by the
+                    // assignment's drop (the masquerade still holds the old channel).
+                    s.chan = unsafe { ChanRef::new(new_chan) };
                 }
             }
             log::info!(

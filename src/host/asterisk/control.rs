@@ -2,7 +2,7 @@
 //! `StopSecurePay()`, the AMI action `SecurePay` (the agent desktop's buttons), and the hand-off
 //! of a submitted card to the payment connector.
 
-use std::ffi::{c_char, c_int, CString};
+use std::ffi::{c_char, c_int};
 
 use crate::core::capture::{parse_command, StopReason, SubmitTicket};
 use crate::core::payment::PaymentOutcome;
@@ -33,14 +33,11 @@ pub extern "C" fn app_secure_pay(chan: *mut ffi::ast_channel, data: *const c_cha
         }
         // SAFETY: the PBX thread passes its own channel (valid, unlocked) and NULL or a
         // NUL-terminated argument string.
-        let opts = unsafe { cstr(data) }.unwrap_or("").to_owned();
-        // SAFETY: valid channel; datastore/framehook calls need the lock, released below.
-        let res = unsafe {
-            ffi::sp_ast_channel_lock(chan);
-            let r = channel::start_locked(chan, &opts);
-            ffi::sp_ast_channel_unlock(chan);
-            r
-        };
+        let raw = unsafe { cstr(data) }.unwrap_or("").to_owned();
+        let (opts, wait) = split_wait(&raw);
+        // SAFETY: the PBX thread's own channel, unlocked; start_anchored locks it as needed.
+        let res = unsafe { channel::start_anchored(chan, &opts, channel::ANCHOR_TIMEOUT) };
+        let started = res.is_ok();
         // SAFETY: valid channel owned by this PBX thread.
         unsafe {
             match res {
@@ -49,7 +46,9 @@ pub extern "C" fn app_secure_pay(chan: *mut ffi::ast_channel, data: *const c_cha
                     set_var(chan, "SECUREPAY_STATUS", "ALREADY")
                 }
                 Err(e) => {
+                    ffi::sp_ast_channel_lock(chan);
                     let ids = channel::chan_ids(chan);
+                    ffi::sp_ast_channel_unlock(chan);
                     log::warn!("secure_pay: SecurePay on {}: {e}", ids.name);
                     events::publish_adapter_error(&ids, "start-refused", &e.to_string());
                     set_var(chan, "SECUREPAY_STATUS", "ERROR");
@@ -57,8 +56,195 @@ pub extern "C" fn app_secure_pay(chan: *mut ffi::ast_channel, data: *const c_cha
                 }
             }
         }
+        if wait && started {
+            // SAFETY: the PBX thread's own channel, unlocked.
+            return unsafe { wait_for_outcome(chan) };
+        }
         0
     })
+}
+
+/// `Set(SECURE_PAY(cmd)=value)`: drives secure mode on the channel itself, from the dialplan or
+/// from an ARI application (`POST /channels/{id}/variable?variable=SECURE_PAY(start)&value=...`,
+/// run by the channel's Stasis control thread). `cmd`: `start` (value = options), `stop`, or an
+/// agent command (`capture` with the field as value, `clear`, `restart`, `submit`, `cancel`,
+/// `status`). Sets `SECUREPAY_STATUS` like the applications; a refusal returns -1 (the ARI
+/// request fails) with `SECUREPAY_ERROR`.
+#[no_mangle]
+pub extern "C" fn sp_rs_func_write(
+    chan: *mut ffi::ast_channel,
+    cmd: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    guard("SECURE_PAY()", -1, || {
+        if chan.is_null() {
+            return -1;
+        }
+        // SAFETY: the shim passes NUL-terminated strings valid for the call.
+        let (cmd, value) = unsafe {
+            (
+                cstr(cmd).unwrap_or("").trim().to_ascii_lowercase(),
+                cstr(value).unwrap_or("").trim().to_owned(),
+            )
+        };
+        let result: Result<&str, String> = match cmd.as_str() {
+            "start" => {
+                // SAFETY: the calling thread's channel, unlocked (function write contract).
+                let r = unsafe { channel::start_anchored(chan, &value, channel::ANCHOR_TIMEOUT) };
+                match r {
+                    Ok(()) => Ok("STARTED"),
+                    Err(channel::StartError::AlreadyActive) => Ok("ALREADY"),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            // SAFETY: as above; locked around the state access.
+            "stop" => Ok(unsafe {
+                ffi::sp_ast_channel_lock(chan);
+                let r = channel::stop_locked(chan, StopReason::Agent);
+                ffi::sp_ast_channel_unlock(chan);
+                if r {
+                    "STOPPED"
+                } else {
+                    "NOTACTIVE"
+                }
+            }),
+            _ => {
+                let text = if value.is_empty() {
+                    cmd.clone()
+                } else {
+                    format!("{cmd} {value}")
+                };
+                match parse_command(&text) {
+                    Err(e) => Err(format!("bad command: {e}")),
+                    // SAFETY: as above; locked around the state access.
+                    Ok(c) => match unsafe {
+                        ffi::sp_ast_channel_lock(chan);
+                        let r = channel::command_locked(chan, &c);
+                        ffi::sp_ast_channel_unlock(chan);
+                        r
+                    } {
+                        None => Err("secure mode is not active on this channel".into()),
+                        Some(Ok(())) => Ok("ACCEPTED"),
+                        Some(Err(e)) => Err(e),
+                    },
+                }
+            }
+        };
+        // SAFETY: the calling thread's channel.
+        unsafe {
+            match result {
+                Ok(status) => {
+                    set_var(chan, "SECUREPAY_STATUS", status);
+                    0
+                }
+                Err(e) => {
+                    set_var(chan, "SECUREPAY_STATUS", "ERROR");
+                    set_var(chan, "SECUREPAY_ERROR", &e);
+                    -1
+                }
+            }
+        }
+    })
+}
+
+/// Splits the `wait` item (blocking variant) off the application's option string.
+fn split_wait(raw: &str) -> (String, bool) {
+    let mut wait = false;
+    let kept: Vec<&str> = raw
+        .split(',')
+        .filter(|item| {
+            if item.trim().eq_ignore_ascii_case("wait") {
+                wait = true;
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    (kept.join(","), wait)
+}
+
+/// `SecurePay(...,wait)`: services the channel (so its media reaches the hook even without a
+/// bridge, e.g. an IVR) until the capture ends: on complete it submits when a connector
+/// profile is configured (else it stops secure mode, wiping the card), then waits for the
+/// payment outcome; too many failed attempts, cancel, timeout, stop and hangup end it too.
+/// Sets `SECUREPAY_RESULT` (complete|success|error|failed|cancelled|timeout|stopped|hangup), `SECUREPAY_CARD_BRAND`,
+/// `SECUREPAY_CARD_NUMBER` (masked), `SECUREPAY_CHARGE_ID`, `SECUREPAY_TOKEN_ID`,
+/// `SECUREPAY_ERROR`: masked data only. Returns -1 (hang up) only if the caller hung up.
+///
+/// # Safety
+/// `chan` is the PBX thread's own channel, unlocked.
+unsafe fn wait_for_outcome(chan: *mut ffi::ast_channel) -> c_int {
+    // SAFETY: own channel, locked around the state access.
+    let sid = unsafe {
+        ffi::sp_ast_channel_lock(chan);
+        let sid = channel::session_id_locked(chan);
+        ffi::sp_ast_channel_unlock(chan);
+        sid
+    };
+    let Some(sid) = sid else {
+        return 0;
+    };
+    channel::watch_outcome(sid);
+    let mut submitted = false;
+    let mut hung_up = false;
+    loop {
+        // SAFETY: own channel; ast_safe_sleep reads (and drops) its frames, which runs the
+        // framehook on the customer's media; -1 = hangup.
+        if unsafe { ffi::ast_safe_sleep(chan, 100) } != 0 {
+            hung_up = true;
+            break;
+        }
+        let o = channel::outcome_of(sid, false).unwrap_or_default();
+        // SAFETY: own channel, locked around the state access.
+        let done = unsafe {
+            ffi::sp_ast_channel_lock(chan);
+            let active = channel::session_id_locked(chan) == Some(sid);
+            let done = if !active {
+                true
+            } else if o.result == "complete" && !submitted {
+                if channel::has_connector_locked(chan) {
+                    submitted = true;
+                    let _ = channel::command_locked(chan, &crate::core::capture::Command::Submit);
+                    false
+                } else {
+                    channel::stop_locked(chan, StopReason::Dialplan);
+                    true
+                }
+            } else {
+                matches!(o.result.as_str(), "success" | "error" | "failed")
+            };
+            if done && active && channel::session_id_locked(chan) == Some(sid) {
+                channel::stop_locked(chan, StopReason::Dialplan);
+            }
+            ffi::sp_ast_channel_unlock(chan);
+            done
+        };
+        if done {
+            break;
+        }
+    }
+    let mut o = channel::outcome_of(sid, true).unwrap_or_default();
+    if hung_up && o.result.is_empty() {
+        o.result = "hangup".into();
+    }
+    if o.result.is_empty() {
+        o.result = "stopped".into();
+    }
+    // SAFETY: own channel.
+    unsafe {
+        set_var(chan, "SECUREPAY_RESULT", &o.result);
+        set_var(chan, "SECUREPAY_CARD_BRAND", &o.brand);
+        set_var(chan, "SECUREPAY_CARD_NUMBER", &o.card_number);
+        set_var(chan, "SECUREPAY_CHARGE_ID", &o.charge_id);
+        set_var(chan, "SECUREPAY_TOKEN_ID", &o.token_id);
+        set_var(chan, "SECUREPAY_ERROR", &o.error);
+    }
+    if hung_up {
+        -1
+    } else {
+        0
+    }
 }
 
 /// `StopSecurePay()`: stop secure mode on this channel (`SECUREPAY_STATUS` = `STOPPED` or
@@ -120,6 +306,27 @@ pub extern "C" fn ami_secure_pay(s: *mut ffi::mansession, m: *const ffi::message
                 header(m, "Field"),
             )
         };
+        if command
+            .split_whitespace()
+            .next()
+            .is_some_and(|v| v.eq_ignore_ascii_case("status"))
+        {
+            // a list response: EventList start, SecurePayStatus, SecurePayStatusComplete, each
+            // with the request's ActionID
+            match ami_status(&chan_name) {
+                Ok(body) => {
+                    let body = c_string(&body);
+                    // SAFETY: s/m are this callback's session and message; body is copied.
+                    unsafe { ffi::sp_ast_status_list(s, m, body.as_ptr()) };
+                }
+                Err(t) => {
+                    let t = c_string(&t);
+                    // SAFETY: as above.
+                    unsafe { ffi::astman_send_error(s, m, t.as_ptr().cast_mut()) };
+                }
+            }
+            return 0;
+        }
         let reply = ami_run(&chan_name, &command, &options, &field);
         let (ok, text) = match reply {
             Reply::Ack(t) => (true, c_string(&t)),
@@ -135,6 +342,51 @@ pub extern "C" fn ami_secure_pay(s: *mut ffi::mansession, m: *const ffi::message
         }
         0
     })
+}
+
+/// Finds the channel `chan_name` (exact name or uniqueid): a new reference, or the error text.
+fn find_channel(chan_name: &str) -> Result<channel::ChanRef, String> {
+    if chan_name.is_empty() {
+        return Err("Channel header is required".into());
+    }
+    let cname = c_string(chan_name);
+    // SAFETY: NUL-terminated name; returns a new reference or NULL.
+    let chan = unsafe { ffi::ast_channel_get_by_name(cname.as_ptr()) };
+    if chan.is_null() {
+        return Err(format!("No such channel: {chan_name}"));
+    }
+    // SAFETY: `chan` is a new reference; the ChanRef gives it back exactly once.
+    let chan = unsafe { channel::ChanRef::adopt(chan) };
+    // SAFETY: referenced channel; its name is only read under its lock.
+    let exact = unsafe {
+        ffi::sp_ast_channel_lock(chan.as_ptr());
+        let exact = cstr(ffi::ast_channel_name(chan.as_ptr())) == Some(chan_name)
+            || cstr(ffi::ast_channel_uniqueid(chan.as_ptr())) == Some(chan_name);
+        ffi::sp_ast_channel_unlock(chan.as_ptr());
+        exact
+    };
+    if exact {
+        Ok(chan)
+    } else {
+        Err(format!("No such channel: {chan_name}"))
+    }
+}
+
+/// `Command: status`: the masked status event body (with the channel headers).
+fn ami_status(chan_name: &str) -> Result<String, String> {
+    let chan = find_channel(chan_name)?;
+    // SAFETY: referenced channel, locked around the state access.
+    let r = unsafe {
+        ffi::sp_ast_channel_lock(chan.as_ptr());
+        let r = channel::status_locked(chan.as_ptr());
+        ffi::sp_ast_channel_unlock(chan.as_ptr());
+        r
+    };
+    match r {
+        None => Err("Secure mode is not active on this channel".into()),
+        Some(Ok(body)) => Ok(body),
+        Some(Err(e)) => Err(format!("status refused: {e}")),
+    }
 }
 
 fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply {
@@ -167,31 +419,36 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
             }
         }
     };
-    let cname = c_string(chan_name);
-    // SAFETY: NUL-terminated name; returns a new reference or NULL.
-    let chan = unsafe { ffi::ast_channel_get_by_name(cname.as_ptr()) };
-    if chan.is_null() {
-        return Reply::Error(format!("No such channel: {chan_name}"));
-    }
-    // SAFETY: we hold a reference; name/uniqueid are read-only strings owned by the channel.
-    let exact = unsafe {
-        cstr(ffi::ast_channel_name(chan)) == Some(chan_name)
-            || cstr(ffi::ast_channel_uniqueid(chan)) == Some(chan_name)
+    let chan_ref = match find_channel(chan_name) {
+        Ok(c) => c,
+        Err(e) => return Reply::Error(e),
     };
-    if !exact {
-        // SAFETY: releases the reference taken above, exactly once.
-        unsafe { ffi::sp_ast_channel_unref(chan) };
-        return Reply::Error(format!("No such channel: {chan_name}"));
+    // the reference is released when `chan_ref` drops, after every use of `chan`
+    let chan = chan_ref.as_ptr();
+    if verb == "start" {
+        // SAFETY: we hold a reference and the channel is unlocked.
+        return match unsafe { channel::start_anchored(chan, options, channel::ANCHOR_TIMEOUT) } {
+            Ok(()) => Reply::Ack("Secure mode started".into()),
+            Err(e) => {
+                if matches!(e, channel::StartError::NotAnchored) {
+                    // SAFETY: referenced channel, locked while its identity is read.
+                    let ids = unsafe {
+                        ffi::sp_ast_channel_lock(chan);
+                        let ids = channel::chan_ids(chan);
+                        ffi::sp_ast_channel_unlock(chan);
+                        ids
+                    };
+                    events::publish_adapter_error(&ids, "media-bypass", &e.to_string());
+                }
+                Reply::Error(format!("start refused: {e}"))
+            }
+        };
     }
-    // SAFETY: we hold a reference to `chan`; it is locked for the state access and unlocked and
-    // unreferenced exactly once below.
-    let reply = unsafe {
+    // SAFETY: we hold a reference to `chan`; it is locked for the state access and unlocked
+    // exactly once below.
+    unsafe {
         ffi::sp_ast_channel_lock(chan);
         let r = match (verb.as_str(), parsed) {
-            ("start", _) => match channel::start_locked(chan, options) {
-                Ok(()) => Reply::Ack("Secure mode started".into()),
-                Err(e) => Reply::Error(format!("start refused: {e}")),
-            },
             ("stop", _) => {
                 if channel::stop_locked(chan, StopReason::Agent) {
                     Reply::Ack("Secure mode stopped".into())
@@ -207,10 +464,8 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
             (_, None) => Reply::Error("bad command".into()),
         };
         ffi::sp_ast_channel_unlock(chan);
-        ffi::sp_ast_channel_unref(chan);
         r
-    };
-    reply
+    }
 }
 
 /// After an accepted `submit`: hands the payment request to the connector (non-blocking).
@@ -228,7 +483,10 @@ pub fn hand_off(st: &mut ChannelState) {
     let sid = st.id();
     let outcome_now = |st: &mut ChannelState, o: PaymentOutcome| {
         let ids = st.ids.clone();
-        let mut sink = |ev: crate::core::events::Event| events::publish(&ids, &ev);
+        let mut sink = |ev: crate::core::events::Event| {
+            channel::note_outcome(sid, &ev);
+            events::publish(&ids, &ev)
+        };
         st.session_mut().on_payment_outcome(o, now_ms(), &mut sink);
     };
     let Some(profile) = profile else {
@@ -260,23 +518,20 @@ pub fn hand_off(st: &mut ChannelState) {
 }
 
 /// Delivers a connector outcome (worker thread): to the session `sid` of the channel if it is
-/// still waiting for it, otherwise straight to the AMI bus from the ticket (the channel hung
-/// up, or secure mode was cancelled/stopped/timed out meanwhile). `manager_event` needs no
+/// still waiting for it, reaching the channel through the session's own reference (no search
+/// over all channels); otherwise straight to the AMI bus from the ticket (the channel hung up,
+/// or secure mode was cancelled/stopped/timed out meanwhile). `manager_event` needs no
 /// channel, so the event goes out after hangup too.
 fn deliver_outcome(ids: &ChanIds, sid: u64, ticket: &SubmitTicket, o: PaymentOutcome) {
     guard("payment outcome", (), || {
-        let u: CString = c_string(&ids.uniqueid);
-        // SAFETY: NUL-terminated id; returns a new reference or NULL.
-        let chan = unsafe { ffi::sp_ast_channel_get_by_uniqueid_exact(u.as_ptr()) };
         let mut o = Some(o);
-        if !chan.is_null() {
-            // SAFETY: referenced channel, locked around the state access, then unlocked and
-            // unreferenced exactly once.
+        if let Some(chan) = channel::channel_of(sid) {
+            // SAFETY: referenced channel (released when `chan` drops), locked around the state
+            // access.
             unsafe {
-                ffi::sp_ast_channel_lock(chan);
-                channel::outcome_locked(chan, sid, &mut o);
-                ffi::sp_ast_channel_unlock(chan);
-                ffi::sp_ast_channel_unref(chan);
+                ffi::sp_ast_channel_lock(chan.as_ptr());
+                channel::outcome_locked(chan.as_ptr(), sid, &mut o);
+                ffi::sp_ast_channel_unlock(chan.as_ptr());
             }
         }
         if let Some(o) = o {

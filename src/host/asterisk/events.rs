@@ -1,6 +1,7 @@
 //! Core events published as AMI events `SecurePay<Name>` (`SecurePayStart`, `SecurePayDigit`,
-//! ...). Headers: `Channel`, `Uniqueid`, `Linkedid` of the customer channel, then exactly the
-//! core's [`Event::for_each_header`] headers (masked data only).
+//! ...). Headers: the customer channel's standard snapshot headers (`Channel`, `ChannelState`,
+//! `CallerIDNum`, ..., `Uniqueid`, `Linkedid`), then exactly the core's
+//! [`Event::for_each_header`] headers (masked data only).
 
 use std::fmt::Write;
 
@@ -14,6 +15,10 @@ pub struct ChanIds {
     pub name: String,
     pub uniqueid: String,
     pub linkedid: String,
+    /// The channel itself (0 = unknown), for the Stasis user event. Only dereferenced while the
+    /// channel is alive: ids are taken from a locked channel and refreshed in a masquerade, and
+    /// events are only published while the hook (which lives on that channel) is alive.
+    pub chan: usize,
 }
 
 /// `start` -> `SecurePayStart`.
@@ -40,35 +45,81 @@ fn push_header(body: &mut String, key: &str, value: &str) {
     body.push_str("\r\n");
 }
 
+/// The channel headers: Asterisk's standard channel snapshot headers (Channel, ChannelState,
+/// CallerIDNum, ConnectedLineNum, Language, AccountCode, Context, Exten, Priority, Uniqueid,
+/// Linkedid, like every stock channel event), or just Channel/Uniqueid/Linkedid when the
+/// channel has no snapshot.
+fn push_channel_headers(body: &mut String, ids: &ChanIds) {
+    let u = c_string(&ids.uniqueid);
+    // SAFETY: NUL-terminated id; the result is NULL or a string we own until sp_ast_free.
+    let p = unsafe { ffi::sp_ast_channel_state_headers(u.as_ptr()) };
+    // SAFETY: NULL or a NUL-terminated string (above).
+    if let Some(s) = unsafe { crate::host::asterisk::cstr(p) } {
+        body.push_str(s);
+        if !s.ends_with("\r\n") {
+            body.push_str("\r\n");
+        }
+    } else {
+        push_header(body, "Channel", &ids.name);
+        push_header(body, "Uniqueid", &ids.uniqueid);
+        push_header(body, "Linkedid", &ids.linkedid);
+    }
+    if !p.is_null() {
+        // SAFETY: allocated by the shim with ast_strdup, freed exactly once.
+        unsafe { ffi::sp_ast_free(p.cast()) };
+    }
+}
+
 /// The AMI body ("Key: value\r\n" lines) for an event.
 pub fn ami_body(ids: &ChanIds, ev: &Event) -> String {
-    let mut body = String::with_capacity(256);
-    push_header(&mut body, "Channel", &ids.name);
-    push_header(&mut body, "Uniqueid", &ids.uniqueid);
-    push_header(&mut body, "Linkedid", &ids.linkedid);
+    let mut body = String::with_capacity(512);
+    push_channel_headers(&mut body, ids);
     ev.for_each_header(&mut |k, v| push_header(&mut body, k, v));
     body
 }
 
-/// Publishes one event on the AMI bus (category `call`).
+/// Publishes one event on the AMI bus (category `call`) and, as a channel user event
+/// (`ChannelUserevent` with `eventname` = the AMI name and the masked headers), to Stasis, so
+/// ARI applications subscribed to the channel receive it too.
 pub fn publish(ids: &ChanIds, ev: &Event) {
     let name = c_string(&ami_name(ev));
     let body = c_string(&ami_body(ids, ev));
     // SAFETY: both strings are NUL-terminated and outlive the call; manager_event copies them
     // and is safe from any thread (the shim passes the body as a "%s" argument).
     unsafe { ffi::sp_ast_manager_event(name.as_ptr(), body.as_ptr()) };
+    let mut own = String::with_capacity(256);
+    ev.for_each_header(&mut |k, v| push_header(&mut own, k, v));
+    user_event(ids, &name, &own);
+}
+
+fn user_event(ids: &ChanIds, name: &std::ffi::CStr, body: &str) {
+    if ids.chan == 0 {
+        return;
+    }
+    let body = c_string(body);
+    // SAFETY: `ids.chan` is the live customer channel (see ChanIds::chan); the shim locks it
+    // (recursively) around the snapshot and copies both strings.
+    unsafe {
+        ffi::sp_ast_user_event(
+            ids.chan as *mut ffi::ast_channel,
+            name.as_ptr(),
+            body.as_ptr(),
+        )
+    };
 }
 
 /// An adapter-level `SecurePayError` (not from a session: start refused, codec muted), with
 /// the core's error headers `SecurePay-Error-Code` and `SecurePay-Error-Message`.
 pub fn publish_adapter_error(ids: &ChanIds, code: &str, message: &str) {
-    let mut body = String::with_capacity(160);
-    push_header(&mut body, "Channel", &ids.name);
-    push_header(&mut body, "Uniqueid", &ids.uniqueid);
-    push_header(&mut body, "Linkedid", &ids.linkedid);
+    let mut body = String::with_capacity(512);
+    push_channel_headers(&mut body, ids);
     push_header(&mut body, "SecurePay-Error-Code", code);
     push_header(&mut body, "SecurePay-Error-Message", message);
     let body = c_string(&body);
     // SAFETY: as in `publish`.
     unsafe { ffi::sp_ast_manager_event(c"SecurePayError".as_ptr(), body.as_ptr()) };
+    let mut own = String::with_capacity(160);
+    push_header(&mut own, "SecurePay-Error-Code", code);
+    push_header(&mut own, "SecurePay-Error-Message", message);
+    user_event(ids, c"SecurePayError", &own);
 }

@@ -136,18 +136,21 @@ pub extern "C" fn sp_rs_load() -> c_int {
         // sp_ast_self() is this module's handle.
         let rc = unsafe {
             let module = ffi::sp_ast_self();
+            // NULL synopsis/description: Asterisk takes the documentation from the module's
+            // XML (dialplan/asterisk/secure_pay-en_US.xml installed as
+            // <astdatadir>/documentation/thirdparty/secure_pay-en_US.xml).
             let mut rc = ffi::ast_register_application2(
                 APP_START.as_ptr(),
                 Some(control::app_secure_pay),
-                c"Start secure card capture (DTMF masking) on this channel".as_ptr(),
-                c"SecurePay([options]): see README, section Asterisk.".as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
                 module.cast(),
             );
             rc |= ffi::ast_register_application2(
                 APP_STOP.as_ptr(),
                 Some(control::app_stop_secure_pay),
-                c"Stop secure card capture on this channel".as_ptr(),
-                c"StopSecurePay(): see README, section Asterisk.".as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
                 module.cast(),
             );
             rc |= ffi::ast_manager_register2(
@@ -155,11 +158,11 @@ pub extern "C" fn sp_rs_load() -> c_int {
                 (ffi::EVENT_FLAG_CALL | ffi::EVENT_FLAG_SYSTEM) as c_int,
                 Some(control::ami_secure_pay),
                 module,
-                c"Drive secure card capture on a channel".as_ptr(),
-                c"Channel, Command (start|capture|clear|restart|submit|cancel|stop|status), Options, Field"
-                    .as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
             );
             rc |= ffi::sp_ast_cli_register();
+            rc |= ffi::sp_ast_func_register();
             rc
         };
         if rc != 0 {
@@ -181,6 +184,7 @@ fn unregister() {
         ffi::ast_unregister_application(APP_STOP.as_ptr());
         ffi::ast_manager_unregister(AMI_ACTION.as_ptr());
         ffi::sp_ast_cli_unregister();
+        ffi::sp_ast_func_unregister();
     }
 }
 
