@@ -13,8 +13,9 @@
 //!    reported within `dedup_window_ms` of that press, and that press has not yet absorbed an
 //!    echo from S. The oldest such press is paired first.
 //! 2. **A new press starts after the previous one ended**: a key from the SAME source is a
-//!    transport repeat only when its span starts before the newest press of that key from that
-//!    source ended (it overlaps it); otherwise it is a new press, however soon it follows.
+//!    transport repeat only when its span starts before the newest press of that key reported
+//!    by that source (accepted, or absorbed as an echo) ended; otherwise it is a new press,
+//!    however soon it follows.
 //!
 //! **Untimed rules** (a report without timing; the pre-timing behaviour): the same key from a
 //! different source within `dedup_window_ms` of an accepted press is its echo (oldest first, as
@@ -95,6 +96,10 @@ pub struct Dedup {
     timed: [bool; HISTORY],
     /// Sources whose echo of this press has been absorbed (bit per source).
     echoed: [u8; HISTORY],
+    /// Report time and span end of the latest echo absorbed (so a transport repeat of the echo
+    /// is recognised as one too).
+    echo_at_ms: [u64; HISTORY],
+    echo_end_ms: [u64; HISTORY],
     next: usize,
     window_ms: u64,
     repeat_ms: u64,
@@ -110,6 +115,8 @@ impl Dedup {
             end_ms: [0; HISTORY],
             timed: [false; HISTORY],
             echoed: [0; HISTORY],
+            echo_at_ms: [0; HISTORY],
+            echo_end_ms: [0; HISTORY],
             next: 0,
             window_ms,
             repeat_ms,
@@ -133,23 +140,32 @@ impl Dedup {
         let k = key.as_char() as u8;
         let sb = bit(src);
         let span = |i: usize| (self.start_ms[i], self.end_ms[i]);
-        // Rule 2: the newest press of this key from this source.
+        // Rule 2: the newest press of this key reported by this source (as the accepted
+        // report or as an absorbed echo): its report time and span end on this source.
+        let own = |i: usize| {
+            if self.src[i] == sb {
+                (self.at_ms[i], self.end_ms[i])
+            } else {
+                (self.echo_at_ms[i], self.echo_end_ms[i])
+            }
+        };
         let mut newest: Option<usize> = None;
         for i in 0..HISTORY {
             if self.keys[i] == k
-                && self.src[i] == sb
-                && newest.map_or(true, |j| self.at_ms[j] <= self.at_ms[i])
+                && (self.src[i] == sb || self.echoed[i] & sb != 0)
+                && newest.map_or(true, |j| own(j).0 <= own(i).0)
             {
                 newest = Some(i);
             }
         }
         if let Some(i) = newest {
+            let (at, end) = own(i);
             let repeat = match (time, self.timed[i]) {
                 // Overlaps the previous press: the same press reported again.
-                (Some(t), true) => t.start_ms < span(i).1,
+                (Some(t), true) => t.start_ms < end,
                 // Measured from the first report, so a chain of repeats never swallows a real
                 // press that follows.
-                _ => now_ms.saturating_sub(self.at_ms[i]) < self.repeat_ms,
+                _ => now_ms.saturating_sub(at) < self.repeat_ms,
             };
             if repeat {
                 return false;
@@ -178,6 +194,8 @@ impl Dedup {
         }
         if let Some(i) = oldest {
             self.echoed[i] |= sb;
+            self.echo_at_ms[i] = now_ms;
+            self.echo_end_ms[i] = time.map_or(now_ms, |t| t.end_ms.max(t.start_ms));
             return false;
         }
         let n = self.next;
@@ -192,6 +210,8 @@ impl Dedup {
         self.end_ms[n] = t.end_ms.max(t.start_ms);
         self.timed[n] = time.is_some();
         self.echoed[n] = 0;
+        self.echo_at_ms[n] = 0;
+        self.echo_end_ms[n] = 0;
         self.next = (n + 1) % HISTORY;
         true
     }
@@ -205,6 +225,8 @@ impl Dedup {
         self.end_ms.zeroize();
         self.timed.zeroize();
         self.echoed.zeroize();
+        self.echo_at_ms.zeroize();
+        self.echo_end_ms.zeroize();
         self.next = 0;
     }
 
