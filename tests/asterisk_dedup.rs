@@ -80,6 +80,12 @@ fn setvar(ami: &mut asterisk::Ami, k: &str, v: &str) {
     assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
 }
 
+/// Audio keeps flowing after the last tone (the phone stops sending RTP when its tone list
+/// ends, and a tone's end is only confirmed by the audio after it), as a real phone's does.
+fn tail_silence(tones: &str) -> String {
+    format!("{tones},!0/500")
+}
+
 fn silence_then(ms: u32, tones: &str) -> String {
     format!("!0/{ms},{tones}")
 }
@@ -147,7 +153,7 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
             "a-info+inband",
             "pbx-info",
             Plan {
-                t1: silence_then(100, &playtones_arg(&all, 150, 100)),
+                t1: tail_silence(&silence_then(100, &playtones_arg(&all, 150, 100))),
                 keys: all.clone(),
                 between: 100,
                 dur: 150,
@@ -163,8 +169,8 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
                 keys: first.to_owned(),
                 between: 100,
                 dur: 100,
-                t2: playtones_arg(rest, 100, 100),
-                wait_s: tone_s(rest, 100, 100) + 0.3,
+                t2: tail_silence(&playtones_arg(rest, 100, 100)),
+                wait_s: tone_s(rest, 100, 100) + 0.6,
             },
         ),
         (
@@ -175,8 +181,8 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
                 keys: first.to_owned(),
                 between: 100,
                 dur: 100,
-                t2: playtones_arg(rest, 100, 100),
-                wait_s: tone_s(rest, 100, 100) + 0.3,
+                t2: tail_silence(&playtones_arg(rest, 100, 100)),
+                wait_s: tone_s(rest, 100, 100) + 0.6,
             },
         ),
         (
@@ -211,8 +217,8 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
                 keys: String::new(),
                 between: 50,
                 dur: 50,
-                t2: playtones_arg(&all, 50, 50),
-                wait_s: tone_s(&all, 50, 50) + 0.3,
+                t2: tail_silence(&playtones_arg(&all, 50, 50)),
+                wait_s: tone_s(&all, 50, 50) + 0.6,
             },
         ),
     ];
