@@ -15,7 +15,9 @@
 //! 2. **A new press starts after the previous one ended**: a key from the SAME source is a
 //!    transport repeat only when its span starts before the newest press of that key reported
 //!    by that source (accepted, or absorbed as an echo) ended; otherwise it is a new press,
-//!    however soon it follows.
+//!    however soon it follows. A report with no duration (zero-length span, e.g. a host end
+//!    frame without length) also counts as a repeat within `repeat_window_ms` of the first
+//!    report, as untimed ones do.
 //!
 //! **Untimed rules** (a report without timing; the pre-timing behaviour): the same key from a
 //! different source within `dedup_window_ms` of an accepted press is its echo (oldest first, as
@@ -161,8 +163,12 @@ impl Dedup {
         if let Some(i) = newest {
             let (at, end) = own(i);
             let repeat = match (time, self.timed[i]) {
-                // Overlaps the previous press: the same press reported again.
-                (Some(t), true) => t.start_ms < end,
+                // Overlaps the previous press: the same press reported again. A report that
+                // gives no duration (zero-length span) also keeps the fixed repeat window.
+                (Some(t), true) => {
+                    t.start_ms < end
+                        || (t.end_ms <= t.start_ms && now_ms.saturating_sub(at) < self.repeat_ms)
+                }
                 // Measured from the first report, so a chain of repeats never swallows a real
                 // press that follows.
                 _ => now_ms.saturating_sub(at) < self.repeat_ms,
@@ -296,6 +302,15 @@ mod tests {
             end_ms: 497,
         };
         assert!(!dd.accept_timed(d('1'), DigitSource::InBand, Some(echo), 530));
+    }
+
+    #[test]
+    fn zero_length_reports_keep_the_repeat_window() {
+        let mut dd = Dedup::new(300, 50);
+        let at = |t| Some(PressTime::ended(t, 0));
+        assert!(dd.accept_timed(d('5'), DigitSource::HostFrame, at(1000), 1000));
+        assert!(!dd.accept_timed(d('5'), DigitSource::HostFrame, at(1020), 1020));
+        assert!(dd.accept_timed(d('5'), DigitSource::HostFrame, at(1100), 1100));
     }
 
     #[test]
