@@ -11,6 +11,9 @@
 //! and no Asterisk DTMF frame, AMI DTMF event or channel variable ever holds a digit: our module
 //! is the only holder of digit bytes, and the scan judges exactly what it keeps. The submit path
 //! includes the connector's hand-off (JSON body, TLS to a loopback test server).
+//! Mutation check (run by hand while writing it): with the duplicate-suppression ring left
+//! unwiped (the bug of issue #10), every path FAILS: the dump after the call holds
+//! `card[8..16]` and the expiry next to the code as ASCII.
 //! What it cannot cover: out-of-band digits (RFC 4733 packets, SIP INFO bodies, Asterisk's
 //! DTMF frames) are held by Asterisk/pjproject buffers we do not control; registers and memory
 //! freed by the allocator that a dump happens to miss are not a proof for every instant; a
