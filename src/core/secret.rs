@@ -1,7 +1,9 @@
-//! The one type that holds captured card digits. Fixed capacity (no heap), wiped with `zeroize`
-//! on drop and on [`SecretDigits::clear`], and deliberately without `Debug`, `Display`, `Clone`
-//! or `Serialize`: the only ways out are [`SecretDigits::expose`] (for validation and the
-//! payment hand-off) and the masking functions of the capture engine.
+//! The one type that holds captured card digits. Fixed capacity in one heap box that never moves
+//! (moving a `SecretDigits` — `Option::take`, `mem::take`, into a `PaymentRequest`, across a
+//! queue — moves only the pointer, so no stale copy of the digits is left in the old place),
+//! wiped with `zeroize` on drop and on [`SecretDigits::clear`], and deliberately without
+//! `Debug`, `Display`, `Clone` or `Serialize`: the only ways out are [`SecretDigits::expose`]
+//! (for validation and the payment hand-off) and the masking functions of the capture engine.
 
 use zeroize::Zeroize;
 
@@ -10,14 +12,14 @@ pub const MAX_SECRET_DIGITS: usize = 32;
 
 /// Captured key presses of one field. Only ASCII `0-9` are stored.
 pub struct SecretDigits {
-    buf: [u8; MAX_SECRET_DIGITS],
+    buf: Box<[u8; MAX_SECRET_DIGITS]>,
     len: usize,
 }
 
 impl SecretDigits {
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         Self {
-            buf: [0; MAX_SECRET_DIGITS],
+            buf: Box::new([0; MAX_SECRET_DIGITS]),
             len: 0,
         }
     }
@@ -48,7 +50,7 @@ impl SecretDigits {
 
     /// Wipes the digits (all `MAX_SECRET_DIGITS` bytes, not only the used ones).
     pub fn clear(&mut self) {
-        self.buf.zeroize();
+        self.buf.as_mut_slice().zeroize();
         self.len = 0;
     }
 }
@@ -82,6 +84,17 @@ mod tests {
         assert!(!s.push(b'1'));
         s.clear();
         assert!(s.is_empty());
-        assert_eq!(s.buf, [0; MAX_SECRET_DIGITS]);
+        assert_eq!(*s.buf, [0; MAX_SECRET_DIGITS]);
+    }
+
+    #[test]
+    fn a_move_leaves_the_digits_in_place() {
+        let mut s = SecretDigits::new();
+        s.push(b'9');
+        let at = s.buf.as_ptr();
+        let moved = std::mem::take(&mut s);
+        assert_eq!(moved.buf.as_ptr(), at, "the digits did not move");
+        assert_eq!(moved.expose(), b"9");
+        assert!(s.is_empty());
     }
 }

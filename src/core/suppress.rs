@@ -275,6 +275,12 @@ impl Masker {
         self.det.flush(sink);
     }
 
+    /// Input samples processed so far (the detector's stream position, the base of
+    /// [`ToneEvent`] sample numbers; lets an adapter turn a tone's samples into times).
+    pub fn samples_in(&self) -> u64 {
+        self.t
+    }
+
     /// Samples of delay the masker adds (the look-ahead).
     pub fn delay_samples(&self) -> usize {
         self.ring.len()

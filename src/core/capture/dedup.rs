@@ -1,37 +1,78 @@
-//! Duplicate suppression: one key press seen by two paths counts once.
+//! Duplicate suppression: one key press seen by two paths counts once, and every real press
+//! counts, judged from the presses' own timing where the path gives it.
 //!
-//! Rules, on `(key, source, now_ms)`:
-//! 1. **Cross-source echo**: a key from source S is a duplicate of an earlier ACCEPTED press of
-//!    the same key from a different source S' if it comes within `dedup_window_ms` (default
-//!    300 ms) of it and that press has not already absorbed an echo from S. The oldest such
-//!    press is paired first, so a run of fast identical presses on two paths pairs up 1:1 even
-//!    when one path lags the other by more than the press interval (as long as the lag stays
-//!    under the window).
-//! 2. **Same-source repeat**: the same key from the SAME source within `repeat_window_ms`
-//!    (default 50 ms, at most 80 ms) of the press's FIRST report is a transport repeat (e.g. RFC 4733 end packets reported
-//!    more than once). A human cannot press a key twice that fast (ITU-T Q.24: a digit cycle
-//!    is at least ~80 ms), so two real presses on one path always count twice.
+//! A report is `(key, source, report time)` and, when the path knows it, the press's
+//! [`PressTime`] (`start_ms..end_ms` on the session clock): the in-band detector measures the
+//! tone's first and last sample; an out-of-band event (RFC 4733 end, SIP INFO, a host DTMF end
+//! frame) is reported when the key is released and carries the press's duration.
 //!
-//! Limit (documented): if path A reports a press that path B never sees, and the customer
-//! presses the same key again within the window and only B reports it, the second press is
-//! absorbed as an echo of the first. With the default 300 ms window this needs two identical
-//! presses under 300 ms apart AND an asymmetric loss; the field then fails validation (a digit
-//! short), never gains a digit. Presses of different keys are never merged.
+//! **Timed rules** (both reports timed):
+//! 1. **Same press on another path**: a key from source S is an echo of an earlier ACCEPTED
+//!    press of the same key from a different source S' when their spans overlap after each is
+//!    widened by [`JITTER_MS`] on both sides (transport jitter, RTP packetization), it is
+//!    reported within `dedup_window_ms` of that press, and that press has not yet absorbed an
+//!    echo from S. The oldest such press is paired first.
+//! 2. **A new press starts after the previous one ended**: a key from the SAME source is a
+//!    transport repeat only when its span starts before the newest press of that key reported
+//!    by that source (accepted, or absorbed as an echo) ended; otherwise it is a new press,
+//!    however soon it follows. A report with no duration (zero-length span, e.g. a host end
+//!    frame without length) also counts as a repeat within `repeat_window_ms` of the first
+//!    report, as untimed ones do.
 //!
-//! Bounded: the last [`HISTORY`] accepted presses are remembered; no allocation.
+//! **Untimed rules** (a report without timing; the pre-timing behaviour): the same key from a
+//! different source within `dedup_window_ms` of an accepted press is its echo (oldest first, as
+//! above); the same key from the same source within `repeat_window_ms` (at most 80 ms) of the
+//! press's first report is a transport repeat.
+//!
+//! Limits (documented in the README): spans are estimates. An out-of-band report is taken to
+//! arrive when the key is released (RFC 4733 end packets, Asterisk's SIP INFO); a phone that
+//! sends SIP INFO at key-down shifts its span early by one duration, so a repeated key keyed
+//! in-band and then as such INFO with a pause shorter than the INFO duration plus 2 x
+//! [`JITTER_MS`] is taken as one press (the field is then a digit short and fails validation; a
+//! digit is never added or leaked). Two paths whose clocks differ by more than the press's
+//! duration plus 2 x `JITTER_MS` count a true duplicate twice (a digit too many: validation
+//! fails). Different keys are never merged.
+//!
+//! Bounded: the last [`HISTORY`] accepted presses are remembered; no allocation. The keys are
+//! wiped with `zeroize` on [`Dedup::reset`] and on drop (they are card digits).
+
+use zeroize::Zeroize;
 
 use crate::core::capture::DigitSource;
 use crate::core::digit::Digit;
 
 pub const HISTORY: usize = 16;
 
-#[derive(Clone, Copy)]
-struct Press {
-    key: Digit,
-    src: DigitSource,
-    at_ms: u64,
-    /// Sources whose echo of this press has been absorbed (bit per source).
-    echoed: u8,
+/// Slack added on each side of a timed press before testing two paths' spans for overlap.
+pub const JITTER_MS: u64 = 20;
+
+/// When a key press happened, as far as the path that reports it knows (session clock, ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PressTime {
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+impl PressTime {
+    /// A press that ended at `end_ms` after lasting `duration_ms` (out-of-band end events).
+    pub fn ended(end_ms: u64, duration_ms: u64) -> Self {
+        Self {
+            start_ms: end_ms.saturating_sub(duration_ms),
+            end_ms,
+        }
+    }
+
+    /// A tone measured by the in-band detector: samples `start..end` (exclusive end) of a stream
+    /// at `rate_hz` whose sample `stream_end` (exclusive: the end of the frame just processed)
+    /// arrived at `now_ms`.
+    pub fn from_samples(start: u64, end: u64, stream_end: u64, rate_hz: u32, now_ms: u64) -> Self {
+        let rate = u64::from(rate_hz.max(1));
+        let ago = |s: u64| stream_end.saturating_sub(s).saturating_mul(1000) / rate;
+        Self {
+            start_ms: now_ms.saturating_sub(ago(start)),
+            end_ms: now_ms.saturating_sub(ago(end)),
+        }
+    }
 }
 
 fn bit(s: DigitSource) -> u8 {
@@ -43,9 +84,24 @@ fn bit(s: DigitSource) -> u8 {
     }
 }
 
-/// Remembers recent presses; see the module docs for the rules.
+/// Remembers recent presses; see the module docs for the rules. Kept as parallel arrays so the
+/// keys (card digits) can be wiped in place.
 pub struct Dedup {
-    ring: [Option<Press>; HISTORY],
+    /// ASCII key of each slot; 0 = empty slot.
+    keys: [u8; HISTORY],
+    src: [u8; HISTORY],
+    /// Report time of the press's first report.
+    at_ms: [u64; HISTORY],
+    /// The press's span; `timed` says whether it is known.
+    start_ms: [u64; HISTORY],
+    end_ms: [u64; HISTORY],
+    timed: [bool; HISTORY],
+    /// Sources whose echo of this press has been absorbed (bit per source).
+    echoed: [u8; HISTORY],
+    /// Report time and span end of the latest echo absorbed (so a transport repeat of the echo
+    /// is recognised as one too).
+    echo_at_ms: [u64; HISTORY],
+    echo_end_ms: [u64; HISTORY],
     next: usize,
     window_ms: u64,
     repeat_ms: u64,
@@ -54,71 +110,141 @@ pub struct Dedup {
 impl Dedup {
     pub fn new(window_ms: u64, repeat_ms: u64) -> Self {
         Self {
-            ring: [None; HISTORY],
+            keys: [0; HISTORY],
+            src: [0; HISTORY],
+            at_ms: [0; HISTORY],
+            start_ms: [0; HISTORY],
+            end_ms: [0; HISTORY],
+            timed: [false; HISTORY],
+            echoed: [0; HISTORY],
+            echo_at_ms: [0; HISTORY],
+            echo_end_ms: [0; HISTORY],
             next: 0,
             window_ms,
             repeat_ms,
         }
     }
 
-    /// True if the press is new (count it), false if it is a duplicate (drop it).
+    /// Untimed report: true if the press is new (count it), false if it is a duplicate.
     pub fn accept(&mut self, key: Digit, src: DigitSource, now_ms: u64) -> bool {
-        // Rule 2: same source repeat of the most recent press of this key from this source.
-        let mut newest_same: Option<usize> = None;
-        for (i, p) in self.ring.iter().enumerate() {
-            if let Some(p) = p {
-                if p.key == key
-                    && p.src == src
-                    && newest_same
-                        .map_or(true, |j| self.ring[j].map_or(true, |q| q.at_ms <= p.at_ms))
-                {
-                    newest_same = Some(i);
-                }
+        self.accept_timed(key, src, None, now_ms)
+    }
+
+    /// True if the press is new (count it), false if it is a duplicate (drop it). `time` is the
+    /// press's span if the path knows it; `now_ms` is when it is reported.
+    pub fn accept_timed(
+        &mut self,
+        key: Digit,
+        src: DigitSource,
+        time: Option<PressTime>,
+        now_ms: u64,
+    ) -> bool {
+        let k = key.as_char() as u8;
+        let sb = bit(src);
+        let span = |i: usize| (self.start_ms[i], self.end_ms[i]);
+        // Rule 2: the newest press of this key reported by this source (as the accepted
+        // report or as an absorbed echo): its report time and span end on this source.
+        let own = |i: usize| {
+            if self.src[i] == sb {
+                (self.at_ms[i], self.end_ms[i])
+            } else {
+                (self.echo_at_ms[i], self.echo_end_ms[i])
+            }
+        };
+        let mut newest: Option<usize> = None;
+        for i in 0..HISTORY {
+            if self.keys[i] == k
+                && (self.src[i] == sb || self.echoed[i] & sb != 0)
+                && newest.map_or(true, |j| own(j).0 <= own(i).0)
+            {
+                newest = Some(i);
             }
         }
-        if let Some(i) = newest_same {
-            if let Some(p) = self.ring[i] {
-                // Measured from the first report of the press, so a chain of repeats can never
-                // swallow a real press that follows.
-                if now_ms.saturating_sub(p.at_ms) < self.repeat_ms {
-                    return false;
+        if let Some(i) = newest {
+            let (at, end) = own(i);
+            let repeat = match (time, self.timed[i]) {
+                // Overlaps the previous press: the same press reported again. A report that
+                // gives no duration (zero-length span) also keeps the fixed repeat window.
+                (Some(t), true) => {
+                    t.start_ms < end
+                        || (t.end_ms <= t.start_ms && now_ms.saturating_sub(at) < self.repeat_ms)
                 }
+                // Measured from the first report, so a chain of repeats never swallows a real
+                // press that follows.
+                _ => now_ms.saturating_sub(at) < self.repeat_ms,
+            };
+            if repeat {
+                return false;
             }
         }
-        // Rule 1: oldest unpaired press of this key from another source within the window.
+        // Rule 1: oldest unpaired press of this key from another source that matches.
         let mut oldest: Option<usize> = None;
-        for (i, p) in self.ring.iter().enumerate() {
-            if let Some(p) = p {
-                if p.key == key
-                    && p.src != src
-                    && p.echoed & bit(src) == 0
-                    && now_ms.saturating_sub(p.at_ms) <= self.window_ms
-                    && oldest.map_or(true, |j| self.ring[j].map_or(true, |q| p.at_ms < q.at_ms))
-                {
-                    oldest = Some(i);
+        for i in 0..HISTORY {
+            if self.keys[i] != k
+                || self.src[i] == sb
+                || self.echoed[i] & sb != 0
+                || now_ms.saturating_sub(self.at_ms[i]) > self.window_ms
+            {
+                continue;
+            }
+            let same = match (time, self.timed[i]) {
+                (Some(t), true) => {
+                    let (ps, pe) = span(i);
+                    t.start_ms < pe + 2 * JITTER_MS && ps < t.end_ms + 2 * JITTER_MS
                 }
+                _ => true,
+            };
+            if same && oldest.map_or(true, |j| self.at_ms[i] < self.at_ms[j]) {
+                oldest = Some(i);
             }
         }
         if let Some(i) = oldest {
-            if let Some(p) = self.ring[i].as_mut() {
-                p.echoed |= bit(src);
-            }
+            self.echoed[i] |= sb;
+            self.echo_at_ms[i] = now_ms;
+            self.echo_end_ms[i] = time.map_or(now_ms, |t| t.end_ms.max(t.start_ms));
             return false;
         }
-        self.ring[self.next] = Some(Press {
-            key,
-            src,
-            at_ms: now_ms,
-            echoed: 0,
+        let n = self.next;
+        self.keys[n] = k;
+        self.src[n] = sb;
+        self.at_ms[n] = now_ms;
+        let t = time.unwrap_or(PressTime {
+            start_ms: now_ms,
+            end_ms: now_ms,
         });
-        self.next = (self.next + 1) % HISTORY;
+        self.start_ms[n] = t.start_ms;
+        self.end_ms[n] = t.end_ms.max(t.start_ms);
+        self.timed[n] = time.is_some();
+        self.echoed[n] = 0;
+        self.echo_at_ms[n] = 0;
+        self.echo_end_ms[n] = 0;
+        self.next = (n + 1) % HISTORY;
         true
     }
 
-    /// Forgets everything.
+    /// Forgets everything; the remembered keys are wiped.
     pub fn reset(&mut self) {
-        self.ring = [None; HISTORY];
+        self.keys.zeroize();
+        self.src.zeroize();
+        self.at_ms.zeroize();
+        self.start_ms.zeroize();
+        self.end_ms.zeroize();
+        self.timed.zeroize();
+        self.echoed.zeroize();
+        self.echo_at_ms.zeroize();
+        self.echo_end_ms.zeroize();
         self.next = 0;
+    }
+
+    /// True when no key is remembered (every slot wiped).
+    pub fn is_wiped(&self) -> bool {
+        self.keys.iter().all(|&k| k == 0)
+    }
+}
+
+impl Drop for Dedup {
+    fn drop(&mut self) {
+        self.reset();
     }
 }
 
@@ -148,6 +274,66 @@ mod tests {
         // out of window: counts
         assert!(dd.accept(d('3'), DigitSource::Rfc4733, 2000));
         assert!(dd.accept(d('3'), DigitSource::InBand, 2400));
+    }
+
+    #[test]
+    fn timed_path_switch_with_a_repeated_key_counts_both() {
+        // The issue #17 case: '1' as RFC 4733 (100 ms), then '1' in-band 100 ms later. The
+        // untimed rule drops the second; the timed one counts it.
+        let mut untimed = Dedup::new(300, 50);
+        assert!(untimed.accept(d('1'), DigitSource::HostFrame, 100));
+        assert!(!untimed.accept(d('1'), DigitSource::InBand, 330));
+        let mut dd = Dedup::new(300, 50);
+        let oob = PressTime::ended(100, 100);
+        assert!(dd.accept_timed(d('1'), DigitSource::HostFrame, Some(oob), 100));
+        let inband = PressTime {
+            start_ms: 200,
+            end_ms: 300,
+        };
+        assert!(dd.accept_timed(d('1'), DigitSource::InBand, Some(inband), 330));
+        // ...while the same press on both paths counts once
+        let both = PressTime {
+            start_ms: 400,
+            end_ms: 500,
+        };
+        assert!(dd.accept_timed(d('1'), DigitSource::HostFrame, Some(both), 500));
+        let echo = PressTime {
+            start_ms: 405,
+            end_ms: 497,
+        };
+        assert!(!dd.accept_timed(d('1'), DigitSource::InBand, Some(echo), 530));
+    }
+
+    #[test]
+    fn zero_length_reports_keep_the_repeat_window() {
+        let mut dd = Dedup::new(300, 50);
+        let at = |t| Some(PressTime::ended(t, 0));
+        assert!(dd.accept_timed(d('5'), DigitSource::HostFrame, at(1000), 1000));
+        assert!(!dd.accept_timed(d('5'), DigitSource::HostFrame, at(1020), 1020));
+        assert!(dd.accept_timed(d('5'), DigitSource::HostFrame, at(1100), 1100));
+    }
+
+    #[test]
+    fn reset_wipes_the_keys() {
+        let mut dd = Dedup::new(300, 50);
+        assert!(dd.accept(d('7'), DigitSource::Rfc4733, 0));
+        assert!(!dd.is_wiped());
+        dd.reset();
+        assert!(dd.is_wiped());
+        assert_eq!(dd.keys, [0; HISTORY]);
+    }
+
+    #[test]
+    fn samples_to_ms() {
+        // tone at samples 800..1600 of an 8 kHz stream whose sample 2400 arrived at t=10_000
+        let t = PressTime::from_samples(800, 1600, 2400, 8000, 10_000);
+        assert_eq!(
+            t,
+            PressTime {
+                start_ms: 9_800,
+                end_ms: 9_900
+            }
+        );
     }
 }
 

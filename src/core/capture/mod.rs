@@ -20,6 +20,7 @@ pub mod session;
 
 pub use card::{Brand, BrandGuess};
 pub use command::{parse_command, Command, CommandError};
+pub use dedup::PressTime;
 pub use field::{ErrorType, FieldKind, FieldList, YearMonth};
 pub use mask::PanDisplay;
 pub use session::{Session, SubmitTicket};

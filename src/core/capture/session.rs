@@ -23,7 +23,7 @@
 use crate::core::capture::card::Brand as CardBrand;
 use crate::core::capture::card::{self, Brand, BrandGuess, CardError};
 use crate::core::capture::command::{Command, CommandError};
-use crate::core::capture::dedup::Dedup;
+use crate::core::capture::dedup::{Dedup, PressTime};
 use crate::core::capture::field::{validate_expiry, ErrorType, FieldKind, FieldList, YearMonth};
 use crate::core::capture::mask::{clear_value, mask_pan, stars};
 use crate::core::capture::{DigitSource, StopReason};
@@ -284,7 +284,9 @@ impl Session {
         }
     }
 
-    /// Feeds one key press at time `now_ms` (see module docs for the clock).
+    /// Feeds one key press reported at `now_ms` (see module docs for the clock) whose timing
+    /// the path does not give: duplicate suppression falls back to fixed windows
+    /// ([`crate::core::capture::dedup`]). Prefer [`Session::on_press`].
     pub fn on_digit(
         &mut self,
         d: Digit,
@@ -292,15 +294,37 @@ impl Session {
         now_ms: u64,
         sink: &mut dyn FnMut(Event),
     ) {
+        self.on_key(d, src, None, now_ms, sink)
+    }
+
+    /// Feeds one key press reported at `now_ms` that happened during `time` (as the path
+    /// measured it): duplicate suppression decides from the presses' own timing.
+    pub fn on_press(
+        &mut self,
+        d: Digit,
+        src: DigitSource,
+        time: PressTime,
+        now_ms: u64,
+        sink: &mut dyn FnMut(Event),
+    ) {
+        self.on_key(d, src, Some(time), now_ms, sink)
+    }
+
+    fn on_key(
+        &mut self,
+        d: Digit,
+        src: DigitSource,
+        time: Option<PressTime>,
+        now_ms: u64,
+        sink: &mut dyn FnMut(Event),
+    ) {
         let secrets = Arc::clone(&self.secrets);
         let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
-        if self.phase == Phase::Finished {
-            return;
-        }
-        if !self.dedup.accept(d, src, now_ms) {
-            return;
-        }
+        // Outside capture (submitting, done, finished) a key is ignored and not remembered.
         if self.phase != Phase::Active {
+            return;
+        }
+        if !self.dedup.accept_timed(d, src, time, now_ms) {
             return;
         }
         let Some(kind) = self.active.as_ref().map(|a| a.kind) else {
@@ -552,6 +576,7 @@ impl Session {
         for v in &mut self.values {
             v.clear();
         }
+        self.dedup.reset();
         self.valid = [false; N];
         self.attempts = [0; N];
         self.active = None;
@@ -647,6 +672,8 @@ impl Session {
             return Err(CommandError::NoConnector);
         };
         self.active = None;
+        // The remembered keys are card digits too; no key counts until capture starts again.
+        self.dedup.reset();
         // The request is built in place on the heap (no stack copy of a digit), copying the
         // captured values: the session keeps them until a success, so a retry after an
         // `error`/`unknown` outcome resends the same data under the same transaction id.
@@ -880,10 +907,15 @@ mod tests {
         }
     }
 
-    fn holds_nothing(s: &Session) -> bool {
+    fn holds_no_field(s: &Session) -> bool {
         s.values.iter().all(SecretDigits::is_empty)
             && s.active.as_ref().map_or(true, |a| a.digits.is_empty())
             && s.pending.is_none()
+    }
+
+    /// No field value and no remembered key (the duplicate-suppression ring) either.
+    fn holds_nothing(s: &Session) -> bool {
+        holds_no_field(s) && s.dedup.is_wiped()
     }
 
     #[test]
@@ -937,6 +969,7 @@ mod tests {
             feed(&mut s, "4242424242424242#1228123", &mut t);
             assert!(!holds_nothing(&s), "{name}: control, data was captured");
             assert_eq!(s.values[FieldKind::SecurityCode.index()].expose(), b"123");
+            assert!(!s.dedup.is_wiped(), "{name}: control, the ring holds keys");
             wipe(&mut s, t);
             assert!(holds_nothing(&s), "{name}");
         }
@@ -944,9 +977,9 @@ mod tests {
         let mut s = session();
         let mut t = 1_795_000_000_000;
         feed(&mut s, "4242", &mut t);
-        assert!(!holds_nothing(&s));
+        assert!(!holds_no_field(&s));
         s.command(&Command::Capture(FieldKind::CardNumber), t, &mut |_| {})
             .unwrap();
-        assert!(holds_nothing(&s));
+        assert!(holds_no_field(&s));
     }
 }

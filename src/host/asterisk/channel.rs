@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::anchor::Anchor;
 use crate::core::audio::SampleRate;
-use crate::core::capture::{Command, DigitSource, Session, StopReason};
+use crate::core::capture::{Command, DigitSource, PressTime, Session, StopReason};
 use crate::core::config::Config;
 use crate::core::digit::Digit;
 use crate::core::events::Event;
@@ -798,7 +798,7 @@ pub extern "C" fn sp_rs_on_dtmf(
     state: *mut c_void,
     end: c_int,
     digit: c_int,
-    _duration_ms: c_long,
+    duration_ms: c_long,
 ) {
     // The shim drops the frame whatever happens here: a DTMF frame never passes.
     guard("dtmf hook", (), || {
@@ -824,8 +824,13 @@ pub extern "C" fn sp_rs_on_dtmf(
         {
             let mut sink = sink_for(&st.ids, st.id);
             if let Some(d) = d {
+                // A DTMF_END frame comes when the key is released; `f->len` is the press's
+                // duration in ms (RFC 4733 event duration, SIP INFO `Duration`): duplicate
+                // suppression compares this span with the in-band tone's.
+                let len = u64::try_from(duration_ms).unwrap_or(0);
+                let time = PressTime::ended(now, len);
                 st.session
-                    .on_digit(d, DigitSource::HostFrame, now, &mut sink);
+                    .on_press(d, DigitSource::HostFrame, time, now, &mut sink);
             }
             st.session.tick(now, &mut sink);
         }
@@ -853,8 +858,12 @@ fn mask_linear(st: &mut ChannelState, rate: u32, frame: &mut [i16], now: u64) ->
         return false;
     };
     let mut sink = sink_for(ids, id);
+    // The frame's last sample arrived about `now`: tone sample numbers become times from it.
+    let stream_end = masker.samples_in() + frame.len() as u64;
     masker.process(frame, &mut |tone| {
-        session.on_digit(tone.digit, DigitSource::InBand, now, &mut sink)
+        let time =
+            PressTime::from_samples(tone.start_sample, tone.end_sample, stream_end, rate, now);
+        session.on_press(tone.digit, DigitSource::InBand, time, now, &mut sink)
     });
     true
 }

@@ -23,7 +23,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::core::audio::SampleRate;
 use crate::core::capture::{
-    Command, CommandError, DigitSource, Session, StopReason, SubmitTicket, YearMonth,
+    Command, CommandError, DigitSource, PressTime, Session, StopReason, SubmitTicket, YearMonth,
 };
 use crate::core::config::Config;
 use crate::core::digit::Digit;
@@ -183,8 +183,15 @@ impl Channel {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push_digit(&self, d: Digit, src: DigitSource) {
-        if !self.inbox.push(d, src, now_ms()) {
+    /// `time` maps the press's span from `now_ms()`: `Err(duration_ms)` for an out-of-band
+    /// digit (reported at key release with its duration), `Ok(f)` for an in-band tone.
+    fn push_digit(&self, d: Digit, src: DigitSource, time: Result<&dyn Fn(u64) -> PressTime, u64>) {
+        let now = now_ms();
+        let time = match time {
+            Ok(f) => f(now),
+            Err(duration_ms) => PressTime::ended(now, duration_ms),
+        };
+        if !self.inbox.push(d, src, now, time) {
             self.overflow.store(true, Ordering::Relaxed);
         }
         wake();
@@ -201,8 +208,8 @@ impl Channel {
     fn pump(self: &Arc<Self>, st: &mut State, out: &mut Vec<Event>) {
         let mut sink = |e: Event| out.push(e);
         st.session.set_date(today());
-        while let Some((d, src, t)) = self.inbox.pop() {
-            st.session.on_digit(d, src, t, &mut sink);
+        while let Some((d, src, t, time)) = self.inbox.pop() {
+            st.session.on_press(d, src, time, t, &mut sink);
         }
         let outcome = self
             .outcome
@@ -868,11 +875,16 @@ impl Channel {
             let (r, c) = (imp.actual_samples_per_second, imp.number_of_channels as u32);
             self.build_masker(&mut m, r, c);
         }
+        let rate = m.rate;
         let Some(masker) = m.masker.as_mut() else {
             return mute(samples);
         };
+        let stream_end = masker.samples_in() + samples.len() as u64;
         masker.process(samples, &mut |ev| {
-            self.push_digit(ev.digit, DigitSource::InBand)
+            let at = |now| {
+                PressTime::from_samples(ev.start_sample, ev.end_sample, stream_end, rate, now)
+            };
+            self.push_digit(ev.digit, DigitSource::InBand, Ok(&at))
         });
         drop(m);
         // SAFETY: live session of this callback.
@@ -901,7 +913,12 @@ impl Channel {
                 break;
             }
             if let Some(digit) = Digit::from_char(d.digit as u8 as char) {
-                self.push_digit(digit, digit_source(d.source));
+                // switch_dtmf_t.duration is in 8 kHz samples.
+                self.push_digit(
+                    digit,
+                    digit_source(d.source),
+                    Err(u64::from(d.duration) / 8),
+                );
             }
         }
     }
@@ -995,7 +1012,12 @@ unsafe extern "C" fn recv_dtmf_hook(
         // SAFETY: non-NULL digit owned by the caller for the duration of the hook.
         let d = unsafe { &*dtmf };
         if let Some(digit) = Digit::from_char(d.digit as u8 as char) {
-            ch.push_digit(digit, digit_source(d.source));
+            // switch_dtmf_t.duration is in 8 kHz samples.
+            ch.push_digit(
+                digit,
+                digit_source(d.source),
+                Err(u64::from(d.duration) / 8),
+            );
         }
         fs::SWITCH_STATUS_FALSE
     })

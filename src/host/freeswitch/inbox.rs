@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::core::capture::DigitSource;
+use crate::core::capture::{DigitSource, PressTime};
 use crate::core::digit::Digit;
 
 /// Digits that can wait at once (a full card is ~25 keys).
@@ -44,6 +44,10 @@ fn src_from(c: u64) -> DigitSource {
 
 pub struct Inbox {
     slots: [AtomicU64; SLOTS],
+    /// When each slot's press started and ended (timing only, no digit: for duplicate
+    /// suppression). Written by the producer that claimed the slot before it sends the index.
+    starts: [AtomicU64; SLOTS],
+    ends: [AtomicU64; SLOTS],
     next: AtomicUsize,
     order_tx: Sender<u8>,
     order_rx: Receiver<u8>,
@@ -60,6 +64,8 @@ impl Inbox {
         let (order_tx, order_rx) = bounded(SLOTS);
         Inbox {
             slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            starts: std::array::from_fn(|_| AtomicU64::new(0)),
+            ends: std::array::from_fn(|_| AtomicU64::new(0)),
             next: AtomicUsize::new(0),
             order_tx,
             order_rx,
@@ -67,7 +73,7 @@ impl Inbox {
     }
 
     /// Queues a key press; false if the inbox is full (the digit is dropped, never forwarded).
-    pub fn push(&self, d: Digit, src: DigitSource, t_ms: u64) -> bool {
+    pub fn push(&self, d: Digit, src: DigitSource, t_ms: u64, time: PressTime) -> bool {
         let packed =
             VALID | (src_code(src) << 56) | ((d.as_char() as u8 as u64) << 48) | (t_ms & TIME_MASK);
         let i = self.next.fetch_add(1, Ordering::Relaxed) % SLOTS;
@@ -77,6 +83,8 @@ impl Inbox {
         {
             return false; // SLOTS digits not yet taken
         }
+        self.starts[i].store(time.start_ms, Ordering::Relaxed);
+        self.ends[i].store(time.end_ms, Ordering::Relaxed);
         if self.order_tx.try_send(i as u8).is_err() {
             // Cannot happen (one index per occupied slot), but never leave the digit behind.
             self.slots[i].store(0, Ordering::Release);
@@ -86,16 +94,21 @@ impl Inbox {
     }
 
     /// Takes the oldest key press, wiping its slot.
-    pub fn pop(&self) -> Option<(Digit, DigitSource, u64)> {
+    pub fn pop(&self) -> Option<(Digit, DigitSource, u64, PressTime)> {
         loop {
             let i = self.order_rx.try_recv().ok()? as usize;
+            // The index was sent after the times were stored (the channel orders them).
+            let time = PressTime {
+                start_ms: self.starts.get(i)?.load(Ordering::Relaxed),
+                end_ms: self.ends.get(i)?.load(Ordering::Relaxed),
+            };
             let v = self.slots.get(i)?.swap(0, Ordering::AcqRel);
             if v & VALID == 0 {
                 continue;
             }
             let d = Digit::from_char(((v >> 48) & 0xff) as u8 as char);
             if let Some(d) = d {
-                return Some((d, src_from((v >> 56) & 0x7f), v & TIME_MASK));
+                return Some((d, src_from((v >> 56) & 0x7f), v & TIME_MASK, time));
             }
         }
     }
@@ -132,18 +145,23 @@ mod tests {
         Digit::from_char(c).unwrap()
     }
 
+    fn pt(t: u64) -> PressTime {
+        PressTime::ended(t, 0)
+    }
+
     #[test]
     fn order_and_wipe_on_take() {
         let ib = Inbox::new();
         let card = "4111111111111111";
         for (n, c) in card.chars().enumerate() {
-            assert!(ib.push(d(c), DigitSource::Rfc4733, n as u64));
+            assert!(ib.push(d(c), DigitSource::Rfc4733, n as u64, pt(n as u64)));
         }
         // While waiting, the digits are in the slab (control: the scan below can see them).
         let waiting = ib.raw().iter().filter(|&&v| v != 0).count();
         assert_eq!(waiting, card.len());
         let mut got = String::new();
-        while let Some((k, src, t)) = ib.pop() {
+        while let Some((k, src, t, time)) = ib.pop() {
+            assert_eq!(time.end_ms, t);
             assert!(matches!(src, DigitSource::Rfc4733));
             assert_eq!(t, got.len() as u64);
             got.push(k.as_char());
@@ -156,7 +174,7 @@ mod tests {
     fn queue_carries_indices_only() {
         let ib = Inbox::new();
         for c in "98765".chars() {
-            assert!(ib.push(d(c), DigitSource::InBand, 7));
+            assert!(ib.push(d(c), DigitSource::InBand, 7, pt(7)));
         }
         // Read the order queue directly: only slot numbers, and the slab holds the digits.
         let mut idx = Vec::new();
@@ -178,17 +196,20 @@ mod tests {
     fn full_inbox_refuses_and_keeps_order() {
         let ib = Inbox::new();
         for n in 0..SLOTS {
-            assert!(ib.push(d('5'), DigitSource::SipInfo, n as u64));
+            assert!(ib.push(d('5'), DigitSource::SipInfo, n as u64, pt(n as u64)));
         }
-        assert!(!ib.push(d('7'), DigitSource::SipInfo, 999), "65th refused");
+        assert!(
+            !ib.push(d('7'), DigitSource::SipInfo, 999, pt(999)),
+            "65th refused"
+        );
         for n in 0..SLOTS {
-            let (k, _, t) = ib.pop().expect("queued");
+            let (k, _, t, _) = ib.pop().expect("queued");
             assert_eq!((k.as_char(), t), ('5', n as u64));
         }
         assert!(ib.pop().is_none());
         // Slots wrap around after being taken.
-        assert!(ib.push(d('#'), DigitSource::InBand, 1));
-        assert_eq!(ib.pop().map(|(k, _, _)| k.as_char()), Some('#'));
+        assert!(ib.push(d('#'), DigitSource::InBand, 1, pt(1)));
+        assert_eq!(ib.pop().map(|(k, _, _, _)| k.as_char()), Some('#'));
         assert!(ib.raw().iter().all(|&v| v == 0));
     }
 
@@ -200,7 +221,7 @@ mod tests {
                 let ib = ib.clone();
                 std::thread::spawn(move || {
                     for n in 0..10u64 {
-                        assert!(ib.push(d('1'), DigitSource::InBand, p * 100 + n));
+                        assert!(ib.push(d('1'), DigitSource::InBand, p * 100 + n, pt(p * 100 + n)));
                     }
                 })
             })
