@@ -6,12 +6,9 @@
 
 mod agent_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent_support::{http, open_session, wait_until, FakePbx, AMI_SECRET, AMI_USER, LINK_SECRET};
+use agent_support::{http, open_session, AgentProcess, FakePbx, LINK_SECRET};
 use secure_pay::agent::sign::Signer;
 use secure_pay::agent::unix_now;
 
@@ -23,15 +20,6 @@ const UID: &str = "1700000000.1";
 const CARD: &str = "4000056655665556";
 const EXPIRY: &str = "0831";
 const CODE: &str = "947";
-
-/// Kills the service (by its PID, through `Child::kill`) when the test ends or panics.
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// What in `log` betrays the card data: any 6 consecutive digits of the card (digits only,
 /// separators removed), or the expiry / security code as a whole number of their own.
@@ -67,56 +55,16 @@ fn a_trace_level_log_of_a_whole_payment_holds_no_card_digit() {
 
     let pbx = FakePbx::start(0);
     pbx.add_channel_silently(CHAN, UID);
-    let bin = env!("CARGO_BIN_EXE_secure-pay-agent");
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ami",
-            &pbx.addr(),
-            "--ami-user",
-            AMI_USER,
+    let svc = AgentProcess::spawn(
+        &pbx,
+        &[
             "--log-level",
             "trace",
             "--start-options",
             "fields=payment-card-number,expiration-date,security-code",
-        ])
-        .env(
-            "SECURE_PAY_AGENT_SECRET",
-            std::str::from_utf8(LINK_SECRET).unwrap(),
-        )
-        .env("SECURE_PAY_AMI_SECRET", AMI_SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Kill(child);
-    let log = Arc::new(Mutex::new(String::new()));
-    let l2 = Arc::clone(&log);
-    let err = child.0.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { break };
-            let mut g = l2.lock().unwrap();
-            g.push_str(&line);
-            g.push('\n');
-        }
-    });
-    // the address from the "listening on" line
-    let mut addr = None;
-    assert!(wait_until(T, || {
-        addr = log
-            .lock()
-            .unwrap()
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
-        addr.is_some()
-    }));
-    let a = addr.unwrap();
-    assert!(pbx.wait_logins(1, T));
+        ],
+    );
+    let a = svc.addr;
     let signer = Signer::new(LINK_SECRET).unwrap();
     let page = open_session(a, UID, &signer.link(UID, unix_now() + 600));
     let mut sse = page.events(a);
@@ -146,9 +94,7 @@ fn a_trace_level_log_of_a_whole_payment_holds_no_card_digit() {
     while t0.elapsed() < Duration::from_millis(500) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    drop(child);
-    reader.join().unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = svc.stop();
 
     // control: trace level really logged the capture as it happened
     assert!(log.contains(" TRACE "), "{log}");

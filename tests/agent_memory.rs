@@ -14,12 +14,9 @@
 mod agent_support;
 mod memscan;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_support::{http, open_session, wait_until, FakePbx, AMI_SECRET, AMI_USER, LINK_SECRET};
+use agent_support::{http, open_session, AgentProcess, FakePbx, LINK_SECRET};
 use memscan::{dump, scan_core, CVV, EXPIRY, PAN};
 use secure_pay::agent::sign::Signer;
 use secure_pay::agent::unix_now;
@@ -28,65 +25,19 @@ const T: Duration = Duration::from_secs(15);
 const CHAN: &str = "PJSIP/customer-00000007";
 const UID: &str = "1700000000.7";
 
-/// Kills the service (by its PID, through `Child::kill`) when the test ends or panics.
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_agent_service_keeps_no_card_digit_in_memory() {
     memscan::self_test();
     let pbx = FakePbx::start(0);
     pbx.add_channel_silently(CHAN, UID);
-    let child = Command::new(env!("CARGO_BIN_EXE_secure-pay-agent"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ami",
-            &pbx.addr(),
-            "--ami-user",
-            AMI_USER,
+    let svc = AgentProcess::spawn(
+        &pbx,
+        &[
             "--start-options",
             "fields=payment-card-number,expiration-date,security-code",
-        ])
-        .env(
-            "SECURE_PAY_AGENT_SECRET",
-            std::str::from_utf8(LINK_SECRET).unwrap(),
-        )
-        .env("SECURE_PAY_AMI_SECRET", AMI_SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Kill(child);
-    let pid = child.0.id();
-    let log = Arc::new(Mutex::new(String::new()));
-    let l2 = Arc::clone(&log);
-    let err = child.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { break };
-            l2.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let mut addr = None;
-    assert!(wait_until(T, || {
-        addr = log
-            .lock()
-            .unwrap()
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
-        addr.is_some()
-    }));
-    let a = addr.unwrap();
-    assert!(pbx.wait_logins(1, T));
+        ],
+    );
+    let (a, pid) = (svc.addr, svc.pid());
     let signer = Signer::new(LINK_SECRET).unwrap();
     let page = open_session(a, UID, &signer.link(UID, unix_now() + 600));
     let mut sse = page.events(a);

@@ -905,3 +905,90 @@ pub fn raw_request(mut s: TcpStream, req: &str, timeout: Duration) -> HttpRespon
     let _ = s.read_to_end(&mut raw);
     parse_response(&String::from_utf8_lossy(&raw))
 }
+
+/// A `secure-pay-agent serve` process on 127.0.0.1 following `pbx`'s AMI, its stderr collected
+/// in `log`. Dropping it kills the process (by its PID, through `Child::kill`).
+pub struct AgentProcess {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub log: Arc<Mutex<String>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl AgentProcess {
+    /// Starts the binary with `extra` arguments after the listen/AMI ones and waits for its
+    /// "listening on" line and its AMI login.
+    pub fn spawn(pbx: &FakePbx, extra: &[&str]) -> AgentProcess {
+        let t = Duration::from_secs(15);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_secure-pay-agent"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--ami", &pbx.addr()])
+            .args(["--ami-user", AMI_USER])
+            .args(extra)
+            .env(
+                "SECURE_PAY_AGENT_SECRET",
+                std::str::from_utf8(LINK_SECRET).unwrap(),
+            )
+            .env("SECURE_PAY_AMI_SECRET", AMI_SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let l2 = Arc::clone(&log);
+        let err = child.stderr.take().unwrap();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let mut g = l2.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let mut addr = None;
+        let found = wait_until(t, || {
+            addr = log
+                .lock()
+                .unwrap()
+                .split("listening on http://")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+            addr.is_some()
+        });
+        let mut p = AgentProcess {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            log,
+            reader: Some(reader),
+        };
+        assert!(found, "no listening line: {}", p.log.lock().unwrap());
+        p.addr = addr.unwrap();
+        assert!(
+            pbx.wait_logins(1, t),
+            "the service never logged in to the AMI"
+        );
+        p
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the process and returns everything it wrote to stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let log = self.log.lock().unwrap().clone();
+        log
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
