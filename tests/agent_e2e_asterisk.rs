@@ -55,38 +55,43 @@ fn install_module() {
     std::fs::write(&dst, bytes).unwrap();
 }
 
-#[test]
-#[ignore = "needs the Asterisk chroot (root), chromium and playwright-core: scripts/test runs it"]
-fn agent_page_in_chromium_against_real_asterisk() {
-    agent_support::browser_ready().unwrap_or_else(|e| panic!("browser test cannot run: {e}"));
+/// A real Asterisk with the module and a loopback HTTPS connector (answering `reply`), one
+/// scripted customer call (`call_id`) and the agent service following the instance's AMI.
+struct Fixture {
+    received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    inst: Instance,
+    ami: asterisk::Ami,
+    call: Call,
+    uid: String,
+    signer: Signer,
+    svc: Service,
+}
+
+fn fixture(name: &str, call_id: &str, reply: &'static str) -> Fixture {
     install_module();
     let pki = pki();
-    let (port, received) = https_server(
-        &pki,
-        r#"{"charge_id":"ch_e2e_7","error_code":null,"error_message":null}"#,
-    );
+    let (port, received) = https_server(&pki, reply);
     let conf = format!(
         "[general]\nconnector = test\npan_display = last4\n\n[test]\nurl = https://127.0.0.1:{port}/pay\n\
          ca_file = @INST@/etc/test-ca.pem\ntimeout_ms = 5000\n"
     );
     let inst = Instance::start(
-        "agentpage",
+        name,
         &phone_dialplan(),
         &[("secure_pay.conf", &conf), ("test-ca.pem", &pki.ca_pem)],
         BASE_MODULES,
     );
     let mut ami = inst.ami();
-    let mut call = Call::originate(&mut ami, "ap1", &[]);
+    let call = Call::originate(&mut ami, call_id, &[]);
     let inbound = ami
         .wait_event(
             WAIT,
             "UserEvent",
-            &[("UserEvent", "SPInbound"), ("Call", "ap1")],
+            &[("UserEvent", "SPInbound"), ("Call", call_id)],
         )
         .unwrap();
     let uid = inbound.get("Uniqueid").expect("Uniqueid").to_string();
     assert_eq!(inbound.get("Channel"), Some(call.customer.as_str()));
-
     // the service, on the instance's AMI
     let mut amicfg = AmiConfig::new(&format!("127.0.0.1:{}", inst.ami_port), "test", "test");
     amicfg.backoff_min = Duration::from_millis(200);
@@ -98,6 +103,34 @@ fn agent_page_in_chromium_against_real_asterisk() {
         agent_support::wait_until(Duration::from_secs(20), || svc.hub().knows(&uid)),
         "the service never learnt call {uid} (pbx: {:?})",
         svc.hub().pbx()
+    );
+    Fixture {
+        received,
+        inst,
+        ami,
+        call,
+        uid,
+        signer,
+        svc,
+    }
+}
+
+#[test]
+#[ignore = "needs the Asterisk chroot (root), chromium and playwright-core: scripts/test runs it"]
+fn agent_page_in_chromium_against_real_asterisk() {
+    agent_support::browser_ready().unwrap_or_else(|e| panic!("browser test cannot run: {e}"));
+    let Fixture {
+        received,
+        inst,
+        mut ami,
+        mut call,
+        uid,
+        signer,
+        svc,
+    } = fixture(
+        "agentpage",
+        "ap1",
+        r#"{"charge_id":"ch_e2e_7","error_code":null,"error_message":null}"#,
     );
     let base = format!("http://{}", svc.addr());
     let exp = unix_now() + 900;
@@ -210,42 +243,19 @@ fn agent_page_in_chromium_against_real_asterisk() {
 #[test]
 #[ignore = "needs the Asterisk chroot (root): scripts/test runs it"]
 fn hostile_page_cannot_capture_the_card_into_a_generic_field() {
-    install_module();
-    let pki = pki();
-    let (port, received) = https_server(
-        &pki,
+    let Fixture {
+        received,
+        inst,
+        mut ami,
+        mut call,
+        uid,
+        signer,
+        svc,
+    } = fixture(
+        "agenthostile",
+        "ah1",
         r#"{"charge_id":"ch_h_1","error_code":null,"error_message":null}"#,
     );
-    let conf = format!(
-        "[general]\nconnector = test\npan_display = last4\n\n[test]\nurl = https://127.0.0.1:{port}/pay\n\
-         ca_file = @INST@/etc/test-ca.pem\ntimeout_ms = 5000\n"
-    );
-    let inst = Instance::start(
-        "agenthostile",
-        &phone_dialplan(),
-        &[("secure_pay.conf", &conf), ("test-ca.pem", &pki.ca_pem)],
-        BASE_MODULES,
-    );
-    let mut ami = inst.ami();
-    let mut call = Call::originate(&mut ami, "ah1", &[]);
-    let inbound = ami
-        .wait_event(
-            WAIT,
-            "UserEvent",
-            &[("UserEvent", "SPInbound"), ("Call", "ah1")],
-        )
-        .unwrap();
-    let uid = inbound.get("Uniqueid").expect("Uniqueid").to_string();
-
-    let mut amicfg = AmiConfig::new(&format!("127.0.0.1:{}", inst.ami_port), "test", "test");
-    amicfg.backoff_min = Duration::from_millis(200);
-    let signer = Signer::new(LINK_SECRET).unwrap();
-    let mut cfg = Config::new(amicfg, signer.clone());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    let svc = Service::start(cfg).unwrap();
-    assert!(agent_support::wait_until(Duration::from_secs(20), || svc
-        .hub()
-        .knows(&uid)));
     let addr = svc.addr();
     let page = agent_support::open_session(addr, &uid, &signer.link(&uid, unix_now() + 900));
     let mut bodies = Vec::new();
