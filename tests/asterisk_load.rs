@@ -199,7 +199,8 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
     let mut seen = vec![false; n];
     for b in &got {
         let tid = b["transaction_id"].as_str().unwrap_or("");
-        let uid = tid.rsplit_once('-').map(|(u, _)| u).unwrap_or(tid);
+        // `<uniqueid>-<session start ms>-<n>` (an Asterisk uniqueid has no '-')
+        let uid = tid.split_once('-').map(|(u, _)| u).unwrap_or(tid);
         let i = *uid_to_call
             .get(uid)
             .unwrap_or_else(|| panic!("unknown transaction id {tid}"));
