@@ -479,7 +479,13 @@ pub fn hand_off(st: &mut ChannelState) {
     };
     let cfg = st.config().clone();
     let profile = cfg.active_connector();
-    let ids = st.ids.clone();
+    // For a late outcome (the session gone): names only. The channel pointer is dropped here,
+    // since the channel may be freed by then (no Stasis user event for a late outcome; AMI
+    // gets it, with the headers looked up by uniqueid).
+    let ids = ChanIds {
+        chan: 0,
+        ..st.ids.clone()
+    };
     let sid = st.id();
     let outcome_now = |st: &mut ChannelState, o: PaymentOutcome| {
         let ids = st.ids.clone();
