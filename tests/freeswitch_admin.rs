@@ -257,7 +257,14 @@ fn list_status_completion_and_channel_variables_masked() {
 
     play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
     send_keys(&mut esl, &cust_a, &format!("{EXPIRY}{CVV}"));
-    let done = custom(&mut ev, "complete", &cust, Duration::from_secs(15)).expect("complete");
+    let done = custom(&mut ev, "complete", &cust, Duration::from_secs(15)).unwrap_or_else(|| {
+        // masked status only: which field is where, lengths and attempts (to tell a lost or
+        // merged in-band key from a late event)
+        panic!(
+            "no complete event; status: {}",
+            esl.api(&format!("uuid_secure_pay {cust} status json"))
+        )
+    });
     assert_eq!(done.get("variable_secure_pay_result"), Some("complete"));
 
     let list = json(&esl.api("secure_pay_list json"));
