@@ -23,32 +23,6 @@ const PAN: &str = "5555555555554444";
 const EXPIRY: &str = "1230";
 const CVV: &str = "737";
 
-/// Originates `sofia/sp/<dest>@127.0.0.1:<port>` (A leg parked, `dtmf_type` as given) and finds
-/// the inbound SIP leg (the customer channel in secure mode).
-fn originate_sip(fs: &FreeSwitch, esl: &mut Esl, dest: &str, dtmf_type: &str) -> (String, String) {
-    let mut watch = fs.esl();
-    watch.subscribe("plain CHANNEL_ANSWER");
-    let a = new_uuid(esl);
-    let r = esl.api(&format!(
-        "originate {{origination_uuid={a},dtmf_type={dtmf_type},absolute_codec_string=PCMU}}sofia/sp/{dest}@127.0.0.1:{} &park()",
-        fs.sip_port
-    ));
-    assert!(r.starts_with("+OK"), "originate over SIP failed: {r}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(e) = watch.next_event(Duration::from_millis(500)) {
-            if e.get("Caller-Destination-Number") == Some(dest)
-                && e.get("Call-Direction") == Some("inbound")
-                && e.get("Channel-Name")
-                    .is_some_and(|n| n.starts_with("sofia/"))
-            {
-                return (a, e.get("Unique-ID").unwrap_or_default().to_string());
-            }
-        }
-    }
-    panic!("inbound SIP leg for {dest} not seen");
-}
-
 /// tone_stream of `digits` (on/off ms each), then a second of silence (the audio keeps
 /// flowing after the last tone, as a phone's does; a tone's end is confirmed by what follows).
 fn tones(lead_ms: u32, digits: &str, on: u32, off: u32) -> String {

@@ -45,11 +45,6 @@ fn dtmf_on(evs: &[EslEvent], legs: &[&str]) -> String {
         .collect()
 }
 
-fn record(esl: &mut Esl, uuid: &str, verb: &str, path: &std::path::Path) {
-    let r = esl.api(&format!("uuid_record {uuid} {verb} {}", path.display()));
-    assert!(r.starts_with("+OK"), "uuid_record {verb}: {r}");
-}
-
 #[test]
 #[ignore]
 fn demo() {

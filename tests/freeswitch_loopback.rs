@@ -37,11 +37,6 @@ fn send_dtmf(esl: &mut Esl, uuid: &str, digits: &str) {
     std::thread::sleep(Duration::from_millis(300 * digits.len() as u64 + 500));
 }
 
-fn record(esl: &mut Esl, uuid: &str, verb: &str, path: &std::path::Path) {
-    let r = esl.api(&format!("uuid_record {uuid} {verb} {}", path.display()));
-    assert!(r.starts_with("+OK"), "uuid_record {verb}: {r}");
-}
-
 #[test]
 fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     let Some(prefix) = prefix() else { return };

@@ -63,32 +63,6 @@ fn options() -> Options {
     }
 }
 
-/// Originates `sofia/sp/<dest>@127.0.0.1:<port>` (A leg parked) and finds the inbound SIP leg
-/// (the customer channel bridged to the agent).
-fn originate_sip(fs: &FreeSwitch, esl: &mut Esl, dest: &str, dtmf_type: &str) -> (String, String) {
-    let mut watch = fs.esl();
-    watch.subscribe("plain CHANNEL_ANSWER");
-    let a = new_uuid(esl);
-    let r = esl.api(&format!(
-        "originate {{origination_uuid={a},dtmf_type={dtmf_type},absolute_codec_string=PCMU}}sofia/sp/{dest}@127.0.0.1:{} &park()",
-        fs.sip_port
-    ));
-    assert!(r.starts_with("+OK"), "originate over SIP failed: {r}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Some(e) = watch.next_event(Duration::from_millis(500)) {
-            if e.get("Caller-Destination-Number") == Some(dest)
-                && e.get("Call-Direction") == Some("inbound")
-                && e.get("Channel-Name")
-                    .is_some_and(|n| n.starts_with("sofia/"))
-            {
-                return (a, e.get("Unique-ID").unwrap_or_default().to_string());
-            }
-        }
-    }
-    panic!("inbound SIP leg for {dest} not seen");
-}
-
 /// Keys `digits` out of band from the customer's phone (the outbound SIP leg), ~200 ms apart.
 fn key_out_of_band(esl: &mut Esl, cust_a: &str, digits: &str) {
     for d in digits.chars() {
@@ -97,11 +71,6 @@ fn key_out_of_band(esl: &mut Esl, cust_a: &str, digits: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_millis(400));
-}
-
-fn record(esl: &mut Esl, uuid: &str, verb: &str, path: &std::path::Path) {
-    let r = esl.api(&format!("uuid_record {uuid} {verb} {}", path.display()));
-    assert!(r.starts_with("+OK"), "uuid_record {verb}: {r}");
 }
 
 /// Collects DTMF and CHANNEL_HANGUP_COMPLETE events in the background.

@@ -838,3 +838,40 @@ impl Drop for EslAgent {
         let _ = self.child.wait();
     }
 }
+
+/// Originates `sofia/sp/<dest>@127.0.0.1:<port>` (A leg parked, `dtmf_type` as given) and finds
+/// the inbound SIP leg (the customer channel FreeSWITCH bridges to the agent): (A leg, inbound).
+pub fn originate_sip(
+    fs: &FreeSwitch,
+    esl: &mut Esl,
+    dest: &str,
+    dtmf_type: &str,
+) -> (String, String) {
+    let mut watch = fs.esl();
+    watch.subscribe("plain CHANNEL_ANSWER");
+    let a = new_uuid(esl);
+    let r = esl.api(&format!(
+        "originate {{origination_uuid={a},dtmf_type={dtmf_type},absolute_codec_string=PCMU}}sofia/sp/{dest}@127.0.0.1:{} &park()",
+        fs.sip_port
+    ));
+    assert!(r.starts_with("+OK"), "originate over SIP failed: {r}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(e) = watch.next_event(Duration::from_millis(500)) {
+            if e.get("Caller-Destination-Number") == Some(dest)
+                && e.get("Call-Direction") == Some("inbound")
+                && e.get("Channel-Name")
+                    .is_some_and(|n| n.starts_with("sofia/"))
+            {
+                return (a, e.get("Unique-ID").unwrap_or_default().to_string());
+            }
+        }
+    }
+    panic!("inbound SIP leg for {dest} not seen");
+}
+
+/// `uuid_record <uuid> <verb> <path>`, which must answer +OK.
+pub fn record(esl: &mut Esl, uuid: &str, verb: &str, path: &std::path::Path) {
+    let r = esl.api(&format!("uuid_record {uuid} {verb} {}", path.display()));
+    assert!(r.starts_with("+OK"), "uuid_record {verb}: {r}");
+}
