@@ -8,10 +8,15 @@
 //!
 //! **Timed rules** (both reports timed):
 //! 1. **Same press on another path**: a key from source S is an echo of an earlier ACCEPTED
-//!    press of the same key from a different source S' when their spans overlap after each is
-//!    widened by [`JITTER_MS`] on both sides (transport jitter, RTP packetization), it is
-//!    reported within `dedup_window_ms` of that press, and that press has not yet absorbed an
-//!    echo from S. The oldest such press is paired first.
+//!    press of the same key from a different source S' when the two reports of the key's
+//!    RELEASE agree: each path reports the release late by a bounded, path-specific amount
+//!    ([`late_ms`]: in-band 25 ms for frame jitter, RFC 4733 40 ms, SIP INFO and host frames
+//!    60 ms), so the same press gives `end(S) - end(S')` within `-(late(S') + JITTER_MS) ..=
+//!    late(S) + JITTER_MS`. It must also be reported within `dedup_window_ms` of that press,
+//!    and that press must not yet have absorbed an echo from S. The oldest such press is
+//!    paired first. (Release times, not overlapping spans: an out-of-band start is computed
+//!    from a duration the phone may round, and a late SIP INFO's span reaches into the next
+//!    press.)
 //! 2. **A new press starts after the previous one ended**: a key from the SAME source is a
 //!    transport repeat only when its span starts before the newest press of that key reported
 //!    by that source (accepted, or absorbed as an echo) ended; otherwise it is a new press,
@@ -26,12 +31,14 @@
 //!
 //! Limits (documented in the README): spans are estimates. An out-of-band report is taken to
 //! arrive when the key is released (RFC 4733 end packets, Asterisk's SIP INFO); a phone that
-//! sends SIP INFO at key-down shifts its span early by one duration, so a repeated key keyed
-//! in-band and then as such INFO with a pause shorter than the INFO duration plus 2 x
-//! [`JITTER_MS`] is taken as one press (the field is then a digit short and fails validation; a
-//! digit is never added or leaked). Two paths whose clocks differ by more than the press's
-//! duration plus 2 x `JITTER_MS` count a true duplicate twice (a digit too many: validation
-//! fails). Different keys are never merged.
+//! sends SIP INFO at key-down reports the release early by one press, so a repeated key keyed
+//! in-band and then as such INFO with a pause shorter than about 105 ms is taken as one press
+//! (the field is then a digit short and fails validation; a digit is never added or leaked).
+//! Two paths whose release reports differ by more than the bounds above count a true
+//! duplicate twice (a digit too many: validation fails). A path switch with a repeated key
+//! separates only when press plus pause exceeds the two paths' lateness plus `JITTER_MS`
+//! (about 110 ms for SIP INFO then in-band; keyed 80 ms on / 80 ms off leaves 50 ms to
+//! spare). Different keys are never merged.
 //!
 //! Bounded: the last [`HISTORY`] accepted presses are remembered; no allocation. The keys are
 //! wiped with `zeroize` on [`Dedup::reset`] and on drop (they are card digits).
@@ -43,8 +50,21 @@ use crate::core::digit::Digit;
 
 pub const HISTORY: usize = 16;
 
-/// Slack added on each side of a timed press before testing two paths' spans for overlap.
+/// Slack on top of both paths' lateness when comparing their release reports (measurement
+/// error of the in-band edges, rounding of out-of-band durations).
 pub const JITTER_MS: u64 = 20;
+
+/// How late a path can report a key's release after the key was released (ms): in-band frames
+/// arrive up to a 20 ms frame late and the detector's edge is good to 5 ms; an RFC 4733 end
+/// packet within 40 ms; a SIP INFO request (a separate SIP transaction) within 60 ms; a host
+/// frame may be either (Asterisk turns both into the same DTMF frame), so it gets the larger.
+pub fn late_ms(s: DigitSource) -> u64 {
+    match s {
+        DigitSource::InBand => 25,
+        DigitSource::Rfc4733 => 40,
+        DigitSource::SipInfo | DigitSource::HostFrame => 60,
+    }
+}
 
 /// When a key press happened, as far as the path that reports it knows (session clock, ms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +101,15 @@ fn bit(s: DigitSource) -> u8 {
         DigitSource::Rfc4733 => 2,
         DigitSource::SipInfo => 4,
         DigitSource::HostFrame => 8,
+    }
+}
+
+fn source(b: u8) -> DigitSource {
+    match b {
+        1 => DigitSource::InBand,
+        2 => DigitSource::Rfc4733,
+        4 => DigitSource::SipInfo,
+        _ => DigitSource::HostFrame,
     }
 }
 
@@ -141,7 +170,6 @@ impl Dedup {
     ) -> bool {
         let k = key.as_char() as u8;
         let sb = bit(src);
-        let span = |i: usize| (self.start_ms[i], self.end_ms[i]);
         // Rule 2: the newest press of this key reported by this source (as the accepted
         // report or as an absorbed echo): its report time and span end on this source.
         let own = |i: usize| {
@@ -189,8 +217,10 @@ impl Dedup {
             }
             let same = match (time, self.timed[i]) {
                 (Some(t), true) => {
-                    let (ps, pe) = span(i);
-                    t.start_ms < pe + 2 * JITTER_MS && ps < t.end_ms + 2 * JITTER_MS
+                    // end(S) - end(S') within -(late(S') + J) ..= late(S) + J
+                    let (te, pe) = (t.end_ms.max(t.start_ms), self.end_ms[i]);
+                    te + late_ms(source(self.src[i])) + JITTER_MS >= pe
+                        && te <= pe + late_ms(src) + JITTER_MS
                 }
                 _ => true,
             };
@@ -302,6 +332,33 @@ mod tests {
             end_ms: 497,
         };
         assert!(!dd.accept_timed(d('1'), DigitSource::InBand, Some(echo), 530));
+    }
+
+    #[test]
+    fn a_late_sip_info_does_not_swallow_the_next_in_band_press() {
+        // CI's case: '0' keyed 80 on / 80 off; the last out-of-band '0' (SIP INFO) released at
+        // 1080 and reported 42 ms late, then '0' in-band at 1160..1240 (edge 5 ms early). The
+        // late INFO's span reaches to 1122, 33 ms from the in-band start: not the same press.
+        let mut dd = Dedup::new(300, 50);
+        let info = PressTime::ended(1122, 80);
+        assert!(dd.accept_timed(d('0'), DigitSource::SipInfo, Some(info), 1122));
+        let next = PressTime {
+            start_ms: 1155,
+            end_ms: 1240,
+        };
+        assert!(dd.accept_timed(d('0'), DigitSource::InBand, Some(next), 1265));
+        // ...while the same press heard in-band (release 1080, reported 1105) is its echo, and
+        // so is a SIP INFO 60 ms late after an in-band press.
+        let mut dd = Dedup::new(300, 50);
+        assert!(dd.accept_timed(d('0'), DigitSource::SipInfo, Some(info), 1122));
+        let echo = PressTime {
+            start_ms: 1000,
+            end_ms: 1080,
+        };
+        assert!(!dd.accept_timed(d('0'), DigitSource::InBand, Some(echo), 1105));
+        assert!(dd.accept_timed(d('5'), DigitSource::InBand, Some(echo), 1105));
+        let late = PressTime::ended(1140, 80);
+        assert!(!dd.accept_timed(d('5'), DigitSource::SipInfo, Some(late), 1140));
     }
 
     #[test]
