@@ -1,7 +1,7 @@
 //! An agent desktop built on the ESL client FreeSWITCH users already use (npm `modesl`, pinned
 //! by tests/freeswitch_support/package-lock.json): it subscribes to every CUSTOM secure_pay::*
 //! subclass as plain events and drives `uuid_secure_pay` over `bgapi`. The headers it parses
-//! are checked against README "Events and headers" (each `SecurePay-*` header documented for
+//! are checked against docs/capture.md "Events and headers" (each `SecurePay-*` header documented for
 //! its event, masked values, `Unique-ID` of the customer channel).
 //! Needs FreeSWITCH at $FREESWITCH_PREFIX (default /opt/freeswitch), else SKIPPED.
 #![cfg(feature = "freeswitch")]
@@ -17,16 +17,16 @@ const PAN: &str = "4111111111111111";
 const EXPIRY: &str = "1230";
 const CVV: &str = "123";
 
-/// README "Events and headers": event name -> the `SecurePay-*` headers documented for it.
+/// docs/capture.md "Events and headers": event name -> the `SecurePay-*` headers documented for it.
 fn documented() -> HashMap<String, BTreeSet<String>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/capture.md"))
+        .expect("docs/capture.md");
     let section = readme
-        .split("### Events and headers")
+        .split("\n## Events and headers")
         .nth(1)
-        .expect("README has 'Events and headers'");
+        .expect("docs/capture.md has 'Events and headers'");
     let mut map = HashMap::new();
-    for line in section.lines().take_while(|l| !l.starts_with("### ")) {
+    for line in section.lines().take_while(|l| !l.starts_with("## ")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         // | `name` | when | headers |
         if cells.len() != 5 {
