@@ -47,9 +47,11 @@ def main():
                              gridspec_kw={"height_ratios": [1, 1.4, 1, 1.4]})
     full = 32768.0
     titles = [
-        f"customer → PBX (input): multimon-ng decodes \"{judge_in or '(nothing)'}\"",
+        "customer → PBX (input): multimon-ng decodes "
+        + (f"\"{judge_in}\"" if judge_in else "nothing"),
         None,
-        f"PBX → agent and recordings (masked output): multimon-ng decodes \"{judge_out or 'nothing'}\"",
+        "PBX → agent and recordings (masked output): multimon-ng decodes "
+        + (f"\"{judge_out}\"" if judge_out else "nothing"),
         None,
     ]
     for row, sig in ((0, x), (2, y)):
@@ -59,8 +61,9 @@ def main():
         ax.set_ylabel("level")
         ax.set_title(titles[row], fontsize=9, loc="left")
         spec = axes[row + 1]
-        spec.specgram(sig + 1e-3, NFFT=256, Fs=rate, noverlap=192, cmap="magma",
-                      vmin=-40, vmax=60)
+        with np.errstate(divide="ignore"):  # digital silence: log of 0 is drawn as the floor
+            spec.specgram(sig, NFFT=256, Fs=rate, noverlap=192, cmap="magma",
+                          vmin=-40, vmax=60)
         spec.set_ylim(0, 2000)
         spec.set_ylabel("Hz")
         for f in (697, 770, 852, 941, 1209, 1336, 1477, 1633):
