@@ -281,6 +281,15 @@ int sp_ast_hook_attach(struct ast_channel *chan, void *state)
 	return ast_framehook_attach(chan, &i);
 }
 
+int sp_ast_foreign_framehooks(struct ast_channel *chan)
+{
+	struct ast_framehook_list *l = ast_channel_framehooks(chan);
+
+	return !ast_framehook_list_contains_no_active_of_type(l, AST_FRAME_VOICE)
+		|| !ast_framehook_list_contains_no_active_of_type(l, AST_FRAME_DTMF_BEGIN)
+		|| !ast_framehook_list_contains_no_active_of_type(l, AST_FRAME_DTMF_END);
+}
+
 /* ---- datastore: which hook (and state) belongs to the channel ---- */
 
 struct sp_ds {

@@ -47,6 +47,10 @@ void sp_ast_channel_unlock(struct ast_channel *chan);
 struct ast_channel *sp_ast_channel_unref(struct ast_channel *chan);
 /* Channel locked. Attaches the READ framehook with `state` as its data; returns the id or -1. */
 int sp_ast_hook_attach(struct ast_channel *chan, void *state);
+/* Channel locked. 1 if an active framehook that consumes voice or DTMF frames is attached
+ * (a hook without consume_cb counts): READ framehooks run in attach order, so such a hook
+ * would see the customer's raw frames before one attached now. 0 otherwise. */
+int sp_ast_foreign_framehooks(struct ast_channel *chan);
 /* Channel locked. Adds the "secure_pay" datastore holding the hook id and state pointer. 0 = ok. */
 int sp_ast_ds_add(struct ast_channel *chan, int hook_id, void *state);
 /* Channel locked. Returns the state pointer and hook id of the datastore, or NULL. */

@@ -363,6 +363,10 @@ pub enum StartError {
     NotAnchored,
     /// Secure mode ended (hangup, stop) before it was announced.
     Ended,
+    /// Another framehook that reads voice or DTMF is already attached to the channel: Asterisk
+    /// runs READ framehooks in attach order, so it would see the customer's raw audio and
+    /// digits before ours (fail closed instead).
+    ForeignHookFirst,
 }
 
 impl std::fmt::Display for StartError {
@@ -378,6 +382,12 @@ impl std::fmt::Display for StartError {
                  media not torn down in time); secure mode not started"
             ),
             Self::Ended => write!(f, "secure mode ended before it started (hangup or stop)"),
+            Self::ForeignHookFirst => write!(
+                f,
+                "another framehook (e.g. FRAME_TRACE, FRAME_DROP, JITTERBUFFER or a third-party \
+                 module) is attached to this channel and would read the customer's audio and \
+                 digits before secure mode; remove it first"
+            ),
         }
     }
 }
@@ -442,6 +452,11 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     // SAFETY: channel locked (caller).
     if unsafe { find_locked(chan) }.is_some() {
         return Err(StartError::AlreadyActive);
+    }
+    // READ framehooks run in attach order: one attached before ours sees the raw frames.
+    // SAFETY: channel locked (caller).
+    if unsafe { ffi::sp_ast_foreign_framehooks(chan) } != 0 {
+        return Err(StartError::ForeignHookFirst);
     }
     // Per-call options may only narrow the admin's settings (Config::for_call).
     let cfg = crate::host::asterisk::settings::current()

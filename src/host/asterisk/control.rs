@@ -430,7 +430,12 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
         return match unsafe { channel::start_anchored(chan, options, channel::ANCHOR_TIMEOUT) } {
             Ok(()) => Reply::Ack("Secure mode started".into()),
             Err(e) => {
-                if matches!(e, channel::StartError::NotAnchored) {
+                let code = match e {
+                    channel::StartError::NotAnchored => Some("media-bypass"),
+                    channel::StartError::ForeignHookFirst => Some("framehook-order"),
+                    _ => None,
+                };
+                if let Some(code) = code {
                     // SAFETY: referenced channel, locked while its identity is read.
                     let ids = unsafe {
                         ffi::sp_ast_channel_lock(chan);
@@ -438,7 +443,7 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
                         ffi::sp_ast_channel_unlock(chan);
                         ids
                     };
-                    events::publish_adapter_error(&ids, "media-bypass", &e.to_string());
+                    events::publish_adapter_error(&ids, code, &e.to_string());
                 }
                 Reply::Error(format!("start refused: {e}"))
             }
