@@ -67,6 +67,14 @@ struct ast_channel *sp_ast_channel_ref(struct ast_channel *chan);
  * is native (AST_BRIDGE_CAPABILITY_NATIVE, e.g. native_rtp: local RTP forwarding or direct
  * media), i.e. its media may bypass the core and every framehook; 0 otherwise. */
 int sp_ast_chan_media_native(struct ast_channel *chan);
+/* No channel locked. Mutes (mute != 0) or unmutes both directions of every MixMonitor on the
+ * channel whose uniqueid is `uniqueid` (ast_audiohook_set_mute_all, source "MixMonitor").
+ * Returns how many MixMonitors it changed, -1 if there is no such channel. */
+int sp_ast_mixmonitor_mute(const char *uniqueid, int mute);
+/* Channel UNLOCKED, caller holds a reference. The uniqueids of the other channels in `chan`'s
+ * bridge (for a Local channel among them also its other half), each followed by a newline;
+ * NULL if `chan` is not in a bridge. Free with sp_ast_free. */
+char *sp_ast_bridge_peer_ids(struct ast_channel *chan);
 void sp_ast_module_ref(void);
 void sp_ast_module_unref(void);
 /* The standard channel snapshot headers (ast_manager_build_channel_state_string: Channel,

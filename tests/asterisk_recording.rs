@@ -85,6 +85,8 @@ exten => _call-.,1,Set(__CALLNAME=${{EXTEN:5}})\n\
 \n[conf]\n\
 exten => join,1,ConfBridge(conf-${{CALLNAME}})\n\
 exten => rec,1,ConfBridge(conf-${{CALLNAME}})\n\
+exten => playd,1,Playtones(!941+1633/200,!0/200,!941+1633/200,!0/200)\n\
+ same => n,Wait(600)\n\
 exten => agent,1,Answer()\n\
  same => n,MixMonitor(agent-${{CALLNAME}}.wav)\n\
  same => n,MixMonitor(agent-${{CALLNAME}}.gsm)\n\
@@ -115,6 +117,11 @@ struct Pair {
 }
 
 fn start_pair(tag: &str) -> Pair {
+    start_pair_with(tag, &[])
+}
+
+/// [`start_pair`] with extra config files for the PBX (e.g. secure_pay.conf).
+fn start_pair_with(tag: &str, pbx_extra: &[(&str, &str)]) -> Pair {
     let pbx_port = free_udp_port();
     let phone_port = free_udp_port();
     let modules = format!("{BASE_MODULES} {SIP_MODULES} {CONF_MODULES}");
@@ -128,10 +135,14 @@ fn start_pair(tag: &str) -> Pair {
         &format!("{tag}pbx"),
         &pbx_dialplan(),
         &[
-            ("pjsip.conf", &pbx_sip),
-            ("rtp.conf", &rtp(base)),
-            ("confbridge.conf", CONFBRIDGE_CONF),
-        ],
+            &[
+                ("pjsip.conf", pbx_sip.as_str()),
+                ("rtp.conf", &rtp(base)),
+                ("confbridge.conf", CONFBRIDGE_CONF),
+            ][..],
+            pbx_extra,
+        ]
+        .concat(),
         &modules,
     );
     let mut phone_sip = transport(phone_port);
@@ -543,4 +554,295 @@ fn framehook_attached_first_refuses_start_and_one_attached_later_sees_nothing() 
     pbx.cli("channel request hangup all");
     phone.cli("channel request hangup all");
     assert!(pbx.is_running());
+}
+
+/// Longest run of exact-zero samples (a muted MixMonitor writes zeros): (start, length) in
+/// samples.
+fn longest_zero_run(pcm: &[i16]) -> (usize, usize) {
+    let (mut best, mut cur_start, mut cur) = ((0, 0), 0, 0);
+    for (i, s) in pcm.iter().enumerate() {
+        if *s == 0 {
+            if cur == 0 {
+                cur_start = i;
+            }
+            cur += 1;
+            if cur > best.1 {
+                best = (cur_start, cur);
+            }
+        } else {
+            cur = 0;
+        }
+    }
+    best
+}
+
+/// Every run of exact-zero samples at least `min` long: (start, length).
+fn zero_runs(pcm: &[i16], min: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, s) in pcm.iter().chain(std::iter::once(&1)).enumerate() {
+        match (*s == 0, start) {
+            (true, None) => start = Some(i),
+            (false, Some(a)) => {
+                if i - a >= min {
+                    out.push((a, i - a));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// RMS of `pcm[from..to]` (clamped).
+fn rms(pcm: &[i16], from: usize, to: usize) -> f64 {
+    let w = &pcm[from.min(pcm.len())..to.min(pcm.len())];
+    if w.is_empty() {
+        return 0.0;
+    }
+    (w.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / w.len() as f64).sqrt()
+}
+
+fn recording_events(ami: &Ami, chan: &str, action: &str) -> Vec<asterisk::Msg> {
+    ami.events("SecurePayRecording")
+        .into_iter()
+        .filter(|m| m.get("Channel") == Some(chan))
+        .filter(|m| m.get("SecurePay-Recording-Action") == Some(action))
+        .collect()
+}
+
+/// Waits (up to 5 s: AMI events may arrive after the action's reply) until the
+/// `SecurePayRecording` events with `action` count at least `customer` / `agent` MixMonitors.
+fn wait_recording(
+    ami: &Ami,
+    chan: &str,
+    action: &str,
+    customer: u32,
+    agent: u32,
+) -> Vec<asterisk::Msg> {
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let evs = recording_events(ami, chan, action);
+        if count_of(&evs, "customer") >= customer && count_of(&evs, "agent") >= agent
+            || std::time::Instant::now() >= end
+        {
+            return evs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn count_of(evs: &[asterisk::Msg], leg: &str) -> u32 {
+    evs.iter()
+        .filter(|m| m.get("SecurePay-Leg") == Some(leg))
+        .filter_map(|m| m.get("SecurePay-Recording-Count")?.parse::<u32>().ok())
+        .sum()
+}
+
+/// `recording=pause`: every MixMonitor of the customer leg, of the agent's leg and
+/// ConfBridge's own recording is muted for the secure period and unmuted when it ends:
+/// the recordings hold a gap of digital silence from the start to the stop (the customer
+/// plays a steady 1 kHz tone across both ends of it, so the gap is bounded by audio on both
+/// sides), and no card digit; the controls before and after decode. Every exit path resumes:
+/// agent stop (timed), hangup of the customer, session timeout (the agent's recording hears
+/// the 'D' it plays afterwards). The admin allows `pause` per call; it is refused otherwise.
+#[test]
+fn recording_pause_gaps_the_secure_period_and_resumes_on_every_exit() {
+    let pair = start_pair_with(
+        "pau",
+        &[("secure_pay.conf", "[general]\nallowed_recording = pause\n")],
+    );
+    let (pbx, phone) = (&pair.pbx, &pair.phone);
+    let mut pami = pbx.ami();
+    let mut fami = phone.ami();
+
+    for (name, exit) in [("p1", "stop"), ("p2", "hangup"), ("p3", "timeout")] {
+        Call::originate_channel(&mut fami, &format!("PJSIP/call-{name}@pbx-rfc"), name, &[]);
+        pami.wait_event(
+            Duration::from_secs(60),
+            "UserEvent",
+            &[("UserEvent", "SPInbound"), ("Call", name)],
+        )
+        .unwrap_or_else(|| panic!("{name}: customer did not reach the PBX"));
+        originate(&mut pami, "Local/agent@conf/n", "conf", "join", name);
+        let mut c = Call::wait_up(&pami, name);
+        originate(
+            &mut pami,
+            &format!("PJSIP/rec-{name}@recorder"),
+            "conf",
+            "rec",
+            name,
+        );
+        fami.wait_event(
+            Duration::from_secs(60),
+            "UserEvent",
+            &[("UserEvent", "SPRecorder"), ("Call", name)],
+        )
+        .unwrap_or_else(|| panic!("{name}: the recorder was not invited"));
+        std::thread::sleep(Duration::from_millis(1500));
+        c.key(&mut fami, "A", "A");
+
+        let opts = if exit == "timeout" {
+            "recording=pause,session_timeout_ms=10000"
+        } else {
+            "recording=pause"
+        };
+        c.play_nowait(&mut fami, "1000", 4.0);
+        std::thread::sleep(Duration::from_millis(1500));
+        let t_start = std::time::Instant::now();
+        ok(&c.securepay(&mut pami, &[("Command", "start"), ("Options", opts)]));
+        let start_ack = t_start.elapsed();
+        let paused = wait_recording(&pami, &c.customer, "paused", 2, 3);
+        assert!(
+            count_of(&paused, "customer") >= 2 && count_of(&paused, "agent") >= 3,
+            "{name}: SecurePayRecording paused: the customer leg's 2 MixMonitors and the agent \
+             side's (2 on the agent, 1 of ConfBridge) expected: {:#?}",
+            paused.iter().map(|m| m.text()).collect::<Vec<_>>()
+        );
+        for m in &paused {
+            assert_eq!(
+                m.get("SecurePay-Recording-Mode"),
+                Some("pause"),
+                "{}",
+                m.text()
+            );
+            assert_eq!(
+                m.get("SecurePay-Recording-Kind"),
+                Some("all"),
+                "{}",
+                m.text()
+            );
+        }
+        c.wait_keyed(&fami);
+        match exit {
+            "stop" => {
+                c.key(&mut fami, &format!("{PAN}#"), "1230123");
+                pami.wait_event(WAIT, "SecurePayComplete", &[("Channel", &c.customer)])
+                    .unwrap_or_else(|| panic!("{name}: no SecurePayComplete"));
+                c.play_nowait(&mut fami, "1000", 4.0);
+                std::thread::sleep(Duration::from_millis(1500));
+                let t_stop = t_start.elapsed();
+                ok(&c.securepay(&mut pami, &[("Command", "stop")]));
+                let stop_ack = t_start.elapsed();
+                let resumed = wait_recording(&pami, &c.customer, "resumed", 2, 3);
+                assert!(
+                    count_of(&resumed, "customer") >= 2 && count_of(&resumed, "agent") >= 3,
+                    "{name}: resumed before the stop's reply: {:#?}",
+                    resumed.iter().map(|m| m.text()).collect::<Vec<_>>()
+                );
+                c.wait_keyed(&fami);
+                c.key(&mut fami, "D", "D");
+                pbx.cli("channel request hangup all");
+                phone.cli("channel request hangup all");
+                std::thread::sleep(Duration::from_millis(2500));
+                // judges: controls before/after, no card digit (paused and masked)
+                for (file, controls) in [
+                    (pbx.monitor(&format!("call-{name}.wav")), "AD"),
+                    (pbx.monitor(&format!("call-{name}.gsm")), "AD"),
+                    (pbx.monitor(&format!("agent-{name}.wav")), "AD"),
+                    (conf_recording(pbx, name), "AD"),
+                    (phone.monitor(&format!("recorder-{name}.wav")), "AD"),
+                ] {
+                    judge(&file, controls, name);
+                }
+                // timing: the gap of digital silence is the secure period
+                let lo = t_stop.saturating_sub(start_ack).as_secs_f64();
+                let hi = stop_ack.as_secs_f64();
+                for f in [
+                    pbx.monitor(&format!("call-{name}.wav")),
+                    pbx.monitor(&format!("agent-{name}.wav")),
+                    conf_recording(pbx, name),
+                ] {
+                    let pcm = judges::load_with_sox(&f, 8000);
+                    let (at, len) = longest_zero_run(&pcm);
+                    let gap = len as f64 / 8000.0;
+                    let runs: Vec<(f64, f64)> = zero_runs(&pcm, 800)
+                        .iter()
+                        .map(|(a, l)| (*a as f64 / 8000.0, *l as f64 / 8000.0))
+                        .collect();
+                    eprintln!(
+                        "{}: gap {gap:.3} s at {:.3} s; secure period between {lo:.3} and \
+                         {hi:.3} s; file {:.3} s; zero runs >= 0.1 s (at, len): {runs:.3?}",
+                        f.display(),
+                        at as f64 / 8000.0,
+                        pcm.len() as f64 / 8000.0
+                    );
+                    // MixMonitor's file timeline follows the frames, not the wall clock:
+                    // on a loaded 2-core VM it ran up to ~4 % short once (9.70 s for 10.06 s)
+                    assert!(
+                        gap >= lo * 0.95 - 0.25 && gap <= hi * 1.02 + 0.25,
+                        "{name}: {}: silent gap {gap:.3} s, secure period {lo:.3}..{hi:.3} s",
+                        f.display()
+                    );
+                    // bounded by the customer's tone on both sides (not just a quiet moment)
+                    let before = rms(&pcm, at.saturating_sub(1200), at.saturating_sub(400));
+                    let after = rms(&pcm, at + len + 400, at + len + 1200);
+                    assert!(
+                        before > 300.0 && after > 300.0,
+                        "{name}: {}: the gap must cut into the tone on both sides \
+                         (rms before {before:.0}, after {after:.0})",
+                        f.display()
+                    );
+                }
+            }
+            _ => {
+                if exit == "hangup" {
+                    let r = pami.action(&[("Action", "Hangup"), ("Channel", &c.customer)]);
+                    ok(&r);
+                } else {
+                    // the keyed card number never completes: the session times out
+                    c.key(&mut fami, "42", "");
+                }
+                let stop = pami
+                    .wait_event(WAIT, "SecurePayStop", &[("Channel", &c.customer)])
+                    .unwrap_or_else(|| panic!("{name}: no SecurePayStop"));
+                assert_eq!(stop.get("SecurePay-Reason"), Some(exit), "{}", stop.text());
+                let resumed = pami
+                    .wait_for(Duration::from_secs(5), |m| {
+                        m.event() == Some("SecurePayRecording")
+                            && m.get("Channel") == Some(c.customer.as_str())
+                            && m.get("SecurePay-Recording-Action") == Some("resumed")
+                            && m.get("SecurePay-Leg") == Some("agent")
+                    })
+                    .unwrap_or_else(|| panic!("{name}: no resumed event after {exit}"));
+                assert!(
+                    resumed
+                        .get("SecurePay-Recording-Count")
+                        .is_some_and(|n| n.parse::<u32>().unwrap_or(0) >= 3),
+                    "{}",
+                    resumed.text()
+                );
+                // proof on the audio: the agent plays 'D' now; its recording must have it
+                ok(&pami.action(&[
+                    ("Action", "Redirect"),
+                    ("Channel", &c.agent),
+                    ("Context", "conf"),
+                    ("Exten", "playd"),
+                    ("Priority", "1"),
+                ]));
+                std::thread::sleep(Duration::from_millis(1500));
+                pbx.cli("channel request hangup all");
+                phone.cli("channel request hangup all");
+                std::thread::sleep(Duration::from_millis(2000));
+                let wav = pbx.monitor(&format!("agent-{name}.wav"));
+                judge(&wav, "AD", name);
+            }
+        }
+    }
+    // hostile: without the admin's allowance a call may not pick pause
+    let pbx2 = Instance::start("paudeny", &phone_dialplan(), &[], BASE_MODULES);
+    let mut ami2 = pbx2.ami();
+    let c = Call::originate(&mut ami2, "deny", &[]);
+    let r = c.securepay(
+        &mut ami2,
+        &[("Command", "start"), ("Options", "recording=pause")],
+    );
+    assert_eq!(r.get("Response"), Some("Error"), "{}", r.text());
+    assert!(
+        r.get("Message").is_some_and(|m| m.contains("recording")),
+        "{}",
+        r.text()
+    );
+    assert!(ami2.events("SecurePayRecording").is_empty());
 }

@@ -102,6 +102,7 @@ pub extern "C" fn sp_rs_func_write(
                 ffi::sp_ast_channel_lock(chan);
                 let r = channel::stop_locked(chan, StopReason::Agent);
                 ffi::sp_ast_channel_unlock(chan);
+                crate::host::asterisk::recording::resume_ended();
                 if r {
                     "STOPPED"
                 } else {
@@ -218,6 +219,7 @@ unsafe fn wait_for_outcome(chan: *mut ffi::ast_channel) -> c_int {
                 channel::stop_locked(chan, StopReason::Dialplan);
             }
             ffi::sp_ast_channel_unlock(chan);
+            crate::host::asterisk::recording::resume_ended();
             done
         };
         if done {
@@ -259,6 +261,7 @@ pub extern "C" fn app_stop_secure_pay(chan: *mut ffi::ast_channel, _data: *const
             ffi::sp_ast_channel_lock(chan);
             let r = channel::stop_locked(chan, StopReason::Dialplan);
             ffi::sp_ast_channel_unlock(chan);
+            crate::host::asterisk::recording::resume_ended();
             r
         };
         // SAFETY: valid channel owned by this PBX thread.
@@ -469,6 +472,8 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
             (_, None) => Reply::Error("bad command".into()),
         };
         ffi::sp_ast_channel_unlock(chan);
+        // a stop (or a cancel ending the session) resumes paused recordings before the reply
+        crate::host::asterisk::recording::resume_ended();
         r
     }
 }
