@@ -39,7 +39,7 @@ res_sorcery_astdb.so res_pjsip.so res_pjsip_session.so res_pjsip_sdp_rtp.so res_
 chan_pjsip.so res_pjsip_pubsub.so res_pjsip_endpoint_identifier_ip.so res_pjsip_dtmf_info.so";
 
 const CONF_MODULES: &str = "app_confbridge.so bridge_softmix.so format_gsm.so codec_gsm.so \
-func_frame_trace.so func_frame_drop.so";
+func_frame_trace.so func_frame_drop.so app_chanspy.so";
 
 /// Every conference member is quiet (no sound files) and passes DTMF on (so out-of-band digits
 /// would reach the agent and the recorder if they were not swallowed).
@@ -85,6 +85,12 @@ exten => _call-.,1,Set(__CALLNAME=${{EXTEN:5}})\n\
 \n[conf]\n\
 exten => join,1,ConfBridge(conf-${{CALLNAME}})\n\
 exten => rec,1,ConfBridge(conf-${{CALLNAME}})\n\
+exten => spy,1,ChanSpy(PJSIP/phone-,qw)\n\
+exten => spyphone,1,Answer()\n\
+ same => n,MixMonitor(spy-${{CALLNAME}}.wav)\n\
+ same => n,UserEvent(SPSpy,Call: ${{CALLNAME}},Chan: ${{CHANNEL}})\n\
+ same => n,Wait(600)\n\
+ same => n,Hangup()\n\
 exten => playd,1,Playtones(!941+1633/200,!0/200,!941+1633/200,!0/200)\n\
  same => n,Wait(600)\n\
 exten => agent,1,Answer()\n\
@@ -304,7 +310,16 @@ fn conference_recorder_and_every_recording_stay_clean() {
             &[("UserEvent", "SPRecorder"), ("Call", name)],
         )
         .unwrap_or_else(|| panic!("{name}: the recorder was not invited"));
-        // let the recorder's ConfBridge join complete
+        // a supervisor spying on the customer with whisper (ChanSpy ...,w), recorded on the
+        // supervisor's phone side
+        originate(&mut pami, "Local/spyphone@conf/n", "conf", "spy", name);
+        pami.wait_event(
+            Duration::from_secs(60),
+            "UserEvent",
+            &[("UserEvent", "SPSpy"), ("Call", name)],
+        )
+        .unwrap_or_else(|| panic!("{name}: the ChanSpy supervisor did not answer"));
+        // let the recorder's ConfBridge join and the spy complete
         std::thread::sleep(Duration::from_millis(1500));
 
         // control before: out-of-band and in-band 'A' reach the conference
@@ -337,14 +352,17 @@ fn conference_recorder_and_every_recording_stay_clean() {
             ("Action", "MixMonitor"),
             ("Channel", &c.customer),
             ("File", &format!("mid2-{name}.gsm")),
+            ("Options", "i(MID2)"),
         ]);
         ok(&r);
-        let mid2_id = r.get("MixMonitorID").unwrap_or("").to_owned();
-        assert!(
-            !mid2_id.is_empty(),
-            "MixMonitor action: no MixMonitorID: {}",
-            r.text()
-        );
+        // its MixMonitorID, stored by the i() option in a channel variable
+        let r = pami.action(&[
+            ("Action", "Getvar"),
+            ("Channel", &c.customer),
+            ("Variable", "MID2"),
+        ]);
+        let mid2_id = r.get("Value").unwrap_or("").to_owned();
+        assert!(!mid2_id.is_empty(), "no MixMonitorID in MID2: {}", r.text());
         c.key(&mut fami, &oob, in1);
         // pause every MixMonitor of the customer leg, key, resume, key
         ok(&pami.action(&[
@@ -414,6 +432,7 @@ fn conference_recorder_and_every_recording_stay_clean() {
             (conf_recording(pbx, name), "AD"),
             (mon(&format!("mid-{name}.wav")), "D"),
             (phone.monitor(&format!("recorder-{name}.wav")), "AD"),
+            (mon(&format!("spy-{name}.wav")), "AD"),
         ] {
             judge(&file, controls, name);
         }
@@ -427,6 +446,11 @@ fn conference_recorder_and_every_recording_stay_clean() {
         );
         let _ = std::fs::remove_file(&mid2);
         judge(&mon(&format!("mid2-{name}.gsm")), "", name);
+        // and it really was stopped inside secure mode: the 'D' after stop is not in it
+        let w = as_wav(&mon(&format!("mid2-{name}.gsm")));
+        let d = multimon_digits(&w);
+        let _ = std::fs::remove_file(&w);
+        assert!(!d.contains('D'), "{name}: mid2 ran past its stop: {d:?}");
     }
     for m in pami.all() {
         assert!(

@@ -171,19 +171,29 @@ pub fn tick(refresh: bool) {
         }
         // SAFETY: referenced (ChanRef), unlocked channel.
         let peers = unsafe { peers_of(chan.as_ptr()) };
-        let uniqueid = match PAUSED.lock() {
-            Ok(g) => match g.get(&sid) {
-                Some(p) => p.ids.uniqueid.clone(),
-                None => continue,
-            },
-            Err(_) => return,
+        // the session's channel now (a masquerade moves secure mode, and the MixMonitors, to
+        // another channel object): resume must find it by this uniqueid
+        // SAFETY: referenced, unlocked channel; locked while its identity is read.
+        let live = unsafe {
+            ffi::sp_ast_channel_lock(chan.as_ptr());
+            let ids = channel::chan_ids(chan.as_ptr());
+            ffi::sp_ast_channel_unlock(chan.as_ptr());
+            ids
         };
-        mute(&uniqueid, true);
+        match PAUSED.lock() {
+            Ok(g) if g.contains_key(&sid) => {}
+            Ok(_) => continue,
+            Err(_) => return,
+        }
+        mute(&live.uniqueid, true);
         for p in &peers {
             mute(p, true);
         }
         if let Ok(mut g) = PAUSED.lock() {
             if let Some(p) = g.get_mut(&sid) {
+                if p.ids.uniqueid != live.uniqueid {
+                    p.ids = live;
+                }
                 for u in peers {
                     if !p.peers.contains(&u) {
                         p.peers.push(u);
