@@ -16,6 +16,9 @@
 //!   `recording=pause`: the customer's and the agent's recordings (and one started during secure
 //!   mode) have a gap exactly over the secure period; resumed at stop with events.
 //! - `recording_pause_resumes_after_a_timeout`: the same on the timeout exit path.
+//! - `conference_with_a_sip_recorder_gets_no_card`: mod_conference with the customer (SIP), an
+//!   agent and a SIP recorder that joins by INVITE; every recording decodes controls, no card.
+//! - `tap_mode_eavesdrop_is_paused_in_secure_mode`: `native_eavesdrop ... read` hears no card.
 //!
 //! Needs FreeSWITCH at $FREESWITCH_PREFIX (default /opt/freeswitch), else SKIPPED.
 #![cfg(feature = "freeswitch")]
@@ -491,4 +494,85 @@ fn conference_with_a_sip_recorder_gets_no_card() {
     );
     let _ = esl.api(&format!("uuid_kill {cust_a}"));
     let _ = esl.api(&format!("uuid_kill {agent}"));
+}
+
+const TAP_DIALPLAN: &str = r#"
+      <extension name="edpark">
+        <condition field="destination_number" expression="^edpark(\d+)$">
+          <action application="answer"/>
+          <action application="park"/>
+        </condition>
+      </extension>"#;
+
+/// `native_eavesdrop <customer> read` on an outbound SIP leg (PCMU like the customer): the tapped
+/// codec payload goes out as RTP to the inbound leg, whose wav recording is what the spy hears.
+#[test]
+fn tap_mode_eavesdrop_is_paused_in_secure_mode() {
+    let Some(prefix) = prefix() else { return };
+    let fs = FreeSwitch::start(
+        &prefix,
+        &Options {
+            sip: true,
+            extra_dialplan: TAP_DIALPLAN.into(),
+            ..Options::default()
+        },
+    );
+    let mut esl = fs.esl();
+    let mut ev = fs.esl();
+    ev.subscribe("plain CUSTOM secure_pay::recording");
+    let (cust_a, cust_b) = originate_sip(&fs, &mut esl, "sipcust8", "rfc2833");
+    let _ = agent_legs(&mut esl, &cust_b);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut watch = fs.esl();
+    watch.subscribe("plain CHANNEL_ANSWER");
+    let spy = new_uuid(&mut esl);
+    let r = esl.api(&format!(
+        "originate {{origination_uuid={spy},absolute_codec_string=PCMU}}sofia/sp/edpark8@127.0.0.1:{} &native_eavesdrop({cust_b} read)",
+        fs.sip_port
+    ));
+    assert!(r.starts_with("+OK"), "spy: {r}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ear = None;
+    while ear.is_none() && Instant::now() < deadline {
+        if let Some(e) = watch.next_event(Duration::from_millis(300)) {
+            if e.get("Caller-Destination-Number") == Some("edpark8")
+                && e.get("Call-Direction") == Some("inbound")
+            {
+                ear = e.get("Unique-ID").map(str::to_owned);
+            }
+        }
+    }
+    let ear = ear.expect("inbound leg of the spy");
+    std::thread::sleep(Duration::from_millis(500));
+    let heard = fs.rec("tap_heard.wav");
+    record(&mut esl, &ear, "start", &heard);
+    play_tones(&mut esl, &cust_a, BEFORE);
+
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
+    assert!(r.starts_with("+OK"), "start: {r}");
+    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
+    assert!(r.starts_with("+OK"), "stop: {r}");
+    std::thread::sleep(Duration::from_millis(300));
+    play_tones(&mut esl, &cust_a, AFTER);
+    std::thread::sleep(Duration::from_millis(1000));
+    record(&mut esl, &ear, "stop", &heard);
+    let evs = recording_events(&ev.drain(Duration::from_millis(500)), &cust_b);
+    assert!(
+        has(&evs, "paused", "tap", "customer"),
+        "tap paused event: {evs:?}"
+    );
+    assert!(
+        has(&evs, "resumed", "native", "customer"),
+        "tap resumed event: {evs:?}"
+    );
+    let d = multimon_digits(&heard);
+    assert!(!card_keys_in(&d), "the spy heard the card: {d:?}");
+    assert!(
+        d.contains(BEFORE) && d.contains(AFTER),
+        "controls: the spy hears the customer before and after: {d:?}"
+    );
+    let _ = esl.api(&format!("uuid_kill {spy}"));
+    let _ = esl.api(&format!("uuid_kill {cust_a}"));
 }
