@@ -19,6 +19,7 @@
 //! - `conference_with_a_sip_recorder_gets_no_card`: mod_conference with the customer (SIP), an
 //!   agent and a SIP recorder that joins by INVITE; every recording decodes controls, no card.
 //! - `tap_mode_eavesdrop_is_paused_in_secure_mode`: `native_eavesdrop ... read` hears no card.
+//! - `recording_pause_resumes_the_agent_after_the_customer_hangs_up`: the hangup exit path.
 //!
 //! Needs FreeSWITCH at $FREESWITCH_PREFIX (default /opt/freeswitch), else SKIPPED.
 #![cfg(feature = "freeswitch")]
@@ -575,4 +576,63 @@ fn tap_mode_eavesdrop_is_paused_in_secure_mode() {
     );
     let _ = esl.api(&format!("uuid_kill {spy}"));
     let _ = esl.api(&format!("uuid_kill {cust_a}"));
+}
+
+const KEEP_AGENT_DIALPLAN: &str = r#"
+      <extension name="sipkeep">
+        <condition field="destination_number" expression="^sipkeep(\d+)$">
+          <action application="answer"/>
+          <action application="bridge" data="{loopback_bowout=false,park_after_bridge=true}loopback/agent$1/sp"/>
+        </condition>
+      </extension>"#;
+
+/// `recording=pause`, hangup exit path: the customer hangs up in secure mode; the agent stays
+/// (parked after the bridge) and its recording, paused during secure mode, runs again.
+#[test]
+fn recording_pause_resumes_the_agent_after_the_customer_hangs_up() {
+    let Some(prefix) = prefix() else { return };
+    let fs = FreeSwitch::start(
+        &prefix,
+        &Options {
+            sip: true,
+            extra_dialplan: KEEP_AGENT_DIALPLAN.into(),
+            secure_pay_settings: vec![("recording".into(), "pause".into())],
+            ..Options::default()
+        },
+    );
+    let mut esl = fs.esl();
+    let mut ev = fs.esl();
+    ev.subscribe("plain CUSTOM secure_pay::recording");
+    let (cust_a, cust_b) = originate_sip(&fs, &mut esl, "sipkeep9", "rfc2833");
+    let (agent_a, agent_b) = agent_legs(&mut esl, &cust_b);
+    std::thread::sleep(Duration::from_millis(700));
+    let wav = fs.rec("hangup_agent.wav");
+    record(&mut esl, &agent_a, "start", &wav);
+    // The agent's own voice (tones played from its far end) is what its recording reads.
+    play_tones(&mut esl, &agent_b, BEFORE);
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
+    assert!(r.starts_with("+OK"), "start: {r}");
+    play_tones(&mut esl, &agent_b, "28");
+    let _ = esl.api(&format!("uuid_kill {cust_a}"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let up = esl.api(&format!("uuid_exists {agent_a}"));
+    assert!(up.trim() == "true", "agent parked after the bridge: {up}");
+    play_tones(&mut esl, &agent_b, AFTER);
+    std::thread::sleep(Duration::from_millis(1000));
+    record(&mut esl, &agent_a, "stop", &wav);
+    let evs = recording_events(&ev.drain(Duration::from_millis(500)), &cust_b);
+    assert!(
+        has(&evs, "paused", "all", "agent") && has(&evs, "resumed", "all", "agent"),
+        "agent paused and resumed at hangup: {evs:?}"
+    );
+    let d = multimon_digits(&wav);
+    assert!(
+        d.contains(BEFORE) && d.contains(AFTER),
+        "agent recording before and after (resumed): {d:?}"
+    );
+    assert!(
+        !d.contains('2') && !d.contains('8'),
+        "agent recording paused during secure mode: {d:?}"
+    );
+    let _ = esl.api(&format!("uuid_kill {agent_a}"));
 }
