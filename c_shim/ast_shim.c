@@ -6,11 +6,13 @@
 
 #include <string.h>
 
+#include "asterisk/audiohook.h"
 #include "asterisk/bridge.h"
 #include "asterisk/bridge_technology.h"
 #include "asterisk/channel.h"
 #include "asterisk/cli.h"
 #include "asterisk/config.h"
+#include "asterisk/core_local.h"
 #include "asterisk/datastore.h"
 #include "asterisk/format.h"
 #include "asterisk/format_cache.h"
@@ -281,6 +283,15 @@ int sp_ast_hook_attach(struct ast_channel *chan, void *state)
 	return ast_framehook_attach(chan, &i);
 }
 
+int sp_ast_foreign_framehooks(struct ast_channel *chan)
+{
+	struct ast_framehook_list *l = ast_channel_framehooks(chan);
+
+	return !ast_framehook_list_contains_no_active_of_type(l, AST_FRAME_VOICE)
+		|| !ast_framehook_list_contains_no_active_of_type(l, AST_FRAME_DTMF_BEGIN)
+		|| !ast_framehook_list_contains_no_active_of_type(l, AST_FRAME_DTMF_END);
+}
+
 /* ---- datastore: which hook (and state) belongs to the channel ---- */
 
 struct sp_ds {
@@ -471,3 +482,80 @@ AST_MODULE_INFO(ASTERISK_GPL_KEY, AST_MODFLAG_LOAD_ORDER,
 	.reload = reload_module,
 	.load_pri = AST_MODPRI_DEFAULT,
 );
+
+/* ---- recording=pause: MixMonitor mute/unmute on the customer leg and its bridge peers ---- */
+
+int sp_ast_mixmonitor_mute(const char *uniqueid, int mute)
+{
+	struct ast_channel *chan = ast_channel_get_by_name(uniqueid);
+	int n;
+
+	if (!chan) {
+		return -1;
+	}
+	/* clear = 0 sets the mute flags, 1 clears them */
+	n = ast_audiohook_set_mute_all(chan, "MixMonitor",
+		AST_AUDIOHOOK_MUTE_READ | AST_AUDIOHOOK_MUTE_WRITE, mute ? 0 : 1);
+	ast_channel_unref(chan);
+	return n < 0 ? 0 : n;
+}
+
+static void append_uniqueid(struct ast_str **out, struct ast_channel *c)
+{
+	ast_channel_lock(c);
+	ast_str_append(out, 0, "%s\n", ast_channel_uniqueid(c));
+	ast_channel_unlock(c);
+}
+
+char *sp_ast_bridge_peer_ids(struct ast_channel *chan)
+{
+	struct ast_bridge *bridge;
+	struct ao2_container *peers;
+	struct ao2_iterator it;
+	struct ast_channel *peer;
+	struct ast_str *out;
+	char *res;
+
+	/* get_bridge wants the channel locked; the bridge is locked only after it is unlocked
+	 * (Asterisk's order is bridge, then channel) */
+	ast_channel_lock(chan);
+	bridge = ast_channel_get_bridge(chan);
+	ast_channel_unlock(chan);
+	if (!bridge) {
+		return NULL;
+	}
+	peers = ast_bridge_peers(bridge);
+	ao2_ref(bridge, -1);
+	if (!peers) {
+		return NULL;
+	}
+	out = ast_str_create(256);
+	if (!out) {
+		ao2_ref(peers, -1);
+		return NULL;
+	}
+	it = ao2_iterator_init(peers, 0);
+	while ((peer = ao2_iterator_next(&it))) {
+		if (peer != chan) {
+			struct ast_channel *other = NULL;
+
+			append_uniqueid(&out, peer);
+			/* a Local channel's other half (e.g. the agent's phone side) records too */
+			ast_channel_lock(peer);
+			if (!strncasecmp(ast_channel_name(peer), "Local/", 6)) {
+				other = ast_local_get_peer(peer);
+			}
+			ast_channel_unlock(peer);
+			if (other) {
+				append_uniqueid(&out, other);
+				ast_channel_unref(other);
+			}
+		}
+		ast_channel_unref(peer);
+	}
+	ao2_iterator_destroy(&it);
+	ao2_ref(peers, -1);
+	res = ast_strdup(ast_str_buffer(out));
+	ast_free(out);
+	return res;
+}

@@ -47,6 +47,10 @@ void sp_ast_channel_unlock(struct ast_channel *chan);
 struct ast_channel *sp_ast_channel_unref(struct ast_channel *chan);
 /* Channel locked. Attaches the READ framehook with `state` as its data; returns the id or -1. */
 int sp_ast_hook_attach(struct ast_channel *chan, void *state);
+/* Channel locked. 1 if an active framehook that consumes voice or DTMF frames is attached
+ * (a hook without consume_cb counts): READ framehooks run in attach order, so such a hook
+ * would see the customer's raw frames before one attached now. 0 otherwise. */
+int sp_ast_foreign_framehooks(struct ast_channel *chan);
 /* Channel locked. Adds the "secure_pay" datastore holding the hook id and state pointer. 0 = ok. */
 int sp_ast_ds_add(struct ast_channel *chan, int hook_id, void *state);
 /* Channel locked. Returns the state pointer and hook id of the datastore, or NULL. */
@@ -63,6 +67,14 @@ struct ast_channel *sp_ast_channel_ref(struct ast_channel *chan);
  * is native (AST_BRIDGE_CAPABILITY_NATIVE, e.g. native_rtp: local RTP forwarding or direct
  * media), i.e. its media may bypass the core and every framehook; 0 otherwise. */
 int sp_ast_chan_media_native(struct ast_channel *chan);
+/* No channel locked. Mutes (mute != 0) or unmutes both directions of every MixMonitor on the
+ * channel whose uniqueid is `uniqueid` (ast_audiohook_set_mute_all, source "MixMonitor").
+ * Returns how many MixMonitors it changed, -1 if there is no such channel. */
+int sp_ast_mixmonitor_mute(const char *uniqueid, int mute);
+/* Channel UNLOCKED, caller holds a reference. The uniqueids of the other channels in `chan`'s
+ * bridge (for a Local channel among them also its other half), each followed by a newline;
+ * NULL if `chan` is not in a bridge. Free with sp_ast_free. */
+char *sp_ast_bridge_peer_ids(struct ast_channel *chan);
 void sp_ast_module_ref(void);
 void sp_ast_module_unref(void);
 /* The standard channel snapshot headers (ast_manager_build_channel_state_string: Channel,

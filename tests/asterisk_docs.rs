@@ -56,6 +56,8 @@ fn xml_docs_are_shown_by_the_cli() {
         ("SecurePayCancel", "Linkedid"),
         ("SecurePayStop", "SecurePay-Reason"),
         ("SecurePayError", "media-bypass"),
+        ("SecurePayError", "framehook-order"),
+        ("SecurePayRecording", "SecurePay-Recording-Action"),
         ("SecurePayStatus", "SecurePay-State"),
         ("SecurePayStatusComplete", "ListItems"),
     ] {

@@ -23,6 +23,73 @@ use crate::core::suppress::{MaskMode, Masker, MaskerConfig};
 /// Longest generic field (reference) we accept; bounded by `SecretDigits` capacity.
 pub const MAX_GENERIC_LENGTH: usize = 32;
 
+/// What secure mode does with the PBX's recordings of the call (key `recording`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordingMode {
+    /// Recordings keep running and get the masked audio (default). A recording the module
+    /// cannot mask (a codec-payload tap, e.g. a FreeSWITCH native-format `record_session`) is
+    /// paused for the secure period, with a `recording` event (see docs/recording.md).
+    #[default]
+    Mask,
+    /// The module pauses the PBX's recordings of both legs for the secure period and resumes
+    /// them when secure mode ends (every exit path), with `recording` events.
+    Pause,
+}
+
+impl RecordingMode {
+    pub const ALL: [RecordingMode; 2] = [RecordingMode::Mask, RecordingMode::Pause];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordingMode::Mask => "mask",
+            RecordingMode::Pause => "pause",
+        }
+    }
+
+    pub fn from_name(v: &str) -> Option<RecordingMode> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(v.trim()))
+    }
+}
+
+/// A set of [`RecordingMode`]s (admin key `allowed_recording`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordingModes {
+    mask: bool,
+    pause: bool,
+}
+
+impl RecordingModes {
+    pub fn contains(self, m: RecordingMode) -> bool {
+        match m {
+            RecordingMode::Mask => self.mask,
+            RecordingMode::Pause => self.pause,
+        }
+    }
+
+    pub fn insert(&mut self, m: RecordingMode) {
+        match m {
+            RecordingMode::Mask => self.mask = true,
+            RecordingMode::Pause => self.pause = true,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        !self.mask && !self.pause
+    }
+
+    /// `mask,pause` (comma separated names, in [`RecordingMode::ALL`] order).
+    pub fn to_header(self) -> String {
+        let v: Vec<&str> = RecordingMode::ALL
+            .into_iter()
+            .filter(|m| self.contains(*m))
+            .map(RecordingMode::name)
+            .collect();
+        v.join(",")
+    }
+}
+
 /// Everything a capture [`Session`](crate::core::capture::Session) needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaptureConfig {
@@ -130,6 +197,13 @@ pub struct Config {
     /// Admin opt-in (`allow_leaky_lookahead = yes`) for a `lookahead_ms` below
     /// [`Masker::min_leak_free_lookahead_ms`] (the head of each tone can then be heard).
     pub allow_leaky_lookahead: bool,
+    /// What secure mode does with the PBX's recordings (admin key `recording`, default `mask`).
+    /// Per call only a value in [`Config::allowed_recording_modes`] may be chosen.
+    pub recording: RecordingMode,
+    /// Extra values a per-call option may choose for `recording` (admin key
+    /// `allowed_recording`, e.g. `mask,pause`). The admin's own `recording` is always allowed;
+    /// by default nothing else is (an admin who picks `pause` gets pause only).
+    pub allowed_recording: RecordingModes,
 }
 
 /// A bad key or value. `Display` names the key and says what is wrong / allowed.
@@ -259,6 +333,7 @@ fn is_list_key(k: &str) -> bool {
         "fields"
             | "required"
             | "allowed_fields"
+            | "allowed_recording"
             | "allowed_brands"
             | "valid_card_types"
             | "card_types"
@@ -292,6 +367,8 @@ pub enum PerCall {
     ShowOff,
     /// Not below the leak-free minimum (nor below the admin's value if that is lower).
     Lookahead,
+    /// One of the admin's allowed recording modes (`recording` plus `allowed_recording`).
+    Recording,
     /// Refused per call (connector.*, dedup windows, allowed_fields opt-ins, unknown keys).
     AdminOnly,
 }
@@ -321,6 +398,7 @@ pub fn per_call_rule(k: &str) -> PerCall {
         "pan_display" => PerCall::PanDisplay,
         "show_expiry" | "show_postal_code" | "show_generic" => PerCall::ShowOff,
         "lookahead_ms" => PerCall::Lookahead,
+        "recording" => PerCall::Recording,
         _ => PerCall::AdminOnly,
     }
 }
@@ -468,6 +546,29 @@ impl Config {
             }
             "lookahead_ms" => self.masker.lookahead_ms = parse_num(key, v, 0, 100)? as u32,
             "allow_leaky_lookahead" => self.allow_leaky_lookahead = parse_bool(key, v)?,
+            "recording" => {
+                self.recording = RecordingMode::from_name(v).ok_or_else(|| {
+                    err(
+                        key,
+                        format!("{} is not allowed; allowed: mask|pause", shown(v)),
+                    )
+                })?
+            }
+            "allowed_recording" => {
+                let mut set = RecordingModes::default();
+                for name in parse_list(v) {
+                    set.insert(RecordingMode::from_name(name).ok_or_else(|| {
+                        err(
+                            key,
+                            format!("{} is not allowed; allowed: mask, pause", shown(name)),
+                        )
+                    })?);
+                }
+                if set.is_empty() {
+                    return Err(err(key, "needs at least one value; allowed: mask, pause"));
+                }
+                self.allowed_recording = set;
+            }
             "connector" => {
                 self.connector = if v.is_empty() || v.eq_ignore_ascii_case("none") {
                     Some("none".to_string())
@@ -802,6 +903,21 @@ impl Config {
                 }
                 Ok(())
             }
+            PerCall::Recording => {
+                self.set(key, v)?;
+                let allowed = admin.allowed_recording_modes();
+                if !allowed.contains(self.recording) {
+                    return Err(err(
+                        key,
+                        format!(
+                            "{} is not allowed on this call; the admin allows: {} (admin keys recording, allowed_recording)",
+                            self.recording.name(),
+                            allowed.to_header()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
             PerCall::AdminOnly => {
                 // An unknown key gets the setter's "unknown key" error; a known one is refused.
                 Config::default().set(key, v)?;
@@ -896,6 +1012,14 @@ impl Config {
         }
         self.capture.connector = chosen.cloned();
         Ok(())
+    }
+
+    /// The recording modes a per-call `recording=` may choose: the admin's `recording` plus
+    /// `allowed_recording`.
+    pub fn allowed_recording_modes(&self) -> RecordingModes {
+        let mut m = self.allowed_recording;
+        m.insert(self.recording);
+        m
     }
 
     /// The connector profile submit will use, if any (after [`Config::resolve`]).

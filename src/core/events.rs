@@ -63,6 +63,72 @@ impl From<PaymentOutcome> for SubmitResult {
     }
 }
 
+/// What the module did to a recording (event `recording`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingAction {
+    /// Paused for the secure period (option `recording=pause`, or a recording the module
+    /// cannot mask).
+    Paused,
+    /// Running again: secure mode ended (every exit path).
+    Resumed,
+    /// Secure mode was refused because of this recording (the adapter says which).
+    Refused,
+}
+
+impl RecordingAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordingAction::Paused => "paused",
+            RecordingAction::Resumed => "resumed",
+            RecordingAction::Refused => "refused",
+        }
+    }
+}
+
+/// Which kind of recording a `recording` event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingKind {
+    /// A recording of the decoded audio (wav and other file formats, conference recordings):
+    /// it gets the masked audio.
+    Decoded,
+    /// A recording of the codec payload (FreeSWITCH native-format `record_session`): it reads
+    /// the audio before any masking and cannot be masked.
+    Native,
+    /// A tap that reads the codec payload (FreeSWITCH eavesdrop in tap mode).
+    Tap,
+    /// Every recording of the leg (option `recording=pause`).
+    All,
+}
+
+impl RecordingKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordingKind::Decoded => "decoded",
+            RecordingKind::Native => "native",
+            RecordingKind::Tap => "tap",
+            RecordingKind::All => "all",
+        }
+    }
+}
+
+/// Which leg of the call a `recording` event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leg {
+    /// The channel in secure mode.
+    Customer,
+    /// Its bridged partner.
+    Agent,
+}
+
+impl Leg {
+    pub fn name(self) -> &'static str {
+        match self {
+            Leg::Customer => "customer",
+            Leg::Agent => "agent",
+        }
+    }
+}
+
 /// Masked status of a session (command `status`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusSnapshot {
@@ -143,6 +209,20 @@ pub enum Event {
     },
     /// Masked status (answer to the `status` command).
     Status(StatusSnapshot),
+    /// The module paused, resumed or refused because of a PBX recording (option `recording`,
+    /// or a recording it cannot mask). Fixed texts and small counts only: no path, no digit
+    /// that was keyed.
+    Recording {
+        action: RecordingAction,
+        kind: RecordingKind,
+        leg: Leg,
+        /// The call's `recording` option (`mask` or `pause`).
+        mode: &'static str,
+        /// How many recordings/taps this event is about (0 when unknown, e.g. a whole leg).
+        count: u32,
+        /// Fixed text: why (e.g. `recording-option`, `codec-payload`).
+        reason: &'static str,
+    },
 }
 
 fn num(n: u64) -> ArrayString<20> {
@@ -153,7 +233,7 @@ fn num(n: u64) -> ArrayString<20> {
 
 impl Event {
     /// Lower-case event name: `start`, `capture`, `digit`, `field`, `complete`, `submit`,
-    /// `cancel`, `stop`, `error`, `status` (FreeSWITCH subclass suffix; Asterisk uses
+    /// `cancel`, `stop`, `error`, `status`, `recording` (FreeSWITCH subclass suffix; Asterisk uses
     /// `SecurePay` + the capitalised name).
     pub fn name(&self) -> &'static str {
         match self {
@@ -167,6 +247,7 @@ impl Event {
             Event::Stop { .. } => "stop",
             Event::Error { .. } => "error",
             Event::Status(_) => "status",
+            Event::Recording { .. } => "recording",
         }
     }
 
@@ -260,7 +341,7 @@ impl Event {
                 }
             }
             // Our own fixed texts.
-            Event::Error { .. } => {}
+            Event::Error { .. } | Event::Recording { .. } => {}
             Event::Status(st) => {
                 om(&mut st.card_number, true, f);
                 om(&mut st.expiration_date, false, f);
@@ -437,6 +518,21 @@ impl Event {
                 if let Some(e) = &s.expiration_date {
                     f("SecurePay-Expiration-Date", e);
                 }
+            }
+            Event::Recording {
+                action,
+                kind,
+                leg,
+                mode,
+                count,
+                reason,
+            } => {
+                f("SecurePay-Recording-Action", action.name());
+                f("SecurePay-Recording-Kind", kind.name());
+                f("SecurePay-Leg", leg.name());
+                f("SecurePay-Recording-Mode", mode);
+                f("SecurePay-Recording-Count", &num(u64::from(*count)));
+                f("SecurePay-Reason", reason);
             }
         }
     }

@@ -549,6 +549,25 @@ impl Call {
         self.agent.trim_end_matches(";2")
     }
 
+    /// Makes the customer play `tones` (a `Playtones` argument, e.g. `1000` for a steady
+    /// 1 kHz tone) for `secs` seconds (no wait; [`Call::wait_keyed`] waits for the end).
+    pub fn play_nowait(&mut self, ami: &mut Ami, tones: &str, secs: f64) {
+        self.step += 1;
+        for (k, v) in [
+            ("SPKEYS", String::new()),
+            ("SPTONES", tones.to_owned()),
+            ("SPWAIT", format!("{secs:.2}")),
+            ("SPSTEP", self.step.to_string()),
+        ] {
+            let r = ami.action(&[
+                ("Action", "Setvar"),
+                ("Variable", &format!("GLOBAL({k}_{})", self.name)),
+                ("Value", &v),
+            ]);
+            assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+        }
+    }
+
     /// Makes the customer key `oob` as DTMF frames, then `inband` as tones (no wait).
     pub fn key_nowait(&mut self, ami: &mut Ami, oob: &str, inband: &str) {
         self.step += 1;

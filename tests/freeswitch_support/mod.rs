@@ -85,6 +85,8 @@ pub struct Options {
     pub sql: bool,
     /// RTP port range (first, last) instead of the default 10 ports (many concurrent SIP calls).
     pub rtp_ports: Option<(u16, u16)>,
+    /// Load mod_conference with a profile `default` (8 kHz, 20 ms, no energy gate).
+    pub conference: bool,
 }
 
 pub struct FreeSwitch {
@@ -156,6 +158,22 @@ impl FreeSwitch {
                 format!("<connector name=\"{}\">{ps}</connector>", xml_escape(name))
             })
             .collect();
+        let (conference_load, conference_conf) = if opts.conference {
+            (
+                "<load module=\"mod_conference\"/>",
+                r#"<configuration name="conference.conf" description="conference">
+  <caller-controls><group name="none"></group></caller-controls>
+  <profiles><profile name="default">
+    <param name="rate" value="8000"/>
+    <param name="interval" value="20"/>
+    <param name="energy-level" value="0"/>
+    <param name="caller-controls" value="none"/>
+  </profile></profiles>
+</configuration>"#,
+            )
+        } else {
+            ("", "")
+        };
         let sofia_load = if opts.sip {
             "<load module=\"mod_sofia\"/>"
         } else {
@@ -226,6 +244,7 @@ impl FreeSwitch {
         <load module="mod_native_file"/>
         <load module="mod_tone_stream"/>
         {sofia_load}
+        {conference_load}
         <load module="mod_secure_pay"/>
       </modules>
     </configuration>
@@ -245,6 +264,7 @@ impl FreeSwitch {
     </configuration>
     {secure_pay_conf}
     {sofia_conf}
+    {conference_conf}
   </section>
   <section name="dialplan" description="dialplan">
     <context name="sp">

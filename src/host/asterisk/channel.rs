@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crate::core::anchor::Anchor;
 use crate::core::audio::SampleRate;
 use crate::core::capture::{Command, DigitSource, PressTime, Session, StopReason};
-use crate::core::config::Config;
+use crate::core::config::{Config, RecordingMode};
 use crate::core::digit::Digit;
 use crate::core::events::Event;
 use crate::core::g711;
@@ -109,6 +109,30 @@ pub fn channel_of(sid: u64) -> Option<ChanRef> {
 }
 
 pub static REGISTRY: Mutex<BTreeMap<u64, Summary>> = Mutex::new(BTreeMap::new());
+
+/// True while session `sid` is active (registered and not stopped). Locks its channel: call
+/// with no channel locked.
+pub fn is_live(sid: u64) -> bool {
+    let Some(chan) = channel_of(sid) else {
+        return false;
+    };
+    // SAFETY: referenced channel, locked around the state access.
+    unsafe {
+        ffi::sp_ast_channel_lock(chan.as_ptr());
+        let live = find_locked(chan.as_ptr()).is_some_and(|st| st.id == sid && st.is_active());
+        ffi::sp_ast_channel_unlock(chan.as_ptr());
+        live
+    }
+}
+
+/// A reference to the channel whose uniqueid is `uniqueid`, if it exists.
+pub fn find_by_uniqueid(uniqueid: &str) -> Option<ChanRef> {
+    let id = std::ffi::CString::new(uniqueid).ok()?;
+    // SAFETY: NUL-terminated id; the returned channel (if any) carries a reference we adopt.
+    let p = unsafe { ffi::ast_channel_get_by_uniqueid(id.as_ptr()) };
+    // SAFETY: `p` is a referenced channel or NULL.
+    (!p.is_null()).then(|| unsafe { ChanRef::adopt(p) })
+}
 
 pub struct ChannelState {
     id: u64,
@@ -363,6 +387,10 @@ pub enum StartError {
     NotAnchored,
     /// Secure mode ended (hangup, stop) before it was announced.
     Ended,
+    /// Another framehook that reads voice or DTMF is already attached to the channel: Asterisk
+    /// runs READ framehooks in attach order, so it would see the customer's raw audio and
+    /// digits before ours (fail closed instead).
+    ForeignHookFirst,
 }
 
 impl std::fmt::Display for StartError {
@@ -378,6 +406,12 @@ impl std::fmt::Display for StartError {
                  media not torn down in time); secure mode not started"
             ),
             Self::Ended => write!(f, "secure mode ended before it started (hangup or stop)"),
+            Self::ForeignHookFirst => write!(
+                f,
+                "another framehook (e.g. FRAME_TRACE, FRAME_DROP, JITTERBUFFER or a third-party \
+                 module) is attached to this channel and would read the customer's audio and \
+                 digits before secure mode; remove it first"
+            ),
         }
     }
 }
@@ -411,6 +445,8 @@ pub unsafe fn find_locked<'a>(chan: *mut ffi::ast_channel) -> Option<&'a mut Cha
 /// `chan` is valid and locked; `st` is the state found through its datastore.
 unsafe fn teardown_locked(chan: *mut ffi::ast_channel, st: &mut ChannelState, hook_id: c_int) {
     st.passive = true;
+    // recording=pause: queue the resume (done with no channel locked)
+    crate::host::asterisk::recording::ended(st.id);
     // After a masquerade the datastore's id is the old channel's: use the id the fixup got.
     let hook_id = st.moved_id.unwrap_or(hook_id);
     // SAFETY: channel locked as both calls require. Detach only marks the hook (safe inside
@@ -442,6 +478,11 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     // SAFETY: channel locked (caller).
     if unsafe { find_locked(chan) }.is_some() {
         return Err(StartError::AlreadyActive);
+    }
+    // READ framehooks run in attach order: one attached before ours sees the raw frames.
+    // SAFETY: channel locked (caller).
+    if unsafe { ffi::sp_ast_foreign_framehooks(chan) } != 0 {
+        return Err(StartError::ForeignHookFirst);
     }
     // Per-call options may only narrow the admin's settings (Config::for_call).
     let cfg = crate::host::asterisk::settings::current()
@@ -555,7 +596,8 @@ pub unsafe fn start_anchored(
                     st.observe_bridge(native, native_seen);
                     if st.anchor == Anchor::Core {
                         st.announce();
-                        Some(Ok(()))
+                        Some(Ok((st.cfg.recording == RecordingMode::Pause)
+                            .then(|| (st.id, st.ids.clone()))))
                     } else if Instant::now() >= deadline {
                         // never announced: end silently (the held events are dropped)
                         let mut sink = |_ev: Event| {};
@@ -571,8 +613,15 @@ pub unsafe fn start_anchored(
             ffi::sp_ast_channel_unlock(chan);
             done
         };
-        if let Some(r) = done {
-            return r;
+        match done {
+            Some(Ok(Some((sid, ids)))) => {
+                // SAFETY: unlocked, referenced channel (contract).
+                unsafe { crate::host::asterisk::recording::pause(sid, chan, ids) };
+                return Ok(());
+            }
+            Some(Ok(None)) => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            None => {}
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -761,6 +810,7 @@ pub fn tick_all() {
 }
 
 fn drop_state(st: Box<ChannelState>) {
+    crate::host::asterisk::recording::ended(st.id);
     if let Ok(mut reg) = REGISTRY.lock() {
         reg.remove(&st.id);
     }

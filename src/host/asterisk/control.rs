@@ -102,6 +102,7 @@ pub extern "C" fn sp_rs_func_write(
                 ffi::sp_ast_channel_lock(chan);
                 let r = channel::stop_locked(chan, StopReason::Agent);
                 ffi::sp_ast_channel_unlock(chan);
+                crate::host::asterisk::recording::resume_ended();
                 if r {
                     "STOPPED"
                 } else {
@@ -218,6 +219,7 @@ unsafe fn wait_for_outcome(chan: *mut ffi::ast_channel) -> c_int {
                 channel::stop_locked(chan, StopReason::Dialplan);
             }
             ffi::sp_ast_channel_unlock(chan);
+            crate::host::asterisk::recording::resume_ended();
             done
         };
         if done {
@@ -259,6 +261,7 @@ pub extern "C" fn app_stop_secure_pay(chan: *mut ffi::ast_channel, _data: *const
             ffi::sp_ast_channel_lock(chan);
             let r = channel::stop_locked(chan, StopReason::Dialplan);
             ffi::sp_ast_channel_unlock(chan);
+            crate::host::asterisk::recording::resume_ended();
             r
         };
         // SAFETY: valid channel owned by this PBX thread.
@@ -430,7 +433,12 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
         return match unsafe { channel::start_anchored(chan, options, channel::ANCHOR_TIMEOUT) } {
             Ok(()) => Reply::Ack("Secure mode started".into()),
             Err(e) => {
-                if matches!(e, channel::StartError::NotAnchored) {
+                let code = match e {
+                    channel::StartError::NotAnchored => Some("media-bypass"),
+                    channel::StartError::ForeignHookFirst => Some("framehook-order"),
+                    _ => None,
+                };
+                if let Some(code) = code {
                     // SAFETY: referenced channel, locked while its identity is read.
                     let ids = unsafe {
                         ffi::sp_ast_channel_lock(chan);
@@ -438,7 +446,7 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
                         ffi::sp_ast_channel_unlock(chan);
                         ids
                     };
-                    events::publish_adapter_error(&ids, "media-bypass", &e.to_string());
+                    events::publish_adapter_error(&ids, code, &e.to_string());
                 }
                 Reply::Error(format!("start refused: {e}"))
             }
@@ -464,6 +472,8 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
             (_, None) => Reply::Error("bad command".into()),
         };
         ffi::sp_ast_channel_unlock(chan);
+        // a stop (or a cancel ending the session) resumes paused recordings before the reply
+        crate::host::asterisk::recording::resume_ended();
         r
     }
 }

@@ -16,6 +16,7 @@ pub mod channel;
 pub mod control;
 pub mod events;
 pub mod logger;
+pub mod recording;
 pub mod settings;
 
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -64,6 +65,8 @@ fn start_ticker() {
                 if n % 4 == 0 {
                     guard("ticker", (), channel::tick_all);
                 }
+                // recording=pause: resume ended sessions within 250 ms; re-mute live ones
+                guard("ticker", (), || recording::tick(n % 4 == 0));
             }
         });
     match spawned {
@@ -209,6 +212,8 @@ pub extern "C" fn sp_rs_unload() -> c_int {
         }
         unregister();
         stop_ticker();
+        // no hook is live: every paused recording is resumed before the code goes away
+        recording::resume_ended();
         LOADED.store(false, Ordering::SeqCst);
         log::info!("secure_pay: unloaded");
         crate::host::remove_panic_hook();

@@ -35,6 +35,7 @@ use crate::host::guard;
 
 use super::events;
 use super::inbox::Inbox;
+use super::recording::Recordings;
 use super::util::{self, LockedSession};
 
 /// How often the dispatcher looks at a secure channel's bridge partner and media variables
@@ -105,6 +106,11 @@ pub struct Channel {
     /// The module interface's rwlock, read-locked while this channel is secure so that
     /// `unload`/`reload` of the module is refused; null when not held.
     module_lock: AtomicPtr<fs::switch_thread_rwlock_t>,
+    /// The PBX's recordings of this call (option `recording`, native taps paused; see
+    /// `recording.rs`). The read_frame hook only try-locks it.
+    rec: Mutex<Recordings>,
+    /// A native tap was paused on the media thread: the dispatcher fires its event.
+    rec_report: AtomicBool,
 }
 
 static REGISTRY: LazyLock<RwLock<HashMap<usize, Arc<Channel>>>> =
@@ -181,6 +187,10 @@ pub fn active() -> Vec<Arc<Channel>> {
 impl Channel {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_rec(&self) -> MutexGuard<'_, Recordings> {
+        self.rec.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `time` maps the press's span from `now_ms()`: `Err(duration_ms)` for an out-of-band
@@ -282,6 +292,9 @@ impl Channel {
         let finished = {
             let mut st = self.lock_state();
             self.pump(&mut st, &mut out);
+            if self.rec_report.swap(false, Ordering::AcqRel) {
+                self.lock_rec().take_reports(&mut out);
+            }
             if self.media_out() {
                 if !st.media_error_sent {
                     st.media_error_sent = true;
@@ -469,6 +482,7 @@ pub unsafe fn start(
         .for_call(opts)
         .map_err(|e| StartError::BadOptions(e.to_string()))?;
     let cfg = Arc::new(cfg);
+    let cfg_recording = cfg.recording;
     // SAFETY: live session.
     let uuid = unsafe { util::uuid_of(session) };
 
@@ -507,6 +521,8 @@ pub unsafe fn start(
         polled_out: AtomicBool::new(false),
         polled_ms: AtomicU64::new(now_ms()),
         module_lock: AtomicPtr::new(std::ptr::null_mut()),
+        rec: Mutex::new(Recordings::new(cfg_recording)),
+        rec_report: AtomicBool::new(false),
     });
     let mut ctl = ch.ctl.lock().unwrap_or_else(|p| p.into_inner());
     if !registry_reserve(&ch) {
@@ -520,9 +536,20 @@ pub unsafe fn start(
         ch.inbox.wipe();
         return Err(e);
     }
+    // Recordings: `recording=pause` pauses both legs; native taps of the customer's payload are
+    // paused in either mode (the read_frame hook keeps doing so on every frame).
+    let rec_events = {
+        let mut rec = ch.lock_rec();
+        // SAFETY: live session; no bug lock held here.
+        let mut evs = unsafe { rec.pause_all(session) };
+        // SAFETY: as above.
+        unsafe { rec.scan(session, &ch.uuid) };
+        rec.take_reports(&mut evs);
+        evs
+    };
     drop(ctl);
     log::info!("secure_pay: {}: secure mode on", ch.uuid);
-    for e in &early {
+    for e in rec_events.iter().chain(&early) {
         // SAFETY: live session.
         unsafe { events::fire(session, e) };
     }
@@ -693,6 +720,14 @@ unsafe fn detach(
     // hangup removed it meanwhile (remove then only compares the pointer and finds nothing).
     // CLOSE (-> `finish`) runs in this thread before this returns; it does not take `ctl`.
     unsafe { fs::switch_core_media_bug_remove(session, &mut bug) };
+    // Our bug is gone and remove released the bug list's lock: resume the native taps we
+    // paused (the read_frame hook, removed in CLOSE, no longer pauses them).
+    // SAFETY: live session; no bug lock held.
+    let evs = unsafe { ch.lock_rec().resume_taps(session) };
+    for e in &evs {
+        // SAFETY: live session.
+        unsafe { events::fire(session, e) };
+    }
     true
 }
 
@@ -724,6 +759,12 @@ unsafe fn finish(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>) {
         if !st.session.is_finished() {
             st.session.stop(reason, now_ms(), &mut |e| out.push(e));
         }
+    }
+    {
+        let mut rec = ch.lock_rec();
+        rec.take_reports(&mut out);
+        // SAFETY: live session (CLOSE); touches channel flags only on it.
+        out.extend(unsafe { rec.resume_legs(session) });
     }
     ch.inbox.wipe();
     for e in &out {
@@ -1053,6 +1094,26 @@ unsafe extern "C" fn read_frame_hook(
         };
         if ch.own_out.swap(out, Ordering::AcqRel) != out {
             wake();
+        }
+        // Native taps of the customer's payload run right after this hook, on this thread:
+        // pause any that appeared (or was resumed) before it gets this frame. A state we cannot
+        // lock at once mutes this frame (the core then feeds the taps its CNG frame).
+        match ch.rec.try_lock() {
+            Ok(mut rec) => {
+                // SAFETY: live session; read_frame hooks run outside the bug list's lock.
+                if unsafe { rec.scan(session, &ch.uuid) } {
+                    ch.rec_report.store(true, Ordering::Release);
+                    wake();
+                }
+            }
+            Err(TryLockError::Poisoned(p)) => {
+                // SAFETY: as above.
+                if unsafe { p.into_inner().scan(session, &ch.uuid) } {
+                    ch.rec_report.store(true, Ordering::Release);
+                    wake();
+                }
+            }
+            Err(TryLockError::WouldBlock) => return fs::SWITCH_STATUS_INUSE,
         }
         if ch.media_out() || ch.poisoned.load(Ordering::Relaxed) {
             fs::SWITCH_STATUS_INUSE

@@ -13,7 +13,7 @@ use super::util::{self, cstring};
 const OWNER: &std::ffi::CStr = c"mod_secure_pay";
 
 /// Every subclass the module fires. `error` also carries adapter errors (refused start).
-pub const SUBCLASSES: [&std::ffi::CStr; 10] = [
+pub const SUBCLASSES: [&std::ffi::CStr; 11] = [
     c"secure_pay::start",
     c"secure_pay::capture",
     c"secure_pay::digit",
@@ -24,6 +24,7 @@ pub const SUBCLASSES: [&std::ffi::CStr; 10] = [
     c"secure_pay::stop",
     c"secure_pay::error",
     c"secure_pay::status",
+    c"secure_pay::recording",
 ];
 
 pub fn reserve() {
@@ -243,6 +244,10 @@ unsafe fn set_vars(ch: *mut fs::switch_channel_t, event: &Event) {
             }
         }
         Event::Error { code, .. } => set(c"secure_pay_error", Some(code)),
-        Event::Capture { .. } | Event::Digit { .. } | Event::Field { .. } | Event::Status(_) => {}
+        Event::Capture { .. }
+        | Event::Digit { .. }
+        | Event::Field { .. }
+        | Event::Status(_)
+        | Event::Recording { .. } => {}
     }
 }

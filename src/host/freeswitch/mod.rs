@@ -17,6 +17,7 @@ mod conf;
 mod events;
 mod inbox;
 mod log;
+mod recording;
 mod util;
 
 use std::ffi::c_int;

@@ -1,0 +1,333 @@
+//! The PBX's recordings of a secure channel (issue #16; docs/recording.md, "FreeSWITCH").
+//!
+//! - Every recording of the *decoded* audio (`record_session`/`uuid_record` to wav and other file
+//!   formats, conference recordings, eavesdrop in bridge mode) gets the masked frame: our
+//!   READ_REPLACE bug runs before every READ_STREAM consumer (docs/freeswitch.md §2.6).
+//! - A *codec-payload* tap reads the customer's packets before any bug and cannot be masked:
+//!   `record_session` to a path without a file extension (FreeSWITCH writes `<path>-in.<codec>`
+//!   and `<path>-out.<codec>`, flag `SMBF_TAP_NATIVE_READ`) and eavesdrop in tap mode
+//!   (`native_eavesdrop`). Decision: such a tap is **paused** (`SMBF_PAUSE` on that bug) for the
+//!   secure period and resumed when secure mode ends, with `secure_pay::recording` events
+//!   (action `paused`/`resumed`, kind `native`/`tap`). Secure mode is not refused: a tap
+//!   started *during* secure mode could not be refused either, and one rule for both keeps the
+//!   card out in both cases. The check runs in the read_frame hook, which FreeSWITCH calls on
+//!   the reading thread *before* it feeds the native taps of the same frame, on every frame
+//!   while such a bug exists (so a tap added, or resumed by `uuid_record ... resume`, during
+//!   secure mode never gets a frame of the customer's payload).
+//! - Option `recording=pause`: `CF_PAUSE_BUGS` on the customer channel and on its bridge
+//!   partner (every media bug without `SMBF_NO_PAUSE` is skipped, also one started during
+//!   secure mode; ours has NO_PAUSE), resumed at the end of secure mode on every exit path
+//!   (the media bug's CLOSE: stop, cancel, timeout, hangup, unload). Paused native taps are
+//!   resumed after our bug is removed (stop, cancel, timeout, unload); at hangup they end with
+//!   the call. A flag that was already
+//!   set (mod_fifo, another module) is left alone and not cleared at the end. If something
+//!   clears the customer's flag during secure mode the per-frame check sets it again.
+
+use arrayvec::ArrayVec;
+use std::ffi::c_void;
+
+use crate::core::config::RecordingMode;
+use crate::core::events::{Event, Leg, RecordingAction, RecordingKind};
+use crate::ffi::freeswitch as fs;
+
+use super::util::{self, LockedSession};
+
+/// Media bug functions of FreeSWITCH's own recorders and taps (switch_ivr_async.c).
+const RECORD_FUNCTION: &std::ffi::CStr = c"session_record";
+const EAVESDROP_FUNCTION: &std::ffi::CStr = c"eavesdrop";
+
+/// Per-channel recording state (under `Channel::rec`).
+#[derive(Default)]
+pub(super) struct Recordings {
+    pub mode: RecordingMode,
+    /// Addresses of the native taps this channel paused (resumed at the end). Only compared
+    /// with live bugs inside `exec_all`, never dereferenced on their own. A tap past the
+    /// capacity is paused all the same and stays paused (logged).
+    paused: ArrayVec<usize, 16>,
+    /// Native recordings / taps paused and not yet reported (the dispatcher fires the events).
+    unreported_native: u32,
+    unreported_tap: u32,
+    /// We set `CF_PAUSE_BUGS` on the customer channel (`recording=pause`).
+    customer_paused: bool,
+    /// The partner on which we set `CF_PAUSE_BUGS` (`recording=pause`).
+    agent_paused: Option<String>,
+    /// Recordings on each leg when paused (for the `resumed` events).
+    customer_count: u32,
+    agent_count: u32,
+    /// Secure mode ended: the per-frame check pauses nothing any more.
+    ended: bool,
+}
+
+struct ScanCtx<'a> {
+    rec: &'a mut Recordings,
+    tap: bool,
+    overflow: bool,
+}
+
+/// exec_all callback: pause a bug that reads the customer's codec payload.
+unsafe extern "C" fn pause_native_cb(bug: *mut fs::switch_media_bug_t, user_data: *mut c_void) {
+    if bug.is_null() || user_data.is_null() {
+        return;
+    }
+    // SAFETY: `user_data` is the `ScanCtx` of `scan`, alive for the exec_all call.
+    let ctx = unsafe { &mut *(user_data as *mut ScanCtx<'_>) };
+    // SAFETY: exec_all passes live bugs of the session under its write lock.
+    let native = unsafe { fs::switch_core_media_bug_test_flag(bug, fs::SMBF_TAP_NATIVE_READ) } != 0;
+    // SAFETY: as above.
+    let paused = unsafe { fs::switch_core_media_bug_test_flag(bug, fs::SMBF_PAUSE) } != 0;
+    if !native || paused {
+        return;
+    }
+    // SAFETY: as above; exec_all holds the bug list's write lock, readers wait for it.
+    unsafe { fs::switch_core_media_bug_set_flag(bug, fs::SMBF_PAUSE) };
+    let addr = bug as usize;
+    if !ctx.rec.paused.contains(&addr) && ctx.rec.paused.try_push(addr).is_err() {
+        ctx.overflow = true;
+    }
+    if ctx.tap {
+        ctx.rec.unreported_tap += 1;
+    } else {
+        ctx.rec.unreported_native += 1;
+    }
+}
+
+/// exec_all callback: resume a bug this channel paused.
+unsafe extern "C" fn resume_native_cb(bug: *mut fs::switch_media_bug_t, user_data: *mut c_void) {
+    if bug.is_null() || user_data.is_null() {
+        return;
+    }
+    // SAFETY: `user_data` is the list of `resume`, alive for the exec_all call.
+    let list = unsafe { &*(user_data as *const ArrayVec<usize, 16>) };
+    if list.contains(&(bug as usize)) {
+        // SAFETY: live bug under exec_all's write lock.
+        unsafe { fs::switch_core_media_bug_clear_flag(bug, fs::SMBF_PAUSE) };
+    }
+}
+
+/// Recorders and taps of FreeSWITCH on this session (cheap: a read lock and a short walk).
+///
+/// # Safety
+/// `session` is live and the caller does not hold its bug lock (not inside a bug callback).
+unsafe fn recorder_count(session: *mut fs::switch_core_session_t) -> u32 {
+    // SAFETY: live session per contract.
+    unsafe {
+        fs::switch_core_media_bug_count(session, RECORD_FUNCTION.as_ptr())
+            + fs::switch_core_media_bug_count(session, EAVESDROP_FUNCTION.as_ptr())
+    }
+}
+
+impl Recordings {
+    pub fn new(mode: RecordingMode) -> Self {
+        Self {
+            mode,
+            ..Self::default()
+        }
+    }
+
+    /// Pauses every native recording / tap of the customer's payload that is not paused yet.
+    /// Called at start (API/app thread) and on every frame from the read_frame hook (reading
+    /// thread, before the core feeds the native taps), only while FreeSWITCH recorders or taps
+    /// exist on the channel. Allocates nothing.
+    ///
+    /// # Safety
+    /// `session` is the customer's live session; the caller does not hold its bug lock.
+    pub unsafe fn scan(&mut self, session: *mut fs::switch_core_session_t, uuid: &str) -> bool {
+        if self.ended {
+            return false;
+        }
+        if self.customer_paused {
+            // SAFETY: live session.
+            let ch = unsafe { util::channel_of(session) };
+            // SAFETY: live channel.
+            if !unsafe { util::test_flag(ch, fs::CF_PAUSE_BUGS) } {
+                // Cleared by someone else during secure mode: pause again.
+                // SAFETY: live session.
+                unsafe { fs::switch_core_media_bug_pause(session) };
+            }
+        }
+        // SAFETY: forwarded contract.
+        if unsafe { recorder_count(session) } == 0 {
+            return false;
+        }
+        let before = self.unreported_native + self.unreported_tap;
+        let mut overflow = false;
+        for (function, tap) in [(RECORD_FUNCTION, false), (EAVESDROP_FUNCTION, true)] {
+            let mut ctx = ScanCtx {
+                rec: self,
+                tap,
+                overflow: false,
+            };
+            // SAFETY: live session, bug lock not held; the callback only uses `ctx` during the
+            // call.
+            unsafe {
+                fs::switch_core_media_bug_exec_all(
+                    session,
+                    function.as_ptr(),
+                    Some(pause_native_cb),
+                    &mut ctx as *mut ScanCtx<'_> as *mut c_void,
+                )
+            };
+            overflow |= ctx.overflow;
+        }
+        if overflow {
+            log::warn!(
+                "secure_pay: {uuid}: more native recordings than tracked: the extra ones stay paused after secure mode"
+            );
+        }
+        self.unreported_native + self.unreported_tap != before
+    }
+
+    /// `recording=pause`: pause the recordings of the customer and its bridge partner. Returns
+    /// the `paused` events.
+    ///
+    /// # Safety
+    /// `session` is the customer's live session (own thread or read-locked).
+    pub unsafe fn pause_all(&mut self, session: *mut fs::switch_core_session_t) -> Vec<Event> {
+        let mut out = Vec::new();
+        if self.mode != RecordingMode::Pause {
+            return out;
+        }
+        // SAFETY: live session.
+        if let Some(n) = unsafe { pause_leg(session) } {
+            self.customer_paused = true;
+            self.customer_count = n;
+            out.push(self.event(
+                RecordingAction::Paused,
+                RecordingKind::All,
+                Leg::Customer,
+                n,
+            ));
+        }
+        // SAFETY: live session; the partner uuid is copied at once.
+        let partner = unsafe {
+            util::opt_str(fs::switch_channel_get_partner_uuid(util::channel_of(
+                session,
+            )))
+        }
+        .map(str::to_owned);
+        if let Some(p) = partner.as_deref().and_then(LockedSession::locate) {
+            // SAFETY: `p` holds the partner's read lock.
+            if let Some(n) = unsafe { pause_leg(p.as_ptr()) } {
+                self.agent_paused = partner;
+                self.agent_count = n;
+                out.push(self.event(RecordingAction::Paused, RecordingKind::All, Leg::Agent, n));
+            }
+        }
+        out
+    }
+
+    /// End of secure mode, after our bug was removed by `detach` (stop, cancel, timeout,
+    /// unload): resume the native taps this channel paused. Not called at hangup (the core's
+    /// remove-all holds the bug list's lock during CLOSE, and the taps end with the call).
+    ///
+    /// # Safety
+    /// `session` is the customer's live session; the caller does not hold its bug lock.
+    pub unsafe fn resume_taps(&mut self, session: *mut fs::switch_core_session_t) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.ended = true;
+        if self.paused.is_empty() {
+            return out;
+        }
+        let list = std::mem::take(&mut self.paused);
+        for function in [RECORD_FUNCTION, EAVESDROP_FUNCTION] {
+            // SAFETY: live session, bug lock not held; `list` outlives the call.
+            unsafe {
+                fs::switch_core_media_bug_exec_all(
+                    session,
+                    function.as_ptr(),
+                    Some(resume_native_cb),
+                    &list as *const ArrayVec<usize, 16> as *mut c_void,
+                )
+            };
+        }
+        out.push(self.event(
+            RecordingAction::Resumed,
+            RecordingKind::Native,
+            Leg::Customer,
+            list.len() as u32,
+        ));
+        out
+    }
+
+    /// End of secure mode on every exit path (our bug's CLOSE: stop, cancel, timeout, hangup,
+    /// unload): clear the `CF_PAUSE_BUGS` we set on the customer and its partner. Touches only
+    /// channel flags on the customer (CLOSE may run under the bug list's lock).
+    ///
+    /// # Safety
+    /// `session` is the customer's live session.
+    pub unsafe fn resume_legs(&mut self, session: *mut fs::switch_core_session_t) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.ended = true;
+        if std::mem::take(&mut self.customer_paused) {
+            // SAFETY: live session; sets a channel flag only.
+            unsafe { fs::switch_core_media_bug_resume(session) };
+            out.push(self.event(
+                RecordingAction::Resumed,
+                RecordingKind::All,
+                Leg::Customer,
+                self.customer_count,
+            ));
+        }
+        if let Some(u) = self.agent_paused.take() {
+            if let Some(p) = LockedSession::locate(&u) {
+                // SAFETY: `p` holds the partner's read lock.
+                unsafe { fs::switch_core_media_bug_resume(p.as_ptr()) };
+                out.push(self.event(
+                    RecordingAction::Resumed,
+                    RecordingKind::All,
+                    Leg::Agent,
+                    self.agent_count,
+                ));
+            }
+        }
+        out
+    }
+
+    /// The `paused` events for taps paused since the last call (dispatcher).
+    pub fn take_reports(&mut self, out: &mut Vec<Event>) {
+        for (kind, n) in [
+            (
+                RecordingKind::Native,
+                std::mem::take(&mut self.unreported_native),
+            ),
+            (RecordingKind::Tap, std::mem::take(&mut self.unreported_tap)),
+        ] {
+            if n > 0 {
+                out.push(self.event(RecordingAction::Paused, kind, Leg::Customer, n));
+            }
+        }
+    }
+
+    fn event(&self, action: RecordingAction, kind: RecordingKind, leg: Leg, count: u32) -> Event {
+        Event::Recording {
+            action,
+            kind,
+            leg,
+            mode: self.mode.name(),
+            count,
+            reason: match (kind, action) {
+                (RecordingKind::All, _) => "recording-option",
+                (_, RecordingAction::Resumed) => "secure-mode-ended",
+                _ => "codec-payload",
+            },
+        }
+    }
+}
+
+/// Sets `CF_PAUSE_BUGS` on a leg unless it is already set; returns the number of recordings
+/// on it when we set it.
+///
+/// # Safety
+/// `session` is live (own thread or read-locked).
+unsafe fn pause_leg(session: *mut fs::switch_core_session_t) -> Option<u32> {
+    // SAFETY: live session.
+    let ch = unsafe { util::channel_of(session) };
+    // SAFETY: live channel.
+    if unsafe { util::test_flag(ch, fs::CF_PAUSE_BUGS) } {
+        return None;
+    }
+    // SAFETY: live session.
+    unsafe { fs::switch_core_media_bug_pause(session) };
+    // SAFETY: live session.
+    Some(unsafe { fs::switch_core_media_bug_count(session, RECORD_FUNCTION.as_ptr()) })
+}
