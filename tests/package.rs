@@ -582,6 +582,89 @@ fn agent_unit_really_drops_core_dumps_and_privileges() {
     let _ = std::fs::remove_dir_all(&tree);
 }
 
+/// Installed into the chroot with dpkg: postinst makes the system user and a root-only secrets
+/// directory; the service user cannot read a secret there (root can: control); purge removes
+/// the directory.
+#[test]
+fn agent_package_makes_its_user_and_a_secret_dir_the_user_cannot_read() {
+    require_root();
+    let root = chroot_root();
+    let deb = package("agent");
+    let had_user = std::fs::read_to_string(root.join("etc/passwd"))
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("secure-pay-agent:"));
+    let _ = run(&mut chroot_cmd(&["dpkg", "--purge", AGENT_PKG]));
+    let inside = format!("/tmp/sp-package-agent-{}.deb", std::process::id());
+    std::fs::copy(&deb, root.join(inside.trim_start_matches('/'))).unwrap();
+    let guard = Installed(AGENT_PKG);
+    let o = run(&mut chroot_cmd(&["dpkg", "-i", &inside]));
+    let _ = std::fs::remove_file(root.join(inside.trim_start_matches('/')));
+    assert!(o.status.success(), "dpkg -i: {}", text(&o));
+    assert_eq!(dpkg_status(AGENT_PKG), "install ok installed");
+
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    let user = passwd
+        .lines()
+        .find(|l| l.starts_with("secure-pay-agent:"))
+        .expect("postinst made no secure-pay-agent user");
+    let f: Vec<&str> = user.split(':').collect();
+    let uid: u32 = f[2].parse().unwrap();
+    assert!(uid != 0 && uid < 1000, "not a system user: {user}");
+    assert_eq!(f[6], "/usr/sbin/nologin", "{user}");
+    let dir = root.join("etc/secure-pay-agent");
+    let m = std::fs::metadata(&dir).expect("postinst made no /etc/secure-pay-agent");
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o700, 0, 0));
+    let secret = dir.join("link-secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let link = |as_user: bool| {
+        let mut args = vec![];
+        if as_user {
+            args.extend([
+                "setpriv",
+                "--reuid=secure-pay-agent",
+                "--regid=secure-pay-agent",
+                "--clear-groups",
+            ]);
+        }
+        args.extend([
+            "/usr/bin/secure-pay-agent",
+            "link",
+            "--call",
+            "pkg-1",
+            "--secret-file",
+            "/etc/secure-pay-agent/link-secret",
+        ]);
+        run(&mut chroot_cmd(&args))
+    };
+    // control: root (systemd's LoadCredential= reads as root) mints a link from it
+    let o = link(false);
+    assert!(
+        o.status.success() && text(&o).contains("http://127.0.0.1:8090/"),
+        "as root: {}",
+        text(&o)
+    );
+    // the service user itself cannot read the secret
+    let o = link(true);
+    assert!(
+        !o.status.success(),
+        "the service user read the secret: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("ermission denied"), "{}", text(&o));
+
+    ok(&mut chroot_cmd(&["dpkg", "--purge", AGENT_PKG]));
+    assert!(!dir.exists(), "purge left /etc/secure-pay-agent");
+    assert!(!root.join("usr/bin/secure-pay-agent").exists());
+    drop(guard);
+    if !had_user {
+        let _ = run(&mut chroot_cmd(&["userdel", "secure-pay-agent"]));
+        let _ = run(&mut chroot_cmd(&["groupdel", "secure-pay-agent"]));
+    }
+}
+
 // ---------------------------------------------------------------- keys and secrets
 
 const KEY_EXTENSIONS: &[&str] = &[
