@@ -768,14 +768,15 @@ fn secret_problems(tree: &Path) -> Vec<String> {
 #[test]
 fn packages_hold_no_keys_and_no_secret_config_readable_by_others() {
     require_root();
-    let mut which = vec!["asterisk", "agent"];
-    if Path::new("/opt/freeswitch/lib/pkgconfig/freeswitch.pc").is_file()
-        || std::env::var_os("FREESWITCH_PREFIX").is_some()
-    {
-        which.push("freeswitch");
-    }
+    let fs_prefix = std::env::var("FREESWITCH_PREFIX").unwrap_or_else(|_| "/opt/freeswitch".into());
+    assert!(
+        Path::new(&fs_prefix)
+            .join("lib/pkgconfig/freeswitch.pc")
+            .is_file(),
+        "no FreeSWITCH in {fs_prefix}: run scripts/setup-freeswitch (or set FREESWITCH_PREFIX)"
+    );
     let mut secret_confs = 0;
-    for w in which {
+    for w in ["asterisk", "agent", "freeswitch"] {
         let deb = package(w);
         let tree = unpack(&deb, &format!("scan-{w}"));
         let problems = secret_problems(&tree);
@@ -789,6 +790,23 @@ fn packages_hold_no_keys_and_no_secret_config_readable_by_others() {
                 secret_confs += 1;
                 assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o007, 0, "{c}");
             }
+        }
+        if w == "freeswitch" {
+            // module and config where that prefix's FreeSWITCH looks for them
+            let so = tree
+                .join(fs_prefix.trim_start_matches('/'))
+                .join("lib/freeswitch/mod/mod_secure_pay.so");
+            let syms = ok(Command::new("nm").arg("-D").arg("--defined-only").arg(&so));
+            assert!(
+                syms.contains("mod_secure_pay_module_interface"),
+                "{} does not export the module interface",
+                so.display()
+            );
+            let conf = format!("{fs_prefix}/etc/freeswitch/autoload_configs/secure_pay.conf.xml");
+            assert!(
+                conffiles.lines().any(|c| c == conf),
+                "{conf} not a conffile: {conffiles}"
+            );
         }
         if w == "agent" {
             // the secrets directory is made by postinst (root, 0700), never shipped
