@@ -343,6 +343,48 @@ fn asterisk_package_installs_with_dpkg_and_asterisk_loads_it_from_the_package_di
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // upgrade: a newer version of the package keeps the admin's edit of secure_pay.conf and
+    // its root:asterisk 0640
+    let conf_host = root.join("etc/asterisk/secure_pay.conf");
+    let mut edited = std::fs::read_to_string(&conf_host).unwrap();
+    edited.push_str("; edited by the admin\n");
+    std::fs::write(&conf_host, &edited).unwrap();
+    let old_version = field(&deb, "Version");
+    let new_version = format!("{old_version}.1");
+    let control = tree.join("DEBIAN/control");
+    let c = std::fs::read_to_string(&control).unwrap();
+    std::fs::write(
+        &control,
+        c.replace(
+            &format!("Version: {old_version}\n"),
+            &format!("Version: {new_version}\n"),
+        ),
+    )
+    .unwrap();
+    let newer = root.join(format!("tmp/sp-package-up-{}.deb", std::process::id()));
+    ok(Command::new("dpkg-deb")
+        .args(["-b", "--root-owner-group"])
+        .arg(&tree)
+        .arg(&newer));
+    let up = run(&mut chroot_cmd(&[
+        "dpkg",
+        "-i",
+        &format!("/{}", newer.strip_prefix(&root).unwrap().display()),
+    ]));
+    let _ = std::fs::remove_file(&newer);
+    assert!(up.status.success(), "upgrade: {}", text(&up));
+    let installed_version = ok(&mut chroot_cmd(&[
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${Version}",
+        AST_PKG,
+    ]));
+    assert_eq!(installed_version, new_version);
+    assert_eq!(std::fs::read_to_string(&conf_host).unwrap(), edited);
+    let m = std::fs::metadata(&conf_host).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o640, 0, ast_gid));
+
     // dpkg -r removes the module and keeps the conffile; --purge removes the conffile too
     ok(&mut chroot_cmd(&["dpkg", "-r", AST_PKG]));
     assert!(!so_host.exists(), "module left after dpkg -r");
