@@ -73,13 +73,13 @@ fn package(which: &str) -> PathBuf {
     for line in out.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() == 3 && f[0] == "deb" {
-            built.insert(f[1].to_owned(), PathBuf::from(f[2]));
             got = Some(PathBuf::from(f[2]));
         }
     }
     let deb =
         got.unwrap_or_else(|| panic!("scripts/package {which}: no `deb NAME PATH` line: {out}"));
     assert!(deb.is_file(), "{} missing", deb.display());
+    built.insert(which.to_owned(), deb.clone());
     deb
 }
 
