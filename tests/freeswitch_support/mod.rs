@@ -85,6 +85,9 @@ pub struct Options {
     pub sql: bool,
     /// RTP port range (first, last) instead of the default 10 ports (many concurrent SIP calls).
     pub rtp_ports: Option<(u16, u16)>,
+    /// Load this mod_secure_pay.so instead of the test build (symlinked, so /proc/PID/maps names
+    /// it): the packaged module in tests/package_freeswitch.rs.
+    pub module: Option<PathBuf>,
 }
 
 pub struct FreeSwitch {
@@ -112,7 +115,12 @@ impl FreeSwitch {
         // Our own module dir (like a production install): FreeSWITCH's modules symlinked, ours
         // copied in as mod_secure_pay.so, loaded by name so `reload mod_secure_pay` works.
         let module = dir.join("mod/mod_secure_pay.so");
-        std::fs::copy(built_module(), &module).expect("copy module");
+        match &opts.module {
+            Some(m) => std::os::unix::fs::symlink(m, &module).expect("link module"),
+            None => {
+                std::fs::copy(built_module(), &module).expect("copy module");
+            }
+        }
         for e in std::fs::read_dir(prefix.join("lib/freeswitch/mod")).expect("FreeSWITCH mod dir") {
             let p = e.expect("dir entry").path();
             if p.extension().is_some_and(|x| x == "so") {
