@@ -87,6 +87,9 @@ pub struct Options {
     pub rtp_ports: Option<(u16, u16)>,
     /// Load mod_conference with a profile `default` (8 kHz, 20 ms, no energy gate).
     pub conference: bool,
+    /// Load this mod_secure_pay.so instead of the test build (symlinked, so /proc/PID/maps names
+    /// it): the packaged module in tests/package_freeswitch.rs.
+    pub module: Option<PathBuf>,
 }
 
 pub struct FreeSwitch {
@@ -114,7 +117,12 @@ impl FreeSwitch {
         // Our own module dir (like a production install): FreeSWITCH's modules symlinked, ours
         // copied in as mod_secure_pay.so, loaded by name so `reload mod_secure_pay` works.
         let module = dir.join("mod/mod_secure_pay.so");
-        std::fs::copy(built_module(), &module).expect("copy module");
+        match &opts.module {
+            Some(m) => std::os::unix::fs::symlink(m, &module).expect("link module"),
+            None => {
+                std::fs::copy(built_module(), &module).expect("copy module");
+            }
+        }
         for e in std::fs::read_dir(prefix.join("lib/freeswitch/mod")).expect("FreeSWITCH mod dir") {
             let p = e.expect("dir entry").path();
             if p.extension().is_some_and(|x| x == "so") {
