@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::agent::ami::Message;
+use crate::ami::Message;
 
 /// How many ended calls are kept (so an open page can still say "call ended").
 pub const MAX_ENDED: usize = 512;

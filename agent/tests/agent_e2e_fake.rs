@@ -10,10 +10,10 @@ mod agent_support;
 use std::time::Duration;
 
 use agent_support::{run_page_test, shot_dir, FakePbx, AMI_SECRET, AMI_USER, LINK_SECRET};
-use secure_pay::agent::ami::AmiConfig;
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::{unix_now, Config, Service};
 use secure_pay::core::payment::PaymentOutcome;
+use secure_pay_agent::ami::AmiConfig;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::{unix_now, Config, Service};
 
 const CHAN: &str = "PJSIP/customer-00000007";
 const UID: &str = "1700000000.7";

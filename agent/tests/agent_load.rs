@@ -24,9 +24,9 @@ use agent_support::{
     connect_from, http, raise_nofile, wait_until, FakePbx, PageSession, AMI_SECRET, AMI_USER,
     LINK_SECRET,
 };
-use secure_pay::agent::ami::AmiConfig;
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::{unix_now, Config, Service};
+use secure_pay_agent::ami::AmiConfig;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::{unix_now, Config, Service};
 
 const PAGES: usize = 1000;
 const LORIS: usize = 200;

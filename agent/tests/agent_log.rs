@@ -9,8 +9,8 @@ mod agent_support;
 use std::time::{Duration, Instant};
 
 use agent_support::{http, open_session, AgentProcess, FakePbx, LINK_SECRET};
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::unix_now;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::unix_now;
 
 const T: Duration = Duration::from_secs(15);
 const CHAN: &str = "PJSIP/customer-00000001";

@@ -7,10 +7,10 @@
 
 use std::io::Cursor;
 
-use crate::agent::ami::Message;
-use crate::agent::esl::{self, MAX_API_BODY};
-use crate::agent::http::{self, MAX_BODY};
-use crate::agent::state::Hub;
+use crate::ami::Message;
+use crate::esl::{self, MAX_API_BODY};
+use crate::http::{self, MAX_BODY};
+use crate::state::Hub;
 
 /// The call ids seen, so their snapshots can be rendered.
 fn snapshots(hub: &Hub, ids: &[String]) -> Result<(), String> {

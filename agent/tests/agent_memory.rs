@@ -12,14 +12,15 @@
 //! or the same user with Yama ptrace_scope 0).
 
 mod agent_support;
+#[path = "../../tests/memscan/mod.rs"]
 mod memscan;
 
 use std::time::Duration;
 
 use agent_support::{http, open_session, AgentProcess, FakePbx, LINK_SECRET};
 use memscan::{dump, scan_core, CVV, EXPIRY, PAN};
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::unix_now;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::unix_now;
 
 const T: Duration = Duration::from_secs(15);
 const CHAN: &str = "PJSIP/customer-00000007";

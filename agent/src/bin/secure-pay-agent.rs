@@ -20,11 +20,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use secure_pay::agent::ami::AmiConfig;
-use secure_pay::agent::esl::EslConfig;
-use secure_pay::agent::logger;
-use secure_pay::agent::sign::{valid_call_id, Signer};
-use secure_pay::agent::{unix_now, Config, Service};
+use secure_pay_agent::ami::AmiConfig;
+use secure_pay_agent::esl::EslConfig;
+use secure_pay_agent::logger;
+use secure_pay_agent::sign::{valid_call_id, Signer};
+use secure_pay_agent::{unix_now, Config, Service};
 
 const USAGE: &str = "usage:
   secure-pay-agent serve [--listen ADDR:PORT] [--ami HOST:PORT] [--ami-user USER]

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::agent::link::{self, lock, Liveness, Touch};
-use crate::agent::state::Hub;
-use crate::agent::PbxControl;
+use crate::link::{self, lock, Liveness, Touch};
+use crate::state::Hub;
+use crate::PbxControl;
 
 /// Longest accepted AMI line and message (anything longer is a broken peer).
 const MAX_LINE: usize = 8 * 1024;
@@ -476,7 +476,7 @@ impl Ami {
                 return;
             }
         }
-        for (id, chan) in self.hub.live_calls(crate::agent::state::MAX_CALLS) {
+        for (id, chan) in self.hub.live_calls(crate::state::MAX_CALLS) {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }

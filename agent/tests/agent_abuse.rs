@@ -14,9 +14,9 @@ use agent_support::{
     connect_from, http, open_session, raw_request, wait_until, FakePbx, AMI_SECRET, AMI_USER,
     LINK_SECRET,
 };
-use secure_pay::agent::ami::AmiConfig;
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::{unix_now, Config, Service};
+use secure_pay_agent::ami::AmiConfig;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::{unix_now, Config, Service};
 
 const T: Duration = Duration::from_secs(10);
 const CHAN: &str = "PJSIP/customer-00000001";

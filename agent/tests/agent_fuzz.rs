@@ -5,7 +5,7 @@
 //! cargo-fuzz targets fuzz/fuzz_targets/agent_{ami,esl,http}.rs for coverage-guided runs.
 
 use proptest::prelude::*;
-use secure_pay::agent::fuzzing::{fuzz_ami, fuzz_esl, fuzz_http};
+use secure_pay_agent::fuzzing::{fuzz_ami, fuzz_esl, fuzz_http};
 
 fn pick<T: Clone + std::fmt::Debug + 'static>(v: &'static [T]) -> impl Strategy<Value = T> {
     proptest::sample::select(v)
@@ -196,8 +196,8 @@ proptest! {
 /// that rejects everything would prove nothing).
 #[test]
 fn the_fuzz_entry_points_parse_valid_input() {
-    use secure_pay::agent::ami::Message;
-    use secure_pay::agent::http::parse_request;
+    use secure_pay_agent::ami::Message;
+    use secure_pay_agent::http::parse_request;
     let ami = "Event: SecurePayStart\r\nUniqueid: 1.1\r\nChannel: PJSIP/a\r\nSecurePay-Required: payment-card-number\r\n\r\n";
     let m = Message::read_from(&mut std::io::Cursor::new(ami))
         .unwrap()
@@ -209,11 +209,11 @@ fn the_fuzz_entry_points_parse_valid_input() {
         "Content-Type: text/event-plain\nContent-Length: {}\n\n{body}",
         body.len()
     );
-    let f = secure_pay::agent::esl::read_frame(&mut std::io::Cursor::new(esl.as_bytes()))
+    let f = secure_pay_agent::esl::read_frame(&mut std::io::Cursor::new(esl.as_bytes()))
         .unwrap()
         .unwrap();
     assert_eq!(
-        secure_pay::agent::esl::event_message(&f.body)
+        secure_pay_agent::esl::event_message(&f.body)
             .unwrap()
             .get("Event"),
         Some("SecurePayStart")

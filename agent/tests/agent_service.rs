@@ -10,10 +10,10 @@ use std::time::Duration;
 use agent_support::{
     http, open_session, FakePbx, PageSession, Sse, AMI_SECRET, AMI_USER, LINK_SECRET,
 };
-use secure_pay::agent::ami::AmiConfig;
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::{unix_now, Config, Service};
 use secure_pay::core::payment::PaymentOutcome;
+use secure_pay_agent::ami::AmiConfig;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::{unix_now, Config, Service};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(10);
@@ -738,7 +738,7 @@ fn wrong_ami_credentials_are_reported_and_retried() {
 #[test]
 fn page_script_never_builds_html_from_data() {
     // All dynamic values go through textContent/attributes; guard against regressions.
-    let js = include_str!("../src/agent/page.js");
+    let js = include_str!("../src/page.js");
     for bad in [
         "innerHTML",
         "outerHTML",

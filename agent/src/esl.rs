@@ -1,5 +1,5 @@
 //! A minimal FreeSWITCH event socket (ESL, inbound mode) client, the FreeSWITCH counterpart of
-//! [`ami`](crate::agent::ami): `auth`, `event plain CHANNEL_CREATE CHANNEL_DESTROY CUSTOM
+//! [`ami`](crate::ami): `auth`, `event plain CHANNEL_CREATE CHANNEL_DESTROY CUSTOM
 //! secure_pay::...`, commands with `api uuid_secure_pay <uuid> <verb> [args]`, reconnection with
 //! backoff and, after every (re)connect, a resync (`api show channels as json`, then
 //! `uuid_secure_pay <uuid> status` per channel).
@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::agent::ami::Message;
-use crate::agent::link::{self, lock, Liveness, Touch};
-use crate::agent::sign::valid_call_id;
-use crate::agent::state::Hub;
-use crate::agent::PbxControl;
+use crate::ami::Message;
+use crate::link::{self, lock, Liveness, Touch};
+use crate::sign::valid_call_id;
+use crate::state::Hub;
+use crate::PbxControl;
 
 const MAX_LINE: usize = 8 * 1024;
 /// Largest event (or other non-API) frame body.
@@ -440,7 +440,7 @@ impl Esl {
             }
             None => {
                 // no channel list (e.g. core SQL disabled: "-ERR SQL disabled"): ask per call
-                for (id, _) in self.hub.live_calls(crate::agent::state::MAX_CALLS) {
+                for (id, _) in self.hub.live_calls(crate::state::MAX_CALLS) {
                     if valid_call_id(&id)
                         && self
                             .api(&format!("uuid_exists {id}"))
@@ -451,7 +451,7 @@ impl Esl {
                 }
             }
         }
-        for (id, _) in self.hub.live_calls(crate::agent::state::MAX_CALLS) {
+        for (id, _) in self.hub.live_calls(crate::state::MAX_CALLS) {
             if self.stop.load(Ordering::SeqCst) || !valid_call_id(&id) {
                 continue;
             }

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::agent::limits::Slot;
-use crate::agent::link::lock;
-use crate::agent::state::{Access, Hub, SeenVersion};
-use crate::agent::unix_now;
+use crate::limits::Slot;
+use crate::link::lock;
+use crate::state::{Access, Hub, SeenVersion};
+use crate::unix_now;
 
 /// Bytes a stream may have waiting for a slow client before it is dropped (a few snapshots).
 pub const MAX_PENDING: usize = 256 * 1024;

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent_support::{capture_config, wait_until, LINK_SECRET};
-use secure_pay::agent::esl::EslConfig;
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::{unix_now, Config, Service};
 use secure_pay::core::capture::{parse_command, Command, DigitSource, Session};
 use secure_pay::core::digit::Digit;
 use secure_pay::core::events::Event;
 use secure_pay::core::payment::PaymentOutcome;
+use secure_pay_agent::esl::EslConfig;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::{unix_now, Config, Service};
 use serde_json::Value;
 
 const UUID: &str = "6f0c2a7e-1b7d-4a53-9a65-3c1f3f4b2a10";
@@ -286,7 +286,7 @@ fn freeswitch_esl_drives_the_page_and_resyncs_after_restart() {
     esl.backoff_min = Duration::from_millis(100);
     esl.backoff_max = Duration::from_millis(300);
     let mut cfg = Config::new(
-        secure_pay::agent::ami::AmiConfig::new("127.0.0.1:1", "", ""),
+        secure_pay_agent::ami::AmiConfig::new("127.0.0.1:1", "", ""),
         signer.clone(),
     );
     cfg.listen = "127.0.0.1:0".parse().unwrap();
@@ -369,7 +369,7 @@ fn esl_service(fake: &FakeEsl, keepalive: Duration) -> Service {
     esl.keepalive = keepalive;
     esl.keepalive_timeout = keepalive;
     let mut cfg = Config::new(
-        secure_pay::agent::ami::AmiConfig::new("127.0.0.1:1", "", ""),
+        secure_pay_agent::ami::AmiConfig::new("127.0.0.1:1", "", ""),
         Signer::new(LINK_SECRET).unwrap(),
     );
     cfg.listen = "127.0.0.1:0".parse().unwrap();
@@ -384,7 +384,7 @@ fn a_channel_list_far_over_one_mebibyte_resyncs() {
     st.lock().unwrap().extra_channels = 2000;
     let body = api(&mut st.lock().unwrap(), "show channels as json");
     assert!(body.len() > 2 * 1024 * 1024, "{} bytes", body.len());
-    assert!(secure_pay::agent::esl::channel_rows(&body).unwrap().len() == 2001);
+    assert!(secure_pay_agent::esl::channel_rows(&body).unwrap().len() == 2001);
     let fake = FakeEsl::start(0, st.clone());
     let svc = esl_service(&fake, Duration::from_secs(4));
     assert!(
@@ -404,7 +404,7 @@ fn a_channel_list_far_over_one_mebibyte_resyncs() {
 
 #[test]
 fn hostile_esl_bodies_are_refused_without_allocating_them() {
-    use secure_pay::agent::esl::{read_frame, MAX_API_BODY, MAX_EVENT_BODY};
+    use secure_pay_agent::esl::{read_frame, MAX_API_BODY, MAX_EVENT_BODY};
     let read = |raw: String| read_frame(&mut std::io::Cursor::new(raw.into_bytes()));
     // announced over the caps: refused before reading
     let r = read(format!(

@@ -18,16 +18,17 @@
 //! ```
 
 mod agent_support;
+#[path = "../../tests/freeswitch_support/mod.rs"]
 mod freeswitch_support;
 
 use std::time::Duration;
 
 use agent_support::{http, wait_until, LINK_SECRET};
 use freeswitch_support::{agent_legs, originate_customer, play_tones, prefix, FreeSwitch, Options};
-use secure_pay::agent::ami::AmiConfig;
-use secure_pay::agent::esl::EslConfig;
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::{unix_now, Config, Service};
+use secure_pay_agent::ami::AmiConfig;
+use secure_pay_agent::esl::EslConfig;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::{unix_now, Config, Service};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -43,7 +44,7 @@ fn fv(v: &Value, name: &str, key: &str) -> Value {
 fn install_module() {
     let src = std::env::var("SECUREPAY_AGENT_FS_MODULE")
         .unwrap_or_else(|_| panic!("set SECUREPAY_AGENT_FS_MODULE (see the file header)"));
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(src);
+    let src = agent_support::repo_root().join(src);
     let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let exe = std::env::current_exe().unwrap();
     let dst = exe

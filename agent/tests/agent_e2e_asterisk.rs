@@ -23,15 +23,16 @@
 //! ```
 
 mod agent_support;
+#[path = "../../tests/asterisk/mod.rs"]
 mod asterisk;
 
 use std::time::Duration;
 
 use agent_support::{run_page_test, shot_dir, LINK_SECRET};
 use asterisk::{https_server, phone_dialplan, pki, Call, Instance, BASE_MODULES, WAIT};
-use secure_pay::agent::ami::AmiConfig;
-use secure_pay::agent::sign::Signer;
-use secure_pay::agent::{unix_now, Config, Service};
+use secure_pay_agent::ami::AmiConfig;
+use secure_pay_agent::sign::Signer;
+use secure_pay_agent::{unix_now, Config, Service};
 
 const PAN: &str = "4242424242424242"; // Visa TEST number
 
@@ -41,7 +42,7 @@ fn install_module() {
     let src = std::env::var("SECUREPAY_AGENT_MODULE").unwrap_or_else(|_| {
         panic!("set SECUREPAY_AGENT_MODULE to a res_secure_pay build (see the file header)")
     });
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(src);
+    let src = agent_support::repo_root().join(src);
     let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let exe = std::env::current_exe().unwrap();
     let dst = exe

@@ -47,15 +47,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use crate::agent::ami::{Ami, AmiConfig};
-use crate::agent::esl::{Esl, EslConfig};
-use crate::agent::http::{html_escape, read_request, ReadError, Request, Response};
-use crate::agent::limits::{Limits, Refused, Slot};
-use crate::agent::link::lock;
-use crate::agent::sign::{valid_call_id, Signer, SESSION_COOKIE};
-use crate::agent::state::{Access, Hub, Mode};
-use crate::agent::streams::{Stream, StreamTiming, Streams};
-use crate::core::capture::{parse_command, Command};
+use crate::ami::{Ami, AmiConfig};
+use crate::esl::{Esl, EslConfig};
+use crate::http::{html_escape, read_request, ReadError, Request, Response};
+use crate::limits::{Limits, Refused, Slot};
+use crate::link::lock;
+use crate::sign::{valid_call_id, Signer, SESSION_COOKIE};
+use crate::state::{Access, Hub, Mode};
+use crate::streams::{Stream, StreamTiming, Streams};
+use secure_pay::core::capture::{parse_command, Command};
 
 const PAGE_HTML: &str = include_str!("page.html");
 const PAGE_JS: &str = include_str!("page.js");

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use secure_pay::agent::ami::Message;
 use secure_pay::core::capture::{parse_command, CaptureConfig, Command, DigitSource, Session};
 use secure_pay::core::digit::Digit;
 use secure_pay::core::events::Event;
 use secure_pay::core::payment::{ConnectorProfile, PaymentOutcome};
+use secure_pay_agent::ami::Message;
 
 pub const AMI_USER: &str = "agent";
 pub const AMI_SECRET: &str = "s3cret-ami";
@@ -774,11 +774,16 @@ pub fn browser_ready() -> Result<std::path::PathBuf, String> {
     Ok(dir)
 }
 
+/// The repository root (this crate is agent/; the shared target/ and PBX harnesses are there).
+#[allow(dead_code)]
+pub fn repo_root() -> std::path::PathBuf {
+    let m = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    m.parent().unwrap_or(m).to_path_buf()
+}
+
 /// Where the screenshots go: target/agent-e2e/<name>/.
 pub fn shot_dir(name: &str) -> std::path::PathBuf {
-    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/agent-e2e")
-        .join(name);
+    let d = repo_root().join("target/agent-e2e").join(name);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
