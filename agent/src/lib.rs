@@ -26,12 +26,14 @@
 //! Safe Rust, std threads, no async runtime.
 
 pub mod ami;
+pub mod config;
 pub mod esl;
 pub mod fuzzing;
 pub mod http;
 pub mod limits;
 mod link;
 pub mod logger;
+pub mod metrics;
 pub mod sign;
 pub mod state;
 pub mod streams;
@@ -52,8 +54,9 @@ use crate::esl::{Esl, EslConfig};
 use crate::http::{html_escape, read_request, ReadError, Request, Response};
 use crate::limits::{Limits, Refused, Slot};
 use crate::link::lock;
-use crate::sign::{valid_call_id, Signer, SESSION_COOKIE};
-use crate::state::{Access, Hub, Mode};
+use crate::metrics::Metrics;
+use crate::sign::{valid_call_key, valid_node_name, Signer, NODE_SEP, SESSION_COOKIE};
+use crate::state::{Access, Hub, Mode, Notifier};
 use crate::streams::{Stream, StreamTiming, Streams};
 use secure_pay::core::capture::{parse_command, Command};
 
@@ -69,14 +72,54 @@ pub const MAX_USED_LINKS: usize = 200_000;
 /// Stack of a request thread (parsing and answering one request needs little).
 const REQUEST_STACK: usize = 256 * 1024;
 
+/// How the service reaches one PBX node.
+#[derive(Clone, Debug)]
+pub enum PbxLink {
+    /// Asterisk's manager interface (AMI).
+    Asterisk(AmiConfig),
+    /// FreeSWITCH's event socket (ESL).
+    FreeSwitch(EslConfig),
+}
+
+impl PbxLink {
+    /// `asterisk` or `freeswitch`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PbxLink::Asterisk(_) => "asterisk",
+            PbxLink::FreeSwitch(_) => "freeswitch",
+        }
+    }
+
+    /// The `host:port` the link connects to.
+    pub fn addr(&self) -> &str {
+        match self {
+            PbxLink::Asterisk(a) => &a.addr,
+            PbxLink::FreeSwitch(e) => &e.addr,
+        }
+    }
+}
+
+/// One PBX node the service follows.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The node's name in call keys and links (`<name>~<call-id>`), metrics and logs: 1-32 of
+    /// letters, digits, `-`, `_`.
+    pub name: String,
+    pub link: PbxLink,
+}
+
 /// Service settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// HTTP listen address (default `127.0.0.1:8090`).
     pub listen: SocketAddr,
+    /// The single unnamed node (when `nodes` is empty): Asterisk's AMI...
     pub ami: AmiConfig,
-    /// FreeSWITCH instead of Asterisk: the event socket (ESL) to use; `ami` is then unused.
+    /// ...or FreeSWITCH's event socket (ESL) instead; `ami` is then unused.
     pub esl: Option<EslConfig>,
+    /// The named PBX nodes to follow, all at once (the configuration file's `[[node]]`s). When
+    /// set, `ami`/`esl` are unused and every call key names its node: `<node>~<call-id>`.
+    pub nodes: Vec<NodeConfig>,
     pub signer: Signer,
     /// CSP `frame-ancestors` sources allowed to embed the page (default `'none'`), e.g.
     /// `https://desktop.example.com`.
@@ -113,6 +156,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             ami,
             esl: None,
+            nodes: Vec::new(),
             signer,
             frame_ancestors: "'none'".into(),
             start_options: String::new(),
@@ -146,7 +190,34 @@ impl Config {
         if self.request_timeout < Duration::from_millis(100) {
             return Err("the request timeout must be at least 100 ms".into());
         }
+        let mut seen = std::collections::HashSet::new();
+        for n in &self.nodes {
+            if !valid_node_name(&n.name) {
+                return Err(format!(
+                    "node name {:?}: give 1-32 letters, digits, '-' or '_'",
+                    n.name
+                ));
+            }
+            if !seen.insert(n.name.as_str()) {
+                return Err(format!("node name {:?} is used twice", n.name));
+            }
+        }
         Ok(())
+    }
+
+    /// The nodes the service follows: the named ones, else the single unnamed node (name "")
+    /// of `ami` / `esl`.
+    pub fn effective_nodes(&self) -> Vec<NodeConfig> {
+        if !self.nodes.is_empty() {
+            return self.nodes.clone();
+        }
+        vec![NodeConfig {
+            name: String::new(),
+            link: match &self.esl {
+                Some(e) => PbxLink::FreeSwitch(e.clone()),
+                None => PbxLink::Asterisk(self.ami.clone()),
+            },
+        }]
     }
 }
 
@@ -184,10 +255,20 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-struct Ctx {
-    cfg: Config,
+/// One PBX node at run time: its calls and its link.
+struct Node {
+    name: String,
+    kind: &'static str,
     hub: Arc<Hub>,
     pbx: Arc<dyn PbxControl>,
+    metrics: metrics::NodeMetrics,
+}
+
+struct Ctx {
+    cfg: Config,
+    nodes: Vec<Node>,
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     limits: Arc<Limits>,
     streams: Streams,
@@ -212,17 +293,36 @@ impl Service {
         let listener = TcpListener::bind(cfg.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let hub = Arc::new(Hub::new());
-        let pbx: Arc<dyn PbxControl> = match &cfg.esl {
-            Some(e) => Esl::start(e.clone(), Arc::clone(&hub)),
-            None => Ami::start(cfg.ami.clone(), Arc::clone(&hub)),
-        };
+        let notifier = Notifier::new();
+        let metrics = Metrics::new();
+        let nodes: Vec<Node> = cfg
+            .effective_nodes()
+            .into_iter()
+            .map(|n| {
+                let kind = n.link.kind();
+                let m = metrics.node(&n.name, kind);
+                let hub = Arc::new(Hub::for_node(Arc::clone(&notifier), Some(m.clone())));
+                // each node reconnects on its own (its own thread and backoff)
+                let pbx: Arc<dyn PbxControl> = match n.link {
+                    PbxLink::FreeSwitch(e) => Esl::start(e, Arc::clone(&hub)),
+                    PbxLink::Asterisk(a) => Ami::start(a, Arc::clone(&hub)),
+                };
+                Node {
+                    name: n.name,
+                    kind,
+                    hub,
+                    pbx,
+                    metrics: m,
+                }
+            })
+            .collect();
         let ctx = Arc::new(Ctx {
             limits: Limits::new(cfg.max_connections, cfg.max_per_client),
             streams: Streams::new(cfg.max_streams_per_call),
             cfg,
-            hub,
-            pbx,
+            nodes,
+            notifier,
+            metrics,
             stop: Arc::new(AtomicBool::new(false)),
             used_links: Mutex::new(HashMap::new()),
             last_refusal_log: AtomicU64::new(0),
@@ -235,7 +335,7 @@ impl Service {
                     keepalive: c.cfg.sse_keepalive,
                     outcome_grace: c.cfg.outcome_grace,
                 };
-                c.streams.run(&c.hub, &c.stop, t)
+                c.streams.run(&c.notifier, &c.stop, t)
             })
             .map_err(|e| e.to_string())?;
         let (tx, rx) = sync_channel(256);
@@ -268,8 +368,23 @@ impl Service {
         self.addr
     }
 
+    /// The first node's state (the single node of `--ami`/`--esl`).
     pub fn hub(&self) -> &Arc<Hub> {
-        &self.ctx.hub
+        &self.ctx.nodes[0].hub
+    }
+
+    /// The state of node `name` (`""`: the single unnamed node).
+    pub fn node_hub(&self, name: &str) -> Option<&Arc<Hub>> {
+        self.ctx
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| &n.hub)
+    }
+
+    /// The `/metrics` text now.
+    pub fn metrics_text(&self) -> String {
+        metrics_text(&self.ctx)
     }
 
     /// Open HTTP connections (live-update streams included).
@@ -296,7 +411,9 @@ impl Service {
 
     fn stop_now(&mut self) {
         self.ctx.stop.store(true, Ordering::SeqCst);
-        self.ctx.pbx.stop();
+        for n in &self.ctx.nodes {
+            n.pbx.stop();
+        }
         // unblock accept()
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
         if let Some(h) = self.accept.take() {
@@ -499,21 +616,20 @@ fn handle(ctx: &Ctx, stream: TcpStream, slot: Slot) {
         ("GET", ["", "favicon.ico"]) => {
             security_headers(ctx, Response::new(204, "image/x-icon", ""))
         }
-        ("GET", ["", "healthz"]) => {
-            let p = ctx.hub.pbx();
+        // alive: the process answers (whatever the PBX links)
+        ("GET", ["", "healthz"]) => security_headers(ctx, Response::new(200, "text/plain", "ok\n")),
+        // ready: every configured PBX link is up
+        ("GET", ["", "readyz"]) => {
+            let (ready, text) = readiness(ctx);
             security_headers(
                 ctx,
-                Response::new(
-                    200,
-                    "text/plain",
-                    if p.connected {
-                        "ok pbx=connected\n"
-                    } else {
-                        "ok pbx=disconnected\n"
-                    },
-                ),
+                Response::new(if ready { 200 } else { 503 }, "text/plain", text),
             )
         }
+        ("GET", ["", "metrics"]) => security_headers(
+            ctx,
+            Response::new(200, metrics::CONTENT_TYPE, metrics_text(ctx)),
+        ),
         ("GET", ["", "call", id]) if req.query("exp").is_some() || req.query("sig").is_some() => {
             exchange(ctx, id, &req)
         }
@@ -555,19 +671,65 @@ fn handle(ctx: &Ctx, stream: TcpStream, slot: Slot) {
 /// The request's route for the log: a known route with its (valid) call id, or a placeholder.
 fn route_label(segs: &[&str]) -> String {
     match segs {
-        ["", "call", id] if valid_call_id(id) => format!("/call/{id}"),
-        ["", "call", id, tail @ ("events" | "action")] if valid_call_id(id) => {
+        ["", "call", id] if valid_call_key(id) => format!("/call/{id}"),
+        ["", "call", id, tail @ ("events" | "action")] if valid_call_key(id) => {
             format!("/call/{id}/{tail}")
         }
         ["", "static", f @ ("page.js" | "page.css" | "enter.js")] => format!("/static/{f}"),
-        ["", "healthz"] | ["", "favicon.ico"] => segs.join("/"),
+        ["", "healthz" | "readyz" | "metrics" | "favicon.ico"] => segs.join("/"),
         _ => "(other path)".into(),
     }
 }
 
+/// The node a call key names and the call's id there (None: a node this service does not
+/// follow: a key without a node when the service follows named nodes, or an unknown name).
+fn route<'c, 'k>(ctx: &'c Ctx, key: &'k str) -> Option<(&'c Node, &'k str)> {
+    let (name, id) = key.split_once(NODE_SEP).unwrap_or(("", key));
+    ctx.nodes.iter().find(|n| n.name == name).map(|n| (n, id))
+}
+
+fn unknown_node(ctx: &Ctx) -> Response {
+    message(
+        ctx,
+        403,
+        "Access refused",
+        "Access refused: this link names a phone system node this service does not follow. \
+         Open the payment page again from your agent desktop.",
+    )
+}
+
+/// `/readyz`: (every configured PBX link up, the per-node lines).
+fn readiness(ctx: &Ctx) -> (bool, String) {
+    let mut ready = true;
+    let mut text = String::new();
+    for n in &ctx.nodes {
+        let up = n.hub.pbx().connected;
+        ready &= up;
+        text.push_str(&format!(
+            "node {:?} {} {}\n",
+            n.name,
+            n.kind,
+            if up { "up" } else { "down" }
+        ));
+    }
+    (
+        ready,
+        format!("{}\n{text}", if ready { "ready" } else { "not ready" }),
+    )
+}
+
+/// `/metrics`: the gauges read now, then the whole registry.
+fn metrics_text(ctx: &Ctx) -> String {
+    for n in &ctx.nodes {
+        n.metrics.set_active(n.hub.active_sessions());
+        n.metrics.set_up(n.hub.pbx().connected);
+    }
+    ctx.metrics.encode()
+}
+
 /// Checks the link of a request for call `id`: Ok(expiry) or the refusal page.
 fn check_link(ctx: &Ctx, id: &str, req: &Request) -> Result<u64, Response> {
-    if !valid_call_id(id) {
+    if !valid_call_key(id) {
         return Err(message(
             ctx,
             403,
@@ -592,8 +754,8 @@ fn check_link(ctx: &Ctx, id: &str, req: &Request) -> Result<u64, Response> {
         })
 }
 
-fn no_such_call(ctx: &Ctx, id: &str) -> Response {
-    let pbx = ctx.hub.pbx();
+fn no_such_call(ctx: &Ctx, node: &Node, id: &str) -> Response {
+    let pbx = node.hub.pbx();
     let extra = if pbx.connected {
         ""
     } else {
@@ -610,14 +772,14 @@ fn no_such_call(ctx: &Ctx, id: &str) -> Response {
     )
 }
 
-/// Is the call known, or does the PBX have it (then it is added)?
-fn known_or_probed(ctx: &Ctx, id: &str) -> bool {
-    if ctx.hub.knows(id) {
+/// Is the call known on its node, or does that node's PBX have it (then it is added)?
+fn known_or_probed(node: &Node, id: &str) -> bool {
+    if node.hub.knows(id) {
         return true;
     }
-    match ctx.pbx.probe(id) {
+    match node.pbx.probe(id) {
         Some(name) => {
-            ctx.hub.add_call(id, &name);
+            node.hub.add_call(id, &name);
             true
         }
         None => false,
@@ -670,16 +832,25 @@ fn gone(ctx: &Ctx, id: &str) -> Response {
     .with("Set-Cookie", cookie_header(ctx, id, "", 0))
 }
 
-/// Checks the session of a request for call `id`: Ok((session, expiry)) or the refusal.
+/// A valid page session: its cookie value and expiry, the call's node and its id there.
+struct Sess<'c, 'k> {
+    value: String,
+    exp: u64,
+    node: &'c Node,
+    id: &'k str,
+}
+
+/// Checks the session of a request for call key `key`: the session or the refusal.
 /// `watch`: a read-only view (page, live updates), which may outlive the hangup while a
 /// payment submitted before it has no outcome yet.
-fn check_session(
-    ctx: &Ctx,
-    id: &str,
+fn check_session<'c, 'k>(
+    ctx: &'c Ctx,
+    key: &'k str,
     req: &Request,
     watch: bool,
-) -> Result<(String, u64), Response> {
-    if !valid_call_id(id) {
+) -> Result<Sess<'c, 'k>, Response> {
+    let id = key;
+    if !valid_call_key(id) {
         return Err(message(
             ctx,
             403,
@@ -688,7 +859,7 @@ fn check_session(
              from your agent desktop.",
         ));
     }
-    let Some(s) = session(ctx, id, req) else {
+    let Some((value, exp)) = session(ctx, id, req) else {
         return Err(message(
             ctx,
             403,
@@ -697,15 +868,24 @@ fn check_session(
              payment page again from your agent desktop.",
         ));
     };
-    known_or_probed(ctx, id);
-    match ctx.hub.access(id) {
+    let Some((node, call)) = route(ctx, key) else {
+        return Err(unknown_node(ctx));
+    };
+    let s = Sess {
+        value,
+        exp,
+        node,
+        id: call,
+    };
+    known_or_probed(node, call);
+    match node.hub.access(call) {
         Access::Live => Ok(s),
-        Access::Unknown => Err(no_such_call(ctx, id)),
+        Access::Unknown => Err(no_such_call(ctx, node, call)),
         Access::Ended(at, pending) => {
             if watch && pending && at.elapsed() < ctx.cfg.outcome_grace {
                 Ok(s)
             } else {
-                Err(gone(ctx, id))
+                Err(gone(ctx, key))
             }
         }
     }
@@ -725,10 +905,13 @@ fn exchange(ctx: &Ctx, id: &str, req: &Request) -> Response {
         Ok(e) => e,
         Err(r) => return r,
     };
-    if !known_or_probed(ctx, id) {
-        return no_such_call(ctx, id);
+    let Some((node, call)) = route(ctx, id) else {
+        return unknown_node(ctx);
+    };
+    if !known_or_probed(node, call) {
+        return no_such_call(ctx, node, call);
     }
-    if matches!(ctx.hub.access(id), Access::Ended(..)) {
+    if matches!(node.hub.access(call), Access::Ended(..)) {
         return gone(ctx, id);
     }
     let next = format!("/call/{id}");
@@ -786,8 +969,8 @@ fn exchange(ctx: &Ctx, id: &str, req: &Request) -> Response {
 }
 
 fn page(ctx: &Ctx, id: &str, req: &Request) -> Response {
-    let (sess, _) = match check_session(ctx, id, req, true) {
-        Ok(s) => s,
+    let sess = match check_session(ctx, id, req, true) {
+        Ok(s) => s.value,
         Err(r) => return r,
     };
     let body = PAGE_HTML
@@ -799,15 +982,15 @@ fn page(ctx: &Ctx, id: &str, req: &Request) -> Response {
 /// Server-Sent Events: a full snapshot now, then one on every change (sent by the stream
 /// writer thread); ends at session expiry or when the call has ended.
 fn events(ctx: &Ctx, id: &str, req: &Request, stream: TcpStream, slot: Slot) {
-    let exp = match check_session(ctx, id, req, true) {
-        Ok((_, e)) => e,
+    let (exp, node, call) = match check_session(ctx, id, req, true) {
+        Ok(s) => (s.exp, s.node, s.id),
         Err(r) => {
             let _ = r.write_to(&stream);
             return;
         }
     };
-    let Some((snap, seen)) = ctx.hub.snapshot(id) else {
-        let _ = no_such_call(ctx, id).write_to(&stream);
+    let Some((snap, seen)) = node.hub.snapshot(call) else {
+        let _ = no_such_call(ctx, node, call).write_to(&stream);
         return;
     };
     let head = format!(
@@ -816,7 +999,16 @@ fn events(ctx: &Ctx, id: &str, req: &Request, stream: TcpStream, slot: Slot) {
          Referrer-Policy: no-referrer\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n\
          retry: 1500\n\nevent: snapshot\ndata: {snap}\n\n"
     );
-    let s = Stream::new(stream, id, exp, seen, head.into_bytes(), slot);
+    let s = Stream::new(
+        stream,
+        id,
+        Arc::clone(&node.hub),
+        call,
+        exp,
+        seen,
+        head.into_bytes(),
+        slot,
+    );
     if let Err(s) = ctx.streams.add(s) {
         log::debug!("secure-pay-agent: stream cap reached for call {id}: 429");
         let s = *s;
@@ -855,8 +1047,8 @@ fn origin_ok(ctx: &Ctx, req: &Request) -> bool {
 }
 
 fn action(ctx: &Ctx, id: &str, req: &Request) -> Response {
-    let sess = match check_session(ctx, id, req, false) {
-        Ok((s, _)) => s,
+    let (sess, node, call) = match check_session(ctx, id, req, false) {
+        Ok(s) => (s.value, s.node, s.id),
         Err(r) if r.status == 410 => return json(ctx, 410, false, "the call has ended"),
         Err(r) if r.status == 404 => return json(ctx, 404, false, "no such call"),
         Err(_) => {
@@ -909,7 +1101,8 @@ fn action(ctx: &Ctx, id: &str, req: &Request) -> Response {
         Ok(b) => b,
         Err(_) => return json(ctx, 400, false, "malformed command"),
     };
-    let Some((chan, ended)) = ctx.hub.channel_of(id) else {
+    // The call's own node only: the key (signed with the session) named it.
+    let Some((chan, ended)) = node.hub.channel_of(call) else {
         return json(ctx, 404, false, "no such call");
     };
     if ended {
@@ -933,19 +1126,19 @@ fn action(ctx: &Ctx, id: &str, req: &Request) -> Response {
         _ => return json(ctx, 400, false, "unknown command"),
     };
     if command == "start" {
-        if ctx.hub.mode_of(id) != Some(Mode::Off) {
+        if node.hub.mode_of(call) != Some(Mode::Off) {
             return json(ctx, 409, false, "secure mode is already on for this call");
         }
-        ctx.hub.mark_securing(id);
+        node.hub.mark_securing(call);
     }
     let options = if command == "start" {
         ctx.cfg.start_options.as_str()
     } else {
         ""
     };
-    match ctx.pbx.command(&chan, id, &command, field, options) {
+    match node.pbx.command(&chan, call, &command, field, options) {
         Ok(Ok(text)) => {
-            ctx.hub.command_result(id, &command, Ok(()));
+            node.hub.command_result(call, &command, Ok(()));
             json(ctx, 200, true, &text)
         }
         Ok(Err(text)) => {
@@ -954,11 +1147,11 @@ fn action(ctx: &Ctx, id: &str, req: &Request) -> Response {
             } else {
                 text
             };
-            ctx.hub.command_result(id, &command, Err(text.clone()));
+            node.hub.command_result(call, &command, Err(text.clone()));
             json(ctx, 409, false, &text)
         }
         Err(e) => {
-            ctx.hub.command_result(id, &command, Err(e.clone()));
+            node.hub.command_result(call, &command, Err(e.clone()));
             json(ctx, 502, false, &e)
         }
     }

@@ -14,6 +14,8 @@ use log::{LevelFilter, Log, Metadata, Record};
 struct StderrLogger;
 
 static LOGGER: StderrLogger = StderrLogger;
+/// One JSON object per line (`--log-format json`) instead of text.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Log for StderrLogger {
     fn enabled(&self, m: &Metadata) -> bool {
@@ -27,13 +29,17 @@ impl Log for StderrLogger {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let line = format!(
-            "{}.{:03} {:<5} {}\n",
-            now.as_secs(),
-            now.subsec_millis(),
-            r.level(),
-            scrub(&r.args().to_string())
-        );
+        let line = if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+            json_line(now, r.level(), &r.args().to_string())
+        } else {
+            format!(
+                "{}.{:03} {:<5} {}\n",
+                now.as_secs(),
+                now.subsec_millis(),
+                r.level(),
+                scrub(&r.args().to_string())
+            )
+        };
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
@@ -44,8 +50,28 @@ impl Log for StderrLogger {
 
 /// Installs the logger with `level` (once per process; later calls only change the level).
 pub fn init(level: LevelFilter) {
+    init_with(level, false);
+}
+
+/// [`init`], with one JSON object per line when `json` (structured logs for a collector):
+/// `{"ts":<unix seconds, ms precision>,"level":"INFO","msg":"..."}`, the message scrubbed the
+/// same way as the text lines.
+pub fn init_with(level: LevelFilter, json: bool) {
+    JSON.store(json, std::sync::atomic::Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
+}
+
+/// One structured log line.
+pub fn json_line(now: std::time::Duration, level: log::Level, msg: &str) -> String {
+    let mut line = serde_json::json!({
+        "ts": now.as_millis() as f64 / 1000.0,
+        "level": level.as_str(),
+        "msg": scrub(msg),
+    })
+    .to_string();
+    line.push('\n');
+    line
 }
 
 /// Parses `error|warn|info|debug|trace|off`.
@@ -118,5 +144,14 @@ mod tests {
         assert_eq!(scrub("127.0.0.1:8090 4 2"), "127.0.0.1:8090 4 2");
         assert_eq!(parse_level("TRACE"), Ok(LevelFilter::Trace));
         assert!(parse_level("loud").is_err());
+        let j = json_line(
+            std::time::Duration::from_millis(1_700_000_000_123),
+            log::Level::Warn,
+            "card 4242424242424242\nforged",
+        );
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["msg"], "card [redacted]\\nforged");
+        assert!(!j.contains("4242"), "{j}");
     }
 }

@@ -66,6 +66,39 @@ pub fn valid_call_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
+/// Separates the node name from the PBX's call id in a call key (`<node>~<call-id>`).
+pub const NODE_SEP: char = '~';
+/// The longest node name.
+pub const MAX_NODE_NAME: usize = 32;
+
+/// Is `name` an acceptable PBX node name (1-32 of letters, digits, `-`, `_`)?
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NODE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// Is `key` an acceptable call key: a call id (the single unnamed node of `--ami`/`--esl`), or
+/// `<node>~<call-id>` (a node of the configuration file)? The whole key is what links and
+/// sessions sign, so a link for a call on one node cannot be turned into one for another node.
+pub fn valid_call_key(key: &str) -> bool {
+    match key.split_once(NODE_SEP) {
+        Some((node, id)) => valid_node_name(node) && valid_call_id(id),
+        None => valid_call_id(key),
+    }
+}
+
+/// The call key of call `id` on `node` (`node` empty: the single unnamed node).
+pub fn call_key(node: &str, id: &str) -> String {
+    if node.is_empty() {
+        id.to_string()
+    } else {
+        format!("{node}{NODE_SEP}{id}")
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     const H: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -7,12 +7,14 @@
 //! `CoreShowChannels` after every (re)connect, and from the `SecurePay*` events themselves.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::ami::Message;
+use crate::link::lock;
+use crate::metrics::NodeMetrics;
 
 /// How many ended calls are kept (so an open page can still say "call ended").
 pub const MAX_ENDED: usize = 512;
@@ -120,6 +122,9 @@ pub struct Call {
     /// When the PBX said the call ended (the page's session stops working then).
     #[serde(skip)]
     pub ended_at: Option<std::time::Instant>,
+    /// When the current payment's `pending` event came (connector latency metric).
+    #[serde(skip)]
+    pub submitted_at: Option<Instant>,
 }
 
 impl Call {
@@ -142,6 +147,7 @@ impl Call {
             stop_reason: None,
             version: 0,
             ended_at: None,
+            submitted_at: None,
         }
     }
 
@@ -198,10 +204,55 @@ struct Inner {
     epoch: u64,
 }
 
-/// Shared state + a condition variable that wakes the live-update streams on every change.
+/// Wakes the live-update writer on a change of any node's state (one for all the [`Hub`]s of
+/// a service).
+pub struct Notifier {
+    epoch: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Notifier {
+    pub fn new() -> Arc<Notifier> {
+        Arc::new(Notifier {
+            epoch: Mutex::new(0),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn bump(&self) {
+        *lock(&self.epoch) += 1;
+        self.changed.notify_all();
+    }
+
+    /// The change counter (bumped on every change of any call or PBX status).
+    pub fn epoch(&self) -> u64 {
+        *lock(&self.epoch)
+    }
+
+    /// Blocks until the change counter differs from `seen` or `timeout` passes; returns it.
+    pub fn wait_epoch(&self, seen: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut g = lock(&self.epoch);
+        loop {
+            let now = Instant::now();
+            if *g != seen || now >= deadline {
+                return *g;
+            }
+            g = match self.changed.wait_timeout(g, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+/// The state of one PBX node's calls + a condition variable that wakes waiters on every
+/// change (and the service's [`Notifier`]).
 pub struct Hub {
     inner: Mutex<Inner>,
     changed: Condvar,
+    notifier: Arc<Notifier>,
+    metrics: Option<NodeMetrics>,
 }
 
 fn hv(m: &Message, k: &str) -> Option<String> {
@@ -238,7 +289,13 @@ impl Default for Hub {
 }
 
 impl Hub {
+    /// A stand-alone hub (its own notifier, no metrics).
     pub fn new() -> Hub {
+        Hub::for_node(Notifier::new(), None)
+    }
+
+    /// The hub of one node of a service: changes wake `notifier`; events count in `metrics`.
+    pub fn for_node(notifier: Arc<Notifier>, metrics: Option<NodeMetrics>) -> Hub {
         Hub {
             inner: Mutex::new(Inner {
                 calls: HashMap::new(),
@@ -253,6 +310,8 @@ impl Hub {
                 epoch: 0,
             }),
             changed: Condvar::new(),
+            notifier,
+            metrics,
         }
     }
 
@@ -264,13 +323,14 @@ impl Hub {
     fn bump(&self, g: &mut Inner) {
         g.epoch += 1;
         self.changed.notify_all();
+        self.notifier.bump();
     }
 
     /// Applies one AMI event (any event; unrelated ones are ignored).
     pub fn apply_event(&self, m: &Message) {
         let Some(ev) = m.get("Event") else { return };
         let mut g = self.lock();
-        let changed = apply(&mut g, ev, m);
+        let changed = apply(&mut g, ev, m, self.metrics.as_ref());
         if changed {
             self.bump(&mut g);
         }
@@ -279,9 +339,35 @@ impl Hub {
     /// Updates the PBX connection status.
     pub fn set_pbx(&self, f: impl FnOnce(&mut PbxStatus)) {
         let mut g = self.lock();
+        let before = (g.pbx.connected, g.pbx.reconnects);
         f(&mut g.pbx);
+        if let Some(m) = &self.metrics {
+            m.set_up(g.pbx.connected);
+            if g.pbx.reconnects > before.1 {
+                m.reconnected();
+            }
+        }
+        if before.0 != g.pbx.connected {
+            log::info!(
+                "secure-pay-agent: {}PBX link {}",
+                self.metrics
+                    .as_ref()
+                    .map(|m| format!("node {:?}: ", m.node_name()))
+                    .unwrap_or_default(),
+                if g.pbx.connected { "up" } else { "down" }
+            );
+        }
         g.pbx_version += 1;
         self.bump(&mut g);
+    }
+
+    /// Calls in secure mode now (starting, capturing or submitted; not ended).
+    pub fn active_sessions(&self) -> usize {
+        self.lock()
+            .calls
+            .values()
+            .filter(|c| !c.ended && c.mode != Mode::Off)
+            .count()
     }
 
     pub fn pbx(&self) -> PbxStatus {
@@ -427,25 +513,15 @@ impl Hub {
         g.calls.get(id).map(|c| (c.version, g.pbx_version))
     }
 
-    /// The change counter (bumped on every change of any call or of the PBX status).
+    /// The change counter of the hub's [`Notifier`] (bumped on every change of any call or of
+    /// the PBX status, of every hub sharing it).
     pub fn epoch(&self) -> u64 {
-        self.lock().epoch
+        self.notifier.epoch()
     }
 
     /// Blocks until the change counter differs from `seen` or `timeout` passes; returns it.
     pub fn wait_epoch(&self, seen: u64, timeout: Duration) -> u64 {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut g = self.lock();
-        loop {
-            let now = std::time::Instant::now();
-            if g.epoch != seen || now >= deadline {
-                return g.epoch;
-            }
-            g = match self.changed.wait_timeout(g, deadline - now) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
-        }
+        self.notifier.wait_epoch(seen, timeout)
     }
 
     /// Is the call known (live or recently ended)?
@@ -530,7 +606,7 @@ fn end_call(g: &mut Inner, id: &str) {
     }
 }
 
-fn apply(g: &mut Inner, ev: &str, m: &Message) -> bool {
+fn apply(g: &mut Inner, ev: &str, m: &Message, metrics: Option<&NodeMetrics>) -> bool {
     let chan = m.get("Channel").unwrap_or("");
     let uid = m.get("Uniqueid").unwrap_or("");
     let linked = m.get("Linkedid").unwrap_or("");
@@ -556,11 +632,38 @@ fn apply(g: &mut Inner, ev: &str, m: &Message) -> bool {
             if c.ended && ev != "SecurePaySubmit" {
                 return false;
             }
+            if let Some(mx) = metrics {
+                count(c, &ev["SecurePay".len()..], m, mx);
+            }
             apply_secure_pay(c, &ev["SecurePay".len()..], m);
             c.version += 1;
             true
         }
         _ => false,
+    }
+}
+
+/// Counts one module event in the node's metrics (labels from fixed sets only: see
+/// [`crate::metrics`]).
+fn count(c: &mut Call, name: &str, m: &Message, mx: &NodeMetrics) {
+    match name {
+        "Digit" => mx.digit(m.get("SecurePay-Source")),
+        "Field" => mx.field(
+            m.get("SecurePay-Field"),
+            m.get("SecurePay-Result") == Some("complete"),
+        ),
+        "Submit" => {
+            let result = m.get("SecurePay-Result");
+            let latency = match result.unwrap_or("pending") {
+                "pending" => {
+                    c.submitted_at = Some(Instant::now());
+                    None
+                }
+                _ => c.submitted_at.take().map(|t| t.elapsed()),
+            };
+            mx.submit(result, latency);
+        }
+        _ => {}
     }
 }
 

@@ -7,12 +7,12 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::limits::Slot;
 use crate::link::lock;
-use crate::state::{Access, Hub, SeenVersion};
+use crate::state::{Access, Hub, Notifier, SeenVersion};
 use crate::unix_now;
 
 /// Bytes a stream may have waiting for a slow client before it is dropped (a few snapshots).
@@ -23,7 +23,11 @@ const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// One page's stream.
 pub struct Stream {
     sock: TcpStream,
+    /// The call key (`<node>~<call-id>` or the call id): the per-call cap counts by it.
     id: String,
+    /// The call's node state and its id there.
+    hub: Arc<Hub>,
+    call: String,
     /// Session expiry (unix seconds).
     exp: u64,
     seen: SeenVersion,
@@ -34,10 +38,14 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// A stream whose first bytes (`head`: HTTP head + first snapshot) are already prepared.
+    /// A stream whose first bytes (`head`: HTTP head + first snapshot) are already prepared;
+    /// `id` is the call key, `call` the call's id in `hub` (its node).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sock: TcpStream,
         id: &str,
+        hub: Arc<Hub>,
+        call: &str,
         exp: u64,
         seen: SeenVersion,
         head: Vec<u8>,
@@ -46,6 +54,8 @@ impl Stream {
         Stream {
             sock,
             id: id.to_string(),
+            hub,
+            call: call.to_string(),
             exp,
             seen,
             out: head,
@@ -154,32 +164,33 @@ impl Streams {
     }
 
     /// The writer loop; returns (closing every stream) when `stop` is set.
-    pub fn run(&self, hub: &Hub, stop: &AtomicBool, t: StreamTiming) {
-        let mut epoch = hub.epoch();
+    pub fn run(&self, notifier: &Notifier, stop: &AtomicBool, t: StreamTiming) {
+        let mut epoch = notifier.epoch();
         while !stop.load(Ordering::SeqCst) {
-            epoch = hub.wait_epoch(epoch, Duration::from_millis(250));
+            epoch = notifier.wait_epoch(epoch, Duration::from_millis(250));
             let now = Instant::now();
             let unix = unix_now();
             let mut g = lock(&self.list);
-            g.retain_mut(|s| service(s, hub, now, unix, t));
+            g.retain_mut(|s| service(s, now, unix, t));
         }
         lock(&self.list).clear();
     }
 }
 
 /// One round for one stream; `false`: drop it.
-fn service(s: &mut Stream, hub: &Hub, now: Instant, unix: u64, t: StreamTiming) -> bool {
+fn service(s: &mut Stream, now: Instant, unix: u64, t: StreamTiming) -> bool {
+    let hub = Arc::clone(&s.hub);
     if s.close_by.is_none() {
         if unix >= s.exp {
             s.close_after(b"event: expired\ndata: {}\n\n");
         } else {
-            if hub.version(&s.id) != Some(s.seen) {
-                if let Some((json, v)) = hub.snapshot(&s.id) {
+            if hub.version(&s.call) != Some(s.seen) {
+                if let Some((json, v)) = hub.snapshot(&s.call) {
                     s.push(format!("event: snapshot\ndata: {json}\n\n").as_bytes());
                     s.seen = v;
                 }
             }
-            let over = match hub.access(&s.id) {
+            let over = match hub.access(&s.call) {
                 Access::Live => false,
                 Access::Unknown => true,
                 Access::Ended(at, pending) => !pending || now.duration_since(at) > t.outcome_grace,

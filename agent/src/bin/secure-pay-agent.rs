@@ -6,8 +6,12 @@
 //!                        [--start-options OPTS] [--allow-origin ORIGIN]...
 //!                        [--log-level info] [--max-connections 4096] [--max-per-client 256]
 //!                        [--max-streams-per-call 8] [--request-timeout 10] [--insecure-cookie]
-//! secure-pay-agent link --call UNIQUEID [--ttl 3600] [--base http://127.0.0.1:8090]
+//! secure-pay-agent serve --config /etc/secure-pay-agent/agent.toml [...]   (many PBX nodes)
+//! secure-pay-agent link --call UNIQUEID [--node NAME] [--ttl 3600] [--base http://127.0.0.1:8090]
 //! ```
+//! `--config FILE` follows every `[[node]]` of the file (Asterisk AMI and FreeSWITCH event
+//! socket nodes, at once; see `secure_pay_agent::config`); links then name their node
+//! (`link --node NAME`). `--log-format json` writes one JSON object per line.
 //! Logs go to stderr (`--log-level` or `SECURE_PAY_AGENT_LOG`: off, error, warn, info, debug,
 //! trace); no level logs card data or link signatures (README "Agent payment page"). At start
 //! the soft limit of open files is raised (up to the hard limit) to what `--max-connections`
@@ -21,10 +25,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use secure_pay_agent::ami::AmiConfig;
+use secure_pay_agent::config::{self, SecretRef};
 use secure_pay_agent::esl::EslConfig;
 use secure_pay_agent::logger;
-use secure_pay_agent::sign::{valid_call_id, Signer};
-use secure_pay_agent::{unix_now, Config, Service};
+use secure_pay_agent::sign::{call_key, valid_call_id, valid_node_name, Signer};
+use secure_pay_agent::{unix_now, Config, PbxLink, Service};
 
 const USAGE: &str = "usage:
   secure-pay-agent serve [--listen ADDR:PORT] [--ami HOST:PORT] [--ami-user USER]
@@ -32,10 +37,14 @@ const USAGE: &str = "usage:
                          [--frame-ancestors SOURCES] [--start-options OPTIONS]
                          [--allow-origin ORIGIN]...
                          [--esl HOST:PORT [--esl-secret-file PATH]]   (FreeSWITCH instead of AMI)
-                         [--log-level LEVEL] [--max-connections N] [--max-per-client N]
+                         [--config FILE]   (many PBX nodes: [[node]] sections, instead of
+                                            --ami/--esl; see docs/scaling.md)
+                         [--log-level LEVEL] [--log-format text|json]
+                         [--max-connections N] [--max-per-client N]
                          [--max-streams-per-call N] [--request-timeout SECONDS]
                          [--insecure-cookie]   (plain-HTTP labs only: cookie without Secure)
-  secure-pay-agent link --call UNIQUEID [--ttl SECONDS] [--base URL] [--secret-file PATH]
+  secure-pay-agent link --call UNIQUEID [--node NAME] [--ttl SECONDS] [--base URL]
+                        [--secret-file PATH]
 
   Secrets: SECURE_PAY_AGENT_SECRET (link signing, >= 16 bytes) or --secret-file;
            SECURE_PAY_AMI_SECRET (AMI password) or --ami-secret-file;
@@ -141,7 +150,30 @@ fn serve(mut a: Args) -> Result<(), String> {
         Some(l) => l,
         None => std::env::var("SECURE_PAY_AGENT_LOG").unwrap_or_else(|_| "info".into()),
     };
-    logger::init(logger::parse_level(&level)?);
+    let json_logs = match a.value("--log-format")?.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(f) => return Err(format!("--log-format {f:?}: give text or json")),
+    };
+    logger::init_with(logger::parse_level(&level)?, json_logs);
+    let file = match a.value("--config")? {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("--config: cannot read {path}: {e}"))?;
+            let f = config::parse(&text, |r| match r {
+                SecretRef::File(p) => std::fs::read_to_string(p)
+                    .map(|s| s.trim().to_string())
+                    .map_err(|e| format!("cannot read {p}: {e}")),
+                SecretRef::Env(v) => match std::env::var(v) {
+                    Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+                    _ => Err(format!("environment variable {v} is not set")),
+                },
+            })
+            .map_err(|e| format!("--config {path}: {e}"))?;
+            Some(f)
+        }
+        None => None,
+    };
     let max_conn = a.number("--max-connections")?;
     let max_client = a.number("--max-per-client")?;
     let max_streams = a.number("--max-streams-per-call")?;
@@ -149,16 +181,24 @@ fn serve(mut a: Args) -> Result<(), String> {
     let insecure_cookie = a.flag("--insecure-cookie");
     let listen = a
         .value("--listen")?
+        .or_else(|| file.as_ref().and_then(|f| f.listen.clone()))
         .unwrap_or_else(|| "127.0.0.1:8090".into());
-    let ami_addr = a.value("--ami")?.unwrap_or_else(|| "127.0.0.1:5038".into());
-    let ami_user = a
-        .value("--ami-user")?
-        .unwrap_or_else(|| "secure-pay-agent".into());
+    let ami_given = a.value("--ami")?;
+    let ami_user_given = a.value("--ami-user")?;
+    let node_flags = ami_given.is_some() || ami_user_given.is_some();
+    let ami_addr = ami_given.unwrap_or_else(|| "127.0.0.1:5038".into());
+    let ami_user = ami_user_given.unwrap_or_else(|| "secure-pay-agent".into());
     let esl_addr = a.value("--esl")?;
     let esl_file = a.value("--esl-secret-file")?;
     let ami_file = a.value("--ami-secret-file")?;
+    if file.is_some()
+        && (esl_addr.is_some() || esl_file.is_some() || ami_file.is_some() || node_flags)
+    {
+        return Err("--config names the PBX nodes: leave out --ami, --ami-user, --esl and their secret files".into());
+    }
     // FreeSWITCH (ESL) instead of Asterisk (AMI) when --esl is given.
     let (ami_secret, esl) = match esl_addr {
+        _ if file.is_some() => (String::new(), None),
         Some(addr) => {
             let pw = secret("SECURE_PAY_ESL_SECRET", esl_file, "ESL password")?;
             (String::new(), Some(EslConfig::new(&addr, &pw)))
@@ -170,7 +210,13 @@ fn serve(mut a: Args) -> Result<(), String> {
     };
     let link_secret = secret(
         "SECURE_PAY_AGENT_SECRET",
-        a.value("--secret-file")?,
+        a.value("--secret-file")?.or_else(|| {
+            // the file's secret_file when neither the flag nor the environment gives one
+            std::env::var_os("SECURE_PAY_AGENT_SECRET")
+                .is_none()
+                .then(|| file.as_ref().and_then(|f| f.secret_file.clone()))
+                .flatten()
+        }),
         "link secret",
     )?;
     let fa = a.value("--frame-ancestors")?;
@@ -190,6 +236,9 @@ fn serve(mut a: Args) -> Result<(), String> {
     }
     cfg.allowed_origins = origins;
     cfg.esl = esl;
+    if let Some(f) = file {
+        cfg.nodes = f.nodes;
+    }
     let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     if let Some(n) = max_conn {
         cfg.max_connections = usize_of(n);
@@ -222,10 +271,22 @@ fn serve(mut a: Args) -> Result<(), String> {
     } else {
         log::info!("secure-pay-agent: open-files limit {have}");
     }
-    let pbx_desc = match &cfg.esl {
-        Some(e) => format!("FreeSWITCH ESL {}", e.addr),
-        None => format!("Asterisk AMI {ami_addr}"),
-    };
+    let pbx_desc = cfg
+        .effective_nodes()
+        .iter()
+        .map(|n| {
+            let what = match &n.link {
+                PbxLink::Asterisk(_) => "Asterisk AMI",
+                PbxLink::FreeSwitch(_) => "FreeSWITCH ESL",
+            };
+            if n.name.is_empty() {
+                format!("{what} {}", n.link.addr())
+            } else {
+                format!("node {} = {what} {}", n.name, n.link.addr())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let svc = Service::start(cfg)?;
     log::info!(
         "secure-pay-agent: listening on http://{} ({pbx_desc}); mint page links with `secure-pay-agent link --call ID`",
@@ -237,6 +298,7 @@ fn serve(mut a: Args) -> Result<(), String> {
 
 fn link(mut a: Args) -> Result<(), String> {
     let call = a.value("--call")?.ok_or("--call UNIQUEID is required")?;
+    let node = a.value("--node")?;
     let ttl: u64 = match a.value("--ttl")? {
         Some(t) => t
             .parse()
@@ -260,11 +322,20 @@ fn link(mut a: Args) -> Result<(), String> {
     if ttl == 0 || ttl > Duration::from_secs(7 * 86400).as_secs() {
         return Err("--ttl must be between 1 second and 7 days".into());
     }
+    let key = match node {
+        Some(n) if valid_node_name(&n) => call_key(&n, &call),
+        Some(n) => {
+            return Err(format!(
+                "--node {n:?}: give the node's name from the configuration file"
+            ))
+        }
+        None => call,
+    };
     let signer = Signer::new(link_secret.as_bytes())?;
     println!(
         "{}{}",
         base.trim_end_matches('/'),
-        signer.link(&call, unix_now() + ttl)
+        signer.link(&key, unix_now() + ttl)
     );
     Ok(())
 }

@@ -8,6 +8,8 @@
 //! Also a tiny HTTP client (raw TCP) for the service.
 #![allow(dead_code)]
 
+pub mod fake_esl;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
