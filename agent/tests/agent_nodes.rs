@@ -481,3 +481,122 @@ fn metrics_count_a_payment_per_node_and_carry_no_digit() {
         .metrics_text()
         .contains("secure_pay_agent_sessions_active{node=\"ast1\"} 0")));
 }
+
+/// Runs `secure-pay-agent` with `args` and the link secret; (exit status, stdout, stderr).
+fn run_bin(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_secure-pay-agent"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env(
+            "SECURE_PAY_AGENT_SECRET",
+            std::str::from_utf8(LINK_SECRET).unwrap(),
+        )
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_binary_follows_the_nodes_of_its_config_file_and_mints_node_links() {
+    let a = FakePbx::start(0);
+    let b = FakePbx::start(0);
+    a.add_channel(CHAN, UID);
+    let dir = std::env::temp_dir().join(format!("sp-agent-nodes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("ami.secret");
+    std::fs::write(&secret, format!("{AMI_SECRET}\n")).unwrap();
+    let conf = dir.join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen = \"127.0.0.1:0\"\n\
+             [[node]]\nname = \"ast1\"\ntype = \"asterisk\"\naddr = \"{}\"\nuser = \"{AMI_USER}\"\nsecret_file = \"{}\"\n\
+             [[node]]\nname = \"ast2\"\ntype = \"asterisk\"\naddr = \"{}\"\nuser = \"{AMI_USER}\"\nsecret_env = \"SP_TEST_AST2\"\n",
+            a.addr(),
+            secret.display(),
+            b.addr()
+        ),
+    )
+    .unwrap();
+    // refusals: --config with --ami, a node secret that is not there
+    let (st, _, err) = run_bin(
+        &["serve", "--config", conf.to_str().unwrap(), "--ami", "x:1"],
+        &[("SP_TEST_AST2", AMI_SECRET)],
+    );
+    assert_eq!(st, 2, "{err}");
+    assert!(err.contains("leave out --ami"), "{err}");
+    let (st, _, err) = run_bin(&["serve", "--config", conf.to_str().unwrap()], &[]);
+    assert_eq!(st, 2, "{err}");
+    assert!(err.contains("SP_TEST_AST2"), "{err}");
+    // the service: both nodes logged in, JSON log lines
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_secure-pay-agent"))
+        .args([
+            "serve",
+            "--config",
+            conf.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .env(
+            "SECURE_PAY_AGENT_SECRET",
+            std::str::from_utf8(LINK_SECRET).unwrap(),
+        )
+        .env("SP_TEST_AST2", AMI_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let l2 = std::sync::Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            l2.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let mut addr: Option<std::net::SocketAddr> = None;
+    let found = wait_until(T, || {
+        addr = log
+            .lock()
+            .unwrap()
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        addr.is_some()
+    });
+    let ok = found && a.wait_logins(1, T) && b.wait_logins(1, T);
+    let ready = ok
+        && wait_until(T, || {
+            http(addr.unwrap(), "GET", "/readyz", &[], "").status == 200
+        });
+    let l = run_bin(
+        &["link", "--call", UID, "--node", "ast1", "--base", ""],
+        &[],
+    );
+    let bad = run_bin(&["link", "--call", UID, "--node", "a~b"], &[]);
+    let page = addr.map(|addr| http(addr, "GET", l.1.trim(), &[], ""));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    let log = log.lock().unwrap().clone();
+    assert!(ready, "not ready: {log}");
+    assert!(l.1.starts_with("/call/ast1~1700000000.1?exp="), "{l:?}");
+    assert_eq!(bad.0, 2, "{bad:?}");
+    let page = page.unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(v["level"].is_string() && v["msg"].is_string(), "{line}");
+    }
+    assert!(log.contains("node ast1 = Asterisk AMI"), "{log}");
+    assert!(log.contains("node ast2 = Asterisk AMI"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
