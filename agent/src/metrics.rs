@@ -10,8 +10,9 @@
 //! - `secure_pay_agent_sessions_active` (gauge): calls in secure mode now (starting, capturing
 //!   or submitted, not ended).
 //! - `secure_pay_agent_digits_total{path}` (counter): key presses the module reported
-//!   (`SecurePayDigit`) by detection path: `in-band`, `rfc4733`, `sip-info`, `host-frame`, or
-//!   `unreported` when the event does not name it.
+//!   (`SecurePayDigit` with a length above 0; never sent for the security code) by detection
+//!   path (its `SecurePay-Source`): `in-band`, `rfc4733` (`telephone-event`), `sip-info`,
+//!   `host-frame`, `other`, or `unreported` when the event does not name it.
 //! - `secure_pay_agent_fields_total{field,result}` (counter): fields ended `complete` or
 //!   `invalid`, by field name (`payment-card-number`, `expiration-date`, ...).
 //! - `secure_pay_agent_submits_total{result}` (counter): payment hand-off events by outcome
@@ -186,7 +187,7 @@ fn path_label(v: Option<&str>) -> &'static str {
     match v.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") => "unreported",
         Some("in-band" | "inband") => "in-band",
-        Some("rfc4733" | "rfc2833") => "rfc4733",
+        Some("telephone-event" | "rfc4733" | "rfc2833") => "rfc4733",
         Some("sip-info" | "info") => "sip-info",
         Some("host-frame" | "hostframe") => "host-frame",
         Some(_) => "other",

@@ -647,7 +647,15 @@ fn apply(g: &mut Inner, ev: &str, m: &Message, metrics: Option<&NodeMetrics>) ->
 /// [`crate::metrics`]).
 fn count(c: &mut Call, name: &str, m: &Message, mx: &NodeMetrics) {
     match name {
-        "Digit" => mx.digit(m.get("SecurePay-Source")),
+        // a key press added (a clear also sends `Digit`, with length 0)
+        "Digit"
+            if m.get("SecurePay-Length")
+                .and_then(|l| l.parse::<u32>().ok())
+                .unwrap_or(0)
+                > 0 =>
+        {
+            mx.digit(m.get("SecurePay-Source"))
+        }
         "Field" => mx.field(
             m.get("SecurePay-Field"),
             m.get("SecurePay-Result") == Some("complete"),
