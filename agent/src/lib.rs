@@ -1,6 +1,10 @@
-//! `secure-pay-agent`: the agent payment page. Connects to Asterisk AMI, tracks each call's
-//! masked `SecurePay*` events ([`state`]) and serves one embeddable page per call, keyed by the
-//! customer channel's **Uniqueid**, reachable only through a signed, expiring link ([`sign`]).
+//! `secure-pay-agent`: the agent payment page. Follows one or many PBX nodes at once (Asterisk
+//! AMI, FreeSWITCH event socket; [`Config::nodes`], `serve --config`), tracks each call's
+//! masked `SecurePay*` events per node ([`state`]) and serves one embeddable page per call,
+//! keyed by the call key (the customer channel's **Uniqueid** / UUID, prefixed `<node>~` for a
+//! named node), reachable only through a signed, expiring link ([`sign`]). Operations:
+//! `/healthz` (alive), `/readyz` (every PBX link up, else 503), `/metrics` ([`metrics`]);
+//! docs/scaling.md.
 //! The page gets live updates over Server-Sent Events (a full snapshot on every change and on
 //! every (re)connect) and drives the module with the AMI action `SecurePay`.
 //!
@@ -14,6 +18,7 @@
 //! - `POST /call/<uniqueid>/action` body `{"command":"capture","field":"..."}`, session cookie,
 //!   header `X-SecurePay-Token` (the page's CSRF token) and a same-origin `Origin`.
 //! - `GET /static/page.js|page.css|enter.js` assets (no data).
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics` (no call data).
 //!
 //! A session stops working when the call ends (410), except that an open page may keep
 //! watching, read-only, for the outcome of a payment submitted before the hangup.
