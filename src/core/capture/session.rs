@@ -268,8 +268,7 @@ impl Session {
         }
     }
 
-    /// `source`: the path of the key press just added (None for a clear).
-    fn emit_progress(&self, source: Option<DigitSource>, sink: &mut dyn FnMut(Event)) {
+    fn emit_progress(&self, sink: &mut dyn FnMut(Event)) {
         if let Some(a) = &self.active {
             // The security code is never shown, not even as a count of mask characters.
             if a.kind == FieldKind::SecurityCode {
@@ -281,7 +280,6 @@ impl Session {
                 length: len as u8,
                 masked: stars(len),
                 brand: Self::progress_brand(a.kind, a.digits.expose()),
-                source,
             });
         }
     }
@@ -346,7 +344,7 @@ impl Session {
                     a.overflow = false;
                     a.since_ms = now_ms;
                     a.last_ms = None;
-                    self.emit_progress(None, sink);
+                    self.emit_progress(sink);
                 }
             }
             return;
@@ -366,7 +364,7 @@ impl Session {
             a.overflow = true;
             return;
         }
-        self.emit_progress(Some(src), sink);
+        self.emit_progress(sink);
         // Recompute: the brand (hence the maximum) may have become known with this digit.
         let full = self
             .active
@@ -634,7 +632,7 @@ impl Session {
                 a.overflow = false;
                 a.since_ms = now_ms;
                 a.last_ms = None;
-                self.emit_progress(None, sink);
+                self.emit_progress(sink);
                 Ok(())
             }
             Command::Restart => {
