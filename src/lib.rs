@@ -16,7 +16,6 @@ compile_error!("secure_pay needs panic = \"unwind\": host callbacks rely on catc
 #[cfg(all(feature = "asterisk", feature = "freeswitch"))]
 compile_error!("build one host adapter at a time: --features asterisk OR --features freeswitch");
 
-pub mod agent;
 pub mod connector;
 pub mod core;
 pub mod gen;

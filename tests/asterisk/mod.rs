@@ -19,8 +19,15 @@ use std::time::{Duration, Instant};
 
 pub const DEFAULT_ROOT: &str = "/var/lib/securepay-asterisk-root";
 
+/// The repository root (also from the agent crate's tests in agent/tests, which share this
+/// harness).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let m = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if m.join("build.rs").is_file() {
+        m
+    } else {
+        m.parent().map(Path::to_path_buf).unwrap_or(m)
+    }
 }
 
 pub fn chroot_root() -> PathBuf {

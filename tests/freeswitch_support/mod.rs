@@ -439,6 +439,39 @@ pub struct Esl {
     w: TcpStream,
 }
 
+/// The repository root (also from the agent crate's tests in agent/tests, which share this
+/// harness).
+fn repo_root() -> PathBuf {
+    let m = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if m.join("build.rs").is_file() {
+        m
+    } else {
+        m.parent().map(Path::to_path_buf).unwrap_or(m)
+    }
+}
+
+/// `%XX` decoding (ESL plain event values are URL-encoded).
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn parse_headers(block: &str, decode: bool) -> HashMap<String, String> {
     block
         .lines()
@@ -446,11 +479,7 @@ fn parse_headers(block: &str, decode: bool) -> HashMap<String, String> {
         .map(|(k, v)| {
             (
                 k.to_string(),
-                if decode {
-                    secure_pay::agent::esl::url_decode(v)
-                } else {
-                    v.to_string()
-                },
+                if decode { url_decode(v) } else { v.to_string() },
             )
         })
         .collect()
@@ -704,7 +733,7 @@ pub struct NodeListener {
 /// Installs `modesl` from npm with `npm ci` (the versions pinned in
 /// tests/freeswitch_support/package-lock.json) into tests/freeswitch_support/node_modules, once.
 pub fn node_modesl_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support");
+    let dir = repo_root().join("tests/freeswitch_support");
     if !dir.join("node_modules/modesl").is_dir() {
         let st = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
@@ -719,8 +748,7 @@ pub fn node_modesl_dir() -> PathBuf {
 impl NodeListener {
     pub fn start(fs: &FreeSwitch) -> NodeListener {
         let dir = node_modesl_dir();
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support/esl_listener.js");
+        let script = repo_root().join("tests/freeswitch_support/esl_listener.js");
         let out = fs.dir.join(format!(
             "node-events-{}.jsonl",
             COUNTER.fetch_add(1, Ordering::SeqCst)

@@ -147,7 +147,14 @@ pub fn parse_multimon(out: &str) -> String {
 pub fn spandsp_harness() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/judges/spandsp_rx.c");
+        // the repository root (also from the agent crate's tests in agent/tests)
+        let m = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = if m.join("build.rs").is_file() {
+            m
+        } else {
+            m.parent().unwrap_or(m)
+        };
+        let src = root.join("tests/judges/spandsp_rx.c");
         let bin = scratch_dir().join("spandsp_rx");
         // Build to a private name, then rename: other test binaries may build concurrently.
         let tmp = scratch_file("spandsp_rx-build", "bin");
