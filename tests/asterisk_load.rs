@@ -140,6 +140,11 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
         BASE_MODULES,
     );
     let mut ami = inst.ami();
+    let (rss0, cpu0, wall0) = (
+        rss_kib(inst.pid),
+        cpu_secs(inst.pid),
+        std::time::Instant::now(),
+    );
     originate_cards(&mut ami, "L", n, &[("START_APP", "1"), ("RECORD", "1")]);
     let calls: Vec<Call> = (0..n)
         .map(|i| Call::wait_up(&ami, &format!("L{i}")))
@@ -152,6 +157,11 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
         )
         .unwrap_or_else(|| panic!("{}: secure mode did not start", c.customer));
     }
+    // every call up and in secure mode (4 Local channels, a MixMonitor, the hook each)
+    let rss_up = rss_kib(inst.pid);
+    // the control: one more call, not secure, keying a whole card in-band
+    originate_one(&mut ami, "C", 0, &[("RECORD", "1")], true);
+    let ctl = Call::wait_up(&ami, "C0");
     go(&mut ami);
     let mut uid_to_call = HashMap::new();
     for (i, c) in calls.iter().enumerate() {
@@ -193,6 +203,7 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
             )
         });
     }
+    let (cpu_all, wall_all) = (cpu_secs(inst.pid) - cpu0, wall0.elapsed().as_secs_f64());
     // every capture exactly right: each call's own card reached the connector
     let got = received.lock().unwrap().clone();
     assert_eq!(got.len(), n, "one POST per call");
@@ -247,6 +258,22 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
         let d = multimon_digits(&inst.monitor(&format!("agent-{}.wav", c.name)));
         assert_eq!(d, "", "{}: digits decoded from the agent recording", c.name);
     }
+    // control in the same run: the call without secure mode keyed its card in-band, and the
+    // judge decodes it from that agent's recording
+    let ctrl = multimon_digits(&inst.monitor(&format!("agent-{}.wav", ctl.name)));
+    assert!(
+        ctrl.contains(&format!("{EXPIRY}{}", cvv(0))),
+        "control: multimon-ng must decode the non-secure call's keys under the same load: {ctrl:?}"
+    );
+    println!(
+        "load-asterisk: {n} concurrent secure calls, {n}/{n} cards right at the connector, 0 digits \
+         on {n} agent recordings; Asterisk RSS {} KiB -> {} KiB with all calls up \
+         ({:.1} KiB per call); CPU {cpu_all:.2} s over {wall_all:.1} s ({:.1} ms per call)",
+        rss0,
+        rss_up,
+        (rss_up.saturating_sub(rss0)) as f64 / n as f64,
+        cpu_all * 1000.0 / n as f64
+    );
 }
 
 /// CPU seconds (user + system) Asterisk used so far.
