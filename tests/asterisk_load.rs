@@ -1,9 +1,11 @@
-//! res_secure_pay under load on a REAL Asterisk 22: 100 concurrent Local-channel calls in
-//! secure mode (started by the dialplan app), each keying its own valid test card, half with
+//! res_secure_pay under load on a REAL Asterisk 22: LOAD_CALLS (default 100; scripts/load runs
+//! 200) concurrent Local-channel calls in secure mode (started by the dialplan app), each keying its own valid test card, half with
 //! the card number as DTMF frames and expiry + security code in-band, half the other way
 //! round. Every capture must be exactly right (each call submits; the loopback HTTPS
 //! connector must receive each call's own card, matched by transaction id), and no agent may
-//! get a digit (AMI DTMF events on all agent channels; multimon-ng on every agent recording).
+//! get a digit (AMI DTMF events on all agent channels; multimon-ng on every agent recording),
+//! while a non-secure control call in the same run keys a card in-band that multimon-ng does
+//! decode from its agent recording. Prints per-call memory and CPU.
 //!
 //! `bench_cpu_with_vs_without_secure_mode` (ignored; run by scripts/bench-asterisk) reports
 //! Asterisk's CPU time for the same call load with and without secure mode, as a ratio.
@@ -115,7 +117,7 @@ fn go(ami: &mut Ami) {
 }
 
 #[test]
-fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
+fn concurrent_secure_calls_capture_right_and_leak_nothing() {
     let n: usize = std::env::var("LOAD_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())

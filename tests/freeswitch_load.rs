@@ -1,6 +1,7 @@
-//! Load: 100 concurrent secure loopback calls, each keying a full card in-band: every capture is
+//! Load: LOAD_CALLS (default 100; scripts/load runs 200) concurrent secure loopback calls, each keying a full card in-band: every capture is
 //! right (per-call card, checked through the masked status) and no agent recording decodes to a
 //! single digit (multimon-ng), with a non-secure control call in the same run that does.
+//! Prints per-call memory and CPU.
 //!
 //! Bench (not a test of speed; run by scripts/bench-freeswitch): FreeSWITCH's CPU time for the
 //! same calls with and without secure mode, printed as a ratio.
@@ -89,7 +90,7 @@ fn hangup_all(esl: &mut Esl, calls: &[Call]) {
 }
 
 #[test]
-fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
+fn concurrent_secure_calls_capture_right_and_leak_nothing() {
     let Some(prefix) = prefix() else { return };
     let fs = FreeSwitch::start(&prefix, &Options::default());
     let mut esl = fs.esl();
@@ -234,23 +235,36 @@ fn bench_freeswitch_cpu_secure_vs_plain() {
         FreeSwitch::start(&prefix, &Options::default()),
     ];
     let mut esls: Vec<Esl> = fss.iter().map(|f| f.esl()).collect();
-    // SECURE_PAY_BENCH_PERF=DIR: a cpu-clock profile of each instance over all rounds
-    let perf: Vec<std::process::Child> = match std::env::var("SECURE_PAY_BENCH_PERF") {
-        Ok(dir) => ["plain", "secure"]
+    // SECURE_PAY_BENCH_PERF=DIR: a cpu-clock profile of each instance over the keying of
+    // every round (not the call setup), in DIR/fs-{plain,secure}-<round>.data
+    let perf_dir = std::env::var("SECURE_PAY_BENCH_PERF").ok();
+    let start_perf = |rep: u32| -> Vec<std::process::Child> {
+        let Some(dir) = &perf_dir else {
+            return Vec::new();
+        };
+        ["plain", "secure"]
             .iter()
             .zip(&fss)
             .filter_map(|(name, f)| {
                 std::process::Command::new("perf")
                     .args(["record", "-q", "-F", "1999", "-e", "cpu-clock", "-g", "-o"])
-                    .arg(format!("{dir}/fs-{name}.data"))
+                    .arg(format!("{dir}/fs-{name}-{rep}.data"))
                     .args(["-p", &f.pid().to_string()])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .ok()
             })
-            .collect(),
-        Err(_) => Vec::new(),
+            .collect()
+    };
+    let stop_perf = |perf: Vec<std::process::Child>| {
+        for mut p in perf {
+            // SIGINT lets perf write its file; only the perf processes this test started
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &p.id().to_string()])
+                .status();
+            let _ = p.wait();
+        }
     };
     let hz = 100.0; // USER_HZ on Linux
     println!("bench-freeswitch: {n} concurrent loopback calls keying a card in-band per round, {reps} rounds, plain and secure instance at the same time");
@@ -264,6 +278,7 @@ fn bench_freeswitch_cpu_secure_vs_plain() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(500));
+        let perf = start_perf(rep);
         let t0 = Instant::now();
         let c0 = [cpu_ticks(fss[0].pid()), cpu_ticks(fss[1].pid())];
         let mut longest = 0;
@@ -288,6 +303,7 @@ fn bench_freeswitch_cpu_secure_vs_plain() {
             cpu_ticks(fss[1].pid()) - c0[1],
         ];
         let wall = t0.elapsed();
+        stop_perf(perf);
         let complete = calls[1]
             .iter()
             .filter(|c| {
@@ -311,13 +327,6 @@ fn bench_freeswitch_cpu_secure_vs_plain() {
             hangup_all(&mut esls[k], &calls[k]);
         }
         std::thread::sleep(Duration::from_millis(1000));
-    }
-    for mut p in perf {
-        // SIGINT lets perf write its file; only the perf processes this test started
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &p.id().to_string()])
-            .status();
-        let _ = p.wait();
     }
     let (med, lo, hi) = spread(&ratios);
     println!(
