@@ -159,6 +159,11 @@ void sp_ast_user_event(struct ast_channel *chan, const char *name, const char *b
 	ast_json_unref(blob);
 }
 
+int sp_ast_stasis_loaded(void)
+{
+	return ast_module_check("res_stasis.so");
+}
+
 void sp_ast_free(void *p)
 {
 	ast_free(p);

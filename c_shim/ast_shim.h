@@ -86,6 +86,9 @@ void sp_ast_free(void *p);
  * topic: {"eventname": name, key: value for each "Key: value\r\n" line of body}. Locks chan
  * (recursively). */
 void sp_ast_user_event(struct ast_channel *chan, const char *name, const char *body);
+/* 1 if res_stasis.so (the ARI application layer, the only consumer of sp_ast_user_event that
+ * AMI does not already get as SecurePay*) is loaded. */
+int sp_ast_stasis_loaded(void);
 /* Registers / unregisters the SECURE_PAY() dialplan function (write: sp_rs_func_write). */
 int sp_ast_func_register(void);
 void sp_ast_func_unregister(void);

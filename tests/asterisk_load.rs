@@ -1,9 +1,11 @@
-//! res_secure_pay under load on a REAL Asterisk 22: 100 concurrent Local-channel calls in
-//! secure mode (started by the dialplan app), each keying its own valid test card, half with
+//! res_secure_pay under load on a REAL Asterisk 22: LOAD_CALLS (default 100; scripts/load runs
+//! 200) concurrent Local-channel calls in secure mode (started by the dialplan app), each keying its own valid test card, half with
 //! the card number as DTMF frames and expiry + security code in-band, half the other way
 //! round. Every capture must be exactly right (each call submits; the loopback HTTPS
 //! connector must receive each call's own card, matched by transaction id), and no agent may
-//! get a digit (AMI DTMF events on all agent channels; multimon-ng on every agent recording).
+//! get a digit (AMI DTMF events on all agent channels; multimon-ng on every agent recording),
+//! while a non-secure control call in the same run keys a card in-band that multimon-ng does
+//! decode from its agent recording. Prints per-call memory and CPU.
 //!
 //! `bench_cpu_with_vs_without_secure_mode` (ignored; run by scripts/bench-asterisk) reports
 //! Asterisk's CPU time for the same call load with and without secure mode, as a ratio.
@@ -115,7 +117,7 @@ fn go(ami: &mut Ami) {
 }
 
 #[test]
-fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
+fn concurrent_secure_calls_capture_right_and_leak_nothing() {
     let n: usize = std::env::var("LOAD_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -140,6 +142,11 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
         BASE_MODULES,
     );
     let mut ami = inst.ami();
+    let (rss0, cpu0, wall0) = (
+        rss_kib(inst.pid),
+        cpu_secs(inst.pid),
+        std::time::Instant::now(),
+    );
     originate_cards(&mut ami, "L", n, &[("START_APP", "1"), ("RECORD", "1")]);
     let calls: Vec<Call> = (0..n)
         .map(|i| Call::wait_up(&ami, &format!("L{i}")))
@@ -152,6 +159,11 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
         )
         .unwrap_or_else(|| panic!("{}: secure mode did not start", c.customer));
     }
+    // every call up and in secure mode (4 Local channels, a MixMonitor, the hook each)
+    let rss_up = rss_kib(inst.pid);
+    // the control: one more call, not secure, keying a whole card in-band
+    originate_one(&mut ami, "C", 0, &[("RECORD", "1")], true);
+    let ctl = Call::wait_up(&ami, "C0");
     go(&mut ami);
     let mut uid_to_call = HashMap::new();
     for (i, c) in calls.iter().enumerate() {
@@ -193,6 +205,7 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
             )
         });
     }
+    let (cpu_all, wall_all) = (cpu_secs(inst.pid) - cpu0, wall0.elapsed().as_secs_f64());
     // every capture exactly right: each call's own card reached the connector
     let got = received.lock().unwrap().clone();
     assert_eq!(got.len(), n, "one POST per call");
@@ -247,6 +260,22 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
         let d = multimon_digits(&inst.monitor(&format!("agent-{}.wav", c.name)));
         assert_eq!(d, "", "{}: digits decoded from the agent recording", c.name);
     }
+    // control in the same run: the call without secure mode keyed its card in-band, and the
+    // judge decodes it from that agent's recording
+    let ctrl = multimon_digits(&inst.monitor(&format!("agent-{}.wav", ctl.name)));
+    assert!(
+        ctrl.contains(&format!("{EXPIRY}{}", cvv(0))),
+        "control: multimon-ng must decode the non-secure call's keys under the same load: {ctrl:?}"
+    );
+    println!(
+        "load-asterisk: {n} concurrent secure calls, {n}/{n} cards right at the connector, 0 digits \
+         on {n} agent recordings; Asterisk RSS {} KiB -> {} KiB with all calls up \
+         ({:.1} KiB per call); CPU {cpu_all:.2} s over {wall_all:.1} s ({:.1} ms per call)",
+        rss0,
+        rss_up,
+        (rss_up.saturating_sub(rss0)) as f64 / n as f64,
+        cpu_all * 1000.0 / n as f64
+    );
 }
 
 /// CPU seconds (user + system) Asterisk used so far.
@@ -258,29 +287,105 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// Same call load (BENCH_CALLS calls, default 40, each keying a card as frames and in-band)
-/// with and without secure mode; prints Asterisk's CPU time for both and the ratio.
+/// Resident memory (VmRSS) of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The bench's dialplan: the phone dialplan with the secure-mode step made conditional, so the
+/// plain and the secure call run the SAME dialplan priorities (`ExecIf` then the test's
+/// `UserEvent`) and differ only by what `SecurePay()` itself costs.
+fn bench_dialplan() -> String {
+    let d = phone_dialplan();
+    let from = " same => n,SecurePay(${START_OPTS})";
+    assert!(
+        d.contains(from),
+        "phone dialplan changed: update bench_dialplan"
+    );
+    d.replace(
+        from,
+        " same => n,ExecIf($[\"${SECURE}\" = \"1\"]?SecurePay(${START_OPTS}):NoOp(plain))",
+    )
+}
+
+/// Event names that differ most between two AMI logs (secure minus plain).
+fn event_diff(plain: &[asterisk::Msg], secure: &[asterisk::Msg]) -> String {
+    let count = |msgs: &[asterisk::Msg]| {
+        let mut m: HashMap<String, i64> = HashMap::new();
+        for e in msgs {
+            let mut k = e.event().unwrap_or("-").to_owned();
+            if k == "UserEvent" {
+                k = format!("UserEvent({})", e.get("UserEvent").unwrap_or(""));
+                if k.starts_with("UserEvent(SecurePay") {
+                    k = "UserEvent(SecurePay*)".into();
+                }
+            } else if k.starts_with("SecurePay") {
+                k = "SecurePay*".into();
+            }
+            *m.entry(k).or_default() += 1;
+        }
+        m
+    };
+    let (p, s) = (count(plain), count(secure));
+    let mut keys: Vec<&String> = p.keys().chain(s.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut d: Vec<(i64, &String)> = keys
+        .into_iter()
+        .map(|k| (s.get(k).unwrap_or(&0) - p.get(k).unwrap_or(&0), k))
+        .filter(|(n, _)| *n != 0)
+        .collect();
+    d.sort_by(|a, b| b.0.abs().cmp(&a.0.abs()).then(a.1.cmp(b.1)));
+    d.iter()
+        .take(8)
+        .map(|(n, k)| format!("{k}:{n:+}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Median, min and max of a non-empty list.
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// Same call load with and without secure mode; prints Asterisk's CPU time for both and the
+/// ratio, per repetition and as median with the run-to-run spread (min-max).
 ///
-/// The two instances (one plain, one secure) run AT THE SAME TIME, so both see the same
-/// machine load: run one after the other on a shared machine, the ratio swung 0.98-1.26
-/// between identical runs just from other work on the cores. Origination alternates between
-/// the two instances call by call. Run: scripts/bench-asterisk
+/// BENCH_CALLS calls (default 40) per repetition, BENCH_REPS repetitions (default 5) on the
+/// same two instances; BENCH_INBAND_ONLY=1 keys every digit as tones. The two instances (one
+/// plain, one secure) run AT THE SAME TIME, so both see the same machine load: run one after
+/// the other on a shared machine, the ratio swung 0.98-1.26 between identical runs just from
+/// other work on the cores. Origination alternates between the two instances call by call.
+/// Both run the same dialplan priorities ([`bench_dialplan`]). BENCH_PERF=DIR records a
+/// cpu-clock profile of each instance (`perf record -g`) into DIR/{plain,secure}.data.
+/// Run: scripts/bench-asterisk
 #[test]
 #[ignore]
 fn bench_cpu_with_vs_without_secure_mode() {
-    let n: usize = std::env::var("BENCH_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env("BENCH_CALLS", 40);
+    let reps = env("BENCH_REPS", 5).max(1);
     // BENCH_INBAND_ONLY=1: every digit as tones, so both runs carry the same frames downstream
     // (no DTMF frames/events in the plain run that the secure run would drop).
-    let inband_only = std::env::var_os("BENCH_INBAND_ONLY").is_some();
+    let inband_only = std::env::var("BENCH_INBAND_ONLY").is_ok_and(|v| v != "0");
     let insts: Vec<Instance> = ["bench-off", "bench-on"]
         .iter()
         .map(|name| {
             Instance::start(
                 name,
-                &phone_dialplan(),
+                &bench_dialplan(),
                 &[("logger.conf", QUIET_LOGGER)],
                 BASE_MODULES,
             )
@@ -290,68 +395,112 @@ fn bench_cpu_with_vs_without_secure_mode() {
     for ami in amis.iter_mut() {
         go(ami);
     }
-    let t0: Vec<f64> = insts.iter().map(|i| cpu_secs(i.pid)).collect();
-    let w0 = std::time::Instant::now();
-    for i in 0..n {
-        // one call on each instance, alternating which goes first
-        let order: [usize; 2] = if i % 2 == 0 { [0, 1] } else { [1, 0] };
-        for k in order {
-            let secure = k == 1;
-            let mut extra = vec![("AUTOHANGUP", "1")];
-            if secure {
-                extra.push(("START_APP", "1"));
-            }
-            originate_one(&mut amis[k], "B", i, &extra, inband_only);
-        }
-    }
-    let end = std::time::Instant::now() + Duration::from_secs(300);
-    let mut cpu = [0.0f64; 2];
-    let mut done = [false; 2];
-    while !done.iter().all(|d| *d) {
-        for k in 0..2 {
-            if done[k] {
-                continue;
-            }
-            let ended = amis[k]
-                .events("Hangup")
-                .iter()
-                .filter(|m| {
-                    m.get("Channel")
-                        .is_some_and(|c| c.starts_with("Local/agent@") && c.ends_with(";2"))
-                })
-                .count();
-            if ended >= n {
-                done[k] = true;
-                cpu[k] = cpu_secs(insts[k].pid) - t0[k];
-            }
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "bench calls did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let digits = amis[1].events("SecurePayDigit").len();
-    assert!(
-        digits >= n * 20,
-        "secure mode captured only {digits} digit events"
-    );
-    assert!(
-        amis[0].events("SecurePayDigit").is_empty(),
-        "the plain instance must not run secure mode"
-    );
-    for (k, secure) in [false, true].iter().enumerate() {
-        let all = amis[k].all();
-        let sp = all
+    let perf: Vec<std::process::Child> = match std::env::var("BENCH_PERF") {
+        Ok(dir) => ["plain", "secure"]
             .iter()
-            .filter(|m| m.event().is_some_and(|e| e.starts_with("SecurePay")))
+            .zip(&insts)
+            .filter_map(|(name, inst)| {
+                std::process::Command::new("perf")
+                    .args(["record", "-q", "-F", "1999", "-e", "cpu-clock", "-g", "-o"])
+                    .arg(format!("{dir}/{name}.data"))
+                    .args(["-p", &inst.pid.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .ok()
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut ratios = Vec::new();
+    let mut totals = [0.0f64; 2];
+    let mut ended_before = [0usize; 2];
+    let mut events_before = [0usize; 2];
+    for rep in 0..reps {
+        let t0: Vec<f64> = insts.iter().map(|i| cpu_secs(i.pid)).collect();
+        let w0 = std::time::Instant::now();
+        for i in 0..n {
+            // one call on each instance, alternating which goes first
+            let order: [usize; 2] = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for k in order {
+                let mut extra = vec![("AUTOHANGUP", "1"), ("START_APP", "1")];
+                if k == 1 {
+                    extra.push(("SECURE", "1"));
+                }
+                originate_one(&mut amis[k], &format!("B{rep}x"), i, &extra, inband_only);
+            }
+        }
+        let end = std::time::Instant::now() + Duration::from_secs(300);
+        let mut cpu = [0.0f64; 2];
+        let mut done = [false; 2];
+        while !done.iter().all(|d| *d) {
+            for k in 0..2 {
+                if done[k] {
+                    continue;
+                }
+                let ended = amis[k]
+                    .events("Hangup")
+                    .iter()
+                    .filter(|m| {
+                        m.get("Channel")
+                            .is_some_and(|c| c.starts_with("Local/agent@") && c.ends_with(";2"))
+                    })
+                    .count();
+                if ended >= ended_before[k] + n {
+                    done[k] = true;
+                    ended_before[k] = ended;
+                    cpu[k] = cpu_secs(insts[k].pid) - t0[k];
+                }
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "bench calls did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let all: Vec<Vec<asterisk::Msg>> = amis.iter().map(|a| a.all()).collect();
+        let digits = all[1][events_before[1]..]
+            .iter()
+            .filter(|m| m.event() == Some("SecurePayDigit"))
             .count();
-        println!(
-            "secure_mode={secure} calls={n} inband_only={inband_only} asterisk_cpu_s={:.3} wall_s={:.1} ami_events={} securepay_events={sp}",
-            cpu[k],
-            w0.elapsed().as_secs_f64(),
-            all.len()
+        assert!(
+            digits >= n * 20,
+            "secure mode captured only {digits} digit events"
         );
+        assert!(
+            !all[0].iter().any(|m| m.event() == Some("SecurePayDigit")),
+            "the plain instance must not run secure mode"
+        );
+        let ratio = cpu[1] / cpu[0].max(1e-9);
+        println!(
+            "rep={rep} calls={n} inband_only={inband_only} wall_s={:.1} asterisk_cpu_s plain={:.2} secure={:.2} ratio={ratio:.3} ami_events plain={} secure={} diff: {}",
+            w0.elapsed().as_secs_f64(),
+            cpu[0],
+            cpu[1],
+            all[0].len() - events_before[0],
+            all[1].len() - events_before[1],
+            event_diff(&all[0][events_before[0]..], &all[1][events_before[1]..]),
+        );
+        events_before = [all[0].len(), all[1].len()];
+        ratios.push(ratio);
+        totals[0] += cpu[0];
+        totals[1] += cpu[1];
     }
-    println!("cpu_ratio_secure_vs_plain={:.3}", cpu[1] / cpu[0].max(1e-9));
+    for mut p in perf {
+        // SIGINT lets perf write its file; only the perf processes this test started
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &p.id().to_string()])
+            .status();
+        let _ = p.wait();
+    }
+    let (med, lo, hi) = spread(&ratios);
+    println!(
+        "asterisk_rss_kib plain={} secure={}",
+        rss_kib(insts[0].pid),
+        rss_kib(insts[1].pid)
+    );
+    println!(
+        "cpu_ratio_secure_vs_plain={med:.3} (median of {reps} reps, spread {lo:.3}-{hi:.3}; pooled {:.3}; {n} calls per rep, in-band only: {inband_only})",
+        totals[1] / totals[0].max(1e-9)
+    );
 }

@@ -176,5 +176,35 @@ fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
     // The channel variables ride along as variable_* headers (masked too).
     let v: Vec<String> = get("complete", "variable_secure_pay_card_number");
     assert_eq!(v, ["************1111"]);
+    // The per-key events (digit, capture, field) change no variable: they carry the channel's
+    // basic headers but not the variable_* copy (docs/performance.md), which the state events
+    // (start, complete, stop) keep.
+    for name in ["digit", "capture", "field"] {
+        let n = events
+            .iter()
+            .filter(|e| e["Event-Subclass"] == format!("secure_pay::{name}"))
+            .count();
+        assert!(n > 0, "no {name} event");
+        assert_eq!(
+            get(name, "Channel-Name").len(),
+            n,
+            "{name}: channel headers"
+        );
+        assert_eq!(
+            get(name, "Caller-Unique-ID").len(),
+            n,
+            "{name}: caller profile"
+        );
+        assert!(
+            get(name, "variable_secure_pay_result").is_empty(),
+            "{name}: carries the variable dump"
+        );
+    }
+    for name in ["start", "complete", "stop"] {
+        assert!(
+            !get(name, "variable_secure_pay_result").is_empty(),
+            "{name}: the state events keep the variables"
+        );
+    }
     let _ = esl.api(&format!("uuid_kill {cust_a}"));
 }

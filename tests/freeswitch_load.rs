@@ -1,6 +1,7 @@
-//! Load: 100 concurrent secure loopback calls, each keying a full card in-band: every capture is
+//! Load: LOAD_CALLS (default 100; scripts/load runs 200) concurrent secure loopback calls, each keying a full card in-band: every capture is
 //! right (per-call card, checked through the masked status) and no agent recording decodes to a
 //! single digit (multimon-ng), with a non-secure control call in the same run that does.
+//! Prints per-call memory and CPU.
 //!
 //! Bench (not a test of speed; run by scripts/bench-freeswitch): FreeSWITCH's CPU time for the
 //! same calls with and without secure mode, printed as a ratio.
@@ -89,13 +90,20 @@ fn hangup_all(esl: &mut Esl, calls: &[Call]) {
 }
 
 #[test]
-fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
+fn concurrent_secure_calls_capture_right_and_leak_nothing() {
     let Some(prefix) = prefix() else { return };
     let fs = FreeSwitch::start(&prefix, &Options::default());
     let mut esl = fs.esl();
 
-    let n = 100;
+    // LOAD_CALLS (default 100; scripts/load runs 200)
+    let n: u32 = std::env::var("LOAD_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let (rss0, cpu0, wall0) = (rss_kib(fs.pid()), cpu_ticks(fs.pid()), Instant::now());
     let mut calls = setup_calls(&fs, &mut esl, n, true, "load");
+    // every call up and in secure mode (4 loopback channels, a recording, the bug each)
+    let rss_up = rss_kib(fs.pid());
     // Control in the same run: call 0 is not in secure mode.
     let (ca, cb) = originate_customer(&mut esl, "cust1000");
     let (aa, _) = agent_legs(&mut esl, &cb);
@@ -136,6 +144,10 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    let (cpu_all, wall_all) = (
+        (cpu_ticks(fs.pid()) - cpu0) as f64 / 100.0,
+        wall0.elapsed().as_secs_f64(),
+    );
     hangup_all(&mut esl, &calls);
     std::thread::sleep(Duration::from_millis(1500));
     let mut leaked = Vec::new();
@@ -162,6 +174,13 @@ fn hundred_concurrent_secure_calls_capture_right_and_leak_nothing() {
         "control call (not secure) must decode its digits under the same load: {ctrl:?} vs {collapsed:?}"
     );
     assert!(esl.api("status").contains("UP"));
+    println!(
+        "load-freeswitch: {n} concurrent secure calls, {n}/{n} cards right, 0 digits on {n} \
+         agent recordings (control decoded); FreeSWITCH RSS {rss0} KiB -> {rss_up} KiB with all \
+         calls up ({:.1} KiB per call); CPU {cpu_all:.2} s over {wall_all:.1} s ({:.1} ms per call)",
+        (rss_up.saturating_sub(rss0)) as f64 / f64::from(n),
+        cpu_all * 1000.0 / f64::from(n)
+    );
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -173,50 +192,152 @@ fn cpu_ticks(pid: u32) -> u64 {
     get(11) + get(12)
 }
 
-fn run_bench(prefix: &std::path::Path, n: u32, secure: bool) -> (u64, Duration) {
-    let fs = FreeSwitch::start(prefix, &Options::default());
-    let mut esl = fs.esl();
-    let calls = setup_calls(&fs, &mut esl, n, secure, if secure { "bs" } else { "bp" });
-    std::thread::sleep(Duration::from_millis(500));
-    let t0 = Instant::now();
-    let c0 = cpu_ticks(fs.pid());
-    key_all(&mut esl, &calls);
-    let used = cpu_ticks(fs.pid()) - c0;
-    let wall = t0.elapsed();
-    hangup_all(&mut esl, &calls);
-    (used, wall)
+/// Resident memory (VmRSS) of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Median, min and max of a non-empty list.
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (s[s.len() / 2], s[0], s[s.len() - 1])
 }
 
 /// `scripts/bench-freeswitch` (or `cargo test --release --features freeswitch --test
 /// freeswitch_load -- --ignored --nocapture bench`): FreeSWITCH CPU time with vs without
-/// secure mode for N concurrent loopback calls keying a card (N from SECURE_PAY_BENCH_CALLS,
-/// default 50). Reports; asserts nothing about speed.
+/// secure mode for N concurrent loopback calls keying a card in-band (N from
+/// SECURE_PAY_BENCH_CALLS, default 50), SECURE_PAY_BENCH_REPS rounds (default 5). Both
+/// instances (plain and secure, the same module loaded in both) run AT THE SAME TIME, so both
+/// see the same machine load; the tones are started call by call alternating between them, and
+/// each instance's CPU (utime+stime of its PID) is read over the keying only. Prints each
+/// round's ratio and the median with its spread (min-max). Reports; asserts nothing about
+/// speed (only that the secure instance captured every card).
 #[test]
 #[ignore]
 fn bench_freeswitch_cpu_secure_vs_plain() {
     let Some(prefix) = prefix() else { return };
-    let n = std::env::var("SECURE_PAY_BENCH_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let (plain, wall_p) = run_bench(&prefix, n, false);
-    let (secure, wall_s) = run_bench(&prefix, n, true);
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env("SECURE_PAY_BENCH_CALLS", 50);
+    let reps = env("SECURE_PAY_BENCH_REPS", 5).max(1);
+    let fss = [
+        FreeSwitch::start(&prefix, &Options::default()),
+        FreeSwitch::start(&prefix, &Options::default()),
+    ];
+    let mut esls: Vec<Esl> = fss.iter().map(|f| f.esl()).collect();
+    // SECURE_PAY_BENCH_PERF=DIR: a cpu-clock profile of each instance over the keying of
+    // every round (not the call setup), in DIR/fs-{plain,secure}-<round>.data
+    let perf_dir = std::env::var("SECURE_PAY_BENCH_PERF").ok();
+    let start_perf = |rep: u32| -> Vec<std::process::Child> {
+        let Some(dir) = &perf_dir else {
+            return Vec::new();
+        };
+        ["plain", "secure"]
+            .iter()
+            .zip(&fss)
+            .filter_map(|(name, f)| {
+                std::process::Command::new("perf")
+                    .args(["record", "-q", "-F", "1999", "-e", "cpu-clock", "-g", "-o"])
+                    .arg(format!("{dir}/fs-{name}-{rep}.data"))
+                    .args(["-p", &f.pid().to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .ok()
+            })
+            .collect()
+    };
+    let stop_perf = |perf: Vec<std::process::Child>| {
+        for mut p in perf {
+            // SIGINT lets perf write its file; only the perf processes this test started
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &p.id().to_string()])
+                .status();
+            let _ = p.wait();
+        }
+    };
     let hz = 100.0; // USER_HZ on Linux
+    println!("bench-freeswitch: {n} concurrent loopback calls keying a card in-band per round, {reps} rounds, plain and secure instance at the same time");
+    let mut ratios = Vec::new();
+    let mut totals = [0u64; 2];
+    for rep in 0..reps {
+        let calls: Vec<Vec<Call>> = (0..2)
+            .map(|k| {
+                let tag = format!("{}{rep}", if k == 1 { "bs" } else { "bp" });
+                setup_calls(&fss[k], &mut esls[k], n, k == 1, &tag)
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let perf = start_perf(rep);
+        let t0 = Instant::now();
+        let c0 = [cpu_ticks(fss[0].pid()), cpu_ticks(fss[1].pid())];
+        let mut longest = 0;
+        for (i, pair) in calls[0].iter().zip(&calls[1]).enumerate() {
+            let both = [pair.0, pair.1];
+            let order: [usize; 2] = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for k in order {
+                let c = both[k];
+                let digits = format!("{}#1230123", c.pan);
+                longest = longest.max(digits.len());
+                let r = esls[k].api(&format!(
+                    "uuid_broadcast {} {} aleg",
+                    c.cust_a,
+                    tone_string(&digits, 90, 110)
+                ));
+                assert!(r.starts_with("+OK"), "broadcast: {r}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(400 + 200 * longest as u64 + 1500));
+        let used = [
+            cpu_ticks(fss[0].pid()) - c0[0],
+            cpu_ticks(fss[1].pid()) - c0[1],
+        ];
+        let wall = t0.elapsed();
+        stop_perf(perf);
+        let complete = calls[1]
+            .iter()
+            .filter(|c| {
+                esls[1]
+                    .api(&format!("uuid_secure_pay {} status", c.cust_b))
+                    .contains("SecurePay-State: complete")
+            })
+            .count();
+        assert_eq!(complete, n as usize, "secure calls with a complete capture");
+        let ratio = used[1] as f64 / used[0].max(1) as f64;
+        println!(
+            "  round {rep}: FreeSWITCH CPU plain {:.2} s, secure {:.2} s, ratio {ratio:.3} ({:.1} s wall, {complete}/{n} cards captured)",
+            used[0] as f64 / hz,
+            used[1] as f64 / hz,
+            wall.as_secs_f64()
+        );
+        ratios.push(ratio);
+        totals[0] += used[0];
+        totals[1] += used[1];
+        for k in 0..2 {
+            hangup_all(&mut esls[k], &calls[k]);
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let (med, lo, hi) = spread(&ratios);
     println!(
-        "bench-freeswitch: {n} concurrent loopback calls keying a card ({:.1} s / {:.1} s wall)",
-        wall_p.as_secs_f64(),
-        wall_s.as_secs_f64()
+        "  FreeSWITCH CPU without secure mode: {:.2} s, with: {:.2} s (all rounds); RSS plain {} KiB, secure {} KiB",
+        totals[0] as f64 / hz,
+        totals[1] as f64 / hz,
+        rss_kib(fss[0].pid()),
+        rss_kib(fss[1].pid())
     );
     println!(
-        "  FreeSWITCH CPU without secure mode: {:.2} s",
-        plain as f64 / hz
-    );
-    println!(
-        "  FreeSWITCH CPU with secure mode:    {:.2} s",
-        secure as f64 / hz
-    );
-    println!(
-        "  ratio secure/plain: {:.3}",
-        secure as f64 / (plain.max(1)) as f64
+        "  ratio secure/plain: {med:.3} (median of {reps} rounds, spread {lo:.3}-{hi:.3}, pooled {:.3})",
+        totals[1] as f64 / totals[0].max(1) as f64
     );
 }

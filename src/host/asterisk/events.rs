@@ -81,19 +81,35 @@ pub fn ami_body(ids: &ChanIds, ev: &Event) -> String {
 /// Publishes one event on the AMI bus (category `call`) and, as a channel user event
 /// (`ChannelUserevent` with `eventname` = the AMI name and the masked headers), to Stasis, so
 /// ARI applications subscribed to the channel receive it too.
+///
+/// The Stasis copy is only published while `res_stasis.so` (ARI applications) is loaded:
+/// without it nobody but AMI consumes it, and AMI already has the event as `SecurePay<Name>`.
+/// It was half of the module's AMI traffic (each copy also reaches AMI as a `UserEvent`, with a
+/// fresh channel snapshot and a JSON blob) and the largest single cost of a secure call
+/// (docs/performance.md).
 pub fn publish(ids: &ChanIds, ev: &Event) {
     let name = c_string(&ami_name(ev));
     let body = c_string(&ami_body(ids, ev));
     // SAFETY: both strings are NUL-terminated and outlive the call; manager_event copies them
     // and is safe from any thread (the shim passes the body as a "%s" argument).
     unsafe { ffi::sp_ast_manager_event(name.as_ptr(), body.as_ptr()) };
+    if !ari_possible(ids) {
+        return;
+    }
     let mut own = String::with_capacity(256);
     ev.for_each_header(&mut |k, v| push_header(&mut own, k, v));
     user_event(ids, &name, &own);
 }
 
+/// A Stasis channel user event can reach an ARI application: the channel is known and the ARI
+/// application layer is loaded.
+fn ari_possible(ids: &ChanIds) -> bool {
+    // SAFETY: no arguments; the shim only looks the module up in the loader's list.
+    ids.chan != 0 && unsafe { ffi::sp_ast_stasis_loaded() } != 0
+}
+
 fn user_event(ids: &ChanIds, name: &std::ffi::CStr, body: &str) {
-    if ids.chan == 0 {
+    if !ari_possible(ids) {
         return;
     }
     let body = c_string(body);

@@ -66,6 +66,16 @@ pub fn fire_for_uuid(uuid: &str, event: &Event) {
     unsafe { fire_with(std::ptr::null_mut(), Some(uuid), event) }
 }
 
+/// Events that set no channel variable (see [`set_vars`]) and come once per key press or field:
+/// they carry the channel's basic headers (`Unique-ID`, `Channel-*`, `Caller-*`, `Other-Leg-*`)
+/// but not the `variable_*` copy of every channel variable.
+fn changes_no_variable(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Digit { .. } | Event::Capture { .. } | Event::Field { .. }
+    )
+}
+
 /// # Safety
 /// As [`fire`].
 unsafe fn fire_with(session: *mut fs::switch_core_session_t, uuid: Option<&str>, event: &Event) {
@@ -90,8 +100,19 @@ unsafe fn fire_with(session: *mut fs::switch_core_session_t, uuid: Option<&str>,
     if !session.is_null() {
         // SAFETY: live session per the contract.
         unsafe { set_vars(util::channel_of(session), event) };
-        // SAFETY: live session per the contract; `ev` is the event we just created.
-        unsafe { fs::switch_channel_event_set_data(super::util::channel_of(session), ev) };
+        // SAFETY: live session per the contract.
+        let channel = unsafe { util::channel_of(session) };
+        if changes_no_variable(event) {
+            // The per-key events: channel headers without the `variable_*` dump (the variables
+            // are unchanged since the last state event carried them). For a CUSTOM event
+            // `switch_channel_event_set_data` copies every channel variable (a hundred-odd
+            // headers, two allocations each): that was most of a digit's cost to FreeSWITCH.
+            // SAFETY: live session per the contract; `ev` is the event we just created.
+            unsafe { fs::switch_channel_event_set_basic_data(channel, ev) };
+        } else {
+            // SAFETY: live session per the contract; `ev` is the event we just created.
+            unsafe { fs::switch_channel_event_set_data(channel, ev) };
+        }
     }
     if let Some(uuid) = uuid {
         let v = cstring(uuid);
