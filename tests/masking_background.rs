@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use judges::residual::{measure, Residual, ToneSpan};
+use judges::residual::{measure, measure_differential, Residual, ToneSpan};
 use secure_pay::core::audio::SampleRate;
 use secure_pay::core::suppress::{Masker, MaskerConfig};
 
@@ -304,6 +304,7 @@ fn run(
     db_limit: f64,
     bgs: &[(String, &'static str, Vec<i16>)],
     f: &dyn Fn(&[i16]) -> Vec<i16>,
+    differential: bool,
 ) -> (String, Vec<usize>, usize) {
     let mut rep = String::new();
     let _ = writeln!(
@@ -317,9 +318,27 @@ fn run(
         for (si, &snr) in snrs.iter().enumerate() {
             let (mix, laid) = lay_tones(bg, snr, 0x1234 + (bi * 31 + si) as u64);
             let out = f(&mix);
+            let (tone, out_bg) = if differential {
+                let tone: Vec<i16> = mix
+                    .iter()
+                    .zip(bg)
+                    .map(|(&m, &b)| (m as i32 - b as i32).clamp(-32768, 32767) as i16)
+                    .collect();
+                (tone, f(bg))
+            } else {
+                (Vec::new(), Vec::new())
+            };
             let mut b = Bucket::default();
             for l in &laid {
-                let r = measure(&mix, &out, RATE, &l.span);
+                let mut r = measure(&mix, &out, RATE, &l.span);
+                if differential {
+                    // Both measurements over-state the tone's own residual, each where the
+                    // other is exact: the plain one counts the background next to the tone
+                    // where the output passes (notched) audio, the differential one counts
+                    // the background where the output was masked. Take the smaller.
+                    r.db =
+                        r.db.min(measure_differential(&tone, &out, &out_bg, RATE, &l.span));
+                }
                 b.add(&r, l, name, db_limit);
             }
             fails[si] += b.fail;
@@ -382,7 +401,14 @@ fn masking_over_speech_music_and_noise() {
     }
     save("masking-background-cost.txt", &rep);
     // Control 1: the judge measures a tone that is there (identity: 0 dB, whole span unaltered).
-    let (rep, fails, total) = run("identity (control)", &[0.0], -1.0, &bgs, &|x| x.to_vec());
+    let (rep, fails, total) = run(
+        "identity (control)",
+        &[0.0],
+        -1.0,
+        &bgs,
+        &|x| x.to_vec(),
+        false,
+    );
     save("masking-background-control.txt", &rep);
     assert_eq!(
         fails[0], total,
@@ -399,6 +425,7 @@ fn masking_over_speech_music_and_noise() {
         -40.0,
         &bgs,
         &|x| masked(x, &old),
+        false,
     );
     save("masking-background-old.txt", &rep);
     let old_fails: usize = old_fails.iter().sum();
@@ -415,6 +442,7 @@ fn masking_over_speech_music_and_noise() {
         -40.0,
         &bgs,
         &|x| masked(x, &cfg),
+        false,
     );
     save("masking-background.txt", &rep);
     assert_eq!(
@@ -432,4 +460,96 @@ fn masking_over_speech_music_and_noise() {
         "masking alters more than 1 % of speech frames: {:.2} %",
         100.0 * speech_worst
     );
+}
+
+/// Power of `out` against `x` in dB (negative: what the notch removed).
+fn power_ratio_db(x: &[i16], out: &[i16]) -> f64 {
+    let p = |v: &[i16]| v.iter().map(|&s| (s as f64).powi(2)).sum::<f64>();
+    10.0 * (p(out).max(1e-9) / p(x).max(1e-9)).log10()
+}
+
+#[test]
+fn notch_option_over_background_down_to_minus_10_db() {
+    let bgs = backgrounds();
+    let cfg = MaskerConfig {
+        notch: true,
+        ..MaskerConfig::default()
+    };
+    // Its cost on what it passes: the backgrounds alone through the masker with the notch.
+    let mut rep = String::from("notch on, backgrounds alone (no DTMF): power passed\n");
+    for (name, class, bg) in &bgs {
+        let out = masked(bg, &cfg);
+        let _ = writeln!(
+            rep,
+            "  {name:<26} {class:<6} {:>6.1} dB",
+            power_ratio_db(bg, &out)
+        );
+    }
+    save("masking-background-notch-cost.txt", &rep);
+    let snrs = [-10.0, -6.0, -3.0, 0.0, 6.0];
+    let (rep, fails, total) = run(
+        "masker with notch (differential residual)",
+        &snrs,
+        -30.0,
+        &bgs,
+        &|x| masked(x, &cfg),
+        true,
+    );
+    save("masking-background-notch.txt", &rep);
+    assert!(total > 1000, "corpus too small: {total} tones");
+    // Control: the same tones without the notch.
+    let (rep_off, fails_off, _) = run(
+        "masker without notch (control)",
+        &snrs,
+        -30.0,
+        &bgs,
+        &|x| masked(x, &MaskerConfig::default()),
+        true,
+    );
+    save("masking-background-notch-control.txt", &rep_off);
+    assert!(
+        fails_off[0] > 0,
+        "control: without the notch some tones must pass at SNR -10 dB\n{rep_off}"
+    );
+    // Issue #11's target is 0 tones over -30 dB down to SNR -10 dB. What holds today
+    // (docs/masking.md): the worst tone is about -24 dB (short tones 2 % off: the band-stop's
+    // settling time), under 2 % of the tones are over -30 dB, and at SNR <= -3 dB the notch
+    // leaves at most a tenth of what passes without it.
+    for (i, snr) in snrs.iter().enumerate().take(3) {
+        assert!(
+            10 * fails[i] <= fails_off[i],
+            "SNR {snr} dB: {} tones over -30 dB with the notch, {} without\n{rep}\n{rep_off}",
+            fails[i],
+            fails_off[i]
+        );
+    }
+    let all: usize = fails.iter().sum();
+    assert!(
+        50 * all <= total,
+        "{all} of {total} tones over -30 dB with the notch\n{rep}"
+    );
+}
+
+#[test]
+fn notch_is_an_admin_key_that_a_call_may_only_turn_on() {
+    use secure_pay::core::config::Config;
+    let mut admin = Config::default();
+    assert!(!admin.masker.notch, "default off");
+    // Admin off: a call may turn it on.
+    let call = admin.for_call("notch=on").expect("per call on");
+    assert!(call.masker.notch);
+    // Admin on: a call may not turn it off (hostile), may restate it.
+    admin.set("notch", "yes").expect("admin key");
+    assert!(admin.masker.notch);
+    let e = admin
+        .for_call("notch=off")
+        .expect_err("per call off refused");
+    assert!(e.to_string().contains("notch"), "{e}");
+    assert!(admin.for_call("notch=on").expect("restate").masker.notch);
+    assert!(admin.for_call("").expect("no options").masker.notch);
+    // A bad value names the key.
+    let e = Config::default()
+        .set("notch", "maybe")
+        .expect_err("bad value");
+    assert!(e.to_string().contains("notch"), "{e}");
 }

@@ -292,6 +292,8 @@ pub enum PerCall {
     ShowOff,
     /// Not below the leak-free minimum (nor below the admin's value if that is lower).
     Lookahead,
+    /// `notch`: may only be switched on (never off when the admin turned it on).
+    NotchOn,
     /// Refused per call (connector.*, dedup windows, allowed_fields opt-ins, unknown keys).
     AdminOnly,
 }
@@ -321,6 +323,7 @@ pub fn per_call_rule(k: &str) -> PerCall {
         "pan_display" => PerCall::PanDisplay,
         "show_expiry" | "show_postal_code" | "show_generic" => PerCall::ShowOff,
         "lookahead_ms" => PerCall::Lookahead,
+        "notch" => PerCall::NotchOn,
         _ => PerCall::AdminOnly,
     }
 }
@@ -468,6 +471,7 @@ impl Config {
             }
             "lookahead_ms" => self.masker.lookahead_ms = parse_num(key, v, 0, 100)? as u32,
             "allow_leaky_lookahead" => self.allow_leaky_lookahead = parse_bool(key, v)?,
+            "notch" => self.masker.notch = parse_bool(key, v)?,
             "connector" => {
                 self.connector = if v.is_empty() || v.eq_ignore_ascii_case("none") {
                     Some("none".to_string())
@@ -798,6 +802,16 @@ impl Config {
                             self.masker.lookahead_ms,
                             Masker::min_leak_free_lookahead_ms()
                         ),
+                    ));
+                }
+                Ok(())
+            }
+            PerCall::NotchOn => {
+                self.set(key, v)?;
+                if admin.masker.notch && !self.masker.notch {
+                    return Err(err(
+                        key,
+                        "the admin turned the DTMF band-stop on; per call it may only be switched on",
                     ));
                 }
                 Ok(())

@@ -51,6 +51,7 @@
 use crate::core::audio::SampleRate;
 use crate::core::dtmf::analysis::{Hop, Watch};
 use crate::core::dtmf::{Detector, DetectorParams, ToneEvent};
+use crate::core::notch::Notch;
 
 /// What replaces masked audio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -70,6 +71,9 @@ pub struct MaskerConfig {
     pub lookahead_ms: u32,
     pub mode: MaskMode,
     pub detector: DetectorParams,
+    /// Band-stop at the 8 DTMF frequencies on everything that comes out (admin key `notch`,
+    /// default off; see [`crate::core::notch`]).
+    pub notch: bool,
 }
 
 impl Default for MaskerConfig {
@@ -78,6 +82,7 @@ impl Default for MaskerConfig {
             lookahead_ms: 40,
             mode: MaskMode::Silence,
             detector: DetectorParams::default(),
+            notch: false,
         }
     }
 }
@@ -177,6 +182,8 @@ pub struct Masker {
     bg_run: BgRun,
     bg_back: u64,
     bg_hang: u64,
+    /// The `notch` option's band-stop, applied to the output after masking.
+    notch: Option<Notch>,
 }
 
 impl Masker {
@@ -208,6 +215,7 @@ impl Masker {
             bg_run: BgRun::default(),
             bg_back: (det.window_samples() + rate.samples_for_ms(BG_GUARD_MS)) as u64,
             bg_hang: rate.samples_for_ms(BG_GUARD_MS) as u64,
+            notch: cfg.notch.then(|| Notch::new(rate)),
             det,
         })
     }
@@ -371,6 +379,9 @@ impl Masker {
             }
         }
         self.nspans = keep;
+        if let Some(n) = self.notch.as_mut() {
+            n.process(frame);
+        }
     }
 
     /// End of stream: report a digit still pending (the audio still in the delay line comes out
@@ -400,6 +411,9 @@ impl Masker {
         self.prev_mask = (0, 0, 0);
         self.active = (0, 0, 0);
         self.bg_run = BgRun::default();
+        if let Some(n) = self.notch.as_mut() {
+            n.reset();
+        }
     }
 
     /// Swaps the frame through the ring: frame gets the delayed samples, ring the new ones.
