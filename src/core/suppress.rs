@@ -183,7 +183,7 @@ pub struct Masker {
     bg_back: u64,
     bg_hang: u64,
     /// The `notch` option's band-stop, applied to the output after masking.
-    notch: Option<Notch>,
+    notch: Option<Box<Notch>>,
 }
 
 impl Masker {
@@ -196,7 +196,7 @@ impl Masker {
                 max: Self::MAX_LOOKAHEAD_MS,
             });
         }
-        let det = Detector::new(rate, &cfg.detector);
+        let det = Detector::for_masker(rate, &cfg.detector);
         let back = (det.window_samples() + rate.samples_for_ms(PRE_GUARD_MS)) as u64;
         Ok(Self {
             rate,
@@ -215,7 +215,7 @@ impl Masker {
             bg_run: BgRun::default(),
             bg_back: (det.window_samples() + rate.samples_for_ms(BG_GUARD_MS)) as u64,
             bg_hang: rate.samples_for_ms(BG_GUARD_MS) as u64,
-            notch: cfg.notch.then(|| Notch::new(rate)),
+            notch: cfg.notch.then(|| Box::new(Notch::new(rate))),
             det,
         })
     }
@@ -232,7 +232,12 @@ impl Masker {
 
     /// Bytes of per-channel state, delay line included.
     pub fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.ring.capacity() * std::mem::size_of::<i16>()
+        std::mem::size_of::<Self>()
+            + self.ring.capacity() * std::mem::size_of::<i16>()
+            + self
+                .notch
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<Notch>())
     }
 
     /// Processes `frame` in place: on return it holds the input delayed by

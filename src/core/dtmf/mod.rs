@@ -124,6 +124,16 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(rate: SampleRate, params: &DetectorParams) -> Self {
+        // Masking over background is the masker's business: a bare detector skips its tests.
+        Self::build(rate, params, false)
+    }
+
+    /// The masker's detector: `mask_over_background` as configured.
+    pub(crate) fn for_masker(rate: SampleRate, params: &DetectorParams) -> Self {
+        Self::build(rate, params, params.mask_over_background)
+    }
+
+    fn build(rate: SampleRate, params: &DetectorParams, over_background: bool) -> Self {
         let tests = HopTests::new(
             rate,
             params.threshold_dbm0,
@@ -133,7 +143,7 @@ impl Detector {
             params.min_energy_ratio,
             params.max_freq_dev_pct,
             params.mask_threshold_dbm0,
-            params.mask_over_background,
+            over_background,
         );
         let an = Analyzer::new(rate, tests);
         let per_ms = rate.hz() as u64 / 1000;
