@@ -319,6 +319,8 @@ pub(crate) struct HopTests {
     pub keep: f32,
     /// Coverage gate while a pair is watched.
     pub cov_gate_watch: f32,
+    /// Coverage gate of the mask and run tests alone.
+    pub cov_gate_plain: f32,
     /// min(t_mask, t_run) and min(cov_mask, cov_run): below these a hop is neither masked nor
     /// part of a run.
     pub t_gate: f32,
@@ -625,13 +627,22 @@ impl Analyzer {
         // frequencies: when even that is below the coverage gate (noise, most speech) the hop
         // is done without looking for the peaks. Its coverage is stored as 0, which decides
         // the next plateau test the same way (a coverage under the gate can never make one).
-        let cov_gate = if self.watch.is_some() {
-            self.tests.cov_gate_watch
-        } else {
-            self.tests.cov_gate
-        };
-        if (t_lo + t_hi).reduce_add() < cov_gate * e {
-            return None;
+        let ts = &self.tests;
+        let sum = (t_lo + t_hi).reduce_add();
+        if sum < ts.cov_gate_plain * e {
+            // Only the background test (or the watched pair) can still pass: for `bg` a row
+            // and a column bin must each stand over the floor (white noise rarely gets there).
+            let pass = if self.watch.is_some() {
+                sum >= ts.cov_gate_watch * e
+            } else {
+                let fl = ts.floor_bg * e;
+                sum >= ts.cov_bg * e
+                    && t_lo.to_array().iter().any(|&v| v >= fl)
+                    && t_hi.to_array().iter().any(|&v| v >= fl)
+            };
+            if !pass {
+                return None;
+            }
         }
         Some(Gate {
             h,
@@ -1098,7 +1109,8 @@ fn argmax4(t: &[f32; 8], from: usize) -> (usize, f32) {
 impl HopTests {
     fn with_gates(mut self) -> Self {
         self.t_gate = self.t_mask.min(self.t_run);
-        self.cov_gate = self.cov_mask.min(self.cov_run).min(self.cov_bg);
+        self.cov_gate_plain = self.cov_mask.min(self.cov_run);
+        self.cov_gate = self.cov_gate_plain.min(self.cov_bg);
         self.cov_gate_watch = self.cov_gate.min(2.0 * self.keep);
         self
     }
@@ -1159,6 +1171,7 @@ impl HopTests {
             max_dphi_bg,
             keep: KEEP_SHARE,
             cov_gate_watch: 0.0,
+            cov_gate_plain: 0.0,
             t_gate: 0.0,
             cov_gate: 0.0,
             t_scale: 2.0 / n,
