@@ -635,10 +635,14 @@ impl Analyzer {
             let pass = if self.watch.is_some() {
                 sum >= ts.cov_gate_watch * e
             } else {
+                // The strongest row and column, as `judge` will find them.
+                let max4 = |v: f32x4| {
+                    let a = v.to_array();
+                    a[0].max(a[1]).max(a[2].max(a[3]))
+                };
+                let (tr, tc) = (max4(t_lo), max4(t_hi));
                 let fl = ts.floor_bg * e;
-                sum >= ts.cov_bg * e
-                    && t_lo.to_array().iter().any(|&v| v >= fl)
-                    && t_hi.to_array().iter().any(|&v| v >= fl)
+                tr + tc >= ts.cov_bg * e && tr >= fl && tc >= fl
             };
             if !pass {
                 return None;
