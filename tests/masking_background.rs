@@ -606,3 +606,47 @@ fn independent_decoders_read_nothing_from_the_masked_mix() {
         "{at_0} digits read from the masked output at SNR 0 dB\n{rep}"
     );
 }
+
+#[test]
+fn output_over_background_does_not_depend_on_framing() {
+    // The background test, its series and the watched pair must decide the same however the
+    // stream is cut (frames of 1 sample up to 100 ms), notch on and off.
+    let bgs = backgrounds();
+    for (bi, (name, _, bg)) in bgs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| [0, 3, 5, 7].contains(i))
+    {
+        let (mix, laid) = lay_tones(&bg[..8000 * 10], 0.0, 0x99 + bi as u64);
+        assert!(!laid.is_empty());
+        for notch in [false, true] {
+            let cfg = MaskerConfig {
+                notch,
+                ..MaskerConfig::default()
+            };
+            let run_with = |frame: usize| {
+                let mut m = Masker::new(SampleRate::Hz8000, &cfg).expect("masker");
+                let mut out = mix.clone();
+                out.extend(std::iter::repeat(0).take(m.delay_samples()));
+                for c in out.chunks_mut(frame) {
+                    m.process(c, &mut |_| {});
+                }
+                out
+            };
+            let want = run_with(160);
+            // Control: the stream is not merely delayed (tones were masked).
+            let d = Masker::new(SampleRate::Hz8000, &cfg)
+                .expect("masker")
+                .delay_samples();
+            assert_ne!(want[d..], mix[..], "{name}: nothing masked at all?");
+            for frame in [1, 7, 25, 37, 480, 800] {
+                let got = run_with(frame);
+                let diff = got.iter().zip(&want).position(|(a, b)| a != b);
+                assert_eq!(
+                    diff, None,
+                    "{name} notch {notch} frame {frame}: first difference"
+                );
+            }
+        }
+    }
+}
