@@ -68,9 +68,15 @@ fn no_allocation_on_the_audio_path() {
         audio.extend(speech_like(rate, rate as usize, -18.0, &mut rng));
         audio.extend(dtmf_sequence(rate, "*0D", &spec, &mut rng).unwrap().samples);
         let mut frame = vec![0i16; rate as usize / 50];
-        for mode in [MaskMode::Silence, MaskMode::Noise, MaskMode::Beep] {
+        for (mode, notch) in [
+            (MaskMode::Silence, false),
+            (MaskMode::Noise, false),
+            (MaskMode::Beep, false),
+            (MaskMode::Silence, true),
+        ] {
             let cfg = MaskerConfig {
                 mode,
+                notch,
                 ..MaskerConfig::default()
             };
             let mut m = Masker::new(sr, &cfg).unwrap();
@@ -90,7 +96,10 @@ fn no_allocation_on_the_audio_path() {
                 d.reset();
             }
             let n = allocs() - before;
-            assert_eq!(n, 0, "{rate} Hz {mode:?}: {n} allocations while processing");
+            assert_eq!(
+                n, 0,
+                "{rate} Hz {mode:?} notch {notch}: {n} allocations while processing"
+            );
             assert_eq!(digits, 3 * 2 * 20, "{rate} Hz: all digits seen by both");
         }
     }
@@ -102,6 +111,15 @@ fn state_fits_in_8_kib_at_48k_with_40ms() {
     let bytes = m.state_bytes();
     println!("masker state at 48 kHz, 40 ms look-ahead: {bytes} bytes");
     assert!(bytes <= 8192, "{bytes} bytes");
+    let notch = MaskerConfig {
+        notch: true,
+        ..MaskerConfig::default()
+    };
+    let m = Masker::new(SampleRate::Hz48000, &notch).unwrap();
+    let with = m.state_bytes();
+    // The band-stop's state is allocated only when the option is on.
+    println!("with the notch option: {with} bytes");
+    assert!(with <= 8192 && with > bytes, "{with} bytes");
     // The delay line is counted: 40 ms at 48 kHz is 1920 samples = 3840 bytes.
     assert!(bytes > 3840);
 }

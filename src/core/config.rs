@@ -369,6 +369,8 @@ pub enum PerCall {
     Lookahead,
     /// One of the admin's allowed recording modes (`recording` plus `allowed_recording`).
     Recording,
+    /// `notch`: may only be switched on (never off when the admin turned it on).
+    NotchOn,
     /// Refused per call (connector.*, dedup windows, allowed_fields opt-ins, unknown keys).
     AdminOnly,
 }
@@ -399,6 +401,7 @@ pub fn per_call_rule(k: &str) -> PerCall {
         "show_expiry" | "show_postal_code" | "show_generic" => PerCall::ShowOff,
         "lookahead_ms" => PerCall::Lookahead,
         "recording" => PerCall::Recording,
+        "notch" => PerCall::NotchOn,
         _ => PerCall::AdminOnly,
     }
 }
@@ -569,6 +572,7 @@ impl Config {
                 }
                 self.allowed_recording = set;
             }
+            "notch" => self.masker.notch = parse_bool(key, v)?,
             "connector" => {
                 self.connector = if v.is_empty() || v.eq_ignore_ascii_case("none") {
                     Some("none".to_string())
@@ -914,6 +918,16 @@ impl Config {
                             self.recording.name(),
                             allowed.to_header()
                         ),
+                    ));
+                }
+                Ok(())
+            }
+            PerCall::NotchOn => {
+                self.set(key, v)?;
+                if admin.masker.notch && !self.masker.notch {
+                    return Err(err(
+                        key,
+                        "the admin turned the DTMF band-stop on; per call it may only be switched on",
                     ));
                 }
                 Ok(())

@@ -11,6 +11,7 @@ pub mod dtmf;
 pub mod events;
 pub mod g711;
 pub mod guard;
+pub mod notch;
 pub mod payment;
 pub mod secret;
 pub mod suppress;

@@ -13,6 +13,8 @@
 //! Scratch files live under the cargo target dir (`CARGO_TARGET_TMPDIR`), never in the repo.
 #![allow(dead_code)]
 
+pub mod residual;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -258,6 +258,21 @@ const STEADY: f32 = 0.4;
 /// Masking: frequency deviation (percent) up to which a pair is still masked.
 const MASK_FREQ_DEV_PCT: f32 = 5.5;
 
+/// Masking over background: frequency deviation (percent) of each tone, minimum share of the
+/// window energy of the pair, how far each tone must stand above the other tones of its group
+/// (dB) and above a flat spectral floor (2E/N per bin of an 8 kHz window, dB).
+const BG_FREQ_DEV_PCT: f32 = 3.5;
+const BG_COV: f32 = 0.12;
+const BG_REL_DB: f32 = 2.0;
+const BG_FLOOR_DB: f32 = 6.0;
+/// Masking over background, once a pair is being masked (the masker's watched pair): each of
+/// its tones keeps it masked while it carries at least this share of the window.
+const KEEP_SHARE: f32 = 0.04;
+
+/// The pair (row, col) the masker is masking right now, watched in every window whatever
+/// the strongest pair is (a background may outweigh one tone of it for a while).
+pub(crate) type Watch = Option<(u8, u8)>;
+
 fn db_ratio(db: f32) -> f32 {
     10f32.powf(db / 10.0)
 }
@@ -293,6 +308,19 @@ pub(crate) struct HopTests {
     pub rel_mask: f32,
     /// Each tone must carry at least this share of the window energy to be masked.
     pub share_mask: f32,
+    /// Masking over background (`bg`): minimum pair share of the window (f32::MAX = off),
+    /// relative peak within each group, each tone over the flat floor (× 2E/N), and the
+    /// frequency limit (phase advance over half a window).
+    pub cov_bg: f32,
+    pub rel_bg: f32,
+    pub floor_bg: f32,
+    pub max_dphi_bg: [f32; 8],
+    /// Each tone of the watched pair keeps it masked from this share of the window on.
+    pub keep: f32,
+    /// Coverage gate while a pair is watched.
+    pub cov_gate_watch: f32,
+    /// Coverage gate of the mask and run tests alone.
+    pub cov_gate_plain: f32,
     /// min(t_mask, t_run) and min(cov_mask, cov_run): below these a hop is neither masked nor
     /// part of a run.
     pub t_gate: f32,
@@ -317,6 +345,18 @@ pub(crate) struct Hop {
     pub strict: bool,
     /// Something a permissive decoder could read: mask the window.
     pub mask: bool,
+    /// The pair stands out of a background in its own bands (see [`HopTests::cov_bg`]): mask
+    /// it once it is stable over consecutive windows (the masker's decision).
+    pub bg: bool,
+    /// Signed phase advance over half a window of the row and column tone (radians; a
+    /// steady tone measures the same value hop after hop).
+    pub dphi_row: f32,
+    pub dphi_col: f32,
+    /// Both tones of the watched pair are still there (see [`Watch`]).
+    pub keep: bool,
+    /// Tone energies of the row and column in the window (T_k).
+    pub t_row: f32,
+    pub t_col: f32,
 }
 
 /// A spectrum at the 8 DTMF frequencies, split into real and imaginary parts (so the per-hop
@@ -407,6 +447,8 @@ pub(crate) struct Analyzer {
     /// (hop index + 1, row, col, dphi row, dphi col); index 0 = none.
     prev_dev: [(u64, u8, u8, f32, f32); 2],
     tests: HopTests,
+    /// The masker's watched pair, as its callback returned it for the last window.
+    watch: Watch,
 }
 
 impl Analyzer {
@@ -434,6 +476,7 @@ impl Analyzer {
             covhist: [0.0; 2],
             prev_dev: [(0, 0, 0, 0.0, 0.0); 2],
             tests,
+            watch: None,
         }
     }
 
@@ -457,6 +500,7 @@ impl Analyzer {
         self.zhist = [Spec::default(); 4];
         self.covhist = [0.0; 2];
         self.prev_dev = [(0, 0, 0, 0.0, 0.0); 2];
+        self.watch = None;
     }
 
     /// Feeds samples; calls `on_hop` for the completed analysis windows.
@@ -467,7 +511,9 @@ impl Analyzer {
     /// quiet windows except to end a tone after a long enough gap, and that test only grows
     /// truer with the window index, so the last quiet window decides it exactly as the whole
     /// series would, within the same call.
-    pub fn process<F: FnMut(&Hop)>(&mut self, mut x: &[i16], on_hop: &mut F) {
+    ///
+    /// `on_hop` returns the pair to watch from the next window on (see [`Watch`]).
+    pub fn process<F: FnMut(&Hop) -> Watch>(&mut self, mut x: &[i16], on_hop: &mut F) {
         let m = self.m;
         let mut quiet: Option<u64> = None;
         while !x.is_empty() {
@@ -496,17 +542,17 @@ impl Analyzer {
                 continue;
             };
             let h = self.judge(g);
-            if h.run || h.mask || h.strict {
+            if h.run || h.mask || h.strict || h.bg || h.keep {
                 if let Some(q) = quiet.take() {
-                    on_hop(&Hop::quiet(q, self.m));
+                    self.watch = on_hop(&Hop::quiet(q, self.m));
                 }
-                on_hop(&h);
+                self.watch = on_hop(&h);
             } else {
                 quiet = Some(h.index);
             }
         }
         if let Some(q) = quiet {
-            on_hop(&Hop::quiet(q, self.m));
+            self.watch = on_hop(&Hop::quiet(q, self.m));
         }
     }
 
@@ -581,8 +627,26 @@ impl Analyzer {
         // frequencies: when even that is below the coverage gate (noise, most speech) the hop
         // is done without looking for the peaks. Its coverage is stored as 0, which decides
         // the next plateau test the same way (a coverage under the gate can never make one).
-        if (t_lo + t_hi).reduce_add() < self.tests.cov_gate * e {
-            return None;
+        let ts = &self.tests;
+        let sum = (t_lo + t_hi).reduce_add();
+        if sum < ts.cov_gate_plain * e {
+            // Only the background test (or the watched pair) can still pass: for `bg` a row
+            // and a column bin must each stand over the floor (white noise rarely gets there).
+            let pass = if self.watch.is_some() {
+                sum >= ts.cov_gate_watch * e
+            } else {
+                // The strongest row and column, as `judge` will find them.
+                let max4 = |v: f32x4| {
+                    let a = v.to_array();
+                    a[0].max(a[1]).max(a[2].max(a[3]))
+                };
+                let (tr, tc) = (max4(t_lo), max4(t_hi));
+                let fl = ts.floor_bg * e;
+                tr + tc >= ts.cov_bg * e && tr >= fl && tc >= fl
+            };
+            if !pass {
+                return None;
+            }
         }
         Some(Gate {
             h,
@@ -618,6 +682,8 @@ impl Analyzer {
         let (c, tc) = argmax4(&t, 4);
         hop.row = r as u8;
         hop.col = c as u8;
+        hop.t_row = tr;
+        hop.t_col = tc;
         // Tests are written as products, not ratios, where they can be (no division on the
         // path to the branches).
         let pair = tr + tc;
@@ -625,6 +691,15 @@ impl Analyzer {
         hop.cov = cov;
         self.covhist[hi] = cov;
         let ts = &self.tests;
+        if let Some((wr, wc)) = self.watch {
+            let (a, b) = (t[wr as usize & 3], t[4 + (wc as usize & 3)]);
+            hop.keep = a >= ts.keep * e
+                && b >= ts.keep * e
+                && a >= ts.t_mask
+                && b >= ts.t_mask
+                && b >= ts.twist_mask_lo * a
+                && b <= ts.twist_mask_hi * a;
+        }
         if pair < ts.cov_gate * e {
             return hop;
         }
@@ -646,7 +721,18 @@ impl Analyzer {
         // phase centre shifted, which shortens the effective lag and hides a frequency offset.
         let plateau = prev2_cov >= 0.8 * cov && cov >= 0.8 * prev2_cov;
         let capture = cov >= ts.cov_pre && plateau && h >= 2 + (K as u64 - 1);
-        if !hop.mask && !capture {
+        // Over a background the pair's share of the window is small, but it still stands
+        // out of its own bands: above the other tones of its group and above a flat floor.
+        let bg = pair >= ts.cov_bg * e
+            && tr >= ts.t_mask
+            && tc >= ts.t_mask
+            && tr >= ts.floor_bg * e
+            && tc >= ts.floor_bg * e
+            && tc >= ts.twist_mask_lo * tr
+            && tc <= ts.twist_mask_hi * tr
+            && rel_ok(sec_r, tr, ts.rel_bg)
+            && rel_ok(sec_c, tc, ts.rel_bg);
+        if !hop.mask && !capture && !bg {
             return hop;
         }
         // Phase advance over half a window of the row and column tones (both spectra share
@@ -659,6 +745,9 @@ impl Analyzer {
         }
         let (sr, sc) = (sdphi(&z, prev2, r), sdphi(&z, prev2, 4 + c));
         let (pr, pc) = (sr.abs(), sc.abs());
+        hop.dphi_row = sr;
+        hop.dphi_col = sc;
+        hop.bg = bg && pr <= ts.max_dphi_bg[r] && pc <= ts.max_dphi_bg[4 + c];
         if hop.mask {
             // Loose frequency sanity (no plateau needed): rejects gliding speech harmonics,
             // keeps short bursts and tones well beyond what any decoder accepts.
@@ -1024,7 +1113,9 @@ fn argmax4(t: &[f32; 8], from: usize) -> (usize, f32) {
 impl HopTests {
     fn with_gates(mut self) -> Self {
         self.t_gate = self.t_mask.min(self.t_run);
-        self.cov_gate = self.cov_mask.min(self.cov_run);
+        self.cov_gate_plain = self.cov_mask.min(self.cov_run);
+        self.cov_gate = self.cov_gate_plain.min(self.cov_bg);
+        self.cov_gate_watch = self.cov_gate.min(2.0 * self.keep);
         self
     }
 
@@ -1039,6 +1130,7 @@ impl HopTests {
         min_energy_ratio: f32,
         max_freq_dev_pct: f32,
         mask_threshold_dbm0: f32,
+        mask_over_background: bool,
     ) -> Self {
         let m = rate.hz() as f32 / 320.0; // 3.125 ms
         let n = m * K as f32;
@@ -1052,6 +1144,7 @@ impl HopTests {
         };
         let max_dphi = dphi(max_freq_dev_pct);
         let max_dphi_mask = dphi(MASK_FREQ_DEV_PCT);
+        let max_dphi_bg = dphi(BG_FREQ_DEV_PCT);
         Self {
             t_min: n * dbm0_power(threshold_dbm0),
             twist_lo: db_ratio(-normal_twist_db),
@@ -1070,6 +1163,19 @@ impl HopTests {
             twist_mask_hi: db_ratio(17.0),
             rel_mask: db_ratio(6.0),
             share_mask: 0.015,
+            cov_bg: if mask_over_background {
+                BG_COV
+            } else {
+                f32::MAX
+            },
+            rel_bg: db_ratio(BG_REL_DB),
+            // The telephone band's flat floor (2E/N of a 100-sample window at 8 kHz) at every
+            // rate: above 4 kHz a call carries little, so a wideband floor would be too low.
+            floor_bg: db_ratio(BG_FLOOR_DB) * 2.0 / (K as f32 * 25.0),
+            max_dphi_bg,
+            keep: KEEP_SHARE,
+            cov_gate_watch: 0.0,
+            cov_gate_plain: 0.0,
             t_gate: 0.0,
             cov_gate: 0.0,
             t_scale: 2.0 / n,

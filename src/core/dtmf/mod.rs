@@ -31,7 +31,7 @@ pub(crate) mod analysis;
 
 use crate::core::audio::SampleRate;
 use crate::core::digit::Digit;
-use analysis::{Analyzer, Hop, HopTests};
+use analysis::{Analyzer, Hop, HopTests, Watch};
 
 /// Detection thresholds. `Default` is the Q.24 profile described in the module doc.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +62,10 @@ pub struct DetectorParams {
     /// Default −90 dBm0 (below a 1-LSB sine): multimon-ng has no level floor and reads DTMF
     /// down to about −85 dBm0, so masking relies on the relative tests, not on level.
     pub mask_threshold_dbm0: f32,
+    /// Masking only: also mask a pair that sits on a background (speech, music, noise) and so
+    /// fails the share-of-window test, judged against its own bands instead (see
+    /// [`crate::core::suppress`]). Default on; off only to measure what it buys.
+    pub mask_over_background: bool,
 }
 
 impl Default for DetectorParams {
@@ -77,6 +81,7 @@ impl Default for DetectorParams {
             min_energy_ratio: 0.85,
             max_freq_dev_pct: 2.2,
             mask_threshold_dbm0: -90.0,
+            mask_over_background: true,
         }
     }
 }
@@ -119,6 +124,16 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(rate: SampleRate, params: &DetectorParams) -> Self {
+        // Masking over background is the masker's business: a bare detector skips its tests.
+        Self::build(rate, params, false)
+    }
+
+    /// The masker's detector: `mask_over_background` as configured.
+    pub(crate) fn for_masker(rate: SampleRate, params: &DetectorParams) -> Self {
+        Self::build(rate, params, params.mask_over_background)
+    }
+
+    fn build(rate: SampleRate, params: &DetectorParams, over_background: bool) -> Self {
         let tests = HopTests::new(
             rate,
             params.threshold_dbm0,
@@ -128,6 +143,7 @@ impl Detector {
             params.min_energy_ratio,
             params.max_freq_dev_pct,
             params.mask_threshold_dbm0,
+            over_background,
         );
         let an = Analyzer::new(rate, tests);
         let per_ms = rate.hz() as u64 / 1000;
@@ -161,12 +177,12 @@ impl Detector {
 
     /// Feeds samples; calls `sink` for each digit whose end is confirmed.
     pub fn process(&mut self, samples: &[i16], sink: &mut dyn FnMut(ToneEvent)) {
-        self.process_hops(samples, sink, &mut |_| {});
+        self.process_hops(samples, sink, &mut |_| None);
     }
 
     /// As `process`, also handing the analysis windows to `on_hop` (the masker's hook; quiet
     /// windows only as the last of a series, see `Analyzer::process`).
-    pub(crate) fn process_hops<F: FnMut(&Hop)>(
+    pub(crate) fn process_hops<F: FnMut(&Hop) -> Watch>(
         &mut self,
         samples: &[i16],
         sink: &mut dyn FnMut(ToneEvent),
@@ -184,7 +200,7 @@ impl Detector {
         };
         an.process(samples, &mut |h| {
             tracker.on_hop(h, sink);
-            on_hop(h);
+            on_hop(h)
         });
     }
 
