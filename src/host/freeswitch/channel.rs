@@ -35,7 +35,7 @@ use crate::host::guard;
 
 use super::events;
 use super::inbox::Inbox;
-use super::recording::Recordings;
+use super::recording::{Recordings, Reports};
 use super::util::{self, LockedSession};
 
 /// How often the dispatcher looks at a secure channel's bridge partner and media variables
@@ -111,6 +111,8 @@ pub struct Channel {
     rec: Mutex<Recordings>,
     /// A native tap was paused on the media thread: the dispatcher fires its event.
     rec_report: AtomicBool,
+    /// How many were paused since the last report (atomics: see `Reports`).
+    rec_reports: Reports,
 }
 
 static REGISTRY: LazyLock<RwLock<HashMap<usize, Arc<Channel>>>> =
@@ -293,7 +295,7 @@ impl Channel {
             let mut st = self.lock_state();
             self.pump(&mut st, &mut out);
             if self.rec_report.swap(false, Ordering::AcqRel) {
-                self.lock_rec().take_reports(&mut out);
+                self.rec_reports.take(self.cfg.recording, &mut out);
             }
             if self.media_out() {
                 if !st.media_error_sent {
@@ -523,6 +525,7 @@ pub unsafe fn start(
         module_lock: AtomicPtr::new(std::ptr::null_mut()),
         rec: Mutex::new(Recordings::new(cfg_recording)),
         rec_report: AtomicBool::new(false),
+        rec_reports: Reports::default(),
     });
     let mut ctl = ch.ctl.lock().unwrap_or_else(|p| p.into_inner());
     if !registry_reserve(&ch) {
@@ -543,8 +546,8 @@ pub unsafe fn start(
         // SAFETY: live session; no bug lock held here.
         let mut evs = unsafe { rec.pause_all(session) };
         // SAFETY: as above.
-        unsafe { rec.scan(session, &ch.uuid) };
-        rec.take_reports(&mut evs);
+        unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports) };
+        ch.rec_reports.take(ch.cfg.recording, &mut evs);
         evs
     };
     drop(ctl);
@@ -761,8 +764,8 @@ unsafe fn finish(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>) {
         }
     }
     {
+        ch.rec_reports.take(ch.cfg.recording, &mut out);
         let mut rec = ch.lock_rec();
-        rec.take_reports(&mut out);
         // SAFETY: live session (CLOSE); touches channel flags only on it.
         out.extend(unsafe { rec.resume_legs(session) });
     }
@@ -1101,14 +1104,14 @@ unsafe extern "C" fn read_frame_hook(
         match ch.rec.try_lock() {
             Ok(mut rec) => {
                 // SAFETY: live session; read_frame hooks run outside the bug list's lock.
-                if unsafe { rec.scan(session, &ch.uuid) } {
+                if unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports) } {
                     ch.rec_report.store(true, Ordering::Release);
                     wake();
                 }
             }
             Err(TryLockError::Poisoned(p)) => {
                 // SAFETY: as above.
-                if unsafe { p.into_inner().scan(session, &ch.uuid) } {
+                if unsafe { p.into_inner().scan(session, &ch.uuid, &ch.rec_reports) } {
                     ch.rec_report.store(true, Ordering::Release);
                     wake();
                 }

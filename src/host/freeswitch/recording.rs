@@ -25,6 +25,7 @@
 
 use arrayvec::ArrayVec;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::core::config::RecordingMode;
 use crate::core::events::{Event, Leg, RecordingAction, RecordingKind};
@@ -44,9 +45,6 @@ pub(super) struct Recordings {
     /// with live bugs inside `exec_all`, never dereferenced on their own. A tap past the
     /// capacity is paused all the same and stays paused (logged).
     paused: ArrayVec<usize, 16>,
-    /// Native recordings / taps paused and not yet reported (the dispatcher fires the events).
-    unreported_native: u32,
-    unreported_tap: u32,
     /// We set `CF_PAUSE_BUGS` on the customer channel (`recording=pause`).
     customer_paused: bool,
     /// The partner on which we set `CF_PAUSE_BUGS` (`recording=pause`).
@@ -58,10 +56,35 @@ pub(super) struct Recordings {
     ended: bool,
 }
 
+/// Native recordings / taps paused and not yet reported: the media thread counts, the
+/// dispatcher fires the events (atomics: the dispatcher never takes the lock the read_frame
+/// hook try-locks).
+#[derive(Default)]
+pub(super) struct Reports {
+    native: AtomicU32,
+    tap: AtomicU32,
+}
+
+impl Reports {
+    /// The `paused` events for taps paused since the last call.
+    pub fn take(&self, mode: RecordingMode, out: &mut Vec<Event>) {
+        for (kind, n) in [
+            (RecordingKind::Native, self.native.swap(0, Ordering::AcqRel)),
+            (RecordingKind::Tap, self.tap.swap(0, Ordering::AcqRel)),
+        ] {
+            if n > 0 {
+                out.push(event(mode, RecordingAction::Paused, kind, Leg::Customer, n));
+            }
+        }
+    }
+}
+
 struct ScanCtx<'a> {
     rec: &'a mut Recordings,
+    reports: &'a Reports,
     tap: bool,
     overflow: bool,
+    found: bool,
 }
 
 /// exec_all callback: pause a bug that reads the customer's codec payload.
@@ -84,11 +107,13 @@ unsafe extern "C" fn pause_native_cb(bug: *mut fs::switch_media_bug_t, user_data
     if !ctx.rec.paused.contains(&addr) && ctx.rec.paused.try_push(addr).is_err() {
         ctx.overflow = true;
     }
-    if ctx.tap {
-        ctx.rec.unreported_tap += 1;
+    ctx.found = true;
+    let counter = if ctx.tap {
+        &ctx.reports.tap
     } else {
-        ctx.rec.unreported_native += 1;
-    }
+        &ctx.reports.native
+    };
+    counter.fetch_add(1, Ordering::AcqRel);
 }
 
 /// exec_all callback: resume a bug this channel paused.
@@ -131,7 +156,12 @@ impl Recordings {
     ///
     /// # Safety
     /// `session` is the customer's live session; the caller does not hold its bug lock.
-    pub unsafe fn scan(&mut self, session: *mut fs::switch_core_session_t, uuid: &str) -> bool {
+    pub unsafe fn scan(
+        &mut self,
+        session: *mut fs::switch_core_session_t,
+        uuid: &str,
+        reports: &Reports,
+    ) -> bool {
         if self.ended {
             return false;
         }
@@ -149,13 +179,15 @@ impl Recordings {
         if unsafe { recorder_count(session) } == 0 {
             return false;
         }
-        let before = self.unreported_native + self.unreported_tap;
         let mut overflow = false;
+        let mut found = false;
         for (function, tap) in [(RECORD_FUNCTION, false), (EAVESDROP_FUNCTION, true)] {
             let mut ctx = ScanCtx {
                 rec: self,
+                reports,
                 tap,
                 overflow: false,
+                found: false,
             };
             // SAFETY: live session, bug lock not held; the callback only uses `ctx` during the
             // call.
@@ -168,13 +200,14 @@ impl Recordings {
                 )
             };
             overflow |= ctx.overflow;
+            found |= ctx.found;
         }
         if overflow {
             log::warn!(
                 "secure_pay: {uuid}: more native recordings than tracked: the extra ones stay paused after secure mode"
             );
         }
-        self.unreported_native + self.unreported_tap != before
+        found
     }
 
     /// `recording=pause`: pause the recordings of the customer and its bridge partner. Returns
@@ -283,34 +316,29 @@ impl Recordings {
         out
     }
 
-    /// The `paused` events for taps paused since the last call (dispatcher).
-    pub fn take_reports(&mut self, out: &mut Vec<Event>) {
-        for (kind, n) in [
-            (
-                RecordingKind::Native,
-                std::mem::take(&mut self.unreported_native),
-            ),
-            (RecordingKind::Tap, std::mem::take(&mut self.unreported_tap)),
-        ] {
-            if n > 0 {
-                out.push(self.event(RecordingAction::Paused, kind, Leg::Customer, n));
-            }
-        }
-    }
-
     fn event(&self, action: RecordingAction, kind: RecordingKind, leg: Leg, count: u32) -> Event {
-        Event::Recording {
-            action,
-            kind,
-            leg,
-            mode: self.mode.name(),
-            count,
-            reason: match (kind, action) {
-                (RecordingKind::All, _) => "recording-option",
-                (_, RecordingAction::Resumed) => "secure-mode-ended",
-                _ => "codec-payload",
-            },
-        }
+        event(self.mode, action, kind, leg, count)
+    }
+}
+
+fn event(
+    mode: RecordingMode,
+    action: RecordingAction,
+    kind: RecordingKind,
+    leg: Leg,
+    count: u32,
+) -> Event {
+    Event::Recording {
+        action,
+        kind,
+        leg,
+        mode: mode.name(),
+        count,
+        reason: match (kind, action) {
+            (RecordingKind::All, _) => "recording-option",
+            (_, RecordingAction::Resumed) => "secure-mode-ended",
+            _ => "codec-payload",
+        },
     }
 }
 
