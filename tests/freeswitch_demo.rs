@@ -27,8 +27,13 @@ fn say(s: &str) {
 
 /// The customer keys the card: number in-band (tones in the audio), expiry and code as
 /// out-of-band DTMF (like RFC 2833 from a phone).
-fn key_card(esl: &mut Esl, cust_a: &str) {
+/// `secure`: the customer's secure leg, whose card field must be done before the out-of-band
+/// keys follow (None: no secure mode, nothing to wait for).
+fn key_card(esl: &mut Esl, cust_a: &str, secure: Option<&str>) {
     play_tones(esl, cust_a, &format!("{PAN}#"));
+    if let Some(uuid) = secure {
+        wait_field_done(esl, uuid, "payment-card-number");
+    }
     for d in format!("{EXPIRY}{CVV}").chars() {
         let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
         assert!(r.starts_with("+OK"), "{r}");
@@ -109,7 +114,7 @@ fn demo() {
     std::thread::sleep(Duration::from_millis(400));
     let rec1 = fs.rec("agent-control.wav");
     record(&mut esl, &g1a, "start", &rec1);
-    key_card(&mut esl, &c1a);
+    key_card(&mut esl, &c1a, None);
     record(&mut esl, &g1a, "stop", &rec1);
     let ev1 = desk.drain(Duration::from_millis(500));
     say(&format!(
@@ -134,7 +139,7 @@ fn demo() {
     let _ = desk.drain(Duration::from_millis(200));
     let r = esl.api(&format!("uuid_secure_pay {c2} start"));
     say(&format!("-> {}", r.trim()));
-    key_card(&mut esl, &c2a);
+    key_card(&mut esl, &c2a, Some(&c2));
     let mut events = desk.drain(Duration::from_millis(800));
     let r = esl.api(&format!("uuid_secure_pay {c2} submit"));
     say(&format!(

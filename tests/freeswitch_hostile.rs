@@ -56,7 +56,9 @@ fn leak(text: &str) -> Option<&'static str> {
     if squeezed.contains(PAN) {
         return Some("card number");
     }
-    for g in text.split(|c: char| !c.is_ascii_digit()) {
+    // Channel uuids are random hex: a group like `-c739-` or `-0829-` is not card data.
+    let text = strip_uuids(text);
+    for g in text.split(|c: char| !c.is_ascii_alphanumeric()) {
         if g == VISA_CVV {
             return Some("security code");
         }
@@ -65,6 +67,30 @@ fn leak(text: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// `text` with every 8-4-4-4-12 hex uuid replaced by `<uuid>`.
+fn strip_uuids(text: &str) -> String {
+    let b = text.as_bytes();
+    let is_uuid = |w: &[u8]| {
+        w.len() == 36
+            && w.iter().enumerate().all(|(i, &c)| match i {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    };
+    let (mut out, mut i) = (String::with_capacity(text.len()), 0);
+    while i < b.len() {
+        if i + 36 <= b.len() && text.is_char_boundary(i + 36) && is_uuid(&b[i..i + 36]) {
+            out.push_str("<uuid>");
+            i += 36;
+        } else {
+            let c = text[i..].chars().next().unwrap_or(' ');
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
 }
 
 fn scan_all(what: &str, texts: &[String]) {
@@ -85,6 +111,16 @@ fn hostile_agent_desktop_cannot_read_or_redirect_the_card() {
     assert_eq!(leak("SecurePay-Masked: 739"), Some("security code"));
     assert_eq!(leak("SecurePay-Masked: 0829"), Some("expiry"));
     assert_eq!(leak("SecurePay-Card-Number: ************1111"), None);
+    // a channel uuid whose random hex has the code or expiry as a group is not a leak...
+    assert_eq!(
+        leak("Unique-ID: 5a1e0c2b-0829-4c3d-c739-0123456789ab"),
+        None
+    );
+    // ...but the same digits next to one still are
+    assert_eq!(
+        leak("Unique-ID: 5a1e0c2b-0829-4c3d-a739-0123456789ab cvv 739"),
+        Some("security code")
+    );
 
     let pki = Pki::new();
     let server = TestServer::start(

@@ -79,6 +79,7 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     assert!(r.starts_with("+OK"), "start: {r}");
     std::thread::sleep(Duration::from_millis(300));
     play_tones(&mut esl, &cust_a, &format!("{PAN}#")); // in-band
+    wait_field_done(&mut esl, &cust_b, "payment-card-number");
     send_dtmf(&mut esl, &cust_a, EXPIRY); // out-of-band (loopback DTMF)
     play_tones(&mut esl, &cust_a, CVV); // in-band
     std::thread::sleep(Duration::from_millis(800));

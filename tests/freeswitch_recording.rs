@@ -212,6 +212,7 @@ fn native_recordings_are_paused_in_secure_mode_and_resumed_after() {
     std::thread::sleep(Duration::from_millis(300));
     record(&mut esl, &cust_b, "resume", &nat3);
     play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
+    wait_field_done(&mut esl, &cust_b, "payment-card-number");
     record(&mut esl, &cust_b, "resume", &nat3);
     send_dtmf(&mut esl, &cust_a, EXPIRY);
     send_dtmf(&mut esl, &cust_a, CVV);
@@ -294,6 +295,7 @@ fn pause_run(fs: &FreeSwitch, n: u32, stop: &dyn Fn(&mut Esl, &str)) -> PauseRun
     assert!(r.starts_with("+OK"), "start: {r}");
     record(&mut esl, &cust_b, "start", &wav_new);
     play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
+    wait_field_done(&mut esl, &cust_b, "payment-card-number");
     send_dtmf(&mut esl, &cust_a, EXPIRY);
     send_dtmf(&mut esl, &cust_a, CVV);
     stop(&mut esl, &cust_b);
@@ -461,6 +463,7 @@ fn conference_with_a_sip_recorder_gets_no_card() {
     let cust_nat2 = native_path("conf_customer_native_during");
     record(&mut esl, &cust_b, "start", &cust_nat2);
     play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
+    wait_field_done(&mut esl, &cust_b, "payment-card-number");
     send_dtmf(&mut esl, &cust_a, EXPIRY);
     send_dtmf(&mut esl, &cust_a, CVV);
     // Checked after the judges (below): a lost key press must not hide a leak verdict.

@@ -74,6 +74,7 @@ fn secure_call(fs: &FreeSwitch, n: u32, dtmf_type: &str) -> String {
     assert!(r.starts_with("+OK"), "start: {r}");
     std::thread::sleep(Duration::from_millis(300));
     play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
+    wait_field_done(&mut esl, &cust_b, "payment-card-number");
     send_dtmf(&mut esl, &cust_a, EXPIRY);
     send_dtmf(&mut esl, &cust_a, CVV);
     std::thread::sleep(Duration::from_millis(800));

@@ -674,6 +674,28 @@ pub fn play_tones(esl: &mut Esl, cust_a: &str, digits: &str) {
     std::thread::sleep(Duration::from_millis(400 + 200 * digits.len() as u64 + 600));
 }
 
+/// Waits until the secure session on `uuid` has moved past `field` (captured: the next field
+/// is active or the session is complete). `play_tones` is timed by FreeSWITCH's own playback,
+/// which a loaded machine can start late: keys sent next (out-of-band) must not interleave with
+/// the tones still playing. Panics with the masked status (field, length, attempt) when the
+/// field is not done within 15 s, which tells a lost or extra in-band key from a slow one.
+pub fn wait_field_done(esl: &mut Esl, uuid: &str, field: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = esl.api(&format!("uuid_secure_pay {uuid} status json"));
+        let v: serde_json::Value = serde_json::from_str(st.trim()).unwrap_or_default();
+        let captured = v["captured"].as_str().unwrap_or("");
+        if captured.split(',').any(|f| f == field) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{field} not captured within 15 s; masked status: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Decodes a recording with multimon-ng (independent judge). Returns the digits in order,
 /// with immediate repeats collapsed (multimon-ng sometimes reports one press twice).
 pub fn multimon_digits(wav: &Path) -> String {
