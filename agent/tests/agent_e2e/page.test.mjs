@@ -123,14 +123,6 @@ try {
   await waitText(card + ' .f-error', /Invalid card number/, 'invalid card reason');
   await shot('agent-03-invalid-card');
 
-  // ---- hostile text in an event is shown as text, never parsed as HTML (fake PBX only)
-  if (process.env.XSS_STEP === '1') {
-    await need('html-error');
-    await waitText('#notice', /<img src=x onerror=/, 'hostile message shown as text');
-    const parsed = await page.evaluate(() => !!document.querySelector('#notice *') || window.__xss === 1);
-    if (parsed) throw new Error('event text was parsed as HTML');
-  }
-
   // ---- masked progress and brand while the customer keys (in-band tones)
   await page.evaluate((s) => { window.__cardRow = document.querySelector(s); }, card);
   await need('partial-card');
@@ -192,6 +184,15 @@ try {
     await waitText('#notice', /declined by the payment processor: Your card was declined/, 'decline notice');
     await waitText('#mode', /Payment declined/, 'declined state');
     await shot('agent-11-declined');
+  }
+
+  // ---- hostile text in an event is shown as text, never parsed as HTML (fake PBX only; last,
+  // so the screenshots above show the page as an agent sees it)
+  if (process.env.XSS_STEP === '1') {
+    await need('html-error');
+    await waitText('#notice', /<img src=x onerror=/, 'hostile message shown as text');
+    const parsed = await page.evaluate(() => !!document.querySelector('#notice *') || window.__xss === 1);
+    if (parsed) throw new Error('event text was parsed as HTML');
   }
 
   // ---- End secure mode: back to a normal call
