@@ -105,7 +105,7 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
         // FreeSWITCH sends SIP INFO when asked, i.e. at key-down if asked at the tone's start;
         // the module takes INFO as sent at key release (as Asterisk and RFC 4733 do), so the
         // test sends each INFO at its tone's end. Key-down INFO with the same press in-band
-        // is a documented limit (README, duplicate suppression).
+        // is a documented limit (docs/capture.md, "Duplicate suppression").
         // Measured here: the first tone reaches the secure leg about 240 ms after
         // PLAYBACK_START (media start-up on the calling leg), so each INFO goes at its tone's
         // end, 240 + 150 ms after it.

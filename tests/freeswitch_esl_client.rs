@@ -48,7 +48,7 @@ fn documented() -> HashMap<String, BTreeSet<String>> {
     map
 }
 
-/// The `SecurePay-*` headers of `ev` that README does not document for its event.
+/// The `SecurePay-*` headers of `ev` that docs/capture.md does not document for its event.
 fn undocumented(
     doc: &HashMap<String, BTreeSet<String>>,
     ev: &serde_json::Map<String, serde_json::Value>,
@@ -69,9 +69,15 @@ fn undocumented(
 #[test]
 fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
     let doc = documented();
-    assert_eq!(doc.len(), 10, "README event table not parsed: {doc:?}");
+    // one row per Event::name() (src/core/events.rs), `recording` included
+    assert_eq!(
+        doc.len(),
+        11,
+        "docs/capture.md event table not parsed: {doc:?}"
+    );
     assert!(doc["digit"].contains("SecurePay-Masked"));
-    // Control: the check rejects a header README does not list.
+    assert!(doc["recording"].contains("SecurePay-Recording-Action"));
+    // Control: the check rejects a header docs/capture.md does not list.
     let mut fake = serde_json::Map::new();
     fake.insert("Event-Subclass".into(), "secure_pay::start".into());
     fake.insert("SecurePay-Card-Number".into(), "4111".into());
@@ -137,7 +143,10 @@ fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
             assert!(!v.contains(PAN), "{k} carries the card number");
         }
     }
-    assert!(bad.is_empty(), "headers not documented in README: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "headers not documented in docs/capture.md: {bad:?}"
+    );
 
     let get = |name: &str, h: &str| -> Vec<String> {
         events

@@ -136,7 +136,7 @@ pub struct Config {
     /// public origin behind a TLS reverse proxy.
     pub allowed_origins: Vec<String>,
     /// Open HTTP connections in total, live-update streams included (each needs a file
-    /// descriptor: see README "Agent payment page" for `ulimit -n`).
+    /// descriptor: see docs/agent-page.md for `ulimit -n`).
     pub max_connections: usize,
     /// Open connections per client address (agents behind one NAT share an address: set it
     /// above the number of agents there).

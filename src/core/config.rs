@@ -1,7 +1,7 @@
 //! Configuration shared by both adapters: one typed struct, set from `key = value` pairs (the
 //! Asterisk `secure_pay.conf` and FreeSWITCH `secure_pay.conf.xml` both feed pairs) and from
 //! dialplan/API option strings. Every bad value gives a clear error naming the key and what is
-//! allowed. The full key table is in README ("Capture, masking and events").
+//! allowed. The full key table is in docs/capture.md ("Configuration keys").
 //!
 //! Loading order for adapters: `Config::default()`, then `set`/`set_in_section` for every pair,
 //! then [`Config::resolve`] (cross-key checks + connector selection). Per call:
@@ -583,7 +583,7 @@ impl Config {
             _ => {
                 return Err(err(
                     key,
-                    "unknown key (see README \"Capture, masking and events\" for the key table)",
+                    "unknown key (see docs/capture.md \"Configuration keys\" for the key table)",
                 ))
             }
         }
@@ -703,7 +703,7 @@ impl Config {
     /// `fields=payment-card-number,expiration-date,security-code,mode=beep` works.
     ///
     /// **Admin decides, agent chooses**: per call an option may only pick or narrow what the
-    /// admin configured (see [`per_call_rule`] and README "Per-call options"): a connector
+    /// admin configured (see [`per_call_rule`] and docs/security.md "Per-call options"): a connector
     /// profile by name, a subset of the allowed fields and brands, the mask mode, keys,
     /// timeouts and attempts up to the admin's values, less display (`pan_display` towards
     /// `none`, `show_*` off), length bounds inside the admin's. Anything that changes where

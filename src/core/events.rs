@@ -3,7 +3,7 @@
 //! capture engine that builds them (`core::capture`), not by the UI.
 //!
 //! Adapters publish an event by calling [`Event::name`] and [`Event::for_each_header`]; both
-//! hosts get the same headers, documented once in README ("Capture, masking and events").
+//! hosts get the same headers, documented once in docs/capture.md ("Events and headers").
 //! Header names are `SecurePay-Title-Case` (no spaces: valid AMI keys and FreeSWITCH headers).
 //! A header that does not apply to an event instance is omitted, never sent empty, except
 //! `SecurePay-Required` which is sent empty when no required field is left.

@@ -1,4 +1,5 @@
-//! `secure-pay-agent`: the agent payment page service (README "Agent payment page").
+//! `secure-pay-agent`: the agent payment page service (docs/agent-page.md; many PBX nodes,
+//! replicas, metrics: docs/scaling.md).
 //!
 //! ```text
 //! secure-pay-agent serve [--listen 127.0.0.1:8090] [--ami 127.0.0.1:5038] [--ami-user USER]
@@ -13,7 +14,7 @@
 //! socket nodes, at once; see `secure_pay_agent::config`); links then name their node
 //! (`link --node NAME`). `--log-format json` writes one JSON object per line.
 //! Logs go to stderr (`--log-level` or `SECURE_PAY_AGENT_LOG`: off, error, warn, info, debug,
-//! trace); no level logs card data or link signatures (README "Agent payment page"). At start
+//! trace); no level logs card data or link signatures (docs/agent-page.md). At start
 //! the soft limit of open files is raised (up to the hard limit) to what `--max-connections`
 //! needs.
 //! Secrets are never taken from the command line (visible in `ps`): the link secret comes from

@@ -29,7 +29,7 @@
 //! above); the same key from the same source within `repeat_window_ms` (at most 80 ms) of the
 //! press's first report is a transport repeat.
 //!
-//! Limits (documented in the README): spans are estimates. An out-of-band report is taken to
+//! Limits (documented in docs/capture.md, "Duplicate suppression"): spans are estimates. An out-of-band report is taken to
 //! arrive when the key is released (RFC 4733 end packets, Asterisk's SIP INFO); a phone that
 //! sends SIP INFO at key-down reports the release early by one press, so a repeated key keyed
 //! in-band and then as such INFO with a pause shorter than about 105 ms is taken as one press

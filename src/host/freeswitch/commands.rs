@@ -28,7 +28,7 @@ pub unsafe fn register(mi: *mut *mut fs::switch_loadable_module_interface_t) -> 
             mi,
             c"secure_pay".as_ptr(),
             c"Start secure card capture (DTMF masking) on this channel".as_ptr(),
-            c"Masks DTMF in the customer's audio, swallows RFC 2833 / SIP INFO digits and captures them into payment fields; emits CUSTOM secure_pay::* events. Options: key=value list (see README).".as_ptr(),
+            c"Masks DTMF in the customer's audio, swallows RFC 2833 / SIP INFO digits and captures them into payment fields; emits CUSTOM secure_pay::* events. Options: key=value list (see docs/capture.md).".as_ptr(),
             Some(app_secure_pay),
             c"[options]".as_ptr(),
             0,
