@@ -45,14 +45,18 @@ fn pjsip_conf(my_port: u16, peers: &[(&str, &str, u16)], context: &str) -> Strin
 
 /// The phone's script: waits for GLOBAL(DDGO_<call>), then starts tones T1 (in the
 /// background), sends KEYS out of band (SendDTMF, BETWEEN/DUR ms), then plays tones T2 for
-/// WAIT seconds, then reports UserEvent DDDone.
+/// WAIT seconds, then reports UserEvent DDDone. With DDSYNC=1 it sends each key on both paths
+/// from the same start instead: per key, the tones DDTK_<call>_<i> in the background and
+/// SendDTMF of that key, so the two paths carry one press together (as a phone's keypad does)
+/// instead of two free-running timers drifting apart over the number.
 const PHONE_DD: &str = r#"
 [dd]
 exten => customer,1,Answer()
  same => n(ddwait),GotoIf($["${GLOBAL(DDGO_${CALLNAME})}" = "1"]?ddgo)
  same => n,Wait(0.1)
  same => n,Goto(ddwait)
- same => n(ddgo),GotoIf($["${GLOBAL(DDT1_${CALLNAME})}" = ""]?ddkeys)
+ same => n(ddgo),GotoIf($["${GLOBAL(DDSYNC_${CALLNAME})}" = "1"]?ddsync)
+ same => n,GotoIf($["${GLOBAL(DDT1_${CALLNAME})}" = ""]?ddkeys)
  same => n,Playtones(${GLOBAL(DDT1_${CALLNAME})})
  same => n(ddkeys),GotoIf($["${GLOBAL(DDK_${CALLNAME})}" = ""]?ddt2)
  same => n,SendDTMF(${GLOBAL(DDK_${CALLNAME})},${GLOBAL(DDB_${CALLNAME})},${GLOBAL(DDD_${CALLNAME})})
@@ -62,9 +66,20 @@ exten => customer,1,Answer()
  same => n(dddone),StopPlaytones()
  same => n,UserEvent(DDDone,Call: ${CALLNAME})
  same => n,Wait(600)
+ same => n(ddsync),Set(K=${GLOBAL(DDK_${CALLNAME})})
+ same => n,Set(I=0)
+ same => n(ddloop),GotoIf($[${I} >= ${LEN(${K})}]?ddsyncend)
+ same => n,Playtones(${GLOBAL(DDTK_${CALLNAME}_${I})})
+ same => n,SendDTMF(${K:${I}:1},${GLOBAL(DDB_${CALLNAME})},${GLOBAL(DDD_${CALLNAME})})
+ same => n,Set(I=$[${I} + 1])
+ same => n,Goto(ddloop)
+ same => n(ddsyncend),Wait(0.6)
+ same => n,Goto(dddone)
 "#;
 
 struct Plan {
+    /// each key on both paths from one start (per-key tones + SendDTMF), see PHONE_DD
+    sync: bool,
     /// background tones started before the out-of-band keys
     t1: String,
     keys: String,
@@ -145,15 +160,16 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
     let (first, rest) = all.split_at(8); // "41111111" | "11111111#1230737"
     let tone_s =
         |keys: &str, on: u32, off: u32| keys.chars().count() as f64 * f64::from(on + off) / 1000.0;
-    // SendDTMF waits 100 ms before its first key and sends SIP INFO at key release: the
-    // background tones start with the same 100 ms of silence so both paths carry each press
-    // at the same time.
+    // SendDTMF waits 100 ms before its first key and sends SIP INFO at key release: in (a)
+    // each key's tones start with the same 100 ms of silence, key by key, so both paths carry
+    // each press at the same time.
     let cases: Vec<(&str, &str, Plan)> = vec![
         (
             "a-info+inband",
             "pbx-info",
             Plan {
-                t1: tail_silence(&silence_then(100, &playtones_arg(&all, 150, 100))),
+                sync: true,
+                t1: String::new(),
                 keys: all.clone(),
                 between: 100,
                 dur: 150,
@@ -165,6 +181,7 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
             "b-rfc4733-then-inband",
             "pbx-rfc",
             Plan {
+                sync: false,
                 t1: String::new(),
                 keys: first.to_owned(),
                 between: 100,
@@ -177,6 +194,7 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
             "b-info-then-inband",
             "pbx-info",
             Plan {
+                sync: false,
                 t1: String::new(),
                 keys: first.to_owned(),
                 between: 100,
@@ -189,6 +207,7 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
             "c-rfc4733-50ms",
             "pbx-rfc",
             Plan {
+                sync: false,
                 t1: String::new(),
                 keys: all.clone(),
                 between: 50,
@@ -201,6 +220,7 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
             "c-info-50ms",
             "pbx-info",
             Plan {
+                sync: false,
                 t1: String::new(),
                 keys: all.clone(),
                 between: 50,
@@ -213,6 +233,7 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
             "c-inband-50ms",
             "pbx-rfc",
             Plan {
+                sync: false,
                 t1: String::new(),
                 keys: String::new(),
                 between: 50,
@@ -238,8 +259,16 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
             ("DDT2", plan.t2.clone()),
             ("DDW", format!("{:.2}", plan.wait_s)),
             ("DDGO", "0".to_owned()),
+            ("DDSYNC", if plan.sync { "1" } else { "0" }.to_owned()),
         ] {
             setvar(&mut fami, &format!("GLOBAL({k}_{call})"), &v);
+        }
+        if plan.sync {
+            // per key: SendDTMF's 100 ms quiet time, then the tone for DUR ms with the key
+            for (n, key) in plan.keys.chars().enumerate() {
+                let tones = silence_then(100, &playtones_arg(&key.to_string(), plan.dur, 500));
+                setvar(&mut fami, &format!("GLOBAL(DDTK_{call}_{n})"), &tones);
+            }
         }
         let r = fami.action(&[
             ("Action", "Originate"),

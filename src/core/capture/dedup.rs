@@ -8,15 +8,16 @@
 //!
 //! **Timed rules** (both reports timed):
 //! 1. **Same press on another path**: a key from source S is an echo of an earlier ACCEPTED
-//!    press of the same key from a different source S' when the two reports of the key's
-//!    RELEASE agree: each path reports the release late by a bounded, path-specific amount
-//!    ([`late_ms`]: in-band 25 ms for frame jitter, RFC 4733 40 ms, SIP INFO and host frames
-//!    60 ms), so the same press gives `end(S) - end(S')` within `-(late(S') + JITTER_MS) ..=
-//!    late(S) + JITTER_MS`. It must also be reported within `dedup_window_ms` of that press,
-//!    and that press must not yet have absorbed an echo from S. The oldest such press is
-//!    paired first. (Release times, not overlapping spans: an out-of-band start is computed
-//!    from a duration the phone may round, and a late SIP INFO's span reaches into the next
-//!    press.)
+//!    press of the same key from a different source S' when the two reports agree on the key's
+//!    RELEASE or their spans overlap as reported. Each path reports the release late by a
+//!    bounded, path-specific amount ([`late_ms`]: in-band 25 ms for frame jitter, RFC 4733 40
+//!    ms, SIP INFO and host frames 60 ms), so the same press gives `end(S) - end(S')` within
+//!    `-(late(S') + JITTER_MS) ..= late(S) + JITTER_MS`; a press whose paths give different
+//!    durations (a phone's fixed INFO duration) or drift apart still overlaps itself. The
+//!    report must come within `dedup_window_ms` of that press, and that press must not yet
+//!    have absorbed an echo from S. The oldest such press is paired first. (No widening of the
+//!    spans: a SIP INFO reported late reaches into the pause after its press, and widened
+//!    spans swallowed the next press of the same key on the other path.)
 //! 2. **A new press starts after the previous one ended**: a key from the SAME source is a
 //!    transport repeat only when its span starts before the newest press of that key reported
 //!    by that source (accepted, or absorbed as an echo) ended; otherwise it is a new press,
@@ -29,16 +30,17 @@
 //! above); the same key from the same source within `repeat_window_ms` (at most 80 ms) of the
 //! press's first report is a transport repeat.
 //!
-//! Limits (documented in docs/capture.md, "Duplicate suppression"): spans are estimates. An out-of-band report is taken to
-//! arrive when the key is released (RFC 4733 end packets, Asterisk's SIP INFO); a phone that
-//! sends SIP INFO at key-down reports the release early by one press, so a repeated key keyed
-//! in-band and then as such INFO with a pause shorter than about 105 ms is taken as one press
-//! (the field is then a digit short and fails validation; a digit is never added or leaked).
-//! Two paths whose release reports differ by more than the bounds above count a true
-//! duplicate twice (a digit too many: validation fails). A path switch with a repeated key
-//! separates only when press plus pause exceeds the two paths' lateness plus `JITTER_MS`
-//! (about 110 ms for SIP INFO then in-band; keyed 80 ms on / 80 ms off leaves 50 ms to
-//! spare). Different keys are never merged.
+//! Limits (documented in docs/capture.md): spans are estimates. An out-of-band report is
+//! taken to arrive when the key is released (RFC 4733 end packets, Asterisk's SIP INFO); a
+//! phone that sends SIP INFO at key-down reports the press early by one duration, so a repeated
+//! key keyed in-band and then as such INFO with a pause shorter than the INFO's duration (at
+//! least about 105 ms) is taken as one press (the field is then a digit short and fails
+//! validation; a digit is never added or leaked). Two paths whose release reports differ by
+//! more than the bounds above and whose spans do not overlap count a true duplicate twice (a
+//! digit too many: validation fails). A path switch with a repeated key separates when press
+//! plus pause exceeds the two paths' lateness plus `JITTER_MS` (about 110 ms for SIP INFO then
+//! in-band) and the pause exceeds the out-of-band lateness (SIP INFO: about 65 ms; keyed 80 ms
+//! on / 80 ms off leaves 15 ms to spare). Different keys are never merged.
 //!
 //! Bounded: the last [`HISTORY`] accepted presses are remembered; no allocation. The keys are
 //! wiped with `zeroize` on [`Dedup::reset`] and on drop (they are card digits).
@@ -217,10 +219,14 @@ impl Dedup {
             }
             let same = match (time, self.timed[i]) {
                 (Some(t), true) => {
-                    // end(S) - end(S') within -(late(S') + J) ..= late(S) + J
+                    // The releases agree: end(S) - end(S') within
+                    // -(late(S') + J) ..= late(S) + J ...
                     let (te, pe) = (t.end_ms.max(t.start_ms), self.end_ms[i]);
-                    te + late_ms(source(self.src[i])) + JITTER_MS >= pe
-                        && te <= pe + late_ms(src) + JITTER_MS
+                    let ends = te + late_ms(source(self.src[i])) + JITTER_MS >= pe
+                        && te <= pe + late_ms(src) + JITTER_MS;
+                    // ... or the two spans, as reported, overlap (one press whose two paths
+                    // give different durations, or whose clocks drift apart over a number).
+                    ends || (t.start_ms < pe && self.start_ms[i] < te)
                 }
                 _ => true,
             };
@@ -359,6 +365,25 @@ mod tests {
         assert!(dd.accept_timed(d('5'), DigitSource::InBand, Some(echo), 1105));
         let late = PressTime::ended(1140, 80);
         assert!(!dd.accept_timed(d('5'), DigitSource::SipInfo, Some(late), 1140));
+    }
+
+    #[test]
+    fn one_press_whose_paths_drift_apart_still_counts_once() {
+        // Asterisk's SendDTMF (SIP INFO at release) drifting 100 ms behind the in-band tones
+        // of the same 150 ms presses: the releases disagree, the spans still overlap.
+        let mut dd = Dedup::new(300, 50);
+        let tone = PressTime {
+            start_ms: 1000,
+            end_ms: 1150,
+        };
+        assert!(dd.accept_timed(d('4'), DigitSource::InBand, Some(tone), 1180));
+        let info = PressTime::ended(1250, 150);
+        assert!(!dd.accept_timed(d('4'), DigitSource::HostFrame, Some(info), 1250));
+        // ...but a report entirely after the press, releases 118 ms apart, is a new press.
+        let mut dd = Dedup::new(300, 50);
+        assert!(dd.accept_timed(d('4'), DigitSource::InBand, Some(tone), 1180));
+        let next = PressTime::ended(1268, 80);
+        assert!(dd.accept_timed(d('4'), DigitSource::HostFrame, Some(next), 1268));
     }
 
     #[test]
