@@ -15,33 +15,12 @@ mod asterisk;
 
 use std::time::Duration;
 
+use asterisk::{free_udp_port, pjsip_conf, SIP_MODULES};
 use asterisk::{https_server, phone_dialplan, pki, playtones_arg, Call, Instance, BASE_MODULES};
 
 const PAN: &str = "4111111111111111";
 const EXPIRY: &str = "1230";
 const CVV: &str = "737";
-
-const SIP_MODULES: &str = "res_pjproject.so res_sorcery_config.so res_sorcery_memory.so \
-res_sorcery_astdb.so res_pjsip.so res_pjsip_session.so res_pjsip_sdp_rtp.so res_rtp_asterisk.so \
-chan_pjsip.so res_pjsip_pubsub.so res_pjsip_endpoint_identifier_ip.so res_pjsip_dtmf_info.so";
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
-fn pjsip_conf(my_port: u16, peers: &[(&str, &str, u16)], context: &str) -> String {
-    let mut s =
-        format!("[transport-udp]\ntype=transport\nprotocol=udp\nbind=127.0.0.1:{my_port}\n\n");
-    for (name, dtmf, port) in peers {
-        s.push_str(&format!(
-            "[{name}]\ntype=endpoint\ncontext={context}\ndisallow=all\nallow=ulaw\ndtmf_mode={dtmf}\n\
-             aors={name}\ndirect_media=no\nrtp_symmetric=yes\nmedia_address=127.0.0.1\n\
-             bind_rtp_to_media_address=yes\n\n[{name}]\ntype=aor\ncontact=sip:127.0.0.1:{port}\n\n"
-        ));
-    }
-    s
-}
 
 /// The phone's script: waits for GLOBAL(DDGO_<call>), then starts tones T1 (in the
 /// background), sends KEYS out of band (SendDTMF, BETWEEN/DUR ms), then plays tones T2 for

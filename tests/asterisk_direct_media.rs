@@ -23,6 +23,7 @@ mod asterisk;
 
 use std::time::{Duration, Instant};
 
+use asterisk::free_udp_port;
 use asterisk::{
     multimon_digits, playtones_arg, playtones_ms, spandsp_digits, Ami, Instance, BASE_MODULES,
 };
@@ -35,11 +36,6 @@ res_pjsip_nat.so";
 const WAIT: Duration = Duration::from_secs(30);
 const INBAND: &str = "1234567890";
 const OOB: &str = "4242424242";
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
 
 fn endpoint(name: &str, context: &str, port: u16, direct: &str) -> String {
     format!(

@@ -26,20 +26,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use asterisk::{free_udp_port, SIP_MODULES};
 use asterisk::{https_server, phone_dialplan, pki, Call, Instance, BASE_MODULES, WAIT};
 
 const PAN: &str = "378282246310005"; // Amex test number (4-digit security code)
 const EXPIRY: &str = "1230";
 const CVV: &str = "7391";
-
-const SIP_MODULES: &str = "res_pjproject.so res_sorcery_config.so res_sorcery_memory.so \
-res_sorcery_astdb.so res_pjsip.so res_pjsip_session.so res_pjsip_sdp_rtp.so res_rtp_asterisk.so \
-chan_pjsip.so res_pjsip_pubsub.so res_pjsip_endpoint_identifier_ip.so res_pjsip_dtmf_info.so";
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
 
 fn pjsip_conf(my_port: u16, peers: &[(&str, u16)], context: &str) -> String {
     let mut s =

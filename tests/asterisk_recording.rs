@@ -27,16 +27,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use asterisk::{free_udp_port, SIP_MODULES};
 use asterisk::{
     judges, multimon_digits, phone_dialplan, spandsp_digits, Ami, Call, Instance, BASE_MODULES,
     WAIT,
 };
 
 const PAN: &str = "4242424242424242";
-
-const SIP_MODULES: &str = "res_pjproject.so res_sorcery_config.so res_sorcery_memory.so \
-res_sorcery_astdb.so res_pjsip.so res_pjsip_session.so res_pjsip_sdp_rtp.so res_rtp_asterisk.so \
-chan_pjsip.so res_pjsip_pubsub.so res_pjsip_endpoint_identifier_ip.so res_pjsip_dtmf_info.so";
 
 const CONF_MODULES: &str = "app_confbridge.so bridge_softmix.so format_gsm.so codec_gsm.so \
 func_frame_trace.so func_frame_drop.so app_chanspy.so";
@@ -45,11 +42,6 @@ func_frame_trace.so func_frame_drop.so app_chanspy.so";
 /// would reach the agent and the recorder if they were not swallowed).
 const CONFBRIDGE_CONF: &str = "[general]\n\n[default_bridge]\ntype=bridge\n\n\
 [default_user]\ntype=user\nquiet=yes\ndtmf_passthrough=yes\nannounce_only_user=no\n";
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
 
 fn endpoint(name: &str, context: &str, dtmf: &str, port: u16) -> String {
     format!(

@@ -10,42 +10,12 @@ mod asterisk;
 
 use std::time::Duration;
 
+use asterisk::{free_udp_port, pjsip_conf, pjsip_conf_codec, SIP_MODULES};
 use asterisk::{
     multimon_digits, phone_dialplan, spandsp_digits, Call, Instance, BASE_MODULES, WAIT,
 };
 
 const PAN: &str = "4242424242424242";
-
-const SIP_MODULES: &str = "res_pjproject.so res_sorcery_config.so res_sorcery_memory.so \
-res_sorcery_astdb.so res_pjsip.so res_pjsip_session.so res_pjsip_sdp_rtp.so res_rtp_asterisk.so \
-chan_pjsip.so res_pjsip_pubsub.so res_pjsip_endpoint_identifier_ip.so res_pjsip_dtmf_info.so";
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
-fn pjsip_conf(my_port: u16, peers: &[(&str, &str, u16)], context: &str) -> String {
-    pjsip_conf_codec(my_port, peers, context, "ulaw")
-}
-
-fn pjsip_conf_codec(
-    my_port: u16,
-    peers: &[(&str, &str, u16)],
-    context: &str,
-    codec: &str,
-) -> String {
-    let mut s =
-        format!("[transport-udp]\ntype=transport\nprotocol=udp\nbind=127.0.0.1:{my_port}\n\n");
-    for (name, dtmf, port) in peers {
-        s.push_str(&format!(
-            "[{name}]\ntype=endpoint\ncontext={context}\ndisallow=all\nallow={codec}\ndtmf_mode={dtmf}\n\
-             aors={name}\ndirect_media=no\nrtp_symmetric=yes\nmedia_address=127.0.0.1\n\
-             bind_rtp_to_media_address=yes\n\n[{name}]\ntype=aor\ncontact=sip:127.0.0.1:{port}\n\n"
-        ));
-    }
-    s
-}
 
 #[test]
 fn sip_rfc4733_info_and_inband_digits_are_masked_and_captured() {

@@ -36,26 +36,6 @@ use secure_pay_agent::{unix_now, Config, Service};
 
 const PAN: &str = "4242424242424242"; // Visa TEST number
 
-/// Puts the module from `SECUREPAY_AGENT_MODULE` where the Asterisk harness looks for it
-/// (target/release/libsecure_pay.so, made the newest candidate).
-fn install_module() {
-    let src = std::env::var("SECUREPAY_AGENT_MODULE").unwrap_or_else(|_| {
-        panic!("set SECUREPAY_AGENT_MODULE to a res_secure_pay build (see the file header)")
-    });
-    let src = agent_support::repo_root().join(src);
-    let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-    let exe = std::env::current_exe().unwrap();
-    let dst = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libsecure_pay.so");
-    // unlink first: cargo hard-links this path to deps/libsecure_pay.so
-    let _ = std::fs::remove_file(&dst);
-    std::fs::write(&dst, bytes).unwrap();
-}
-
 /// A real Asterisk with the module and a loopback HTTPS connector (answering `reply`), one
 /// scripted customer call (`call_id`) and the agent service following the instance's AMI.
 struct Fixture {
@@ -69,7 +49,7 @@ struct Fixture {
 }
 
 fn fixture(name: &str, call_id: &str, reply: &'static str) -> Fixture {
-    install_module();
+    agent_support::install_module("SECUREPAY_AGENT_MODULE");
     let pki = pki();
     let (port, received) = https_server(&pki, reply);
     let conf = format!(

@@ -41,27 +41,11 @@ fn fv(v: &Value, name: &str, key: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn install_module() {
-    let src = std::env::var("SECUREPAY_AGENT_FS_MODULE")
-        .unwrap_or_else(|_| panic!("set SECUREPAY_AGENT_FS_MODULE (see the file header)"));
-    let src = agent_support::repo_root().join(src);
-    let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-    let exe = std::env::current_exe().unwrap();
-    let dst = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libsecure_pay.so");
-    let _ = std::fs::remove_file(&dst); // cargo hard-links this path
-    std::fs::write(&dst, bytes).unwrap();
-}
-
 #[test]
 #[ignore = "needs FreeSWITCH and a mod_secure_pay build (see the file header)"]
 fn agent_service_on_real_freeswitch_esl() {
     let Some(prefix) = prefix() else { return };
-    install_module();
+    agent_support::install_module("SECUREPAY_AGENT_FS_MODULE");
     let fs = FreeSwitch::start(&prefix, &Options::default());
     let mut esl = fs.esl();
     let (cust_a, cust_b) = originate_customer(&mut esl, "cust7");

@@ -22,6 +22,7 @@ mod asterisk;
 use std::time::{Duration, Instant};
 
 use agent_support::{http, open_session, wait_until, LINK_SECRET};
+use asterisk::{free_udp_port, SIP_MODULES};
 use asterisk::{multimon_digits, phone_dialplan, spandsp_digits, Call, Instance, BASE_MODULES};
 use secure_pay_agent::ami::AmiConfig;
 use secure_pay_agent::sign::{call_key, Signer};
@@ -29,31 +30,6 @@ use secure_pay_agent::{unix_now, Config, NodeConfig, PbxLink, Service};
 
 const PAN: &str = "4242424242424242"; // Visa TEST number
 const T: Duration = Duration::from_secs(30);
-const SIP_MODULES: &str = "res_pjproject.so res_sorcery_config.so res_sorcery_memory.so \
-res_sorcery_astdb.so res_pjsip.so res_pjsip_session.so res_pjsip_sdp_rtp.so res_rtp_asterisk.so \
-chan_pjsip.so res_pjsip_pubsub.so res_pjsip_endpoint_identifier_ip.so res_pjsip_dtmf_info.so";
-
-fn install_module() {
-    let src = std::env::var("SECUREPAY_AGENT_MODULE").unwrap_or_else(|_| {
-        panic!("set SECUREPAY_AGENT_MODULE to a res_secure_pay build (see the file header)")
-    });
-    let src = agent_support::repo_root().join(src);
-    let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-    let exe = std::env::current_exe().unwrap();
-    let dst = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libsecure_pay.so");
-    let _ = std::fs::remove_file(&dst);
-    std::fs::write(&dst, bytes).unwrap();
-}
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
 
 /// PJSIP on `my_port` with endpoints `(name, dtmf mode, peer port)` (G.711 µ-law).
 fn pjsip_conf(my_port: u16, peers: &[(&str, &str, u16)], context: &str) -> String {
@@ -211,7 +187,7 @@ struct Node {
 #[test]
 #[ignore = "needs root (Asterisk chroot), kamailio and a res_secure_pay build: see the header"]
 fn kamailio_spreads_calls_over_two_asterisk_nodes_and_one_agent_service_follows_both() {
-    install_module();
+    agent_support::install_module("SECUREPAY_AGENT_MODULE");
     let modules = format!("{BASE_MODULES} {SIP_MODULES}");
     let (kport, phone_port) = (free_udp_port(), free_udp_port());
     let ports = [free_udp_port(), free_udp_port()];

@@ -29,25 +29,6 @@ use secure_pay_agent::{unix_now, Config, NodeConfig, PbxLink, Service};
 const PAN: &str = "4242424242424242"; // Visa TEST number
 const T: Duration = Duration::from_secs(30);
 
-/// Puts the module from `SECUREPAY_AGENT_MODULE` where the Asterisk harness looks for it.
-fn install_module() {
-    let src = std::env::var("SECUREPAY_AGENT_MODULE").unwrap_or_else(|_| {
-        panic!("set SECUREPAY_AGENT_MODULE to a res_secure_pay build (see the file header)")
-    });
-    let src = agent_support::repo_root().join(src);
-    let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-    let exe = std::env::current_exe().unwrap();
-    let dst = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libsecure_pay.so");
-    // unlink first: cargo hard-links this path to deps/libsecure_pay.so
-    let _ = std::fs::remove_file(&dst);
-    std::fs::write(&dst, bytes).unwrap();
-}
-
 struct Node {
     inst: Instance,
     ami: asterisk::Ami,
@@ -106,7 +87,7 @@ fn runner(args: &[&str]) {
 #[test]
 #[ignore = "needs the Asterisk chroot (root) and a res_secure_pay build: see the file header"]
 fn one_agent_service_follows_two_real_asterisk_nodes() {
-    install_module();
+    agent_support::install_module("SECUREPAY_AGENT_MODULE");
     let pki = pki();
     let (port, received) = https_server(
         &pki,

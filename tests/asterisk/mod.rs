@@ -766,3 +766,38 @@ pub fn https_server_slow(
 /// logger.conf for load tests: no verbose lines in the full log (100 calls x dialplan steps).
 pub const QUIET_LOGGER: &str =
     "[general]\ndateformat = %F %T.%3q\n[logfiles]\nfull => notice,warning,error\n";
+
+/// PJSIP modules for the SIP suites (G.711 over RTP, RFC 4733, SIP INFO).
+pub const SIP_MODULES: &str = "res_pjproject.so res_sorcery_config.so res_sorcery_memory.so \
+res_sorcery_astdb.so res_pjsip.so res_pjsip_session.so res_pjsip_sdp_rtp.so res_rtp_asterisk.so \
+chan_pjsip.so res_pjsip_pubsub.so res_pjsip_endpoint_identifier_ip.so res_pjsip_dtmf_info.so";
+
+/// A free UDP port on loopback (bound and released: a race with another process is possible
+/// but harmless in these tests, which start their own instances).
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+/// PJSIP on `my_port` with endpoints `(name, dtmf mode, peer port)`, G.711 µ-law.
+pub fn pjsip_conf(my_port: u16, peers: &[(&str, &str, u16)], context: &str) -> String {
+    pjsip_conf_codec(my_port, peers, context, "ulaw")
+}
+
+pub fn pjsip_conf_codec(
+    my_port: u16,
+    peers: &[(&str, &str, u16)],
+    context: &str,
+    codec: &str,
+) -> String {
+    let mut s =
+        format!("[transport-udp]\ntype=transport\nprotocol=udp\nbind=127.0.0.1:{my_port}\n\n");
+    for (name, dtmf, port) in peers {
+        s.push_str(&format!(
+            "[{name}]\ntype=endpoint\ncontext={context}\ndisallow=all\nallow={codec}\ndtmf_mode={dtmf}\n\
+             aors={name}\ndirect_media=no\nrtp_symmetric=yes\nmedia_address=127.0.0.1\n\
+             bind_rtp_to_media_address=yes\n\n[{name}]\ntype=aor\ncontact=sip:127.0.0.1:{port}\n\n"
+        ));
+    }
+    s
+}

@@ -999,3 +999,23 @@ impl Drop for AgentProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Puts the PBX module named by the environment variable `var` (a path relative to the
+/// repository) where the PBX harnesses look for it (target/release/libsecure_pay.so next to
+/// this test binary's deps, made the newest candidate).
+pub fn install_module(var: &str) {
+    let src = std::env::var(var)
+        .unwrap_or_else(|_| panic!("set {var} to a secure_pay module build (see the file header)"));
+    let src = repo_root().join(src);
+    let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let exe = std::env::current_exe().unwrap();
+    let dst = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libsecure_pay.so");
+    // unlink first: cargo hard-links this path to deps/libsecure_pay.so
+    let _ = std::fs::remove_file(&dst);
+    std::fs::write(&dst, bytes).unwrap();
+}
