@@ -17,7 +17,8 @@
 //!   mode) have a gap exactly over the secure period; resumed at stop with events.
 //! - `recording_pause_resumes_after_a_timeout`: the same on the timeout exit path.
 //! - `conference_with_a_sip_recorder_gets_no_card`: mod_conference with the customer (SIP), an
-//!   agent and a SIP recorder that joins by INVITE; every recording decodes controls, no card.
+//!   agent and a SIP recorder that joins by INVITE; the customer keys the card in-band, the
+//!   expiry as RFC 2833 and the code as SIP INFO; every recording decodes controls, no card.
 //! - `tap_mode_eavesdrop_is_paused_in_secure_mode`: `native_eavesdrop ... read` hears no card.
 //! - `recording_pause_resumes_the_agent_after_the_customer_hangs_up`: the hangup exit path.
 //!
@@ -43,6 +44,19 @@ fn send_dtmf(esl: &mut Esl, uuid: &str, digits: &str) {
     for d in digits.chars() {
         let r = esl.api(&format!("uuid_send_dtmf {uuid} {d}@120"));
         assert!(r.starts_with("+OK"), "uuid_send_dtmf: {r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Sends `digits` from the leg `uuid` as SIP INFO (application/dtmf-relay, 120 ms each), the
+/// way a phone in INFO mode does, whatever that leg's `dtmf_type`: one call can then mix
+/// in-band, RFC 2833 and SIP INFO.
+fn send_info(esl: &mut Esl, uuid: &str, digits: &str) {
+    for d in digits.chars() {
+        let r = esl.api(&format!(
+            "uuid_send_info {uuid} application dtmf-relay Signal={d} Duration=120"
+        ));
+        assert!(r.starts_with("+OK"), "uuid_send_info: {r}");
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -464,9 +478,9 @@ fn conference_with_a_sip_recorder_gets_no_card() {
     record(&mut esl, &cust_b, "start", &cust_nat2);
     play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
     wait_field_done(&mut esl, &cust_b, "payment-card-number");
-    send_dtmf(&mut esl, &cust_a, EXPIRY);
-    send_dtmf(&mut esl, &cust_a, CVV);
-    // Checked after the judges (below): a lost key press must not hide a leak verdict.
+    send_dtmf(&mut esl, &cust_a, EXPIRY); // RFC 2833
+    send_info(&mut esl, &cust_a, CVV); // SIP INFO
+                                       // Checked after the judges (below): a lost key press must not hide a leak verdict.
     let status = wait_complete(&mut esl, &cust_b);
     let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
     assert!(r.starts_with("+OK"), "stop: {r}");
