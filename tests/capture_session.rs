@@ -121,6 +121,8 @@ fn visa16_expiry_cvv_happy_path_and_masking() {
         assert_eq!(hdr(d, "SecurePay-Masked"), "*".repeat(i + 1));
         assert_eq!(hdr(d, "SecurePay-Partial"), "true");
         assert_eq!(hdr(d, "SecurePay-Card-Brand"), "visa");
+        // the detection path of the key press (the agent service counts per path)
+        assert_eq!(hdr(d, "SecurePay-Source"), "telephone-event");
     }
     // Visa can be 19 digits: no auto-advance at 16, the terminator ends it.
     assert!(find(&ev, "field").is_empty());
@@ -301,6 +303,8 @@ fn clear_key_wipes_the_field_mid_entry() {
     assert_eq!(last.name(), "digit");
     assert_eq!(hdr(last, "SecurePay-Length"), "0");
     assert_eq!(hdr(last, "SecurePay-Masked"), "");
+    // a clear adds no key press: no path named
+    assert_eq!(last.header("SecurePay-Source"), None);
     h.keys("4242424242424242#");
     let ev = h.take();
     assert_eq!(

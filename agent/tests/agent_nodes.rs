@@ -425,13 +425,14 @@ fn metrics_count_a_payment_per_node_and_carry_no_digit() {
     );
     let m = r.body;
     assert!(m.trim_end().ends_with("# EOF"), "{m}");
-    // the card's 16 and the expiry's digits (the security code sends no progress event),
-    // never the terminator; the module's events do not name the detection path (yet)
+    // the fake PBX reports every key as RFC 4733; the card's 16 and the expiry's digits (the
+    // security code sends no progress event), never the terminator
     let digits = sample(
         &m,
-        "secure_pay_agent_digits_total{node=\"ast1\",path=\"unreported\"}",
+        "secure_pay_agent_digits_total{node=\"ast1\",path=\"rfc4733\"}",
     );
     assert!((16.0..=20.0).contains(&digits), "{m}");
+    assert!(!m.contains("path=\"unreported\""), "{m}");
     for f in ["payment-card-number", "expiration-date", "security-code"] {
         assert_eq!(
             sample(

@@ -142,8 +142,8 @@ fn one_agent_service_follows_two_real_asterisk_nodes() {
     }
     let m = svc.metrics_text();
     for want in [
-        "secure_pay_agent_digits_total{node=\"ast1\",path=\"unreported\"}",
-        "secure_pay_agent_digits_total{node=\"ast2\",path=\"unreported\"}",
+        "secure_pay_agent_digits_total{node=\"ast1\",path=\"in-band\"}",
+        "secure_pay_agent_digits_total{node=\"ast2\",path=\"host-frame\"}",
         "secure_pay_agent_fields_total{node=\"ast1\",field=\"security-code\",result=\"complete\"} 1",
         "secure_pay_agent_fields_total{node=\"ast2\",field=\"security-code\",result=\"complete\"} 1",
         "secure_pay_agent_sessions_active{node=\"ast1\"} 1",

@@ -17,7 +17,7 @@ use arrayvec::ArrayString;
 
 use crate::core::capture::card::Brand;
 use crate::core::capture::field::{ErrorType, FieldKind, FieldList};
-use crate::core::capture::StopReason;
+use crate::core::capture::{DigitSource, StopReason};
 use crate::core::guard::redact_pans;
 use crate::core::payment::{PaymentMethod, PaymentOutcome};
 
@@ -168,6 +168,8 @@ pub enum Event {
         length: u8,
         masked: Masked,
         brand: Option<Brand>,
+        /// The detection path of the key press added (`SecurePay-Source`); None for a clear.
+        source: Option<DigitSource>,
     },
     /// A field ended: complete (valid) or invalid with a Twilio error type.
     Field {
@@ -377,6 +379,7 @@ impl Event {
                 length,
                 masked,
                 brand,
+                source,
             } => {
                 f("SecurePay-Field", field.name());
                 f("SecurePay-Length", &num(u64::from(*length)));
@@ -384,6 +387,9 @@ impl Event {
                 f("SecurePay-Partial", "true");
                 if let Some(b) = brand {
                     f("SecurePay-Card-Brand", b.name());
+                }
+                if let Some(s) = source {
+                    f("SecurePay-Source", s.name());
                 }
             }
             Event::Field {

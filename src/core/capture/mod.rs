@@ -29,7 +29,8 @@ pub use crate::core::config::CaptureConfig;
 #[allow(unused_imports)]
 pub(crate) use crate::core::events::Event;
 
-/// Where a digit came from (used for duplicate suppression and reported nowhere).
+/// Where a digit came from: used for duplicate suppression, and named (`SecurePay-Source`) in
+/// the `digit` event of a key press added to a field (the agent service's per-path counts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DigitSource {
     /// Detected in the audio by the masker.
@@ -40,6 +41,19 @@ pub enum DigitSource {
     SipInfo,
     /// A host DTMF frame/event whose transport is unknown (e.g. Asterisk DTMF_END frame).
     HostFrame,
+}
+
+impl DigitSource {
+    /// `in-band`, `telephone-event` (RFC 4733; no digits in event values), `sip-info` or
+    /// `host-frame`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DigitSource::InBand => "in-band",
+            DigitSource::Rfc4733 => "telephone-event",
+            DigitSource::SipInfo => "sip-info",
+            DigitSource::HostFrame => "host-frame",
+        }
+    }
 }
 
 /// Why a session stopped.

@@ -268,7 +268,8 @@ impl Session {
         }
     }
 
-    fn emit_progress(&self, sink: &mut dyn FnMut(Event)) {
+    /// `source`: the path of the key press just added (None for a clear).
+    fn emit_progress(&self, source: Option<DigitSource>, sink: &mut dyn FnMut(Event)) {
         if let Some(a) = &self.active {
             // The security code is never shown, not even as a count of mask characters.
             if a.kind == FieldKind::SecurityCode {
@@ -280,6 +281,7 @@ impl Session {
                 length: len as u8,
                 masked: stars(len),
                 brand: Self::progress_brand(a.kind, a.digits.expose()),
+                source,
             });
         }
     }
@@ -344,7 +346,7 @@ impl Session {
                     a.overflow = false;
                     a.since_ms = now_ms;
                     a.last_ms = None;
-                    self.emit_progress(sink);
+                    self.emit_progress(None, sink);
                 }
             }
             return;
@@ -364,7 +366,7 @@ impl Session {
             a.overflow = true;
             return;
         }
-        self.emit_progress(sink);
+        self.emit_progress(Some(src), sink);
         // Recompute: the brand (hence the maximum) may have become known with this digit.
         let full = self
             .active
@@ -632,7 +634,7 @@ impl Session {
                 a.overflow = false;
                 a.since_ms = now_ms;
                 a.last_ms = None;
-                self.emit_progress(sink);
+                self.emit_progress(None, sink);
                 Ok(())
             }
             Command::Restart => {
