@@ -161,7 +161,11 @@ fn key_and_submit(esl: &mut Esl, ev: &mut Esl) -> (String, String, String) {
     for d in format!("{PAN}#{EXPIRY}{CVV}").chars() {
         let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
         assert!(r.starts_with("+OK"), "{r}");
-        std::thread::sleep(Duration::from_millis(250));
+        // 400 ms apart: each report's span is its 100 ms duration back from its arrival, and
+        // the card repeats keys (4111...); a loaded machine that stalls the customer leg's
+        // thread delivers two queued presses together, which the same-path rule then takes for
+        // one press reported twice (docs/capture.md, duplicate suppression, limits).
+        std::thread::sleep(Duration::from_millis(400));
     }
     if custom(ev, "complete", &cust, Duration::from_secs(5)).is_none() {
         // masked status only: which field is where, lengths and attempts
