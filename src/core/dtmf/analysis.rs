@@ -348,13 +348,21 @@ pub(crate) struct Hop {
     /// The pair stands out of a background in its own bands (see [`HopTests::cov_bg`]): mask
     /// it once it is stable over consecutive windows (the masker's decision).
     pub bg: bool,
-    /// Signed phase advance over half a window of the row and column tone (radians; a
-    /// steady tone measures the same value hop after hop).
+    /// The pair `bg` judged (one of the two strongest rows and columns; see
+    /// [`Analyzer::judge`]), valid when `bg` is set.
+    pub bg_row: u8,
+    pub bg_col: u8,
+    /// The `bg` pair starts no series of its own yet and is not the strongest pair standing
+    /// out of its groups: one of two similar peaks of a group (a series starting here must
+    /// last longer, see the masker).
+    pub bg_weak: bool,
+    /// Signed phase advance over half a window of the `bg` pair's row and column tone
+    /// (radians; a steady tone measures the same value hop after hop).
     pub dphi_row: f32,
     pub dphi_col: f32,
     /// Both tones of the watched pair are still there (see [`Watch`]).
     pub keep: bool,
-    /// Tone energies of the row and column in the window (T_k).
+    /// Tone energies of the `bg` pair's row and column in the window (T_k).
     pub t_row: f32,
     pub t_col: f32,
 }
@@ -449,6 +457,10 @@ pub(crate) struct Analyzer {
     tests: HopTests,
     /// The masker's watched pair, as its callback returned it for the last window.
     watch: Watch,
+    /// The pair the last `bg` window held: (hop index + 1, row, col); 0 = none. A later
+    /// window prefers it among its candidates, so a background tone next to the pair's row or
+    /// column frequency can't break the pair's series by taking the peak in turns.
+    last_bg: (u64, u8, u8),
 }
 
 impl Analyzer {
@@ -477,6 +489,7 @@ impl Analyzer {
             prev_dev: [(0, 0, 0, 0.0, 0.0); 2],
             tests,
             watch: None,
+            last_bg: (0, 0, 0),
         }
     }
 
@@ -501,6 +514,7 @@ impl Analyzer {
         self.covhist = [0.0; 2];
         self.prev_dev = [(0, 0, 0, 0.0, 0.0); 2];
         self.watch = None;
+        self.last_bg = (0, 0, 0);
     }
 
     /// Feeds samples; calls `on_hop` for the completed analysis windows.
@@ -682,8 +696,6 @@ impl Analyzer {
         let (c, tc) = argmax4(&t, 4);
         hop.row = r as u8;
         hop.col = c as u8;
-        hop.t_row = tr;
-        hop.t_col = tc;
         // Tests are written as products, not ratios, where they can be (no division on the
         // path to the branches).
         let pair = tr + tc;
@@ -722,16 +734,64 @@ impl Analyzer {
         let plateau = prev2_cov >= 0.8 * cov && cov >= 0.8 * prev2_cov;
         let capture = cov >= ts.cov_pre && plateau && h >= 2 + (K as u64 - 1);
         // Over a background the pair's share of the window is small, but it still stands
-        // out of its own bands: above the other tones of its group and above a flat floor.
-        let bg = pair >= ts.cov_bg * e
-            && tr >= ts.t_mask
-            && tc >= ts.t_mask
-            && tr >= ts.floor_bg * e
-            && tc >= ts.floor_bg * e
-            && tc >= ts.twist_mask_lo * tr
-            && tc <= ts.twist_mask_hi * tr
-            && rel_ok(sec_r, tr, ts.rel_bg)
-            && rel_ok(sec_c, tc, ts.rel_bg);
+        // out of its own bands: above a flat floor and above the tones of its group other
+        // than the two strongest. A background tone next to a row (column) frequency can
+        // outweigh the pair's own tone there, so each group has two candidates, the two
+        // strongest, and each candidate pair is judged on its own bins.
+        let (r2, tr2) = second4i(&t, 0, r);
+        let (c2, tc2) = second4i(&t, 4, c);
+        let (third_r, third_c) = (third4(&t, 0, r, r2), third4(&t, 4, c, c2));
+        let bg_pair = |a: f32, b: f32| {
+            a + b >= ts.cov_bg * e
+                && a >= ts.t_mask
+                && b >= ts.t_mask
+                && a >= ts.floor_bg * e
+                && b >= ts.floor_bg * e
+                && b >= ts.twist_mask_lo * a
+                && b <= ts.twist_mask_hi * a
+        };
+        let rows_ok = [
+            rel_ok(third_r, tr, ts.rel_bg),
+            rel_ok(third_r, tr2, ts.rel_bg),
+        ];
+        let cols_ok = [
+            rel_ok(third_c, tc, ts.rel_bg),
+            rel_ok(third_c, tc2, ts.rel_bg),
+        ];
+        let cand_r = [(r, tr), (r2, tr2)];
+        let cand_c = [(c, tc), (c2, tc2)];
+        // Candidates in order: the pair of the last `bg` window (the window right after it
+        // judges that pair on its own bins while it is one of the two strongest of each
+        // group: a second, steady background tone may take the peak in turns), then the
+        // strongest pair standing out of its groups (`rel_bg` over the second strongest),
+        // then, as a weak start (the masker wants a longer series), the pairs of the two
+        // strongest of each group standing out of the rest.
+        let order = [(0usize, 0usize), (1, 0), (0, 1), (1, 1)];
+        let mut bg_cands = [(0usize, 0usize, false); 6];
+        let mut n_bg = 0;
+        let relaxed =
+            |i: usize, j: usize| rows_ok[i] && cols_ok[j] && bg_pair(cand_r[i].1, cand_c[j].1);
+        let (lh, lr, lc) = self.last_bg;
+        if lh == h {
+            for (i, j) in order {
+                if cand_r[i].0 as u8 == lr && cand_c[j].0 as u8 == lc && relaxed(i, j) {
+                    bg_cands[n_bg] = (i, j, false);
+                    n_bg += 1;
+                }
+            }
+        }
+        if rel_ok(sec_r, tr, ts.rel_bg) && rel_ok(sec_c, tc, ts.rel_bg) && bg_pair(tr, tc) {
+            bg_cands[n_bg] = (0, 0, false);
+            n_bg += 1;
+        } else {
+            for (i, j) in order {
+                if relaxed(i, j) {
+                    bg_cands[n_bg] = (i, j, true);
+                    n_bg += 1;
+                }
+            }
+        }
+        let bg = n_bg > 0;
         if !hop.mask && !capture && !bg {
             return hop;
         }
@@ -745,9 +805,23 @@ impl Analyzer {
         }
         let (sr, sc) = (sdphi(&z, prev2, r), sdphi(&z, prev2, 4 + c));
         let (pr, pc) = (sr.abs(), sc.abs());
-        hop.dphi_row = sr;
-        hop.dphi_col = sc;
-        hop.bg = bg && pr <= ts.max_dphi_bg[r] && pc <= ts.max_dphi_bg[4 + c];
+        for &(i, j, weak) in &bg_cands[..n_bg] {
+            let ((br, btr), (bc, btc)) = (cand_r[i], cand_c[j]);
+            let dr = if i == 0 { sr } else { sdphi(&z, prev2, br) };
+            let dc = if j == 0 { sc } else { sdphi(&z, prev2, 4 + bc) };
+            if dr.abs() <= ts.max_dphi_bg[br] && dc.abs() <= ts.max_dphi_bg[4 + bc] {
+                hop.bg = true;
+                hop.bg_weak = weak;
+                hop.bg_row = br as u8;
+                hop.bg_col = bc as u8;
+                hop.dphi_row = dr;
+                hop.dphi_col = dc;
+                hop.t_row = btr;
+                hop.t_col = btc;
+                self.last_bg = (h + 1, br as u8, bc as u8);
+                break;
+            }
+        }
         if hop.mask {
             // Loose frequency sanity (no plateau needed): rejects gliding speech harmonics,
             // keeps short bursts and tones well beyond what any decoder accepts.
@@ -1094,6 +1168,30 @@ fn second4(t: &[f32; 8], from: usize, peak: usize) -> f32 {
     for i in 0..4 {
         let v = if i == peak { 0.0 } else { t[from + i] };
         m = if v > m { v } else { m };
+    }
+    m
+}
+
+/// Index (0..4) and value of the largest of `t[from..from + 4]` other than index `peak`.
+#[inline(always)]
+fn second4i(t: &[f32; 8], from: usize, peak: usize) -> (usize, f32) {
+    let (mut k, mut m) = (if peak == 0 { 1 } else { 0 }, -1.0f32);
+    for i in 0..4 {
+        if i != peak && t[from + i] > m {
+            (k, m) = (i, t[from + i]);
+        }
+    }
+    (k, m)
+}
+
+/// Largest of `t[from..from + 4]` other than indices `a` and `b` (energies are ≥ 0).
+#[inline(always)]
+fn third4(t: &[f32; 8], from: usize, a: usize, b: usize) -> f32 {
+    let mut m = 0.0f32;
+    for i in 0..4 {
+        if i != a && i != b {
+            m = m.max(t[from + i]);
+        }
     }
     m
 }
