@@ -262,6 +262,9 @@ const MASK_FREQ_DEV_PCT: f32 = 5.5;
 /// window energy of the pair, how far each tone must stand above the other tones of its group
 /// (dB) and above a flat spectral floor (2E/N per bin of an 8 kHz window, dB).
 const BG_FREQ_DEV_PCT: f32 = 3.5;
+/// ... of each tone of a weak start (see [`bg_candidates`]): a steady two-note chord with
+/// a note between two row or column frequencies is not a keypad.
+const BG_WEAK_FREQ_DEV_PCT: f32 = 3.0;
 const BG_COV: f32 = 0.12;
 const BG_REL_DB: f32 = 2.0;
 const BG_FLOOR_DB: f32 = 6.0;
@@ -315,6 +318,7 @@ pub(crate) struct HopTests {
     pub rel_bg: f32,
     pub floor_bg: f32,
     pub max_dphi_bg: [f32; 8],
+    pub max_dphi_bg_weak: [f32; 8],
     /// Each tone of the watched pair keeps it masked from this share of the window on.
     pub keep: f32,
     /// Coverage gate while a pair is watched.
@@ -734,63 +738,21 @@ impl Analyzer {
         let plateau = prev2_cov >= 0.8 * cov && cov >= 0.8 * prev2_cov;
         let capture = cov >= ts.cov_pre && plateau && h >= 2 + (K as u64 - 1);
         // Over a background the pair's share of the window is small, but it still stands
-        // out of its own bands: above a flat floor and above the tones of its group other
-        // than the two strongest. A background tone next to a row (column) frequency can
-        // outweigh the pair's own tone there, so each group has two candidates, the two
-        // strongest, and each candidate pair is judged on its own bins.
-        let (r2, tr2) = second4i(&t, 0, r);
-        let (c2, tc2) = second4i(&t, 4, c);
-        let (third_r, third_c) = (third4(&t, 0, r, r2), third4(&t, 4, c, c2));
-        let bg_pair = |a: f32, b: f32| {
-            a + b >= ts.cov_bg * e
-                && a >= ts.t_mask
-                && b >= ts.t_mask
-                && a >= ts.floor_bg * e
-                && b >= ts.floor_bg * e
-                && b >= ts.twist_mask_lo * a
-                && b <= ts.twist_mask_hi * a
-        };
-        let rows_ok = [
-            rel_ok(third_r, tr, ts.rel_bg),
-            rel_ok(third_r, tr2, ts.rel_bg),
-        ];
-        let cols_ok = [
-            rel_ok(third_c, tc, ts.rel_bg),
-            rel_ok(third_c, tc2, ts.rel_bg),
-        ];
-        let cand_r = [(r, tr), (r2, tr2)];
-        let cand_c = [(c, tc), (c2, tc2)];
-        // Candidates in order: the pair of the last `bg` window (the window right after it
-        // judges that pair on its own bins while it is one of the two strongest of each
-        // group: a second, steady background tone may take the peak in turns), then the
-        // strongest pair standing out of its groups (`rel_bg` over the second strongest),
-        // then, as a weak start (the masker wants a longer series), the pairs of the two
-        // strongest of each group standing out of the rest.
-        let order = [(0usize, 0usize), (1, 0), (0, 1), (1, 1)];
-        let mut bg_cands = [(0usize, 0usize, false); 6];
-        let mut n_bg = 0;
-        let relaxed =
-            |i: usize, j: usize| rows_ok[i] && cols_ok[j] && bg_pair(cand_r[i].1, cand_c[j].1);
-        let (lh, lr, lc) = self.last_bg;
-        if lh == h {
-            for (i, j) in order {
-                if cand_r[i].0 as u8 == lr && cand_c[j].0 as u8 == lc && relaxed(i, j) {
-                    bg_cands[n_bg] = (i, j, false);
-                    n_bg += 1;
-                }
-            }
-        }
-        if rel_ok(sec_r, tr, ts.rel_bg) && rel_ok(sec_c, tc, ts.rel_bg) && bg_pair(tr, tc) {
-            bg_cands[n_bg] = (0, 0, false);
-            n_bg += 1;
+        // out of its own bands (see [`bg_candidates`]). Every candidate's tones are at most
+        // the strongest row's and column's, so when those fail the floor, level or share
+        // test no candidate can pass.
+        let (bg_cands, n_bg) = if tr + tc >= ts.cov_bg * e
+            && tr >= ts.t_mask
+            && tc >= ts.t_mask
+            && tr >= ts.floor_bg * e
+            && tc >= ts.floor_bg * e
+        {
+            let last = self.last_bg;
+            let last = (last.0 == h).then_some((last.1, last.2));
+            bg_candidates(&t, (r, tr, sec_r), (c, tc, sec_c), e, ts, last)
         } else {
-            for (i, j) in order {
-                if relaxed(i, j) {
-                    bg_cands[n_bg] = (i, j, true);
-                    n_bg += 1;
-                }
-            }
-        }
+            ([BgCand::default(); 5], 0)
+        };
         let bg = n_bg > 0;
         if !hop.mask && !capture && !bg {
             return hop;
@@ -805,11 +767,26 @@ impl Analyzer {
         }
         let (sr, sc) = (sdphi(&z, prev2, r), sdphi(&z, prev2, 4 + c));
         let (pr, pc) = (sr.abs(), sc.abs());
-        for &(i, j, weak) in &bg_cands[..n_bg] {
-            let ((br, btr), (bc, btc)) = (cand_r[i], cand_c[j]);
-            let dr = if i == 0 { sr } else { sdphi(&z, prev2, br) };
-            let dc = if j == 0 { sc } else { sdphi(&z, prev2, 4 + bc) };
-            if dr.abs() <= ts.max_dphi_bg[br] && dc.abs() <= ts.max_dphi_bg[4 + bc] {
+        for &BgCand {
+            row: br,
+            col: bc,
+            weak,
+        } in &bg_cands[..n_bg]
+        {
+            let (br, bc) = (br as usize & 3, bc as usize & 3);
+            let (btr, btc) = (t[br], t[4 + bc]);
+            let dr = if br == r { sr } else { sdphi(&z, prev2, br) };
+            let dc = if bc == c {
+                sc
+            } else {
+                sdphi(&z, prev2, 4 + bc)
+            };
+            let lim = if weak {
+                &ts.max_dphi_bg_weak
+            } else {
+                &ts.max_dphi_bg
+            };
+            if dr.abs() <= lim[br] && dc.abs() <= lim[4 + bc] {
                 hop.bg = true;
                 hop.bg_weak = weak;
                 hop.bg_row = br as u8;
@@ -1172,6 +1149,98 @@ fn second4(t: &[f32; 8], from: usize, peak: usize) -> f32 {
     m
 }
 
+/// A pair the `bg` test passes before its frequency test (see [`bg_candidates`]).
+#[derive(Clone, Copy, Default)]
+struct BgCand {
+    row: u8,
+    col: u8,
+    weak: bool,
+}
+
+/// The pairs that stand out of a background in their own bands, in order of preference:
+/// each tone over a flat floor, the pair's share, level and twist within the `bg` limits,
+/// and each tone `rel_bg` over the tones of its group other than the two strongest. A
+/// background tone next to a row (column) frequency can outweigh the pair's own tone there,
+/// so each group has two candidates, the two strongest, each judged on its own bins:
+/// - the pair of the last `bg` window (`last`, if it was the window right before), while
+///   its tones are among the two strongest of their groups (a second, steady background tone
+///   may take the peak in turns);
+/// - the strongest pair, if each of its tones is also `rel_bg` over the second strongest;
+/// - otherwise, as weak starts (the masker wants a longer series), the pairs of the two
+///   strongest of each group.
+///
+/// `row` and `col` are (index, T, second strongest T of the group).
+#[inline(never)]
+fn bg_candidates(
+    t: &[f32; 8],
+    row: (usize, f32, f32),
+    col: (usize, f32, f32),
+    e: f32,
+    ts: &HopTests,
+    last: Option<(u8, u8)>,
+) -> ([BgCand; 5], usize) {
+    let (r, tr, sec_r) = row;
+    let (c, tc, sec_c) = col;
+    let mut out = [BgCand::default(); 5];
+    let rel_ok = |other: f32, pv: f32| other * ts.rel_bg <= pv;
+    let pair_ok = |a: f32, b: f32| {
+        a + b >= ts.cov_bg * e
+            && a >= ts.t_mask
+            && b >= ts.t_mask
+            && a >= ts.floor_bg * e
+            && b >= ts.floor_bg * e
+            && b >= ts.twist_mask_lo * a
+            && b <= ts.twist_mask_hi * a
+    };
+    let strict = rel_ok(sec_r, tr) && rel_ok(sec_c, tc) && pair_ok(tr, tc);
+    if strict && last.map_or(true, |l| l == (r as u8, c as u8)) {
+        // The common case (a clean tone, or none), as cheap as before the candidates.
+        out[0] = BgCand {
+            row: r as u8,
+            col: c as u8,
+            weak: false,
+        };
+        return (out, 1);
+    }
+    let (r2, tr2) = second4i(t, 0, r);
+    let (c2, tc2) = second4i(t, 4, c);
+    let (third_r, third_c) = (third4(t, 0, r, r2), third4(t, 4, c, c2));
+    let rows = [
+        (r, tr, rel_ok(third_r, tr)),
+        (r2, tr2, rel_ok(third_r, tr2)),
+    ];
+    let cols = [
+        (c, tc, rel_ok(third_c, tc)),
+        (c2, tc2, rel_ok(third_c, tc2)),
+    ];
+    let order = [(0usize, 0usize), (1, 0), (0, 1), (1, 1)];
+    let mut n = 0;
+    let mut push = |i: usize, j: usize, weak: bool| {
+        let ((kr, ar, okr), (kc, ac, okc)) = (rows[i], cols[j]);
+        if okr && okc && pair_ok(ar, ac) {
+            out[n] = BgCand {
+                row: kr as u8,
+                col: kc as u8,
+                weak,
+            };
+            n += 1;
+        }
+    };
+    if let Some((lr, lc)) = last {
+        for (i, j) in order {
+            if rows[i].0 as u8 == lr && cols[j].0 as u8 == lc {
+                push(i, j, false);
+            }
+        }
+    }
+    if strict {
+        push(0, 0, false);
+    } else {
+        push(0, 0, true);
+    }
+    (out, n)
+}
+
 /// Index (0..4) and value of the largest of `t[from..from + 4]` other than index `peak`.
 #[inline(always)]
 fn second4i(t: &[f32; 8], from: usize, peak: usize) -> (usize, f32) {
@@ -1243,6 +1312,7 @@ impl HopTests {
         let max_dphi = dphi(max_freq_dev_pct);
         let max_dphi_mask = dphi(MASK_FREQ_DEV_PCT);
         let max_dphi_bg = dphi(BG_FREQ_DEV_PCT);
+        let max_dphi_bg_weak = dphi(BG_WEAK_FREQ_DEV_PCT);
         Self {
             t_min: n * dbm0_power(threshold_dbm0),
             twist_lo: db_ratio(-normal_twist_db),
@@ -1271,6 +1341,7 @@ impl HopTests {
             // rate: above 4 kHz a call carries little, so a wideband floor would be too low.
             floor_bg: db_ratio(BG_FLOOR_DB) * 2.0 / (K as f32 * 25.0),
             max_dphi_bg,
+            max_dphi_bg_weak,
             keep: KEEP_SHARE,
             cov_gate_watch: 0.0,
             cov_gate_plain: 0.0,
