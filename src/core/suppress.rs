@@ -34,7 +34,13 @@
 //! speech harmonics glide — and then from 10 ms before the first of them. While a pair is being
 //! masked the front end watches that pair's two bins in every window, whatever else is louder,
 //! and masking goes on while each still carries ≥ 4 % of the window (with a 10 ms hangover).
-//! This needs 32 ms of look-ahead (the default is 40). Measured in
+//! A steady background tone next to a row or column frequency can take that group's peak in
+//! turns with the tone, so `bg` keeps two candidates per group (`bg_candidates` in
+//! `dtmf/analysis.rs`): the window after a `bg` window judges that window's pair on its own
+//! bins, and a series may also start "weak" on the strongest pair ≥ 2 dB over the third
+//! strongest of each group (each tone within ±3 %); such a series is masked after six steady
+//! windows instead of four. This needs 32 ms of look-ahead, 38 ms for a weak start (the
+//! default is 40). Measured in
 //! `tests/masking_background.rs` and docs/masking.md.
 //!
 //! Outside masked spans the output is the input delayed by exactly [`Masker::delay_samples`],
