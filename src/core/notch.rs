@@ -5,15 +5,16 @@
 //! # Design
 //! Per DTMF frequency `f`, five second-order notch sections with their zeros on the unit circle
 //! at `f · (1 + k · 1 %)`, k = −2..=2 (so the zeros span ±2 %), and their poles at the same
-//! angles at radius `exp(−π · 0.05 · f / rate)` (a bandwidth of 5 % of `f` each, constant Q),
-//! each normalised to unity gain at DC. Together (40 sections) the steady-state stop band is
-//! about 40 dB deep over ±2 % of every DTMF frequency (real keypads: ±1.5 %); below 500 Hz and
-//! above 2 kHz the gain stays within 0.2 dB of unity. The price: about a third of the
+//! angles at radius `exp(−π · 0.07 · f / rate)` (a bandwidth of 7 % of `f` each, constant Q),
+//! each normalised to unity gain at DC. Together (40 sections) the stop band is deep over ±2 %
+//! of every DTMF frequency (real keypads: ±1.5 %); up to 400 Hz and above 2.2 kHz the gain
+//! stays within 0.5 dB of unity, at 500 Hz within 1 dB. The price: about a third of the
 //! 300–3400 Hz band is attenuated by more than 3 dB (697–1633 Hz becomes a comb with gaps
 //! between the row and the column groups), which keeps speech intelligible but audibly
-//! coloured; docs/masking.md has the measured cost. A tone's first ~10 ms pass partly (the
-//! sections' settling time), so a 20 ms tone 2 % off is attenuated by about 28 dB, a 40 ms one
-//! by 31 dB.
+//! coloured; docs/masking.md has the measured cost. A tone's first milliseconds pass partly
+//! (the sections' settling time, about 1 / (π · 7 % · f): 3 to 7 ms); the 7 % bandwidth (5 %
+//! before) settles fast enough that on the masking_background corpus 18 of 8038 tones stay
+//! over −30 dB instead of 112.
 //!
 //! Direct form II transposed in f32; no allocation, constant work per sample, state per channel.
 
@@ -24,7 +25,7 @@ use crate::core::dtmf::analysis::FREQS;
 /// (fraction of f).
 const PER_TONE: usize = 5;
 const ZERO_STEP: f64 = 0.01;
-const BANDWIDTH: f64 = 0.05;
+const BANDWIDTH: f64 = 0.07;
 const SECTIONS: usize = 8 * PER_TONE;
 
 /// One biquad: b0, b1, b2, a1, a2 (a0 = 1).
@@ -118,10 +119,17 @@ mod tests {
                     assert!(g <= -30.0, "{rate:?} {f} Hz {dev}: {g:.1} dB");
                 }
             }
-            // Control: far from the bands the filter is transparent.
-            for f in [300.0, 500.0, 2200.0, 3000.0] {
+            // Control: far from the bands the filter is transparent (at 500 Hz, 200 Hz under
+            // the lowest band, the 7 % poles take 0.8 dB).
+            for (f, most) in [
+                (300.0, 0.5),
+                (400.0, 0.5),
+                (500.0, 1.0),
+                (2200.0, 0.5),
+                (3000.0, 0.5),
+            ] {
                 let g = gain_db(rate, f);
-                assert!(g.abs() <= 0.5, "{rate:?} {f} Hz: {g:.1} dB");
+                assert!(g.abs() <= most, "{rate:?} {f} Hz: {g:.1} dB");
             }
         }
     }

@@ -34,7 +34,13 @@
 //! speech harmonics glide — and then from 10 ms before the first of them. While a pair is being
 //! masked the front end watches that pair's two bins in every window, whatever else is louder,
 //! and masking goes on while each still carries ≥ 4 % of the window (with a 10 ms hangover).
-//! This needs 32 ms of look-ahead (the default is 40). Measured in
+//! A steady background tone next to a row or column frequency can take that group's peak in
+//! turns with the tone, so `bg` keeps two candidates per group (`bg_candidates` in
+//! `dtmf/analysis.rs`): the window after a `bg` window judges that window's pair on its own
+//! bins, and a series may also start "weak" on the strongest pair ≥ 2 dB over the third
+//! strongest of each group (each tone within ±3 %); such a series is masked after six steady
+//! windows instead of four. This needs 32 ms of look-ahead, 38 ms for a weak start (the
+//! default is 40). Measured in
 //! `tests/masking_background.rs` and docs/masking.md.
 //!
 //! Outside masked spans the output is the input delayed by exactly [`Masker::delay_samples`],
@@ -134,6 +140,8 @@ const HANGOVER_MS: u32 = 6;
 /// hangover of such a span (a tone on a background passes the test only once it fills most
 /// of a window, so its edges need more than the 6 ms of a clean tone).
 const BG_STABLE_HOPS: u32 = 4;
+/// ... and of a series that starts on a weak `bg` window (see `Hop::bg_weak`).
+const BG_STABLE_HOPS_WEAK: u32 = 6;
 const BG_DPHI_TOL: f32 = 0.5;
 /// ... and the largest change of each tone's energy between them (2 dB as a ratio).
 const BG_AMP: f32 = 1.585;
@@ -148,6 +156,8 @@ struct BgRun {
     row: u8,
     col: u8,
     count: u32,
+    /// Windows needed before the series is masked.
+    need: u32,
     dphi_row: f32,
     dphi_col: f32,
     t_row: f32,
@@ -294,8 +304,8 @@ impl Masker {
                     let r = &mut *bg_run;
                     let cont = r.first != 0
                         && r.last + m == h.end
-                        && r.row == h.row
-                        && r.col == h.col
+                        && r.row == h.bg_row
+                        && r.col == h.bg_col
                         && (h.dphi_row - r.dphi_row).abs() <= BG_DPHI_TOL
                         && (h.dphi_col - r.dphi_col).abs() <= BG_DPHI_TOL
                         && h.t_row <= BG_AMP * r.t_row
@@ -307,9 +317,14 @@ impl Masker {
                     } else {
                         *r = BgRun {
                             first: h.end,
-                            row: h.row,
-                            col: h.col,
+                            row: h.bg_row,
+                            col: h.bg_col,
                             count: 1,
+                            need: if h.bg_weak {
+                                BG_STABLE_HOPS_WEAK
+                            } else {
+                                BG_STABLE_HOPS
+                            },
                             ..BgRun::default()
                         };
                     }
@@ -318,15 +333,11 @@ impl Masker {
                     r.dphi_col = h.dphi_col;
                     r.t_row = h.t_row;
                     r.t_col = h.t_col;
-                    if r.count >= BG_STABLE_HOPS {
-                        let from = if r.count == BG_STABLE_HOPS {
-                            r.first
-                        } else {
-                            h.end
-                        };
+                    if r.count >= r.need {
+                        let from = if r.count == r.need { r.first } else { h.end };
                         let a = from.saturating_sub(bg_back).max(h.end.saturating_sub(d));
                         push_span(spans, nspans, a, h.end + bg_hang);
-                        *active = (h.end, h.row, h.col);
+                        *active = (h.end, h.bg_row, h.bg_col);
                     }
                 }
                 let watch = |active: &(u64, u8, u8)| {

@@ -262,6 +262,9 @@ const MASK_FREQ_DEV_PCT: f32 = 5.5;
 /// window energy of the pair, how far each tone must stand above the other tones of its group
 /// (dB) and above a flat spectral floor (2E/N per bin of an 8 kHz window, dB).
 const BG_FREQ_DEV_PCT: f32 = 3.5;
+/// ... of each tone of a weak start (see [`bg_candidates`]): a steady two-note chord with
+/// a note between two row or column frequencies is not a keypad.
+const BG_WEAK_FREQ_DEV_PCT: f32 = 3.0;
 const BG_COV: f32 = 0.12;
 const BG_REL_DB: f32 = 2.0;
 const BG_FLOOR_DB: f32 = 6.0;
@@ -315,6 +318,7 @@ pub(crate) struct HopTests {
     pub rel_bg: f32,
     pub floor_bg: f32,
     pub max_dphi_bg: [f32; 8],
+    pub max_dphi_bg_weak: [f32; 8],
     /// Each tone of the watched pair keeps it masked from this share of the window on.
     pub keep: f32,
     /// Coverage gate while a pair is watched.
@@ -348,13 +352,21 @@ pub(crate) struct Hop {
     /// The pair stands out of a background in its own bands (see [`HopTests::cov_bg`]): mask
     /// it once it is stable over consecutive windows (the masker's decision).
     pub bg: bool,
-    /// Signed phase advance over half a window of the row and column tone (radians; a
-    /// steady tone measures the same value hop after hop).
+    /// The pair `bg` judged (one of the two strongest rows and columns; see
+    /// [`Analyzer::judge`]), valid when `bg` is set.
+    pub bg_row: u8,
+    pub bg_col: u8,
+    /// The `bg` pair starts no series of its own yet and is not the strongest pair standing
+    /// out of its groups: one of two similar peaks of a group (a series starting here must
+    /// last longer, see the masker).
+    pub bg_weak: bool,
+    /// Signed phase advance over half a window of the `bg` pair's row and column tone
+    /// (radians; a steady tone measures the same value hop after hop).
     pub dphi_row: f32,
     pub dphi_col: f32,
     /// Both tones of the watched pair are still there (see [`Watch`]).
     pub keep: bool,
-    /// Tone energies of the row and column in the window (T_k).
+    /// Tone energies of the `bg` pair's row and column in the window (T_k).
     pub t_row: f32,
     pub t_col: f32,
 }
@@ -449,6 +461,10 @@ pub(crate) struct Analyzer {
     tests: HopTests,
     /// The masker's watched pair, as its callback returned it for the last window.
     watch: Watch,
+    /// The pair the last `bg` window held: (hop index + 1, row, col); 0 = none. A later
+    /// window prefers it among its candidates, so a background tone next to the pair's row or
+    /// column frequency can't break the pair's series by taking the peak in turns.
+    last_bg: (u64, u8, u8),
 }
 
 impl Analyzer {
@@ -477,6 +493,7 @@ impl Analyzer {
             prev_dev: [(0, 0, 0, 0.0, 0.0); 2],
             tests,
             watch: None,
+            last_bg: (0, 0, 0),
         }
     }
 
@@ -501,6 +518,7 @@ impl Analyzer {
         self.covhist = [0.0; 2];
         self.prev_dev = [(0, 0, 0, 0.0, 0.0); 2];
         self.watch = None;
+        self.last_bg = (0, 0, 0);
     }
 
     /// Feeds samples; calls `on_hop` for the completed analysis windows.
@@ -682,8 +700,6 @@ impl Analyzer {
         let (c, tc) = argmax4(&t, 4);
         hop.row = r as u8;
         hop.col = c as u8;
-        hop.t_row = tr;
-        hop.t_col = tc;
         // Tests are written as products, not ratios, where they can be (no division on the
         // path to the branches).
         let pair = tr + tc;
@@ -722,16 +738,22 @@ impl Analyzer {
         let plateau = prev2_cov >= 0.8 * cov && cov >= 0.8 * prev2_cov;
         let capture = cov >= ts.cov_pre && plateau && h >= 2 + (K as u64 - 1);
         // Over a background the pair's share of the window is small, but it still stands
-        // out of its own bands: above the other tones of its group and above a flat floor.
-        let bg = pair >= ts.cov_bg * e
+        // out of its own bands (see [`bg_candidates`]). Every candidate's tones are at most
+        // the strongest row's and column's, so when those fail the floor, level or share
+        // test no candidate can pass.
+        let (bg_cands, n_bg) = if tr + tc >= ts.cov_bg * e
             && tr >= ts.t_mask
             && tc >= ts.t_mask
             && tr >= ts.floor_bg * e
             && tc >= ts.floor_bg * e
-            && tc >= ts.twist_mask_lo * tr
-            && tc <= ts.twist_mask_hi * tr
-            && rel_ok(sec_r, tr, ts.rel_bg)
-            && rel_ok(sec_c, tc, ts.rel_bg);
+        {
+            let last = self.last_bg;
+            let last = (last.0 == h).then_some((last.1, last.2));
+            bg_candidates(&t, (r, tr, sec_r), (c, tc, sec_c), e, ts, last)
+        } else {
+            ([BgCand::default(); 5], 0)
+        };
+        let bg = n_bg > 0;
         if !hop.mask && !capture && !bg {
             return hop;
         }
@@ -745,9 +767,38 @@ impl Analyzer {
         }
         let (sr, sc) = (sdphi(&z, prev2, r), sdphi(&z, prev2, 4 + c));
         let (pr, pc) = (sr.abs(), sc.abs());
-        hop.dphi_row = sr;
-        hop.dphi_col = sc;
-        hop.bg = bg && pr <= ts.max_dphi_bg[r] && pc <= ts.max_dphi_bg[4 + c];
+        for &BgCand {
+            row: br,
+            col: bc,
+            weak,
+        } in &bg_cands[..n_bg]
+        {
+            let (br, bc) = (br as usize & 3, bc as usize & 3);
+            let (btr, btc) = (t[br], t[4 + bc]);
+            let dr = if br == r { sr } else { sdphi(&z, prev2, br) };
+            let dc = if bc == c {
+                sc
+            } else {
+                sdphi(&z, prev2, 4 + bc)
+            };
+            let lim = if weak {
+                &ts.max_dphi_bg_weak
+            } else {
+                &ts.max_dphi_bg
+            };
+            if dr.abs() <= lim[br] && dc.abs() <= lim[4 + bc] {
+                hop.bg = true;
+                hop.bg_weak = weak;
+                hop.bg_row = br as u8;
+                hop.bg_col = bc as u8;
+                hop.dphi_row = dr;
+                hop.dphi_col = dc;
+                hop.t_row = btr;
+                hop.t_col = btc;
+                self.last_bg = (h + 1, br as u8, bc as u8);
+                break;
+            }
+        }
         if hop.mask {
             // Loose frequency sanity (no plateau needed): rejects gliding speech harmonics,
             // keeps short bursts and tones well beyond what any decoder accepts.
@@ -1098,6 +1149,122 @@ fn second4(t: &[f32; 8], from: usize, peak: usize) -> f32 {
     m
 }
 
+/// A pair the `bg` test passes before its frequency test (see [`bg_candidates`]).
+#[derive(Clone, Copy, Default)]
+struct BgCand {
+    row: u8,
+    col: u8,
+    weak: bool,
+}
+
+/// The pairs that stand out of a background in their own bands, in order of preference:
+/// each tone over a flat floor, the pair's share, level and twist within the `bg` limits,
+/// and each tone `rel_bg` over the tones of its group other than the two strongest. A
+/// background tone next to a row (column) frequency can outweigh the pair's own tone there,
+/// so each group has two candidates, the two strongest, each judged on its own bins:
+/// - the pair of the last `bg` window (`last`, if it was the window right before), while
+///   its tones are among the two strongest of their groups (a second, steady background tone
+///   may take the peak in turns);
+/// - the strongest pair, if each of its tones is also `rel_bg` over the second strongest;
+/// - otherwise, as weak starts (the masker wants a longer series), the pairs of the two
+///   strongest of each group.
+///
+/// `row` and `col` are (index, T, second strongest T of the group).
+#[inline(never)]
+fn bg_candidates(
+    t: &[f32; 8],
+    row: (usize, f32, f32),
+    col: (usize, f32, f32),
+    e: f32,
+    ts: &HopTests,
+    last: Option<(u8, u8)>,
+) -> ([BgCand; 5], usize) {
+    let (r, tr, sec_r) = row;
+    let (c, tc, sec_c) = col;
+    let mut out = [BgCand::default(); 5];
+    let rel_ok = |other: f32, pv: f32| other * ts.rel_bg <= pv;
+    let pair_ok = |a: f32, b: f32| {
+        a + b >= ts.cov_bg * e
+            && a >= ts.t_mask
+            && b >= ts.t_mask
+            && a >= ts.floor_bg * e
+            && b >= ts.floor_bg * e
+            && b >= ts.twist_mask_lo * a
+            && b <= ts.twist_mask_hi * a
+    };
+    let strict = rel_ok(sec_r, tr) && rel_ok(sec_c, tc) && pair_ok(tr, tc);
+    if strict && last.map_or(true, |l| l == (r as u8, c as u8)) {
+        // The common case (a clean tone, or none), as cheap as before the candidates.
+        out[0] = BgCand {
+            row: r as u8,
+            col: c as u8,
+            weak: false,
+        };
+        return (out, 1);
+    }
+    let (r2, tr2) = second4i(t, 0, r);
+    let (c2, tc2) = second4i(t, 4, c);
+    let (third_r, third_c) = (third4(t, 0, r, r2), third4(t, 4, c, c2));
+    let rows = [
+        (r, tr, rel_ok(third_r, tr)),
+        (r2, tr2, rel_ok(third_r, tr2)),
+    ];
+    let cols = [
+        (c, tc, rel_ok(third_c, tc)),
+        (c2, tc2, rel_ok(third_c, tc2)),
+    ];
+    let order = [(0usize, 0usize), (1, 0), (0, 1), (1, 1)];
+    let mut n = 0;
+    let mut push = |i: usize, j: usize, weak: bool| {
+        let ((kr, ar, okr), (kc, ac, okc)) = (rows[i], cols[j]);
+        if okr && okc && pair_ok(ar, ac) {
+            out[n] = BgCand {
+                row: kr as u8,
+                col: kc as u8,
+                weak,
+            };
+            n += 1;
+        }
+    };
+    if let Some((lr, lc)) = last {
+        for (i, j) in order {
+            if rows[i].0 as u8 == lr && cols[j].0 as u8 == lc {
+                push(i, j, false);
+            }
+        }
+    }
+    if strict {
+        push(0, 0, false);
+    } else {
+        push(0, 0, true);
+    }
+    (out, n)
+}
+
+/// Index (0..4) and value of the largest of `t[from..from + 4]` other than index `peak`.
+#[inline(always)]
+fn second4i(t: &[f32; 8], from: usize, peak: usize) -> (usize, f32) {
+    let (mut k, mut m) = (if peak == 0 { 1 } else { 0 }, -1.0f32);
+    for i in 0..4 {
+        if i != peak && t[from + i] > m {
+            (k, m) = (i, t[from + i]);
+        }
+    }
+    (k, m)
+}
+
+/// Largest of `t[from..from + 4]` other than indices `a` and `b` (energies are ≥ 0).
+#[inline(always)]
+fn third4(t: &[f32; 8], from: usize, a: usize, b: usize) -> f32 {
+    let mut m = 0.0f32;
+    for i in 0..4 {
+        if i != a && i != b {
+            m = m.max(t[from + i]);
+        }
+    }
+    m
+}
+
 /// Index (0..4) and value of the largest of `t[from..from + 4]`; the first one on ties.
 /// Branch-free (on noise the winner is random, and a branch would mispredict every time).
 #[inline(always)]
@@ -1145,6 +1312,7 @@ impl HopTests {
         let max_dphi = dphi(max_freq_dev_pct);
         let max_dphi_mask = dphi(MASK_FREQ_DEV_PCT);
         let max_dphi_bg = dphi(BG_FREQ_DEV_PCT);
+        let max_dphi_bg_weak = dphi(BG_WEAK_FREQ_DEV_PCT);
         Self {
             t_min: n * dbm0_power(threshold_dbm0),
             twist_lo: db_ratio(-normal_twist_db),
@@ -1173,6 +1341,7 @@ impl HopTests {
             // rate: above 4 kHz a call carries little, so a wideband floor would be too low.
             floor_bg: db_ratio(BG_FLOOR_DB) * 2.0 / (K as f32 * 25.0),
             max_dphi_bg,
+            max_dphi_bg_weak,
             keep: KEEP_SHARE,
             cov_gate_watch: 0.0,
             cov_gate_plain: 0.0,
