@@ -103,6 +103,30 @@ impl Drop for Slot {
     }
 }
 
+/// Raises the soft RLIMIT_NOFILE towards `want` (never above the hard limit); returns the soft
+/// limit in force.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `r`, a valid, exclusively borrowed rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 0;
+    }
+    if r.rlim_cur < want {
+        let new = libc::rlimit {
+            rlim_cur: want.min(r.rlim_max),
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: setrlimit reads `new`, a valid rlimit; the soft limit stays within the hard.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            r.rlim_cur = new.rlim_cur;
+        }
+    }
+    r.rlim_cur
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

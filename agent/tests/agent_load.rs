@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agent_support::{
-    connect_from, http, raise_nofile, wait_until, FakePbx, PageSession, AMI_SECRET, AMI_USER,
-    LINK_SECRET,
+    connect_from, http, wait_until, FakePbx, PageSession, AMI_SECRET, AMI_USER, LINK_SECRET,
 };
 use secure_pay_agent::ami::AmiConfig;
 use secure_pay_agent::sign::Signer;
@@ -149,7 +148,7 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 #[ignore = "load test (about 30 s, ~2,600 open files): scripts/test runs it"]
 fn a_thousand_live_pages_and_two_hundred_slow_loris_sockets() {
     let t_start = Instant::now();
-    let nofile = raise_nofile(8192);
+    let nofile = secure_pay_agent::limits::raise_nofile(8192);
     assert!(
         nofile >= 4096,
         "open-files soft limit is {nofile}: this test needs 4096 (ulimit -n)"

@@ -122,30 +122,6 @@ fn secret(env: &str, file: Option<String>, what: &str) -> Result<String, String>
     }
 }
 
-/// Raises the soft RLIMIT_NOFILE towards `want` (never above the hard limit); returns the soft
-/// limit in force.
-fn raise_nofile(want: u64) -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into `r`, a valid, exclusively borrowed rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return 0;
-    }
-    if r.rlim_cur < want {
-        let new = libc::rlimit {
-            rlim_cur: want.min(r.rlim_max),
-            rlim_max: r.rlim_max,
-        };
-        // SAFETY: setrlimit reads `new`, a valid rlimit; the soft limit stays within the hard.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-            r.rlim_cur = new.rlim_cur;
-        }
-    }
-    r.rlim_cur
-}
-
 fn serve(mut a: Args) -> Result<(), String> {
     let level = match a.value("--log-level")? {
         Some(l) => l,
@@ -262,7 +238,7 @@ fn serve(mut a: Args) -> Result<(), String> {
     }
     // every connection is a descriptor, plus the PBX link, the listener, stdio and some slack
     let want = cfg.max_connections as u64 + 64;
-    let have = raise_nofile(want);
+    let have = secure_pay_agent::limits::raise_nofile(want);
     if have < want {
         log::warn!(
             "secure-pay-agent: open-files limit {have} is below the {want} that --max-connections {} needs; \

@@ -880,30 +880,6 @@ pub fn connect_from(
     Ok(s)
 }
 
-/// Raises this process's soft limit of open files to `want` (at most the hard limit); returns
-/// the soft limit now.
-pub fn raise_nofile(want: u64) -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `r` is a valid rlimit for getrlimit to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return 0;
-    }
-    if r.rlim_cur < want {
-        let new = libc::rlimit {
-            rlim_cur: want.min(r.rlim_max),
-            rlim_max: r.rlim_max,
-        };
-        // SAFETY: `new` is a valid rlimit; only the soft limit changes, within the hard one.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-            r.rlim_cur = new.rlim_cur;
-        }
-    }
-    r.rlim_cur
-}
-
 /// Sends one raw request on `s` and reads the whole response (or what came before `timeout`).
 pub fn raw_request(mut s: TcpStream, req: &str, timeout: Duration) -> HttpResponse {
     s.set_read_timeout(Some(timeout)).unwrap();
