@@ -6,15 +6,15 @@
 //! event, or an error when secure mode is off), so a page shows the true state again.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::link::{self, lock, Liveness, Touch};
+use crate::link::{self, lock};
 use crate::state::Hub;
 use crate::PbxControl;
 
@@ -207,15 +207,6 @@ impl Ami {
         }
     }
 
-    fn resolve(&self) -> Result<SocketAddr, String> {
-        self.cfg
-            .addr
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {}: {e}", self.cfg.addr))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {}", self.cfg.addr))
-    }
-
     fn run(self: Arc<Self>) {
         let mut ever_connected = false;
         link::keep_connected(
@@ -236,29 +227,10 @@ impl Ami {
     /// One connection: connect, log in, read until the connection ends. Err carries whether
     /// the login had succeeded.
     fn session(self: &Arc<Self>, ever_connected: &mut bool) -> Result<(), (bool, String)> {
-        let addr = self.resolve().map_err(|e| (false, e))?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-            .map_err(|e| (false, format!("cannot connect: {e}")))?;
-        let _ = stream.set_nodelay(true);
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| (false, e.to_string()))?;
-        let live = Liveness::new();
-        // ends the keepalive with this session, however it returns
-        struct End(Arc<Liveness>);
-        impl Drop for End {
-            fn drop(&mut self) {
-                self.0.end();
-            }
-        }
-        let _end = End(Arc::clone(&live));
-        let mut reader = BufReader::new(Touch {
-            inner: stream.try_clone().map_err(|e| (false, e.to_string()))?,
-            live: Arc::clone(&live),
-        });
+        let mut c = link::connect(&self.cfg.addr)?;
         // banner: "Asterisk Call Manager/x.y.z"
         let mut banner = String::new();
-        reader
+        c.reader
             .by_ref()
             .take(MAX_LINE as u64)
             .read_line(&mut banner)
@@ -269,7 +241,7 @@ impl Ami {
                 format!("not an AMI server (banner {:?})", banner.trim()),
             ));
         }
-        let mut w = stream.try_clone().map_err(|e| (false, e.to_string()))?;
+        let mut w = c.stream.try_clone().map_err(|e| (false, e.to_string()))?;
         let login = Message::new(&[
             ("Action", "Login"),
             ("ActionID", "sp-agent-login"),
@@ -283,7 +255,7 @@ impl Ami {
             .map_err(|e| (false, format!("login write failed: {e}")))?;
         // wait for the login response (events may not come before it, but skip any)
         loop {
-            let m = Message::read_from(&mut reader)
+            let m = Message::read_from(&mut c.reader)
                 .map_err(|e| (false, format!("login failed: {e}")))?
                 .ok_or((false, "connection closed during login".to_string()))?;
             if m.get("ActionID") == Some("sp-agent-login") || m.get("Response").is_some() {
@@ -301,64 +273,36 @@ impl Ami {
                 ));
             }
         }
-        stream
-            .set_read_timeout(None)
-            .map_err(|e| (true, e.to_string()))?;
-        // a write to a dead peer must not hold the writer lock forever
-        let _ = stream.set_write_timeout(Some(self.cfg.action_timeout));
+        let me = Arc::clone(self);
+        let w = c.logged_in(
+            "ami",
+            self.cfg.action_timeout,
+            (self.cfg.keepalive, self.cfg.keepalive_timeout),
+            move |t| me.action_within(&[("Action", "Ping")], t).map(|_| ()),
+        )?;
         *lock(&self.writer) = Some(w);
-        let was = *ever_connected;
-        *ever_connected = true;
-        self.hub.set_pbx(|p| {
-            p.connected = true;
-            p.attempts = 0;
-            p.last_error = None;
-            if was {
-                p.reconnects = p.reconnects.saturating_add(1);
-            }
-        });
+        link::mark_connected(&self.hub, ever_connected);
         log::info!("secure-pay-agent: AMI connected to {}", self.cfg.addr);
         let me = Arc::clone(self);
         let _ = thread::Builder::new()
             .name("ami-resync".into())
             .spawn(move || me.resync());
-        let me = Arc::clone(self);
-        let sock = stream.try_clone().map_err(|e| (true, e.to_string()))?;
-        link::spawn_watchdog(
-            "ami",
-            Arc::clone(&live),
-            self.cfg.keepalive,
-            self.cfg.keepalive_timeout,
-            move |t| me.action_within(&[("Action", "Ping")], t).map(|_| ()),
-            move || {
-                let _ = sock.shutdown(std::net::Shutdown::Both);
-            },
-        );
         loop {
-            let r = Message::read_from(&mut reader);
-            if let Some(reason) = live.dead_reason() {
-                return Err((true, reason));
+            let r = Message::read_from(&mut c.reader);
+            if let Some(end) = c.ended(&r, &self.stop) {
+                return end;
             }
-            match r {
-                Ok(Some(m)) => {
-                    log::trace!(
-                        "secure-pay-agent: AMI {} {}",
-                        if m.get("Event").is_some() {
-                            "event"
-                        } else {
-                            "response"
-                        },
-                        m.get("Event").or(m.get("Response")).unwrap_or("?")
-                    );
-                    self.dispatch(m)
-                }
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    if self.stop.load(Ordering::SeqCst) {
-                        return Ok(());
-                    }
-                    return Err((true, format!("connection lost: {e}")));
-                }
+            if let Ok(Some(m)) = r {
+                log::trace!(
+                    "secure-pay-agent: AMI {} {}",
+                    if m.get("Event").is_some() {
+                        "event"
+                    } else {
+                        "response"
+                    },
+                    m.get("Event").or(m.get("Response")).unwrap_or("?")
+                );
+                self.dispatch(m)
             }
         }
     }

@@ -10,8 +10,8 @@
 //! FreeSWITCH is the channel UUID) and every other header as sent (URL-decoded).
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::ami::Message;
-use crate::link::{self, lock, Liveness, Touch};
+use crate::link::{self, lock};
 use crate::sign::valid_call_id;
 use crate::state::Hub;
 use crate::PbxControl;
@@ -284,30 +284,10 @@ impl Esl {
     }
 
     fn session(self: &Arc<Self>, ever: &mut bool) -> Result<(), (bool, String)> {
-        let addr = self
-            .cfg
-            .addr
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or((false, format!("cannot resolve {}", self.cfg.addr)))?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-            .map_err(|e| (false, format!("cannot connect: {e}")))?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let live = Liveness::new();
-        struct End(Arc<Liveness>);
-        impl Drop for End {
-            fn drop(&mut self) {
-                self.0.end();
-            }
-        }
-        let _end = End(Arc::clone(&live));
-        let mut r = BufReader::new(Touch {
-            inner: stream.try_clone().map_err(|e| (false, e.to_string()))?,
-            live: Arc::clone(&live),
-        });
-        let mut w = stream.try_clone().map_err(|e| (false, e.to_string()))?;
-        let f = read_frame(&mut r)
+        let mut c = link::connect(&self.cfg.addr)?;
+        let r = &mut c.reader;
+        let mut w = c.stream.try_clone().map_err(|e| (false, e.to_string()))?;
+        let f = read_frame(&mut *r)
             .map_err(|e| (false, format!("no ESL greeting: {e}")))?
             .ok_or((false, "connection closed".to_string()))?;
         if f.get("Content-Type") != Some("auth/request") {
@@ -320,7 +300,7 @@ impl Esl {
             w.write_all(format!("{cmd}\n\n").as_bytes())
                 .map_err(|e| (false, format!("{what}: {e}")))?;
             loop {
-                let f = read_frame(&mut r)
+                let f = read_frame(&mut *r)
                     .map_err(|e| (false, format!("{what}: {e}")))?
                     .ok_or((false, format!("{what}: connection closed")))?;
                 if f.get("Content-Type") == Some("command/reply") {
@@ -335,42 +315,26 @@ impl Esl {
         };
         expect_ok(&format!("auth {}", self.cfg.password), "login")?;
         expect_ok(SUBSCRIBE, "event subscription")?;
-        let _ = stream.set_read_timeout(None);
-        let _ = stream.set_write_timeout(Some(self.cfg.command_timeout));
-        *lock(&self.writer) = Some(stream.try_clone().map_err(|e| (true, e.to_string()))?);
-        let was = *ever;
-        *ever = true;
-        self.hub.set_pbx(|p| {
-            p.connected = true;
-            p.attempts = 0;
-            p.last_error = None;
-            if was {
-                p.reconnects = p.reconnects.saturating_add(1);
-            }
-        });
+        let me = Arc::clone(self);
+        let w = c.logged_in(
+            "esl",
+            self.cfg.command_timeout,
+            (self.cfg.keepalive, self.cfg.keepalive_timeout),
+            move |t| me.api_within("status", t).map(|_| ()),
+        )?;
+        *lock(&self.writer) = Some(w);
+        link::mark_connected(&self.hub, ever);
         let me = Arc::clone(self);
         let _ = thread::Builder::new()
             .name("esl-resync".into())
             .spawn(move || me.resync());
-        let me = Arc::clone(self);
-        let sock = stream.try_clone().map_err(|e| (true, e.to_string()))?;
-        link::spawn_watchdog(
-            "esl",
-            Arc::clone(&live),
-            self.cfg.keepalive,
-            self.cfg.keepalive_timeout,
-            move |t| me.api_within("status", t).map(|_| ()),
-            move || {
-                let _ = sock.shutdown(std::net::Shutdown::Both);
-            },
-        );
         loop {
-            let got = read_frame(&mut r);
-            if let Some(reason) = live.dead_reason() {
-                return Err((true, reason));
+            let got = read_frame(&mut c.reader);
+            if let Some(end) = c.ended(&got, &self.stop) {
+                return end;
             }
-            match got {
-                Ok(Some(f)) => match f.get("Content-Type").unwrap_or("") {
+            if let Ok(Some(f)) = got {
+                match f.get("Content-Type").unwrap_or("") {
                     "text/event-plain" => {
                         if let Some(m) = event_message(&f.body) {
                             log::trace!(
@@ -387,13 +351,6 @@ impl Esl {
                     }
                     "text/disconnect-notice" => return Ok(()),
                     _ => {}
-                },
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    if self.stop.load(Ordering::SeqCst) {
-                        return Ok(());
-                    }
-                    return Err((true, format!("connection lost: {e}")));
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! What the AMI and ESL clients share: the reconnect loop with exponential backoff and the
 //! PBX status it reports to the page, and the keepalive that notices a half-open connection.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -52,6 +53,107 @@ pub(crate) fn keep_connected(
         }
         backoff = (backoff * 2).min(max);
     }
+}
+
+/// One TCP connection to a PBX: the socket, a buffered reader that records every arrival of
+/// bytes, and that liveness. Dropping it ends the keepalive watchdog of the session.
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) reader: BufReader<Touch<TcpStream>>,
+    pub(crate) live: Arc<Liveness>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.live.end();
+    }
+}
+
+/// Connects to `addr` (`host:port`) within 3 s, with a 10 s read timeout for the login (the
+/// caller lifts it once logged in). Errors are `(false, reason)`: never logged in.
+pub(crate) fn connect(addr: &str) -> Result<Conn, (bool, String)> {
+    let sa = addr
+        .to_socket_addrs()
+        .map_err(|e| (false, format!("cannot resolve {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| (false, format!("cannot resolve {addr}")))?;
+    let stream = TcpStream::connect_timeout(&sa, Duration::from_secs(3))
+        .map_err(|e| (false, format!("cannot connect: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| (false, e.to_string()))?;
+    let live = Liveness::new();
+    let reader = BufReader::new(Touch {
+        inner: stream.try_clone().map_err(|e| (false, e.to_string()))?,
+        live: Arc::clone(&live),
+    });
+    Ok(Conn {
+        stream,
+        reader,
+        live,
+    })
+}
+
+impl Conn {
+    /// Logged in: no read timeout any more (events may be rare), a bounded write (a write to a
+    /// dead peer must not hold the writer lock forever), and the watchdog that pings after
+    /// `every` idle and shuts the socket when `ping` fails (see [`spawn_watchdog`]). Returns a
+    /// second handle on the socket, for the client's writer.
+    pub(crate) fn logged_in(
+        &self,
+        name: &str,
+        write_timeout: Duration,
+        (every, timeout): (Duration, Duration),
+        ping: impl Fn(Duration) -> Result<(), String> + Send + 'static,
+    ) -> Result<TcpStream, (bool, String)> {
+        let e = |e: std::io::Error| (true, e.to_string());
+        self.stream.set_read_timeout(None).map_err(e)?;
+        let _ = self.stream.set_write_timeout(Some(write_timeout));
+        let sock = self.stream.try_clone().map_err(e)?;
+        spawn_watchdog(
+            name,
+            Arc::clone(&self.live),
+            every,
+            timeout,
+            ping,
+            move || {
+                let _ = sock.shutdown(Shutdown::Both);
+            },
+        );
+        self.stream.try_clone().map_err(e)
+    }
+
+    /// How a read that ended the session is reported: the watchdog's verdict first, then a
+    /// clean end (`Ok`: closed by the PBX, or we are stopping) or the error.
+    pub(crate) fn ended<T>(
+        &self,
+        got: &std::io::Result<Option<T>>,
+        stop: &AtomicBool,
+    ) -> Option<Result<(), (bool, String)>> {
+        if let Some(reason) = self.live.dead_reason() {
+            return Some(Err((true, reason)));
+        }
+        match got {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(Ok(())),
+            Err(_) if stop.load(Ordering::SeqCst) => Some(Ok(())),
+            Err(e) => Some(Err((true, format!("connection lost: {e}")))),
+        }
+    }
+}
+
+/// Reports the PBX link up after a login; `ever` counts reconnects after the first.
+pub(crate) fn mark_connected(hub: &Hub, ever: &mut bool) {
+    let was = std::mem::replace(ever, true);
+    hub.set_pbx(|p| {
+        p.connected = true;
+        p.attempts = 0;
+        p.last_error = None;
+        if was {
+            p.reconnects = p.reconnects.saturating_add(1);
+        }
+    });
 }
 
 /// Liveness of one PBX connection: when bytes last arrived, and why the watchdog killed it.
