@@ -379,12 +379,16 @@ fn conference_recorder_and_every_recording_stay_clean() {
         let complete = pami
             .wait_event(WAIT, "SecurePayComplete", &[("Channel", &c.customer)])
             .unwrap_or_else(|| {
+                // Seen once under heavy load: no in-band key detected after a step. The RTP
+                // counters of both ends tell a media stall from a detection problem.
                 panic!(
-                    "{name}: no SecurePayComplete: {:#?}",
+                    "{name}: no SecurePayComplete: {:#?}\nPBX RTP: {}\nphone RTP: {}",
                     asterisk::sp_events_of(&pami, &c.customer)
                         .iter()
                         .map(|m| m.text())
-                        .collect::<Vec<_>>()
+                        .collect::<Vec<_>>(),
+                    pbx.cli("pjsip show channelstats"),
+                    phone.cli("pjsip show channelstats"),
                 )
             });
         assert!(complete
