@@ -211,9 +211,10 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
         std::thread::sleep(Duration::from_millis(300));
         if !case_fail.is_empty() {
             if *name == "c-inband-50ms" && n < 100 {
-                // Known, not yet explained: 50 ms tones over SIP into FreeSWITCH (master more
-                // than 1.10.12) lose a key now and then (docs/testing.md). One new call keys the
-                // card again; a second failure fails the test.
+                // On a loaded machine FreeSWITCH's timer-driven RTP read replaces packets that
+                // come late by filler frames and drops them: a 50 ms tone can lose 40 ms before
+                // any media bug sees it (docs/capture.md, "FreeSWITCH under load"). One new call
+                // keys the card again; a second failure fails the test.
                 eprintln!("RETRY {name} once after: {case_fail:?}");
                 plan.push((ci, n + 100));
             } else {
