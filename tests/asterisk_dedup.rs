@@ -271,7 +271,13 @@ fn repeated_keys_across_paths_and_fast_keying_are_captured_exactly() {
             &[("UserEvent", "DDDone"), ("Call", &call)],
         )
         .unwrap_or_else(|| panic!("{name}: the phone did not finish"));
-        std::thread::sleep(Duration::from_millis(500));
+        // The phone has sent every key; a loaded PBX may still be reading the last ones, so
+        // wait for the session to complete (a lost key times out and is reported below).
+        pami.wait_event(
+            Duration::from_secs(10),
+            "SecurePayComplete",
+            &[("Channel", &c.customer)],
+        );
         let card_field: Vec<String> = asterisk::sp_events_of(&pami, &c.customer)
             .iter()
             .filter(|m| m.event() == Some("SecurePayField"))
