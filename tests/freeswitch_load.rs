@@ -366,11 +366,24 @@ struct SipCall {
 /// Dialplan of an instance under test in the SIP bench: answer, record_session (always for
 /// `sipbenchrec*`; for `sipbench*` unless `record` is false), `secure_pay` (secure only), then
 /// bridge over sofia to `agent<round><call>` on the callers instance (answers and parks).
-fn sip_bench_dialplan(callers_sip_port: u16, secure: bool, record: bool) -> String {
+/// `autoflush`: false sets `rtp_autoflush_during_bridge=false` on the customer leg (FreeSWITCH
+/// then never drops queued RTP packets of that leg while bridged; the default flushes them).
+fn sip_bench_dialplan(
+    callers_sip_port: u16,
+    secure: bool,
+    record: bool,
+    autoflush: bool,
+) -> String {
+    let flush = if autoflush {
+        ""
+    } else {
+        r#"<action application="set" data="rtp_autoflush_during_bridge=false"/>"#
+    };
     let ext = |name: &str, rec: bool| {
         format!(
             r#"<extension name="{name}">
         <condition field="destination_number" expression="^{name}(\d+)_(\d+)$">
+          {flush}
           <action application="answer"/>
           {rec}
           {sp}
@@ -477,6 +490,8 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
     let n = env("SECURE_PAY_BENCH_CALLS", 50);
     let reps = env("SECURE_PAY_BENCH_REPS", 5).max(1);
     let record = env("SECURE_PAY_BENCH_SIP_RECORD", 1) != 0;
+    // SECURE_PAY_BENCH_SIP_AUTOFLUSH=0: rtp_autoflush_during_bridge=false in both (diagnosis)
+    let autoflush = env("SECURE_PAY_BENCH_SIP_AUTOFLUSH", 1) != 0;
     let sip = |rtp: (u16, u16)| Options {
         sip: true,
         rtp_ports: Some(rtp),
@@ -491,14 +506,14 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
         FreeSwitch::start(
             &prefix,
             &Options {
-                extra_dialplan: sip_bench_dialplan(callers.sip_port, false, record),
+                extra_dialplan: sip_bench_dialplan(callers.sip_port, false, record, autoflush),
                 ..sip((62800, 63799))
             },
         ),
         FreeSwitch::start(
             &prefix,
             &Options {
-                extra_dialplan: sip_bench_dialplan(callers.sip_port, true, record),
+                extra_dialplan: sip_bench_dialplan(callers.sip_port, true, record, autoflush),
                 ..sip((63800, 64799))
             },
         ),
@@ -517,8 +532,11 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
             ", customer leg recorded"
         } else {
             ", not recorded but call 1"
-        }
+        },
     );
+    if !autoflush {
+        println!("bench-freeswitch: rtp_autoflush_during_bridge=false on the customer legs");
+    }
     let mut ratios = Vec::new();
     let mut totals = [0u64; 2];
     let mut lost_first = 0;
