@@ -515,10 +515,12 @@ fn sip_missed(esl: &mut Esl, c: &SipCall) -> Option<String> {
 /// the customer leg (record_session, in both instances; SECURE_PAY_BENCH_SIP_RECORD=0: only call
 /// 1 of each round, the judge's control), starts secure_pay (secure instance only) and bridges
 /// over sofia to an agent on the callers instance (answers, parks). The customer's phone keys a
-/// full card in-band. CPU = utime+stime of the plain and the secure instance over the keying;
-/// calls alternate between them. Fails unless the secure instance captured every card (masked
-/// status: last 4 of this call's card), the plain instance's recording of call 1 decodes to the
-/// card (multimon-ng, control) and no secure recording decodes to a single digit.
+/// full card in-band. CPU = utime+stime of the plain and the secure instance over the keying
+/// (until 1.5 s after the last tone was played); calls alternate between them. Fails unless the
+/// secure instance captured every card (masked status: last 4 of this call's card; a call that
+/// lost a key gets `restart` and a second keying after the window, printed as RETRY), the plain
+/// instance's recording of call 1 decodes to the card (multimon-ng, control) and no secure
+/// recording decodes to a single digit. Results: docs/performance.md, "SIP calls (FreeSWITCH)".
 #[test]
 #[ignore]
 fn bench_freeswitch_sip_cpu_secure_vs_plain() {
