@@ -456,7 +456,9 @@ fn sip_setup_round(
                 continue;
             };
             let dest = e.get("Caller-Destination-Number").unwrap_or("");
-            if e.get("Call-Direction") != Some("inbound") {
+            if e.get("Event-Name") != Some("CHANNEL_BRIDGE")
+                || e.get("Call-Direction") != Some("inbound")
+            {
                 continue;
             }
             if let Some(c) = calls[k].iter_mut().find(|c| c.dest == dest) {
@@ -568,7 +570,7 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
     let mut esls: Vec<Esl> = fss.iter().map(|f| f.esl()).collect();
     let mut watch = [fss[0].esl(), fss[1].esl()];
     for w in &mut watch {
-        w.subscribe("plain CHANNEL_BRIDGE");
+        w.subscribe("plain CHANNEL_BRIDGE CHANNEL_HANGUP_COMPLETE");
     }
     let perf_dir = std::env::var("SECURE_PAY_BENCH_PERF").ok();
     let hz = 100.0; // USER_HZ on Linux
@@ -677,6 +679,56 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
         for c in calls.iter().flatten() {
             let _ = cesl.api(&format!("uuid_kill {}", c.phone));
         }
+        // FreeSWITCH's RTP statistics of each customer leg (CHANNEL_HANGUP_COMPLETE): calls
+        // whose inbound RTP had flaws (late, lost or skipped packets), per instance and for the
+        // secure calls that lost a key. Diagnosis only.
+        let mut flaws: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut missed_flaws = Vec::new();
+        for k in 0..2 {
+            let mut stats: std::collections::HashMap<String, (u64, u64)> = Default::default();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while stats.len() < calls[k].len() && Instant::now() < deadline {
+                let Some(e) = watch[k].next_event(Duration::from_millis(500)) else {
+                    continue;
+                };
+                if e.get("Event-Name") != Some("CHANNEL_HANGUP_COMPLETE")
+                    || e.get("Call-Direction") != Some("inbound")
+                {
+                    continue;
+                }
+                let num = |h: &str| e.get(h).and_then(|v| v.parse().ok()).unwrap_or(0);
+                stats.insert(
+                    e.get("Unique-ID").unwrap_or_default().to_string(),
+                    (
+                        num("variable_rtp_audio_in_flaw_total"),
+                        num("variable_rtp_audio_in_skip_packet_count"),
+                    ),
+                );
+            }
+            flaws[k] = calls[k]
+                .iter()
+                .filter_map(|c| stats.get(&c.cust).map(|s| s.0 as f64))
+                .collect();
+            if k == 1 {
+                missed_flaws = missed
+                    .iter()
+                    .map(|(c, _)| stats.get(&c.cust).copied())
+                    .collect();
+            }
+        }
+        let show = |v: &[f64]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                let (med, lo, hi) = spread(v);
+                format!("median {med} (min {lo}, max {hi}) of {}", v.len())
+            }
+        };
+        println!(
+            "    rtp: inbound flaws (rtp_audio_in_flaw_total) of the customer legs: plain {}, secure {}; (flaws, skipped packets) of the secure calls that lost a key: {missed_flaws:?}",
+            show(&flaws[0]),
+            show(&flaws[1])
+        );
         // Judge (multimon-ng) on the customer-leg recordings, written at hangup.
         let ctrl = &calls[0][0];
         let ctrl_rec = ctrl.rec.as_ref().expect("call 1 is recorded");
