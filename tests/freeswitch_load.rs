@@ -572,6 +572,13 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
     for w in &mut watch {
         w.subscribe("plain CHANNEL_BRIDGE CHANNEL_HANGUP_COMPLETE");
     }
+    // Masked per-key progress of the secure calls (field, length, time): for a call that lost
+    // a key, the gaps between its key events say whether a key was missed or split.
+    // Both instances get the same subscription, as an agent desktop would have (the plain one
+    // emits none).
+    for w in &mut watch {
+        w.subscribe("plain CUSTOM secure_pay::digit");
+    }
     let perf_dir = std::env::var("SECURE_PAY_BENCH_PERF").ok();
     let hz = 100.0; // USER_HZ on Linux
     println!(
@@ -684,6 +691,8 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
         // secure calls that lost a key. Diagnosis only.
         let mut flaws: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         let mut missed_flaws = Vec::new();
+        let mut keys: std::collections::HashMap<String, Vec<(String, String, u64)>> =
+            Default::default();
         for k in 0..2 {
             let mut stats: std::collections::HashMap<String, (u64, u64)> = Default::default();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -691,6 +700,20 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
                 let Some(e) = watch[k].next_event(Duration::from_millis(500)) else {
                     continue;
                 };
+                if e.get("Event-Subclass") == Some("secure_pay::digit") {
+                    let t: u64 = e
+                        .get("Event-Date-Timestamp")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    keys.entry(e.get("Unique-ID").unwrap_or_default().to_string())
+                        .or_default()
+                        .push((
+                            e.get("SecurePay-Field").unwrap_or("").to_string(),
+                            e.get("SecurePay-Length").unwrap_or("").to_string(),
+                            t,
+                        ));
+                    continue;
+                }
                 if e.get("Event-Name") != Some("CHANNEL_HANGUP_COMPLETE")
                     || e.get("Call-Direction") != Some("inbound")
                 {
@@ -715,6 +738,27 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
                     .map(|(c, _)| stats.get(&c.cust).copied())
                     .collect();
             }
+        }
+        for (c, _) in &missed {
+            // field:length+gap in ms since the previous key event (the first key: +0)
+            let mut prev = 0u64;
+            let line: Vec<String> = keys
+                .get(&c.cust)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|(f, l, t)| {
+                    let gap = if prev == 0 {
+                        0
+                    } else {
+                        t.saturating_sub(prev) / 1000
+                    };
+                    prev = *t;
+                    let f: String = f.split('-').map(|w| &w[..1]).collect();
+                    format!("{f}:{l}+{gap}")
+                })
+                .collect();
+            println!("    keys {}: {}", c.dest, line.join(" "));
         }
         let show = |v: &[f64]| {
             if v.is_empty() {
