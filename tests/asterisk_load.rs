@@ -539,16 +539,15 @@ exten => _call-.,1,Answer()
 }
 
 /// The callers instance's dialplan (its CPU is not counted): `customer` is the customer's
-/// phone (a PJSIP call to a PBX under test): it sends RTP all the time (a silence generator,
-/// as a real phone does), waits LEAD seconds, keys AUTOTONES in-band, then silence, and hangs
-/// up after AUTOWAIT seconds. `agents` answers the PBX's call to the agent and sends silence.
+/// phone (a PJSIP call to a PBX under test): it plays CARDFILE (1 s of silence, the card as
+/// in-band DTMF, 0.5 s of silence: [`write_card_wav`]) to the end and hangs up. Playback, not
+/// Playtones + Wait: a starved callers instance then plays the card late, never cut short
+/// (Playtones + a fixed Wait lost the last keys of every call in a round once). `agents`
+/// answers the PBX's call to the agent and sends silence (a generator) until hung up.
 const SIP_CALLERS_DIALPLAN: &str = r#"[general]
 [globals]
 [sp]
-exten => customer,1,Playtones(0)
- same => n,Wait(${LEAD})
- same => n,Playtones(${AUTOTONES})
- same => n,Wait(${AUTOWAIT})
+exten => customer,1,Playback(${CARDFILE})
  same => n,Hangup()
 [agents]
 exten => _desk-.,1,Answer()
@@ -557,14 +556,55 @@ exten => _desk-.,1,Answer()
  same => n,Hangup()
 "#;
 
+/// Writes `keys` as in-band DTMF into an 8 kHz 16-bit mono WAV file: `lead_ms` of silence,
+/// then per key 120 ms of the key's two tones (each at Playtones' level) and 120 ms of
+/// silence, then 500 ms of silence.
+fn write_card_wav(path: &std::path::Path, keys: &str, lead_ms: usize) {
+    const ROW: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COL: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    const KEYS: [&str; 4] = ["123A", "456B", "789C", "*0#D"];
+    let mut pcm: Vec<i16> = vec![0; lead_ms * 8];
+    for c in keys.chars() {
+        let (r, k) = KEYS
+            .iter()
+            .enumerate()
+            .find_map(|(r, row)| row.find(c).map(|k| (r, k)))
+            .expect("DTMF key");
+        for t in 0..960 {
+            let x = t as f64 / 8000.0 * 2.0 * std::f64::consts::PI;
+            pcm.push((7219.0 * ((ROW[r] * x).sin() + (COL[k] * x).sin())) as i16);
+        }
+        pcm.extend(std::iter::repeat(0).take(960));
+    }
+    pcm.extend(std::iter::repeat(0).take(4000));
+    let data = (pcm.len() * 2) as u32;
+    let mut w = Vec::with_capacity(44 + data as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    for v in pcm {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, w).unwrap();
+}
+
 /// The SIP variant of [`bench_cpu_with_vs_without_secure_mode`] (BENCH_SIP=1
 /// scripts/bench-asterisk): the calls are PJSIP calls over 127.0.0.1 (G.711 µ-law, RTP),
 /// like a contact centre's. A third Asterisk ("callers", CPU not counted) calls the plain and
 /// the secure PBX alternately; each PBX answers, records the call (MixMonitor in both;
 /// BENCH_RECORD=0 records in neither), runs SecurePay() (secure only; same priorities) and
 /// dials the agent back on the callers instance over PJSIP. Each customer keys a full test
-/// card in-band (Playtones in the RTP audio; RFC 4733 endpoints, so nothing converts the
-/// tones) and hangs up. Per round: CPU of each PBX PID over origination to the last hangup,
+/// card in-band (a WAV of DTMF tones played into the RTP audio; RFC 4733 endpoints, so
+/// nothing converts the tones) and hangs up. Per round: CPU of each PBX PID over origination to the last hangup,
 /// the ratio, the AMI events that differ and the bridge technologies (BridgeLeave). The
 /// secure PBX must capture every card (SecurePayComplete with that call's masked number) or
 /// the bench fails. In round 0 with recording, multimon-ng must decode the card from the
@@ -581,7 +621,9 @@ fn bench_cpu_sip_with_vs_without_secure_mode() {
     let n = env("BENCH_CALLS", 40);
     let reps = env("BENCH_REPS", 5).max(1);
     let record = std::env::var("BENCH_RECORD").map_or(true, |v| v != "0");
-    let modules = format!("{BASE_MODULES} {SIP_MODULES}");
+    // bridge_native_rtp.so as on a stock Asterisk: a PJSIP-PJSIP call without hooks is
+    // bridged natively (RTP relayed below the core); MixMonitor and SecurePay prevent that
+    let modules = format!("{BASE_MODULES} {SIP_MODULES} bridge_native_rtp.so");
     let ports = [free_udp_port(), free_udp_port()];
     let callers_port = free_udp_port();
     // RTP ranges far from the other suites' (31000-34400); 2 ports per channel
@@ -623,9 +665,24 @@ fn bench_cpu_sip_with_vs_without_secure_mode() {
             ("pjsip.conf", &callers_sip),
             ("rtp.conf", &rtp(48000, 57998)),
         ],
-        &modules,
+        &format!("{modules} app_playback.so"),
         false,
     );
+    // the customers' keying: one WAV per card in the callers' dir (path as Asterisk sees it)
+    std::fs::create_dir_all(callers.dir.join("cards")).unwrap();
+    let inside = format!(
+        "/{}",
+        callers
+            .dir
+            .strip_prefix(asterisk::chroot_root())
+            .unwrap()
+            .display()
+    );
+    for i in 0..n {
+        let keys = format!("{}#{EXPIRY}{}", card(i), cvv(i));
+        write_card_wav(&callers.dir.join(format!("cards/c{i}.wav")), &keys, 1000);
+    }
+    let cardfile = |i: usize| format!("{inside}/cards/c{i}");
     let amis: Vec<Ami> = insts.iter().map(|i| i.ami()).collect();
     let mut cami = callers.ami();
     let perf = start_perf(&insts);
@@ -638,12 +695,7 @@ fn bench_cpu_sip_with_vs_without_secure_mode() {
         let c0 = cpu_secs(callers.pid);
         let w0 = std::time::Instant::now();
         for i in 0..n {
-            let keys = format!("{}#{EXPIRY}{}", card(i), cvv(i));
-            // '|' separated: Originate's Variable header splits on commas; then silence
-            let tones = format!("{}|0", playtones_arg(&keys, 120, 120).replace(',', "|"));
-            let lead = 1.0;
-            let wait = format!("{:.2}", keys.len() as f64 * 0.240 + 0.5);
-            let vars = format!("LEAD={lead},AUTOTONES={tones},AUTOWAIT={wait}");
+            let vars = format!("CARDFILE={}", cardfile(i));
             // one call to each PBX, alternating which goes first
             let order: [usize; 2] = if i % 2 == 0 { [0, 1] } else { [1, 0] };
             for k in order {
@@ -728,10 +780,35 @@ fn bench_cpu_sip_with_vs_without_secure_mode() {
             captured[i] = true;
         }
         let missing: Vec<usize> = (0..n).filter(|i| !captured[*i]).collect();
-        assert!(
-            missing.is_empty(),
-            "round {rep}: the secure PBX did not capture calls {missing:?}"
-        );
+        if !missing.is_empty() {
+            // the masked progress of each failing call (SecurePay* events carry no digit)
+            let progress: Vec<String> = name_of
+                .iter()
+                .filter(|(_, name)| {
+                    missing
+                        .iter()
+                        .any(|i| **name == format!("r{rep}c{i}").as_str())
+                })
+                .map(|(chan, name)| {
+                    let evs: Vec<String> = new[1]
+                        .iter()
+                        .filter(|m| m.get("Channel") == Some(chan))
+                        .filter(|m| m.event().is_some_and(|e| e.starts_with("SecurePay")))
+                        .map(|m| {
+                            format!(
+                                "{}({} {} {})",
+                                m.event().unwrap_or(""),
+                                m.get("SecurePay-Field").unwrap_or(""),
+                                m.get("SecurePay-Result").unwrap_or(""),
+                                m.get("SecurePay-Length").unwrap_or("")
+                            )
+                        })
+                        .collect();
+                    format!("{name}: {}", evs.join(" "))
+                })
+                .collect();
+            panic!("round {rep}: the secure PBX did not capture calls {missing:?}: {progress:#?}");
+        }
         assert!(
             !new[0]
                 .iter()
