@@ -110,6 +110,20 @@ pub fn channel_of(sid: u64) -> Option<ChanRef> {
 
 pub static REGISTRY: Mutex<BTreeMap<u64, Summary>> = Mutex::new(BTreeMap::new());
 
+/// True if session `sid` is still registered on `chan`, which the caller has locked. Check
+/// this before [`find_locked`] when holding a reference to a channel that may have been hung
+/// up meanwhile: `ast_hangup` destroys the framehooks (our destroy callback frees the state)
+/// but leaves the datastore, whose state pointer then dangles until the channel is destroyed.
+/// The destroy callback unregisters the session under the channel lock, so a registration
+/// seen under that lock means the state is alive. (A ticker tick on a hung-up channel read
+/// freed memory: a segfault in `Session::tick` with 200 concurrent SIP calls.)
+fn registered_on_locked(sid: u64, chan: *mut ffi::ast_channel) -> bool {
+    REGISTRY
+        .lock()
+        .map(|reg| reg.get(&sid).is_some_and(|s| s.chan.0 == chan))
+        .unwrap_or(false)
+}
+
 /// True while session `sid` is active (registered and not stopped). Locks its channel: call
 /// with no channel locked.
 pub fn is_live(sid: u64) -> bool {
@@ -119,7 +133,8 @@ pub fn is_live(sid: u64) -> bool {
     // SAFETY: referenced channel, locked around the state access.
     unsafe {
         ffi::sp_ast_channel_lock(chan.as_ptr());
-        let live = find_locked(chan.as_ptr()).is_some_and(|st| st.id == sid && st.is_active());
+        let live = registered_on_locked(sid, chan.as_ptr())
+            && find_locked(chan.as_ptr()).is_some_and(|st| st.id == sid && st.is_active());
         ffi::sp_ast_channel_unlock(chan.as_ptr());
         live
     }
@@ -766,6 +781,9 @@ pub unsafe fn outcome_locked(
 /// # Safety
 /// `chan` is valid and locked by the caller.
 pub unsafe fn tick_locked(chan: *mut ffi::ast_channel, sid: u64, native: bool) {
+    if !registered_on_locked(sid, chan) {
+        return;
+    }
     // SAFETY: channel locked (caller).
     let hook_id = unsafe { hook_id_locked(chan) };
     // SAFETY: channel locked.
