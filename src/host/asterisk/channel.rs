@@ -99,6 +99,9 @@ pub struct Summary {
     pub field: String,
     pub entered: String,
     chan: ChanRef,
+    /// Address of the session's state while its hook lives (0 before attach); how
+    /// [`find_locked`] tells a live state from a datastore left dangling by `ast_hangup`.
+    state: usize,
 }
 
 /// A new reference to the customer channel of session `sid`, if it is still registered.
@@ -110,17 +113,13 @@ pub fn channel_of(sid: u64) -> Option<ChanRef> {
 
 pub static REGISTRY: Mutex<BTreeMap<u64, Summary>> = Mutex::new(BTreeMap::new());
 
-/// True if session `sid` is still registered on `chan`, which the caller has locked. Check
-/// this before [`find_locked`] when holding a reference to a channel that may have been hung
-/// up meanwhile: `ast_hangup` destroys the framehooks (our destroy callback frees the state)
-/// but leaves the datastore, whose state pointer then dangles until the channel is destroyed.
-/// The destroy callback unregisters the session under the channel lock, so a registration
-/// seen under that lock means the state is alive. (A ticker tick on a hung-up channel read
-/// freed memory: a segfault in `Session::tick` with 200 concurrent SIP calls.)
-fn registered_on_locked(sid: u64, chan: *mut ffi::ast_channel) -> bool {
+/// True if `state` is the registered, live state of a session on `chan` (locked by the
+/// caller). Matching the channel too keeps a freed address reused by another call's state from
+/// passing.
+fn state_registered_on(state: usize, chan: *mut ffi::ast_channel) -> bool {
     REGISTRY
         .lock()
-        .map(|reg| reg.get(&sid).is_some_and(|s| s.chan.0 == chan))
+        .map(|reg| reg.values().any(|s| s.state == state && s.chan.0 == chan))
         .unwrap_or(false)
 }
 
@@ -133,8 +132,7 @@ pub fn is_live(sid: u64) -> bool {
     // SAFETY: referenced channel, locked around the state access.
     unsafe {
         ffi::sp_ast_channel_lock(chan.as_ptr());
-        let live = registered_on_locked(sid, chan.as_ptr())
-            && find_locked(chan.as_ptr()).is_some_and(|st| st.id == sid && st.is_active());
+        let live = find_locked(chan.as_ptr()).is_some_and(|st| st.id == sid && st.is_active());
         ffi::sp_ast_channel_unlock(chan.as_ptr());
         live
     }
@@ -439,12 +437,17 @@ pub unsafe fn find_locked<'a>(chan: *mut ffi::ast_channel) -> Option<&'a mut Cha
     let mut hook_id: c_int = -1;
     // SAFETY: channel locked (caller); the shim only reads the datastore list.
     let p = unsafe { ffi::sp_ast_ds_find(chan, &mut hook_id) };
-    if p.is_null() {
+    if p.is_null() || !state_registered_on(p as usize, chan) {
+        // `ast_hangup` destroys the framehook (its destroy callback frees the state and
+        // unregisters it, under the channel lock: `destroy_hooks`) but leaves our datastore,
+        // whose pointer then dangles. Any caller holding a reference to a channel that was hung
+        // up meanwhile (ticker, AMI, dialplan, CLI) lands here and gets None instead of freed
+        // memory: a segfault in `Session::tick` at 200 concurrent SIP calls before this check.
         return None;
     }
-    // SAFETY: the datastore's pointer is the hook's live state: both are removed together and
-    // the state is only freed in the hook's destroy callback, which cannot run while we hold
-    // the channel lock. No other reference exists while the lock is held.
+    // SAFETY: the pointer is registered as the live state of this channel's hook; it is only
+    // freed in the hook's destroy callback, which unregisters it first and cannot run while
+    // we hold the channel lock. No other reference exists while the lock is held.
     let st = unsafe { &mut *p.cast::<ChannelState>() };
     if !st.is_active() {
         // SAFETY: channel locked; teardown uses the moved id if the hook moved in a masquerade.
@@ -519,6 +522,7 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
                 entered: String::new(),
                 // SAFETY: channel valid and locked (caller).
                 chan: unsafe { ChanRef::new(chan) },
+                state: 0,
             },
         );
     }
@@ -551,6 +555,11 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
         bypass_reported: false,
     });
     let raw = Box::into_raw(st);
+    if let Ok(mut reg) = REGISTRY.lock() {
+        if let Some(s) = reg.get_mut(&id) {
+            s.state = raw as usize;
+        }
+    }
     LIVE_HOOKS.fetch_add(1, Ordering::SeqCst);
     // SAFETY: module handle is valid while loaded; balanced in sp_rs_hook_destroy.
     unsafe { ffi::sp_ast_module_ref() };
@@ -781,9 +790,6 @@ pub unsafe fn outcome_locked(
 /// # Safety
 /// `chan` is valid and locked by the caller.
 pub unsafe fn tick_locked(chan: *mut ffi::ast_channel, sid: u64, native: bool) {
-    if !registered_on_locked(sid, chan) {
-        return;
-    }
     // SAFETY: channel locked (caller).
     let hook_id = unsafe { hook_id_locked(chan) };
     // SAFETY: channel locked.
@@ -829,9 +835,12 @@ pub fn tick_all() {
 
 fn drop_state(st: Box<ChannelState>) {
     crate::host::asterisk::recording::ended(st.id);
-    if let Ok(mut reg) = REGISTRY.lock() {
-        reg.remove(&st.id);
-    }
+    // Unregistered before it is freed, whatever happened to the lock: `find_locked` trusts
+    // a registered state address.
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&st.id);
     drop(st);
     LIVE_HOOKS.fetch_sub(1, Ordering::SeqCst);
     // SAFETY: balances the sp_ast_module_ref taken in start_locked.
