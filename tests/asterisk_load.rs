@@ -381,6 +381,57 @@ fn stop_perf(perf: Vec<std::process::Child>) {
 }
 
 /// Median, min and max of a non-empty list.
+/// Waits (up to 300 s) until `n` more channels matching `leg` have hung up on each instance,
+/// reading each instance's CPU seconds since `t0` the moment its calls are done.
+fn wait_hangups(
+    amis: &[Ami],
+    insts: &[Instance],
+    ended_before: &mut [usize; 2],
+    n: usize,
+    t0: &[f64],
+    what: &str,
+    leg: impl Fn(&str) -> bool,
+) -> [f64; 2] {
+    let end = std::time::Instant::now() + Duration::from_secs(300);
+    let mut cpu = [0.0f64; 2];
+    let mut done = [false; 2];
+    while !done.iter().all(|d| *d) {
+        for k in 0..2 {
+            if done[k] {
+                continue;
+            }
+            let ended = amis[k]
+                .events("Hangup")
+                .iter()
+                .filter(|m| m.get("Channel").is_some_and(&leg))
+                .count();
+            if ended >= ended_before[k] + n {
+                done[k] = true;
+                ended_before[k] = ended;
+                cpu[k] = cpu_secs(insts[k].pid) - t0[k];
+            }
+        }
+        assert!(std::time::Instant::now() < end, "{what} did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cpu
+}
+
+/// The bench's last lines: RSS of both instances, then the median ratio with its spread and the
+/// pooled ratio (total secure CPU over total plain CPU). `what` names the load.
+fn report(insts: &[Instance], ratios: &[f64], totals: [f64; 2], what: &str) {
+    let (med, lo, hi) = spread(ratios);
+    println!(
+        "asterisk_rss_kib plain={} secure={}",
+        rss_kib(insts[0].pid),
+        rss_kib(insts[1].pid)
+    );
+    println!(
+        "cpu_ratio_secure_vs_plain={med:.3} (median of {what}, spread {lo:.3}-{hi:.3}; pooled {:.3})",
+        totals[1] / totals[0].max(1e-9)
+    );
+}
+
 fn spread(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -446,34 +497,15 @@ fn bench_cpu_with_vs_without_secure_mode() {
                 originate_one(&mut amis[k], &format!("B{rep}x"), i, &extra, inband_only);
             }
         }
-        let end = std::time::Instant::now() + Duration::from_secs(300);
-        let mut cpu = [0.0f64; 2];
-        let mut done = [false; 2];
-        while !done.iter().all(|d| *d) {
-            for k in 0..2 {
-                if done[k] {
-                    continue;
-                }
-                let ended = amis[k]
-                    .events("Hangup")
-                    .iter()
-                    .filter(|m| {
-                        m.get("Channel")
-                            .is_some_and(|c| c.starts_with("Local/agent@") && c.ends_with(";2"))
-                    })
-                    .count();
-                if ended >= ended_before[k] + n {
-                    done[k] = true;
-                    ended_before[k] = ended;
-                    cpu[k] = cpu_secs(insts[k].pid) - t0[k];
-                }
-            }
-            assert!(
-                std::time::Instant::now() < end,
-                "bench calls did not finish"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let cpu = wait_hangups(
+            &amis,
+            &insts,
+            &mut ended_before,
+            n,
+            &t0,
+            "bench calls",
+            |c| c.starts_with("Local/agent@") && c.ends_with(";2"),
+        );
         let all: Vec<Vec<asterisk::Msg>> = amis.iter().map(|a| a.all()).collect();
         let digits = all[1][events_before[1]..]
             .iter()
@@ -503,15 +535,11 @@ fn bench_cpu_with_vs_without_secure_mode() {
         totals[1] += cpu[1];
     }
     stop_perf(perf);
-    let (med, lo, hi) = spread(&ratios);
-    println!(
-        "asterisk_rss_kib plain={} secure={}",
-        rss_kib(insts[0].pid),
-        rss_kib(insts[1].pid)
-    );
-    println!(
-        "cpu_ratio_secure_vs_plain={med:.3} (median of {reps} reps, spread {lo:.3}-{hi:.3}; pooled {:.3}; {n} calls per rep, in-band only: {inband_only})",
-        totals[1] / totals[0].max(1e-9)
+    report(
+        &insts,
+        &ratios,
+        totals,
+        &format!("{reps} reps; {n} calls per rep, in-band only: {inband_only}"),
     );
 }
 
@@ -712,35 +740,16 @@ fn bench_cpu_sip_with_vs_without_secure_mode() {
                 assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
             }
         }
-        let end = std::time::Instant::now() + Duration::from_secs(300);
-        let mut cpu = [0.0f64; 2];
-        let mut done = [false; 2];
-        while !done.iter().all(|d| *d) {
-            for k in 0..2 {
-                if done[k] {
-                    continue;
-                }
-                // both legs of each call (customer in, agent out) are PJSIP/callers-*
-                let ended = amis[k]
-                    .events("Hangup")
-                    .iter()
-                    .filter(|m| {
-                        m.get("Channel")
-                            .is_some_and(|c| c.starts_with("PJSIP/callers-"))
-                    })
-                    .count();
-                if ended >= ended_before[k] + 2 * n {
-                    done[k] = true;
-                    ended_before[k] = ended;
-                    cpu[k] = cpu_secs(insts[k].pid) - t0[k];
-                }
-            }
-            assert!(
-                std::time::Instant::now() < end,
-                "SIP bench calls did not finish (round {rep})"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        // both legs of each call (customer in, agent out) are PJSIP/callers-*
+        let cpu = wait_hangups(
+            &amis,
+            &insts,
+            &mut ended_before,
+            2 * n,
+            &t0,
+            &format!("SIP bench calls (round {rep})"),
+            |c| c.starts_with("PJSIP/callers-"),
+        );
         let callers_cpu = cpu_secs(callers.pid) - c0;
         let all: Vec<Vec<asterisk::Msg>> = amis.iter().map(|a| a.all()).collect();
         let new = [&all[0][events_before[0]..], &all[1][events_before[1]..]];
@@ -886,14 +895,10 @@ fn bench_cpu_sip_with_vs_without_secure_mode() {
         totals[1] += cpu[1];
     }
     stop_perf(perf);
-    let (med, lo, hi) = spread(&ratios);
-    println!(
-        "asterisk_rss_kib plain={} secure={}",
-        rss_kib(insts[0].pid),
-        rss_kib(insts[1].pid)
-    );
-    println!(
-        "cpu_ratio_secure_vs_plain={med:.3} (median of {reps} reps, spread {lo:.3}-{hi:.3}; pooled {:.3}; {n} SIP calls per rep, MixMonitor in both: {record})",
-        totals[1] / totals[0].max(1e-9)
+    report(
+        &insts,
+        &ratios,
+        totals,
+        &format!("{reps} reps; {n} SIP calls per rep, MixMonitor in both: {record}"),
     );
 }

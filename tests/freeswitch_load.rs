@@ -240,6 +240,23 @@ fn stop_perf(perf: Vec<std::process::Child>) {
 }
 
 /// Median, min and max of a non-empty list.
+/// The bench's summary: CPU of both instances over all rounds and their RSS, then the median
+/// ratio with its spread and the pooled ratio.
+fn report(fss: &[FreeSwitch], ratios: &[f64], totals: [u64; 2], hz: f64, reps: u32) {
+    let (med, lo, hi) = spread(ratios);
+    println!(
+        "  FreeSWITCH CPU without secure mode: {:.2} s, with: {:.2} s (all rounds); RSS plain {} KiB, secure {} KiB",
+        totals[0] as f64 / hz,
+        totals[1] as f64 / hz,
+        rss_kib(fss[0].pid()),
+        rss_kib(fss[1].pid())
+    );
+    println!(
+        "  ratio secure/plain: {med:.3} (median of {reps} rounds, spread {lo:.3}-{hi:.3}, pooled {:.3})",
+        totals[1] as f64 / totals[0].max(1) as f64
+    );
+}
+
 fn spread(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -337,18 +354,7 @@ fn bench_freeswitch_cpu_secure_vs_plain() {
         }
         std::thread::sleep(Duration::from_millis(1000));
     }
-    let (med, lo, hi) = spread(&ratios);
-    println!(
-        "  FreeSWITCH CPU without secure mode: {:.2} s, with: {:.2} s (all rounds); RSS plain {} KiB, secure {} KiB",
-        totals[0] as f64 / hz,
-        totals[1] as f64 / hz,
-        rss_kib(fss[0].pid()),
-        rss_kib(fss[1].pid())
-    );
-    println!(
-        "  ratio secure/plain: {med:.3} (median of {reps} rounds, spread {lo:.3}-{hi:.3}, pooled {:.3})",
-        totals[1] as f64 / totals[0].max(1) as f64
-    );
+    report(&fss, &ratios, totals, hz, reps);
 }
 
 /// One SIP call of the SIP bench, as seen from the callers instance and the instance under test.
@@ -850,18 +856,7 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
         let _ = cesl.api("hupall NORMAL_CLEARING");
         std::thread::sleep(Duration::from_millis(2000));
     }
-    let (med, lo, hi) = spread(&ratios);
-    println!(
-        "  FreeSWITCH CPU without secure mode: {:.2} s, with: {:.2} s (all rounds); RSS plain {} KiB, secure {} KiB",
-        totals[0] as f64 / hz,
-        totals[1] as f64 / hz,
-        rss_kib(fss[0].pid()),
-        rss_kib(fss[1].pid())
-    );
-    println!(
-        "  ratio secure/plain: {med:.3} (median of {reps} rounds, spread {lo:.3}-{hi:.3}, pooled {:.3})",
-        totals[1] as f64 / totals[0].max(1) as f64
-    );
+    report(&fss, &ratios, totals, hz, reps);
     println!(
         "  secure calls that lost or doubled an in-band key at the first keying: {lost_first} of {} (all captured after restart and a second keying)",
         n * reps
