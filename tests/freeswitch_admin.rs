@@ -214,26 +214,34 @@ fn list_status_completion_and_channel_variables_masked() {
     let st = json(&esl.api(&format!("uuid_secure_pay {cust} status json")));
     assert_eq!(st["active"], false, "{st}");
 
-    // fs_cli completion: sub-commands after a uuid, and the live uuids themselves.
-    let c = esl.api(&format!("console_complete uuid_secure_pay {cust} "));
-    for verb in ["start", "capture", "submit", "cancel", "status"] {
-        assert!(c.contains(verb), "completion lacks {verb}: {c}");
-    }
-    let c = esl.api(&format!("console_complete uuid_secure_pay {cust} capture "));
-    assert!(c.contains("payment-card-number"), "{c}");
-    // ::console::list_uuid reads the core's channels table, which is written asynchronously.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = esl.api("console_complete uuid_secure_pay ");
-        if c.contains(&cust) {
-            break;
+    // fs_cli completion: sub-commands after a uuid, and the live uuids themselves. Both are read
+    // from the core's database, which FreeSWITCH writes asynchronously (the module's completion
+    // entries at load, the channels as they come): poll for up to 10 s each.
+    let complete = |esl: &mut Esl, line: &str, want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = esl.api(&format!("console_complete {line}"));
+            if want.iter().all(|w| c.contains(w)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "completion of {line:?} lacks one of {want:?}: {c:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
         }
-        assert!(
-            Instant::now() < deadline,
-            "completion lacks the live uuid: {c:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    };
+    complete(
+        &mut esl,
+        &format!("uuid_secure_pay {cust} "),
+        &["start", "capture", "submit", "cancel", "status"],
+    );
+    complete(
+        &mut esl,
+        &format!("uuid_secure_pay {cust} capture "),
+        &["payment-card-number"],
+    );
+    complete(&mut esl, "uuid_secure_pay ", &[cust.as_str()]);
 
     let r = esl.api(&format!("uuid_secure_pay {cust} start"));
     assert!(r.starts_with("+OK"), "{r}");
