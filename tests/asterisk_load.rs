@@ -432,6 +432,14 @@ fn report(insts: &[Instance], ratios: &[f64], totals: [f64; 2], what: &str) {
     );
 }
 
+/// A numeric setting from the environment, `d` when unset or unparsable.
+fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
 fn spread(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -452,14 +460,8 @@ fn spread(v: &[f64]) -> (f64, f64, f64) {
 #[test]
 #[ignore]
 fn bench_cpu_with_vs_without_secure_mode() {
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let n = env("BENCH_CALLS", 40);
-    let reps = env("BENCH_REPS", 5).max(1);
+    let n = env_or::<usize>("BENCH_CALLS", 40);
+    let reps = env_or::<usize>("BENCH_REPS", 5).max(1);
     // BENCH_INBAND_ONLY=1: every digit as tones, so both runs carry the same frames downstream
     // (no DTMF frames/events in the plain run that the secure run would drop).
     let inband_only = std::env::var("BENCH_INBAND_ONLY").is_ok_and(|v| v != "0");
@@ -640,14 +642,8 @@ fn write_card_wav(path: &std::path::Path, keys: &str, lead_ms: usize) {
 #[test]
 #[ignore]
 fn bench_cpu_sip_with_vs_without_secure_mode() {
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let n = env("BENCH_CALLS", 40);
-    let reps = env("BENCH_REPS", 5).max(1);
+    let n = env_or::<usize>("BENCH_CALLS", 40);
+    let reps = env_or::<usize>("BENCH_REPS", 5).max(1);
     let record = std::env::var("BENCH_RECORD").map_or(true, |v| v != "0");
     // bridge_native_rtp.so as on a stock Asterisk: a PJSIP-PJSIP call without hooks is
     // bridged natively (RTP relayed below the core); MixMonitor and SecurePay prevent that

@@ -257,6 +257,14 @@ fn report(fss: &[FreeSwitch], ratios: &[f64], totals: [u64; 2], hz: f64, reps: u
     );
 }
 
+/// A numeric setting from the environment, `d` when unset or unparsable.
+fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
 fn spread(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -276,14 +284,8 @@ fn spread(v: &[f64]) -> (f64, f64, f64) {
 #[ignore]
 fn bench_freeswitch_cpu_secure_vs_plain() {
     let Some(prefix) = prefix() else { return };
-    let env = |k: &str, d: u32| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let n = env("SECURE_PAY_BENCH_CALLS", 50);
-    let reps = env("SECURE_PAY_BENCH_REPS", 5).max(1);
+    let n = env_or::<u32>("SECURE_PAY_BENCH_CALLS", 50);
+    let reps = env_or::<u32>("SECURE_PAY_BENCH_REPS", 5).max(1);
     let fss = [
         FreeSwitch::start(&prefix, &Options::default()),
         FreeSwitch::start(&prefix, &Options::default()),
@@ -533,17 +535,11 @@ fn sip_missed(esl: &mut Esl, c: &SipCall) -> Option<String> {
 #[ignore]
 fn bench_freeswitch_sip_cpu_secure_vs_plain() {
     let Some(prefix) = prefix() else { return };
-    let env = |k: &str, d: u32| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let n = env("SECURE_PAY_BENCH_CALLS", 50);
-    let reps = env("SECURE_PAY_BENCH_REPS", 5).max(1);
-    let record = env("SECURE_PAY_BENCH_SIP_RECORD", 1) != 0;
+    let n = env_or::<u32>("SECURE_PAY_BENCH_CALLS", 50);
+    let reps = env_or::<u32>("SECURE_PAY_BENCH_REPS", 5).max(1);
+    let record = env_or::<u32>("SECURE_PAY_BENCH_SIP_RECORD", 1) != 0;
     // SECURE_PAY_BENCH_SIP_AUTOFLUSH=0: rtp_autoflush_during_bridge=false in both (diagnosis)
-    let autoflush = env("SECURE_PAY_BENCH_SIP_AUTOFLUSH", 1) != 0;
+    let autoflush = env_or::<u32>("SECURE_PAY_BENCH_SIP_AUTOFLUSH", 1) != 0;
     let sip = |rtp: (u16, u16)| Options {
         sip: true,
         rtp_ports: Some(rtp),
