@@ -109,9 +109,8 @@ pub struct Channel {
     /// The PBX's recordings of this call (option `recording`, native taps paused; see
     /// `recording.rs`). The read_frame hook only try-locks it.
     rec: Mutex<Recordings>,
-    /// A native tap was paused on the media thread: the dispatcher fires its event.
-    rec_report: AtomicBool,
-    /// How many were paused since the last report (atomics: see `Reports`).
+    /// Native taps paused since the last report (atomics: the media thread counts, the
+    /// dispatcher turns the counts into `recording` events).
     rec_reports: Reports,
 }
 
@@ -294,9 +293,7 @@ impl Channel {
         let finished = {
             let mut st = self.lock_state();
             self.pump(&mut st, &mut out);
-            if self.rec_report.swap(false, Ordering::AcqRel) {
-                self.rec_reports.take(self.cfg.recording, &mut out);
-            }
+            self.rec_reports.take(self.cfg.recording, &mut out);
             if self.media_out() {
                 if !st.media_error_sent {
                     st.media_error_sent = true;
@@ -524,7 +521,6 @@ pub unsafe fn start(
         polled_ms: AtomicU64::new(now_ms()),
         module_lock: AtomicPtr::new(std::ptr::null_mut()),
         rec: Mutex::new(Recordings::new(cfg_recording)),
-        rec_report: AtomicBool::new(false),
         rec_reports: Reports::default(),
     });
     let mut ctl = ch.ctl.lock().unwrap_or_else(|p| p.into_inner());
@@ -1105,14 +1101,12 @@ unsafe extern "C" fn read_frame_hook(
             Ok(mut rec) => {
                 // SAFETY: live session; read_frame hooks run outside the bug list's lock.
                 if unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports) } {
-                    ch.rec_report.store(true, Ordering::Release);
                     wake();
                 }
             }
             Err(TryLockError::Poisoned(p)) => {
                 // SAFETY: as above.
                 if unsafe { p.into_inner().scan(session, &ch.uuid, &ch.rec_reports) } {
-                    ch.rec_report.store(true, Ordering::Release);
                     wake();
                 }
             }

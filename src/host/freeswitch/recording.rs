@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::core::config::RecordingMode;
 use crate::core::events::{Event, Leg, RecordingAction, RecordingKind};
 use crate::ffi::freeswitch as fs;
+use crate::host::guard;
 
 use super::util::{self, LockedSession};
 
@@ -87,8 +88,25 @@ struct ScanCtx<'a> {
     found: bool,
 }
 
-/// exec_all callback: pause a bug that reads the customer's codec payload.
+/// exec_all callback: pause a bug that reads the customer's codec payload. Behind the panic
+/// guard; if the body fails, the recorder or tap is paused anyway (fail closed: it then stays
+/// paused after secure mode, as on overflow).
 unsafe extern "C" fn pause_native_cb(bug: *mut fs::switch_media_bug_t, user_data: *mut c_void) {
+    let done = guard("recording pause", false, || {
+        // SAFETY: forwarded from exec_all (live bug, `user_data` = the scan's context).
+        unsafe { pause_native(bug, user_data) };
+        true
+    });
+    if !done && !bug.is_null() {
+        // SAFETY: live bug under exec_all's write lock; setting a flag cannot unwind.
+        unsafe { fs::switch_core_media_bug_set_flag(bug, fs::SMBF_PAUSE) };
+    }
+}
+
+/// # Safety
+/// `bug` is NULL or a live bug under exec_all's lock; `user_data` is NULL or the `ScanCtx` of
+/// `scan`.
+unsafe fn pause_native(bug: *mut fs::switch_media_bug_t, user_data: *mut c_void) {
     if bug.is_null() || user_data.is_null() {
         return;
     }
@@ -116,17 +134,20 @@ unsafe extern "C" fn pause_native_cb(bug: *mut fs::switch_media_bug_t, user_data
     counter.fetch_add(1, Ordering::AcqRel);
 }
 
-/// exec_all callback: resume a bug this channel paused.
+/// exec_all callback: resume a bug this channel paused. Behind the panic guard; on failure
+/// the bug stays paused (fail closed).
 unsafe extern "C" fn resume_native_cb(bug: *mut fs::switch_media_bug_t, user_data: *mut c_void) {
-    if bug.is_null() || user_data.is_null() {
-        return;
-    }
-    // SAFETY: `user_data` is the list of `resume`, alive for the exec_all call.
-    let list = unsafe { &*(user_data as *const ArrayVec<usize, 16>) };
-    if list.contains(&(bug as usize)) {
-        // SAFETY: live bug under exec_all's write lock.
-        unsafe { fs::switch_core_media_bug_clear_flag(bug, fs::SMBF_PAUSE) };
-    }
+    guard("recording resume", (), || {
+        if bug.is_null() || user_data.is_null() {
+            return;
+        }
+        // SAFETY: `user_data` is the list of `resume`, alive for the exec_all call.
+        let list = unsafe { &*(user_data as *const ArrayVec<usize, 16>) };
+        if list.contains(&(bug as usize)) {
+            // SAFETY: live bug under exec_all's write lock.
+            unsafe { fs::switch_core_media_bug_clear_flag(bug, fs::SMBF_PAUSE) };
+        }
+    })
 }
 
 /// Recorders and taps of FreeSWITCH on this session (cheap: a read lock and a short walk).
