@@ -263,8 +263,7 @@ fn list_status_completion_and_channel_variables_masked() {
     assert!(plain.contains("1 total."), "{plain}");
     assert!(!plain.contains(&other), "only secure channels are listed");
 
-    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
-    wait_field_done(&mut esl, &cust, "payment-card-number");
+    key_card_in_band(&mut esl, &cust_a, &cust, PAN);
     send_keys(&mut esl, &cust_a, &format!("{EXPIRY}{CVV}"));
     let done = custom(&mut ev, "complete", &cust, Duration::from_secs(15)).unwrap_or_else(|| {
         // masked status only: which field is where, lengths and attempts (to tell a lost or
@@ -420,8 +419,7 @@ fn secure_pay_wait_blocks_until_the_outcome_and_the_dialplan_branches() {
         "secure_pay_wait returned before any key was pressed"
     );
     assert_eq!(json(&esl.api("secure_pay_list json"))["row_count"], 1);
-    play_tones(&mut esl, &a, &format!("{PAN}#"));
-    wait_field_done(&mut esl, &b, "payment-card-number");
+    key_card_in_band(&mut esl, &a, &b, PAN);
     send_keys(&mut esl, &a, &format!("{EXPIRY}{CVV}"));
     println!(
         "after keys: {}",

@@ -30,9 +30,9 @@ fn say(s: &str) {
 /// `secure`: the customer's secure leg, whose card field must be done before the out-of-band
 /// keys follow (None: no secure mode, nothing to wait for).
 fn key_card(esl: &mut Esl, cust_a: &str, secure: Option<&str>) {
-    play_tones(esl, cust_a, &format!("{PAN}#"));
-    if let Some(uuid) = secure {
-        wait_field_done(esl, uuid, "payment-card-number");
+    match secure {
+        Some(uuid) => key_card_in_band(esl, cust_a, uuid, PAN),
+        None => play_tones(esl, cust_a, &format!("{PAN}#")),
     }
     for d in format!("{EXPIRY}{CVV}").chars() {
         let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));

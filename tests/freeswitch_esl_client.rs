@@ -98,8 +98,7 @@ fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
 
     let r = agent.bgapi(&format!("uuid_secure_pay {cust} start"));
     assert_eq!(r.trim(), "+OK secure mode on");
-    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
-    wait_field_done(&mut esl, &cust, "payment-card-number");
+    key_card_in_band(&mut esl, &cust_a, &cust, PAN);
     for d in format!("{EXPIRY}{CVV}").chars() {
         let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
         assert!(r.starts_with("+OK"), "{r}");

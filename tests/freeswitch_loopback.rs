@@ -78,8 +78,7 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
     assert!(r.starts_with("+OK"), "start: {r}");
     std::thread::sleep(Duration::from_millis(300));
-    play_tones(&mut esl, &cust_a, &format!("{PAN}#")); // in-band
-    wait_field_done(&mut esl, &cust_b, "payment-card-number");
+    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN); // in-band
     send_dtmf(&mut esl, &cust_a, EXPIRY); // out-of-band (loopback DTMF)
     play_tones(&mut esl, &cust_a, CVV); // in-band
     std::thread::sleep(Duration::from_millis(800));

@@ -225,8 +225,7 @@ fn native_recordings_are_paused_in_secure_mode_and_resumed_after() {
     record(&mut esl, &cust_b, "start", &nat2);
     std::thread::sleep(Duration::from_millis(300));
     record(&mut esl, &cust_b, "resume", &nat3);
-    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
-    wait_field_done(&mut esl, &cust_b, "payment-card-number");
+    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
     record(&mut esl, &cust_b, "resume", &nat3);
     send_dtmf(&mut esl, &cust_a, EXPIRY);
     send_dtmf(&mut esl, &cust_a, CVV);
@@ -308,8 +307,7 @@ fn pause_run(fs: &FreeSwitch, n: u32, stop: &dyn Fn(&mut Esl, &str)) -> PauseRun
     let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
     assert!(r.starts_with("+OK"), "start: {r}");
     record(&mut esl, &cust_b, "start", &wav_new);
-    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
-    wait_field_done(&mut esl, &cust_b, "payment-card-number");
+    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
     send_dtmf(&mut esl, &cust_a, EXPIRY);
     send_dtmf(&mut esl, &cust_a, CVV);
     stop(&mut esl, &cust_b);
@@ -476,8 +474,7 @@ fn conference_with_a_sip_recorder_gets_no_card() {
     assert!(r.starts_with("+OK"), "start: {r}");
     let cust_nat2 = native_path("conf_customer_native_during");
     record(&mut esl, &cust_b, "start", &cust_nat2);
-    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
-    wait_field_done(&mut esl, &cust_b, "payment-card-number");
+    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
     send_dtmf(&mut esl, &cust_a, EXPIRY); // RFC 2833
     send_info(&mut esl, &cust_a, CVV); // SIP INFO
                                        // Checked after the judges (below): a lost key press must not hide a leak verdict.

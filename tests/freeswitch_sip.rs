@@ -73,8 +73,7 @@ fn secure_call(fs: &FreeSwitch, n: u32, dtmf_type: &str) -> String {
     let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
     assert!(r.starts_with("+OK"), "start: {r}");
     std::thread::sleep(Duration::from_millis(300));
-    play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
-    wait_field_done(&mut esl, &cust_b, "payment-card-number");
+    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
     send_dtmf(&mut esl, &cust_a, EXPIRY);
     send_dtmf(&mut esl, &cust_a, CVV);
     std::thread::sleep(Duration::from_millis(800));

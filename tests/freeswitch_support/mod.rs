@@ -680,20 +680,44 @@ pub fn play_tones(esl: &mut Esl, cust_a: &str, digits: &str) {
 /// the tones still playing. Panics with the masked status (field, length, attempt) when the
 /// field is not done within 15 s, which tells a lost or extra in-band key from a slow one.
 pub fn wait_field_done(esl: &mut Esl, uuid: &str, field: &str) {
+    if let Err(st) = try_wait_field_done(esl, uuid, field) {
+        panic!("{field} not captured within 15 s; masked status: {st}");
+    }
+}
+
+/// [`wait_field_done`] without the panic: `Err` holds the masked status.
+pub fn try_wait_field_done(esl: &mut Esl, uuid: &str, field: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let st = esl.api(&format!("uuid_secure_pay {uuid} status json"));
         let v: serde_json::Value = serde_json::from_str(st.trim()).unwrap_or_default();
         let captured = v["captured"].as_str().unwrap_or("");
         if captured.split(',').any(|f| f == field) {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "{field} not captured within 15 s; masked status: {st}"
-        );
+        if Instant::now() >= deadline {
+            return Err(st);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Keys `pan#` in-band into the customer (`play_tones` on `cust_a`) and waits until the secure
+/// session on `uuid` has the card number. On a loaded machine FreeSWITCH's timer-driven RTP read
+/// can drop a 100 ms tone before any media bug sees it (docs/capture.md, "FreeSWITCH under
+/// load"); the card then fails Luhn or stays short. As on a real call, the agent's `restart` and
+/// a second keying recover: printed as RETRY with the masked status of the first try. A second
+/// failure panics. Every leak judge of the caller still sees both keyings.
+pub fn key_card_in_band(esl: &mut Esl, cust_a: &str, uuid: &str, pan: &str) {
+    play_tones(esl, cust_a, &format!("{pan}#"));
+    let Err(st) = try_wait_field_done(esl, uuid, "payment-card-number") else {
+        return;
+    };
+    eprintln!("RETRY in-band card keying after: {st}");
+    let r = esl.api(&format!("uuid_secure_pay {uuid} restart"));
+    assert!(r.starts_with("+OK"), "restart: {r}");
+    play_tones(esl, cust_a, &format!("{pan}#"));
+    wait_field_done(esl, uuid, "payment-card-number");
 }
 
 /// Decodes a recording with multimon-ng (independent judge). Returns the digits in order,
