@@ -5,8 +5,8 @@
 //!
 //! Per corpus: false digits of OUR detector against spandsp `dtmf_rx` (default parameters, the
 //! accuracy anchor), and the 20 ms frames our default masker alters. Asserts: ours <= spandsp on
-//! every corpus, 0 on speech; the frames altered are reported with and without the masker's
-//! background test (the latter must add at most 0.3 points on speech). Control: both detectors
+//! every corpus, 0 on speech; at most 1 % of the speech frames altered by masking (reported
+//! with and without the masker's background test). Control: both detectors
 //! read a clean 16-key sequence (so "0 false digits" means something); keys laid over each
 //! corpus show the capture over background of both.
 //!
@@ -115,13 +115,10 @@ fn talkoff_on_real_speech_and_music() {
         if speech && !o.is_empty() {
             problems.push(format!("{name}: {} false digit(s) on speech", o.len()));
         }
-        // Issue #11's target is <= 1 % of speech frames altered. The masker without the
-        // background test already alters 0.9 % (en) and 1.5 % (es) of these prompts (see the
-        // report and docs/masking.md); what holds: the background test adds at most 0.3
-        // percentage points on speech.
-        if speech && alt > alt_old + 0.003 {
+        // Issue #11's target: masking alters at most 1 % of the speech frames.
+        if speech && alt > 0.01 {
             problems.push(format!(
-                "{name}: {:.2} % of speech frames altered, {:.2} % without the background test",
+                "{name}: {:.2} % of speech frames altered ({:.2} % without the background test)",
                 100.0 * alt,
                 100.0 * alt_old
             ));

@@ -18,12 +18,18 @@
 //! output; a held key stays masked for as long as it is held. Short bursts, weak, twisted or
 //! off-frequency pairs that capture rejects are masked all the same.
 //!
-//! **Tonal stability.** With look-ahead to spare (≥ 25 ms; the default 40 ms) a window that
-//! passes the mask test is only masked once a second window at most two hops later holds the
-//! same pair (or it passes every capture test, or its pair carries ≥ 70 % of its energy, or the
-//! same pair was masked in the last 25 ms); the span then reaches back over both windows, so
-//! the tone is still replaced from its first sample while isolated voiced windows of speech
-//! pass untouched. With less look-ahead every passing window is masked at once.
+//! **Tonal stability.** With look-ahead to spare a window that passes the mask test is only
+//! masked once a series of windows of the same pair, each at most two hops after the previous,
+//! is long enough: **2** windows when every window of the series holds a keypad's pair (both
+//! tones within ±3 % and the twist within −6…+5 dB, `Hop::mask_near`), **4** otherwise (a pair
+//! at the mask test's wide limits: off-frequency, strongly twisted); as many as the look-ahead
+//! can reach back over (25 ms for 2, 37.25 ms for 4; the default is 40 ms). A window is masked
+//! at once if it passes every capture test, carries ≥ 70 % of its energy in the pair (a tone
+//! on silence), or the same pair was masked in the last 25 ms. The span reaches back over the
+//! whole series, so the tone is still replaced from its first sample while voiced speech passes
+//! untouched: where speech harmonics line up with a row and a column, the column harmonic is
+//! typically 8–15 dB weaker (a twist no keypad sends), and a short series of such windows is
+//! common in vowels. With less look-ahead every passing window is masked at once.
 //!
 //! **Over a background** (speech, music, noise on the customer's side: issue #11) the pair's
 //! share of the window falls under 40 % and the test above gives up. A second, `bg` test judges
@@ -39,9 +45,12 @@
 //! `dtmf/analysis.rs`): the window after a `bg` window judges that window's pair on its own
 //! bins, and a series may also start "weak" on the strongest pair ≥ 2 dB over the third
 //! strongest of each group (each tone within ±3 %); such a series is masked after six steady
-//! windows instead of four. This needs 32 ms of look-ahead, 38 ms for a weak start (the
-//! default is 40). Measured in
-//! `tests/masking_background.rs` and docs/masking.md.
+//! windows instead of four, and a series whose first window holds a keypad's pair (each tone
+//! within ±1.5 %, twist −4…+3 dB, `Hop::bg_near`) after three. This needs 32 ms of
+//! look-ahead, 38 ms for a weak start (the default is 40). The front end watches the masked
+//! pair's bins only for a pair found by `bg` or a plain series of a keypad's pair: watching
+//! speech harmonics that passed the plain test kept a whole vowel masked. Measured in
+//! `tests/masking_background.rs`, `tests/talkoff_real.rs` and docs/masking.md.
 //!
 //! Outside masked spans the output is the input delayed by exactly [`Masker::delay_samples`],
 //! sample for sample. Decisions never reach back further than the look-ahead, and the
@@ -130,6 +139,13 @@ const PURE_COV: f32 = 0.7;
 /// A pair masked within this many hops (25 ms) is masked again on a single window.
 const ACTIVE_HOPS: u64 = 8;
 
+/// Tonal stability of the plain mask test: windows of one pair (each at most two hops after the
+/// previous) before a pair carrying less than [`PURE_COV`] of its windows is masked, as far as
+/// the look-ahead allows; a keypad's pair ([`Hop::mask_near`] in every window) waits for
+/// fewer.
+const PLAIN_STABLE_WINDOWS: u64 = 4;
+const PLAIN_STABLE_WINDOWS_NEAR: u64 = 2;
+
 /// Guard before each masked window and hangover after it, in ms.
 const PRE_GUARD_MS: u32 = 6;
 const HANGOVER_MS: u32 = 6;
@@ -140,6 +156,8 @@ const HANGOVER_MS: u32 = 6;
 /// hangover of such a span (a tone on a background passes the test only once it fills most
 /// of a window, so its edges need more than the 6 ms of a clean tone).
 const BG_STABLE_HOPS: u32 = 4;
+/// ... and of a series that starts on a keypad's pair (see `Hop::bg_near`).
+const BG_STABLE_HOPS_NEAR: u32 = 3;
 /// ... and of a series that starts on a weak `bg` window (see `Hop::bg_weak`).
 const BG_STABLE_HOPS_WEAK: u32 = 6;
 const BG_DPHI_TOL: f32 = 0.5;
@@ -164,6 +182,19 @@ struct BgRun {
     t_col: f32,
 }
 
+/// A series of windows of one pair passing the plain mask test.
+#[derive(Clone, Copy, Debug, Default)]
+struct PlainRun {
+    /// End of the first window of the series and of the last (0 = none).
+    first: u64,
+    last: u64,
+    row: u8,
+    col: u8,
+    count: u64,
+    /// Every window of the series is a keypad's pair ([`Hop::mask_near`]).
+    near: bool,
+}
+
 /// Per-channel masker. Allocates only in `new` (the delay line).
 #[derive(Clone)]
 pub struct Masker {
@@ -181,12 +212,19 @@ pub struct Masker {
     hang: u64,
     beep_step: usize,
     beep: [i16; 48],
-    /// The last window that passed the mask test: (window end, row, col); end 0 = none.
-    prev_mask: (u64, u8, u8),
+    /// The current series of windows that passed the plain mask test.
+    plain_run: PlainRun,
+    /// Windows a plain series needs before it is masked (see [`PLAIN_STABLE_WINDOWS`]), and
+    /// a series of a keypad's pair.
+    plain_need: u64,
+    plain_need_near: u64,
     /// Last masked window: (window end, row, col); end 0 = none. Windows of the same pair
     /// shortly after are masked without waiting for a second one, so a tone whose test
     /// flickers is masked whole, never in readable fragments.
     active: (u64, u8, u8),
+    /// The front end watches the active pair's bins: it was found by the background test, or
+    /// a plain series of a keypad's pair.
+    watched: bool,
     /// Masking over background: the current series of `bg` windows, and the look-back and
     /// hangover of its spans.
     bg_run: BgRun,
@@ -208,6 +246,12 @@ impl Masker {
         }
         let det = Detector::for_masker(rate, &cfg.detector);
         let back = (det.window_samples() + rate.samples_for_ms(PRE_GUARD_MS)) as u64;
+        // A series of n windows, each at most two hops after the previous, spans up to
+        // 2(n - 1) hops before its last window: wait for as many as the look-ahead can reach
+        // back over (with less than one window plus the guard, every window is masked at once).
+        let d = rate.samples_for_ms(cfg.lookahead_ms) as u64;
+        let m = det.hop_samples() as u64;
+        let plain_need = (1 + d.saturating_sub(back) / (2 * m)).min(PLAIN_STABLE_WINDOWS);
         Ok(Self {
             rate,
             mode: cfg.mode,
@@ -220,8 +264,11 @@ impl Masker {
             hang: rate.samples_for_ms(HANGOVER_MS) as u64,
             beep_step: (48000 / rate.hz()) as usize,
             beep: make_beep(),
-            prev_mask: (0, 0, 0),
+            plain_run: PlainRun::default(),
+            plain_need,
+            plain_need_near: plain_need.min(PLAIN_STABLE_WINDOWS_NEAR),
             active: (0, 0, 0),
+            watched: false,
             bg_run: BgRun::default(),
             bg_back: (det.window_samples() + rate.samples_for_ms(BG_GUARD_MS)) as u64,
             bg_hang: rate.samples_for_ms(BG_GUARD_MS) as u64,
@@ -278,14 +325,12 @@ impl Masker {
             let m = self.det.hop_samples() as u64;
             let spans = &mut self.spans;
             let nspans = &mut self.nspans;
-            let prev = &mut self.prev_mask;
+            let run = &mut self.plain_run;
+            let (need, need_near) = (self.plain_need, self.plain_need_near);
             let active = &mut self.active;
+            let watched = &mut self.watched;
             let bg_run = &mut self.bg_run;
             let (bg_back, bg_hang) = (self.bg_back, self.bg_hang);
-            // Waiting for a second window needs look-ahead for it (window + guard + two hops,
-            // 25 ms); with less, every window that passes is masked at once (more speech is
-            // touched, but nothing more leaks).
-            let wait = d >= back + 2 * m;
             self.det.process_hops(frame, sink, &mut |h: &Hop| -> Watch {
                 let live = |active: &(u64, u8, u8), end: u64| {
                     active.0 != 0 && end <= active.0 + ACTIVE_HOPS * m
@@ -322,6 +367,8 @@ impl Masker {
                             count: 1,
                             need: if h.bg_weak {
                                 BG_STABLE_HOPS_WEAK
+                            } else if h.bg_near {
+                                BG_STABLE_HOPS_NEAR
                             } else {
                                 BG_STABLE_HOPS
                             },
@@ -338,33 +385,57 @@ impl Masker {
                         let a = from.saturating_sub(bg_back).max(h.end.saturating_sub(d));
                         push_span(spans, nspans, a, h.end + bg_hang);
                         *active = (h.end, h.bg_row, h.bg_col);
+                        *watched = true;
                     }
                 }
-                let watch = |active: &(u64, u8, u8)| {
-                    live(active, h.end + m).then_some((active.1, active.2))
+                // Only a pair found over a background or a keypad's pair is watched: speech
+                // harmonics that passed the plain test would keep their bins "still there" for
+                // a whole vowel.
+                let watch = |active: &(u64, u8, u8), on: bool| {
+                    (on && live(active, h.end + m)).then_some((active.1, active.2))
                 };
                 if !h.mask {
-                    return watch(active);
+                    return watch(active, *watched);
                 }
-                // Tonal stability: mask once two windows at most two hops apart hold the same
-                // pair (or one passes every capture test), reaching back over both, so the
-                // tone is still replaced from its first sample while a single voiced window
-                // of speech is left alone.
-                let stable =
-                    prev.0 != 0 && prev.0 + 2 * m >= h.end && prev.1 == h.row && prev.2 == h.col;
-                let from = if stable { prev.0 } else { h.end };
-                *prev = (h.end, h.row, h.col);
+                // Tonal stability: mask once `need` windows (`need_near` for a keypad's pair),
+                // each at most two hops after the previous, hold the same pair (or one passes
+                // every capture test, or carries PURE_COV of its window), reaching back over all
+                // of them, so the tone is still replaced from its first sample while voiced
+                // speech whose harmonics briefly line up with a row and a column is left alone.
+                if run.first != 0
+                    && run.last + 2 * m >= h.end
+                    && run.row == h.row
+                    && run.col == h.col
+                {
+                    run.count += 1;
+                    run.near &= h.mask_near;
+                } else {
+                    *run = PlainRun {
+                        first: h.end,
+                        row: h.row,
+                        col: h.col,
+                        count: 1,
+                        near: h.mask_near,
+                        ..PlainRun::default()
+                    };
+                }
+                run.last = h.end;
+                let stable = run.count >= if run.near { need_near } else { need };
+                let from = if stable { run.first } else { h.end };
                 let recent = active.0 != 0
                     && h.end <= active.0 + ACTIVE_HOPS * m
                     && active.1 == h.row
                     && active.2 == h.col;
-                if !wait || stable || h.strict || recent || h.cov >= PURE_COV {
+                if stable || h.strict || recent || h.cov >= PURE_COV {
+                    // A new pair is watched only if it is a keypad's; the same pair masked again
+                    // keeps its watch.
+                    *watched = (*watched && recent) || (stable && run.near);
                     *active = (h.end, h.row, h.col);
                     // Never reach back into audio already output when this window is judged.
                     let a = from.saturating_sub(back).max(h.end.saturating_sub(d));
                     push_span(spans, nspans, a, h.end + hang);
                 }
-                watch(active)
+                watch(active, *watched)
             });
         }
         let len = frame.len() as u64;
@@ -424,8 +495,9 @@ impl Masker {
         self.pos = 0;
         self.t = 0;
         self.nspans = 0;
-        self.prev_mask = (0, 0, 0);
+        self.plain_run = PlainRun::default();
         self.active = (0, 0, 0);
+        self.watched = false;
         self.bg_run = BgRun::default();
         if let Some(n) = self.notch.as_mut() {
             n.reset();

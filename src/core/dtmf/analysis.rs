@@ -257,6 +257,18 @@ const STEADY: f32 = 0.4;
 
 /// Masking: frequency deviation (percent) up to which a pair is still masked.
 const MASK_FREQ_DEV_PCT: f32 = 5.5;
+/// A keypad's pair, for the masker's shorter waits (see [`Hop::mask_near`], [`Hop::bg_near`]):
+/// each tone within this of nominal (Q.24: accept ±1.5 %; the measurement over a background
+/// needs the margin) and the twist within these bounds (keypads send the high group a little
+/// louder; speech harmonics fall off towards the column frequencies, 8 to 15 dB "normal twist"
+/// where they line up with a pair).
+const NEAR_FREQ_DEV_PCT: f32 = 3.0;
+const NEAR_NORMAL_TWIST_DB: f32 = 6.0;
+const NEAR_REVERSE_TWIST_DB: f32 = 5.0;
+/// ... and for a `bg` series (over a background, where speech lines up more often).
+const BG_NEAR_FREQ_DEV_PCT: f32 = 1.5;
+const BG_NEAR_NORMAL_TWIST_DB: f32 = 4.0;
+const BG_NEAR_REVERSE_TWIST_DB: f32 = 3.0;
 
 /// Masking over background: frequency deviation (percent) of each tone, minimum share of the
 /// window energy of the pair, how far each tone must stand above the other tones of its group
@@ -300,6 +312,13 @@ pub(crate) struct HopTests {
     pub inv_max_dphi: [f32; 8],
     /// Masking: same, much looser.
     pub max_dphi_mask: [f32; 8],
+    /// Masking: frequency and twist bounds of a keypad's pair (`mask_near`, `bg_near`).
+    pub max_dphi_near: [f32; 8],
+    pub twist_near_lo: f32,
+    pub twist_near_hi: f32,
+    pub max_dphi_bg_near: [f32; 8],
+    pub twist_bg_near_lo: f32,
+    pub twist_bg_near_hi: f32,
     /// Edge measurement: minimum coverage and tone energy for a hop to belong to a tone run.
     pub cov_run: f32,
     pub t_run: f32,
@@ -349,6 +368,10 @@ pub(crate) struct Hop {
     pub strict: bool,
     /// Something a permissive decoder could read: mask the window.
     pub mask: bool,
+    /// `mask`, and the pair looks like a keypad's: both tones near nominal and the twist
+    /// within [`NEAR_NORMAL_TWIST_DB`] / [`NEAR_REVERSE_TWIST_DB`] (the masker waits for
+    /// fewer windows of such a pair; see [`crate::core::suppress`]).
+    pub mask_near: bool,
     /// The pair stands out of a background in its own bands (see [`HopTests::cov_bg`]): mask
     /// it once it is stable over consecutive windows (the masker's decision).
     pub bg: bool,
@@ -360,6 +383,9 @@ pub(crate) struct Hop {
     /// out of its groups: one of two similar peaks of a group (a series starting here must
     /// last longer, see the masker).
     pub bg_weak: bool,
+    /// The `bg` pair looks like a keypad's (tighter than [`Hop::mask_near`]: over a
+    /// background speech lines up with a pair more often), valid when `bg` is set.
+    pub bg_near: bool,
     /// Signed phase advance over half a window of the `bg` pair's row and column tone
     /// (radians; a steady tone measures the same value hop after hop).
     pub dphi_row: f32,
@@ -789,6 +815,10 @@ impl Analyzer {
             if dr.abs() <= lim[br] && dc.abs() <= lim[4 + bc] {
                 hop.bg = true;
                 hop.bg_weak = weak;
+                hop.bg_near = dr.abs() <= ts.max_dphi_bg_near[br]
+                    && dc.abs() <= ts.max_dphi_bg_near[4 + bc]
+                    && btc >= ts.twist_bg_near_lo * btr
+                    && btc <= ts.twist_bg_near_hi * btr;
                 hop.bg_row = br as u8;
                 hop.bg_col = bc as u8;
                 hop.dphi_row = dr;
@@ -803,6 +833,11 @@ impl Analyzer {
             // Loose frequency sanity (no plateau needed): rejects gliding speech harmonics,
             // keeps short bursts and tones well beyond what any decoder accepts.
             hop.mask = pr <= ts.max_dphi_mask[r] && pc <= ts.max_dphi_mask[4 + c];
+            hop.mask_near = hop.mask
+                && pr <= ts.max_dphi_near[r]
+                && pc <= ts.max_dphi_near[4 + c]
+                && tc >= ts.twist_near_lo * tr
+                && tc <= ts.twist_near_hi * tr;
         }
         if capture {
             // Each tone within the limit, and both together: a pair with BOTH tones near the
@@ -839,8 +874,9 @@ impl Analyzer {
                     && rel_ok(sec_c, tc, ts.rel);
             }
         }
-        // Whatever capture accepts is always masked.
+        // Whatever capture accepts is always masked, as a keypad's pair.
         hop.mask |= hop.strict;
+        hop.mask_near |= hop.strict;
         hop
     }
 }
@@ -1311,6 +1347,8 @@ impl HopTests {
         };
         let max_dphi = dphi(max_freq_dev_pct);
         let max_dphi_mask = dphi(MASK_FREQ_DEV_PCT);
+        let max_dphi_near = dphi(NEAR_FREQ_DEV_PCT);
+        let max_dphi_bg_near = dphi(BG_NEAR_FREQ_DEV_PCT);
         let max_dphi_bg = dphi(BG_FREQ_DEV_PCT);
         let max_dphi_bg_weak = dphi(BG_WEAK_FREQ_DEV_PCT);
         Self {
@@ -1323,6 +1361,12 @@ impl HopTests {
             max_dphi,
             inv_max_dphi: max_dphi.map(|d| 1.0 / d),
             max_dphi_mask,
+            max_dphi_near,
+            twist_near_lo: db_ratio(-NEAR_NORMAL_TWIST_DB),
+            twist_near_hi: db_ratio(NEAR_REVERSE_TWIST_DB),
+            max_dphi_bg_near,
+            twist_bg_near_lo: db_ratio(-BG_NEAR_NORMAL_TWIST_DB),
+            twist_bg_near_hi: db_ratio(BG_NEAR_REVERSE_TWIST_DB),
             cov_run: 0.4,
             t_run: n * dbm0_power(threshold_dbm0 - 10.0),
             cov_mask: 0.4,
