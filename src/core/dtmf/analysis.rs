@@ -767,7 +767,10 @@ impl Analyzer {
         // out of its own bands (see [`bg_candidates`]). Every candidate's tones are at most
         // the strongest row's and column's, so when those fail the floor, level or share
         // test no candidate can pass.
-        let (bg_cands, n_bg) = if tr + tc >= ts.cov_bg * e
+        // (Filled in place: a returned array of 3-byte entries was read back with wide loads
+        // that could not be forwarded from the byte stores, a stall on every judged window.)
+        let mut bg_cands = [BgCand::default(); 5];
+        let n_bg = if tr + tc >= ts.cov_bg * e
             && tr >= ts.t_mask
             && tc >= ts.t_mask
             && tr >= ts.floor_bg * e
@@ -775,9 +778,9 @@ impl Analyzer {
         {
             let last = self.last_bg;
             let last = (last.0 == h).then_some((last.1, last.2));
-            bg_candidates(&t, (r, tr, sec_r), (c, tc, sec_c), e, ts, last)
+            bg_candidates(&t, (r, tr, sec_r), (c, tc, sec_c), e, ts, last, &mut bg_cands)
         } else {
-            ([BgCand::default(); 5], 0)
+            0
         };
         let bg = n_bg > 0;
         if !hop.mask && !capture && !bg {
@@ -1214,10 +1217,10 @@ fn bg_candidates(
     e: f32,
     ts: &HopTests,
     last: Option<(u8, u8)>,
-) -> ([BgCand; 5], usize) {
+    out: &mut [BgCand; 5],
+) -> usize {
     let (r, tr, sec_r) = row;
     let (c, tc, sec_c) = col;
-    let mut out = [BgCand::default(); 5];
     let rel_ok = |other: f32, pv: f32| other * ts.rel_bg <= pv;
     let pair_ok = |a: f32, b: f32| {
         a + b >= ts.cov_bg * e
@@ -1236,7 +1239,7 @@ fn bg_candidates(
             col: c as u8,
             weak: false,
         };
-        return (out, 1);
+        return 1;
     }
     let (r2, tr2) = second4i(t, 0, r);
     let (c2, tc2) = second4i(t, 4, c);
@@ -1274,7 +1277,7 @@ fn bg_candidates(
     } else {
         push(0, 0, true);
     }
-    (out, n)
+    n
 }
 
 /// Index (0..4) and value of the largest of `t[from..from + 4]` other than index `peak`.
