@@ -450,7 +450,7 @@ fn masking_over_speech_music_and_noise() {
         "control: without the background test some tones of >= {LONG_MS} ms must pass whole\n{rep}"
     );
     // The default masker. Issue #11's target is 0 tones over the limit from SNR 0 dB on; what
-    // holds today (docs/masking.md): 0 from 12 dB on, at most 95 (of 1614) at 0 dB and 3 at
+    // holds today (docs/masking.md): 0 from 12 dB on, at most 85 (of 1614) at 0 dB and 3 at
     // 6 dB, and no tone of >= 50 ms passes whole.
     let (rep, fails, _, whole_long) = run(
         "default masker",
@@ -467,7 +467,7 @@ fn masking_over_speech_music_and_noise() {
         "tones leaked over background at SNR >= 12 dB\n{rep}"
     );
     assert!(
-        fails[0] <= 95 && fails[1] <= 3,
+        fails[0] <= 85 && fails[1] <= 3,
         "masking over background: {} / {} tones over the limit at SNR 0 / 6 dB\n{rep}",
         fails[0],
         fails[1]
@@ -549,9 +549,9 @@ fn notch_option_over_background_down_to_minus_10_db() {
         50 * all <= total,
         "{all} of {total} tones over -30 dB with the notch\n{rep}"
     );
-    // Measured (docs/masking.md): 5, 7, 3, 0 and 0 tones over -30 dB at SNR -10, -6, -3, 0
-    // and 6 dB, 15 of 8038 in all (112 with the 5 % band-stop before).
-    for ((snr, &f), most) in snrs.iter().zip(&fails).zip([5, 7, 3, 0, 0]) {
+    // Measured (docs/masking.md): 5, 6, 2, 0 and 0 tones over -30 dB at SNR -10, -6, -3, 0
+    // and 6 dB, 13 of 8038 in all (112 with the 5 % band-stop before).
+    for ((snr, &f), most) in snrs.iter().zip(&fails).zip([5, 6, 2, 0, 0]) {
         assert!(
             f <= most,
             "SNR {snr} dB: {f} tones over -30 dB with the notch (measured: {most})\n{rep}"

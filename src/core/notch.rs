@@ -13,7 +13,7 @@
 //! between the row and the column groups), which keeps speech intelligible but audibly
 //! coloured; docs/masking.md has the measured cost. A tone's first milliseconds pass partly
 //! (the sections' settling time, about 1 / (π · 7 % · f): 3 to 7 ms); the 7 % bandwidth (5 %
-//! before) settles fast enough that on the masking_background corpus 15 of 8038 tones stay
+//! before) settles fast enough that on the masking_background corpus 13 of 8038 tones stay
 //! over −30 dB instead of 112.
 //!
 //! Direct form II transposed in f32; no allocation, constant work per sample, state per channel.

@@ -21,7 +21,7 @@
 //! **Tonal stability.** With look-ahead to spare a window that passes the mask test is only
 //! masked once a series of windows of the same pair, each at most two hops after the previous,
 //! is long enough: **2** windows when every window of the series holds a keypad's pair (both
-//! tones within ±3 % and the twist within −6…+5 dB, `Hop::mask_near`), **4** otherwise (a pair
+//! tones within ±2.5 % and the twist within −6…+5 dB, `Hop::mask_near`), **4** otherwise (a pair
 //! at the mask test's wide limits: off-frequency, strongly twisted); as many as the look-ahead
 //! can reach back over (25 ms for 2, 37.25 ms for 4; the default is 40 ms). A window is masked
 //! at once if it passes every capture test, carries ≥ 70 % of its energy in the pair (a tone
@@ -46,8 +46,10 @@
 //! bins, and a series may also start "weak" on the strongest pair ≥ 2 dB over the third
 //! strongest of each group (each tone within ±3 %); such a series is masked after six steady
 //! windows instead of four, and a series whose first window holds a keypad's pair (each tone
-//! within ±1.5 %, twist −4…+3 dB, `Hop::bg_near`) after three. This needs 32 ms of
-//! look-ahead, 38 ms for a weak start (the default is 40). The front end watches the masked
+//! within ±1.5 %, twist −4…+3 dB, `Hop::bg_near`) after three; the span of such a series
+//! reaches back 22 ms before its first window instead of 10 (as far as the look-ahead allows:
+//! over a background a keypad's tone often passes the test only well after it began). This
+//! needs 32 ms of look-ahead, 38 ms for a weak start (the default is 40). The front end watches the masked
 //! pair's bins only for a pair found by `bg` or a plain series of a keypad's pair: watching
 //! speech harmonics that passed the plain test kept a whole vowel masked. Measured in
 //! `tests/masking_background.rs`, `tests/talkoff_real.rs` and docs/masking.md.
@@ -164,6 +166,10 @@ const BG_DPHI_TOL: f32 = 0.5;
 /// ... and the largest change of each tone's energy between them (2 dB as a ratio).
 const BG_AMP: f32 = 1.585;
 const BG_GUARD_MS: u32 = 10;
+/// How far before the first window of a `bg` series of a keypad's pair its span reaches (as far
+/// as the look-ahead allows): over a background a tone often passes the test only well after
+/// its start, and what comes before is its head. Other series reach back [`BG_GUARD_MS`].
+const BG_PRE_GUARD_MS: u32 = 22;
 
 /// A series of consecutive `bg` windows of one pair.
 #[derive(Clone, Copy, Debug, Default)]
@@ -180,6 +186,8 @@ struct BgRun {
     dphi_col: f32,
     t_row: f32,
     t_col: f32,
+    /// The series started on a keypad's pair (`Hop::bg_near`).
+    near: bool,
 }
 
 /// A series of windows of one pair passing the plain mask test.
@@ -229,6 +237,7 @@ pub struct Masker {
     /// hangover of its spans.
     bg_run: BgRun,
     bg_back: u64,
+    bg_first_back: u64,
     bg_hang: u64,
     /// The `notch` option's band-stop, applied to the output after masking.
     notch: Option<Box<Notch>>,
@@ -271,6 +280,7 @@ impl Masker {
             watched: false,
             bg_run: BgRun::default(),
             bg_back: (det.window_samples() + rate.samples_for_ms(BG_GUARD_MS)) as u64,
+            bg_first_back: (det.window_samples() + rate.samples_for_ms(BG_PRE_GUARD_MS)) as u64,
             bg_hang: rate.samples_for_ms(BG_GUARD_MS) as u64,
             notch: cfg.notch.then(|| Box::new(Notch::new(rate))),
             det,
@@ -331,6 +341,7 @@ impl Masker {
             let watched = &mut self.watched;
             let bg_run = &mut self.bg_run;
             let (bg_back, bg_hang) = (self.bg_back, self.bg_hang);
+            let bg_first_back = self.bg_first_back;
             self.det.process_hops(frame, sink, &mut |h: &Hop| -> Watch {
                 let live = |active: &(u64, u8, u8), end: u64| {
                     active.0 != 0 && end <= active.0 + ACTIVE_HOPS * m
@@ -372,6 +383,7 @@ impl Masker {
                             } else {
                                 BG_STABLE_HOPS
                             },
+                            near: h.bg_near && !h.bg_weak,
                             ..BgRun::default()
                         };
                     }
@@ -381,8 +393,12 @@ impl Masker {
                     r.t_row = h.t_row;
                     r.t_col = h.t_col;
                     if r.count >= r.need {
-                        let from = if r.count == r.need { r.first } else { h.end };
-                        let a = from.saturating_sub(bg_back).max(h.end.saturating_sub(d));
+                        let (from, back) = if r.count == r.need {
+                            (r.first, if r.near { bg_first_back } else { bg_back })
+                        } else {
+                            (h.end, bg_back)
+                        };
+                        let a = from.saturating_sub(back).max(h.end.saturating_sub(d));
                         push_span(spans, nspans, a, h.end + bg_hang);
                         *active = (h.end, h.bg_row, h.bg_col);
                         *watched = true;

@@ -262,7 +262,7 @@ const MASK_FREQ_DEV_PCT: f32 = 5.5;
 /// needs the margin) and the twist within these bounds (keypads send the high group a little
 /// louder; speech harmonics fall off towards the column frequencies, 8 to 15 dB "normal twist"
 /// where they line up with a pair).
-const NEAR_FREQ_DEV_PCT: f32 = 3.0;
+const NEAR_FREQ_DEV_PCT: f32 = 2.5;
 const NEAR_NORMAL_TWIST_DB: f32 = 6.0;
 const NEAR_REVERSE_TWIST_DB: f32 = 5.0;
 /// ... and for a `bg` series (over a background, where speech lines up more often).
@@ -778,7 +778,15 @@ impl Analyzer {
         {
             let last = self.last_bg;
             let last = (last.0 == h).then_some((last.1, last.2));
-            bg_candidates(&t, (r, tr, sec_r), (c, tc, sec_c), e, ts, last, &mut bg_cands)
+            bg_candidates(
+                &t,
+                (r, tr, sec_r),
+                (c, tc, sec_c),
+                e,
+                ts,
+                last,
+                &mut bg_cands,
+            )
         } else {
             0
         };
