@@ -21,7 +21,7 @@
 //! **Tonal stability.** With look-ahead to spare a window that passes the mask test is only
 //! masked once a series of windows of the same pair, each at most two hops after the previous,
 //! is long enough: **2** windows when every window of the series holds a keypad's pair (both
-//! tones within ±2.5 % and the twist within −6…+5 dB, `Hop::mask_near`), **4** otherwise (a pair
+//! tones within ±2 % and the twist within −6…+5 dB, `Hop::mask_near`), **4** otherwise (a pair
 //! at the mask test's wide limits: off-frequency, strongly twisted); as many as the look-ahead
 //! can reach back over (25 ms for 2, 37.25 ms for 4; the default is 40 ms). A window is masked
 //! at once if it passes every capture test, carries ≥ 70 % of its energy in the pair (a tone
@@ -46,7 +46,8 @@
 //! bins, and a series may also start "weak" on the strongest pair ≥ 2 dB over the third
 //! strongest of each group (each tone within ±3 %); such a series is masked after six steady
 //! windows instead of four, and a series whose first window holds a keypad's pair (each tone
-//! within ±1.5 %, twist −4…+3 dB, `Hop::bg_near`) after three; the span of such a series
+//! within ±1.5 %, twist −4…+3 dB, `Hop::bg_near`) after three, its windows may wobble more
+//! (0.9 rad, 3 dB) while the pair carries ≥ 45 % of them; the span of such a series
 //! reaches back 22 ms before its first window instead of 10 (as far as the look-ahead allows:
 //! over a background a keypad's tone often passes the test only well after it began). This
 //! needs 32 ms of look-ahead, 38 ms for a weak start (the default is 40). The front end watches the masked
@@ -165,6 +166,14 @@ const BG_STABLE_HOPS_WEAK: u32 = 6;
 const BG_DPHI_TOL: f32 = 0.5;
 /// ... and the largest change of each tone's energy between them (2 dB as a ratio).
 const BG_AMP: f32 = 1.585;
+/// A series that started on a keypad's pair continues with more wobble (0.9 rad, 3 dB) while
+/// the window's strongest pair carries at least [`BG_NEAR_HOLD_COV`] of it: a keypad's tone
+/// under noise or speech wobbles in its bins (over white noise at 0 dB SNR a 20 ms tone missed
+/// the 0.5 rad by 0.01 and passed whole), and a pair that strong is rarely speech (at 40 % an
+/// espeak voice had 2 % of its frames altered).
+const BG_DPHI_TOL_NEAR: f32 = 0.9;
+const BG_AMP_NEAR: f32 = 1.995;
+const BG_NEAR_HOLD_COV: f32 = 0.45;
 const BG_GUARD_MS: u32 = 10;
 /// How far before the first window of a `bg` series of a keypad's pair its span reaches (as far
 /// as the look-ahead allows): over a background a tone often passes the test only well after
@@ -358,16 +367,21 @@ impl Masker {
                     // the same pair at a steady frequency (a tone; speech harmonics glide),
                     // from the first of them, and every later window of that series at once.
                     let r = &mut *bg_run;
+                    let (tol, amp) = if r.near && h.cov >= BG_NEAR_HOLD_COV {
+                        (BG_DPHI_TOL_NEAR, BG_AMP_NEAR)
+                    } else {
+                        (BG_DPHI_TOL, BG_AMP)
+                    };
                     let cont = r.first != 0
                         && r.last + m == h.end
                         && r.row == h.bg_row
                         && r.col == h.bg_col
-                        && (h.dphi_row - r.dphi_row).abs() <= BG_DPHI_TOL
-                        && (h.dphi_col - r.dphi_col).abs() <= BG_DPHI_TOL
-                        && h.t_row <= BG_AMP * r.t_row
-                        && r.t_row <= BG_AMP * h.t_row
-                        && h.t_col <= BG_AMP * r.t_col
-                        && r.t_col <= BG_AMP * h.t_col;
+                        && (h.dphi_row - r.dphi_row).abs() <= tol
+                        && (h.dphi_col - r.dphi_col).abs() <= tol
+                        && h.t_row <= amp * r.t_row
+                        && r.t_row <= amp * h.t_row
+                        && h.t_col <= amp * r.t_col
+                        && r.t_col <= amp * h.t_col;
                     if cont {
                         r.count += 1;
                     } else {

@@ -262,7 +262,7 @@ const MASK_FREQ_DEV_PCT: f32 = 5.5;
 /// needs the margin) and the twist within these bounds (keypads send the high group a little
 /// louder; speech harmonics fall off towards the column frequencies, 8 to 15 dB "normal twist"
 /// where they line up with a pair).
-const NEAR_FREQ_DEV_PCT: f32 = 2.5;
+const NEAR_FREQ_DEV_PCT: f32 = 2.0;
 const NEAR_NORMAL_TWIST_DB: f32 = 6.0;
 const NEAR_REVERSE_TWIST_DB: f32 = 5.0;
 /// ... and for a `bg` series (over a background, where speech lines up more often).
