@@ -37,6 +37,23 @@ fn send_dtmf(esl: &mut Esl, uuid: &str, digits: &str) {
     std::thread::sleep(Duration::from_millis(300 * digits.len() as u64 + 500));
 }
 
+/// Waits up to 8 s for the secure session on `uuid` to complete (every field captured).
+fn wait_complete(esl: &mut Esl, uuid: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        if esl
+            .api(&format!("uuid_secure_pay {uuid} status"))
+            .contains("SecurePay-State: complete")
+        {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     let Some(prefix) = prefix() else { return };
@@ -78,9 +95,26 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
     assert!(r.starts_with("+OK"), "start: {r}");
     std::thread::sleep(Duration::from_millis(300));
-    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN); // in-band
-    send_dtmf(&mut esl, &cust_a, EXPIRY); // out-of-band (loopback DTMF)
-    play_tones(&mut esl, &cust_a, CVV); // in-band
+    let key_all = |esl: &mut Esl| {
+        key_card_in_band(esl, &cust_a, &cust_b, PAN); // in-band
+        send_dtmf(esl, &cust_a, EXPIRY); // out-of-band (loopback DTMF)
+        play_tones(esl, &cust_a, CVV); // in-band
+    };
+    key_all(&mut esl);
+    if !wait_complete(&mut esl, &cust_b) {
+        // A loaded machine now and then loses keys on a loopback pair before any media bug
+        // sees them (docs/capture.md, "FreeSWITCH under load"; a fresh-clone CI run lost the
+        // expiry's last key and the code's three tones): the agent's restart and a second
+        // keying recover, as on a call. The masked status of the first try is printed.
+        eprintln!(
+            "RETRY keying after: {}",
+            esl.api(&format!("uuid_secure_pay {cust_b} status json"))
+        );
+        let r = esl.api(&format!("uuid_secure_pay {cust_b} restart"));
+        assert!(r.starts_with("+OK"), "restart: {r}");
+        key_all(&mut esl);
+        wait_complete(&mut esl, &cust_b);
+    }
     std::thread::sleep(Duration::from_millis(800));
     let status = esl.api(&format!("uuid_secure_pay {cust_b} status"));
     assert!(status.starts_with("+OK active"), "status: {status}");
