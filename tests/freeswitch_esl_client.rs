@@ -98,18 +98,23 @@ fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
 
     let r = agent.bgapi(&format!("uuid_secure_pay {cust} start"));
     assert_eq!(r.trim(), "+OK secure mode on");
-    key_card_in_band(&mut esl, &cust_a, &cust, PAN);
-    for d in format!("{EXPIRY}{CVV}").chars() {
-        let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
-        assert!(r.starts_with("+OK"), "{r}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
     let sub = |s: &'static str| {
         move |v: &serde_json::Value| v["event"]["Event-Subclass"] == format!("secure_pay::{s}")
     };
-    agent
-        .wait_for(Duration::from_secs(5), sub("complete"))
-        .expect("complete event over modesl");
+    keyed_with_one_retry(
+        &mut esl,
+        &cust,
+        &mut |esl| {
+            key_card_in_band(esl, &cust_a, &cust, PAN);
+            for d in format!("{EXPIRY}{CVV}").chars() {
+                let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
+                assert!(r.starts_with("+OK"), "{r}");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        },
+        &mut |_| agent.wait_for(Duration::from_secs(5), sub("complete")),
+    )
+    .expect("complete event over modesl");
     let status = agent.bgapi(&format!("uuid_secure_pay {cust} status"));
     assert!(status.starts_with("+OK active"), "{status}");
     assert!(status.contains("SecurePay-State: complete"), "{status}");

@@ -239,30 +239,19 @@ fn hostile_agent_desktop_cannot_read_or_redirect_the_card() {
         "state unchanged: {s}"
     );
 
-    let key = |esl: &mut Esl| {
-        for d in format!("{PAN}#{EXPIRY}{VISA_CVV}").chars() {
-            let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
-            assert!(r.starts_with("+OK"), "{r}");
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    };
-    key(&mut esl);
-    let complete = match wait(&mut ev, "complete", Duration::from_secs(10)) {
-        Some(c) => c,
-        None => {
-            // Keys sent through a loopback pair are now and then lost on a loaded machine
-            // (docs/capture.md): this suite is about what the agent can do, so the agent's
-            // restart and a second keying recover, printed as RETRY with the masked status.
-            eprintln!(
-                "RETRY keying after: {}",
-                api(&mut esl, &format!("uuid_secure_pay {cust} status json"))
-            );
-            let r = api(&mut esl, &format!("uuid_secure_pay {cust} restart"));
-            assert!(r.starts_with("+OK"), "restart: {r}");
-            key(&mut esl);
-            wait(&mut ev, "complete", Duration::from_secs(10)).expect("complete")
-        }
-    };
+    let complete = keyed_with_one_retry(
+        &mut esl,
+        &cust,
+        &mut |esl| {
+            for d in format!("{PAN}#{EXPIRY}{VISA_CVV}").chars() {
+                let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
+                assert!(r.starts_with("+OK"), "{r}");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        },
+        &mut |_| wait(&mut ev, "complete", Duration::from_secs(10)),
+    )
+    .expect("complete");
     assert_eq!(
         complete.get("SecurePay-Card-Number"),
         Some("************1111")

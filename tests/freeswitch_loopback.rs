@@ -95,26 +95,18 @@ fn loopback_secure_mode_masks_inband_and_swallows_out_of_band() {
     let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
     assert!(r.starts_with("+OK"), "start: {r}");
     std::thread::sleep(Duration::from_millis(300));
-    let key_all = |esl: &mut Esl| {
-        key_card_in_band(esl, &cust_a, &cust_b, PAN); // in-band
-        send_dtmf(esl, &cust_a, EXPIRY); // out-of-band (loopback DTMF)
-        play_tones(esl, &cust_a, CVV); // in-band
-    };
-    key_all(&mut esl);
-    if !wait_complete(&mut esl, &cust_b) {
-        // A loaded machine now and then loses keys on a loopback pair before any media bug
-        // sees them (docs/capture.md, "FreeSWITCH under load"; a fresh-clone CI run lost the
-        // expiry's last key and the code's three tones): the agent's restart and a second
-        // keying recover, as on a call. The masked status of the first try is printed.
-        eprintln!(
-            "RETRY keying after: {}",
-            esl.api(&format!("uuid_secure_pay {cust_b} status json"))
-        );
-        let r = esl.api(&format!("uuid_secure_pay {cust_b} restart"));
-        assert!(r.starts_with("+OK"), "restart: {r}");
-        key_all(&mut esl);
-        wait_complete(&mut esl, &cust_b);
-    }
+    // (A fresh-clone CI run once lost the expiry's last key and the code's three tones:
+    // recovered once, see `keyed_with_one_retry`; the event checks below report a failure.)
+    keyed_with_one_retry(
+        &mut esl,
+        &cust_b,
+        &mut |esl| {
+            key_card_in_band(esl, &cust_a, &cust_b, PAN); // in-band
+            send_dtmf(esl, &cust_a, EXPIRY); // out-of-band (loopback DTMF)
+            play_tones(esl, &cust_a, CVV); // in-band
+        },
+        &mut |esl| wait_complete(esl, &cust_b).then_some(()),
+    );
     std::thread::sleep(Duration::from_millis(800));
     let status = esl.api(&format!("uuid_secure_pay {cust_b} status"));
     assert!(status.starts_with("+OK active"), "status: {status}");

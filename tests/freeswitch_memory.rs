@@ -79,9 +79,13 @@ fn no_card_digits_in_freeswitch_memory_after_each_way_a_secure_call_ends() {
         std::thread::sleep(Duration::from_millis(400));
         let r = esl.api(&format!("uuid_secure_pay {cust} start"));
         assert!(r.starts_with("+OK"), "start: {r}");
-        play_tones(&mut esl, &cust_a, &format!("{PAN}#{EXPIRY}{CVV}"));
-        custom(&mut ev, "complete", &cust, Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("{path}: card not captured"));
+        keyed_with_one_retry(
+            &mut esl,
+            &cust,
+            &mut |esl| play_tones(esl, &cust_a, &format!("{PAN}#{EXPIRY}{CVV}")),
+            &mut |_| custom(&mut ev, "complete", &cust, Duration::from_secs(10)),
+        )
+        .unwrap_or_else(|| panic!("{path}: card not captured"));
         let during = scan_core(&dump(pid, &format!("fs-{path}-during")));
         assert!(
             during

@@ -709,15 +709,45 @@ pub fn try_wait_field_done(esl: &mut Esl, uuid: &str, field: &str) -> Result<(),
 /// a second keying recover: printed as RETRY with the masked status of the first try. A second
 /// failure panics. Every leak judge of the caller still sees both keyings.
 pub fn key_card_in_band(esl: &mut Esl, cust_a: &str, uuid: &str, pan: &str) {
-    play_tones(esl, cust_a, &format!("{pan}#"));
-    let Err(st) = try_wait_field_done(esl, uuid, "payment-card-number") else {
-        return;
-    };
-    eprintln!("RETRY in-band card keying after: {st}");
+    let field = "payment-card-number";
+    let done = keyed_with_one_retry(
+        esl,
+        uuid,
+        &mut |esl| play_tones(esl, cust_a, &format!("{pan}#")),
+        &mut |esl| try_wait_field_done(esl, uuid, field).ok(),
+    );
+    if done.is_none() {
+        panic!(
+            "{field} not captured within 15 s after a second keying; masked status: {}",
+            esl.api(&format!("uuid_secure_pay {uuid} status json"))
+        );
+    }
+}
+
+/// Keys with `key` and waits with `done`; when `done` gives nothing, recovers once the way an
+/// agent would on a call: prints RETRY with the masked status of `uuid` (field, length,
+/// attempt), sends `uuid_secure_pay <uuid> restart` and keys and waits again. A loaded machine
+/// now and then loses keys on a loopback pair before any media bug sees them (docs/capture.md,
+/// "FreeSWITCH under load"); the suites that use this are about something else (events, memory,
+/// the agent's powers), and every judge of theirs still sees both keyings.
+pub fn keyed_with_one_retry<T>(
+    esl: &mut Esl,
+    uuid: &str,
+    key: &mut dyn FnMut(&mut Esl),
+    done: &mut dyn FnMut(&mut Esl) -> Option<T>,
+) -> Option<T> {
+    key(esl);
+    if let Some(v) = done(esl) {
+        return Some(v);
+    }
+    eprintln!(
+        "RETRY keying after: {}",
+        esl.api(&format!("uuid_secure_pay {uuid} status json"))
+    );
     let r = esl.api(&format!("uuid_secure_pay {uuid} restart"));
     assert!(r.starts_with("+OK"), "restart: {r}");
-    play_tones(esl, cust_a, &format!("{pan}#"));
-    wait_field_done(esl, uuid, "payment-card-number");
+    key(esl);
+    done(esl)
 }
 
 /// Decodes a recording with multimon-ng (independent judge). Returns the digits in order,
