@@ -76,15 +76,6 @@ fn wait_log(fs: &FreeSwitch, needle: &str, after: usize) -> bool {
     false
 }
 
-/// Out-of-band keys, one at a time (loopback queues a whole string at once).
-fn send_keys(esl: &mut Esl, uuid: &str, digits: &str) {
-    for d in digits.chars() {
-        let r = esl.api(&format!("uuid_send_dtmf {uuid} {d}@100"));
-        assert!(r.starts_with("+OK"), "{r}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
@@ -268,7 +259,7 @@ fn list_status_completion_and_channel_variables_masked() {
         &cust,
         &mut |esl| {
             key_card_in_band(esl, &cust_a, &cust, PAN);
-            send_keys(esl, &cust_a, &format!("{EXPIRY}{CVV}"));
+            send_keys(esl, &cust_a, &format!("{EXPIRY}{CVV}"), 300);
         },
         &mut |_| custom(&mut ev, "complete", &cust, Duration::from_secs(15)),
     )
@@ -427,7 +418,7 @@ fn secure_pay_wait_blocks_until_the_outcome_and_the_dialplan_branches() {
     );
     assert_eq!(json(&esl.api("secure_pay_list json"))["row_count"], 1);
     key_card_in_band(&mut esl, &a, &b, PAN);
-    send_keys(&mut esl, &a, &format!("{EXPIRY}{CVV}"));
+    send_keys(&mut esl, &a, &format!("{EXPIRY}{CVV}"), 300);
     println!(
         "after keys: {}",
         esl.api(&format!("uuid_secure_pay {b} status json"))

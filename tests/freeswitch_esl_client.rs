@@ -106,11 +106,7 @@ fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
         &cust,
         &mut |esl| {
             key_card_in_band(esl, &cust_a, &cust, PAN);
-            for d in format!("{EXPIRY}{CVV}").chars() {
-                let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
-                assert!(r.starts_with("+OK"), "{r}");
-                std::thread::sleep(Duration::from_millis(300));
-            }
+            send_keys(esl, &cust_a, &format!("{EXPIRY}{CVV}"), 300);
         },
         &mut |_| agent.wait_for(Duration::from_secs(5), sub("complete")),
     )

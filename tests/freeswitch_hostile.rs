@@ -242,13 +242,7 @@ fn hostile_agent_desktop_cannot_read_or_redirect_the_card() {
     let complete = keyed_with_one_retry(
         &mut esl,
         &cust,
-        &mut |esl| {
-            for d in format!("{PAN}#{EXPIRY}{VISA_CVV}").chars() {
-                let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
-                assert!(r.starts_with("+OK"), "{r}");
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        },
+        &mut |esl| send_keys(esl, &cust_a, &format!("{PAN}#{EXPIRY}{VISA_CVV}"), 250),
         &mut |_| wait(&mut ev, "complete", Duration::from_secs(10)),
     )
     .expect("complete");

@@ -73,11 +73,7 @@ fn submit_reaches_loopback_https_connector_with_exactly_the_keyed_card() {
     assert_eq!(st.get("SecurePay-Connector"), Some("acme"));
 
     play_tones(&mut esl, &cust_a, &format!("{PAN}#"));
-    for d in EXPIRY.chars().chain(CVV.chars()) {
-        let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
-        assert!(r.starts_with("+OK"), "{r}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    send_keys(&mut esl, &cust_a, &format!("{EXPIRY}{CVV}"), 300);
     let complete = custom(&mut ev, "complete", &cust, Duration::from_secs(5)).expect("complete");
     assert_eq!(
         complete.get("SecurePay-Card-Number"),
@@ -163,13 +159,7 @@ fn key_and_submit(esl: &mut Esl, ev: &mut Esl) -> (String, String, String) {
     let done = keyed_with_one_retry(
         esl,
         &cust,
-        &mut |esl| {
-            for d in format!("{PAN}#{EXPIRY}{CVV}").chars() {
-                let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
-                assert!(r.starts_with("+OK"), "{r}");
-                std::thread::sleep(Duration::from_millis(400));
-            }
-        },
+        &mut |esl| send_keys(esl, &cust_a, &format!("{PAN}#{EXPIRY}{CVV}"), 400),
         &mut |_| custom(ev, "complete", &cust, Duration::from_secs(5)),
     );
     if done.is_none() {

@@ -724,6 +724,16 @@ pub fn key_card_in_band(esl: &mut Esl, cust_a: &str, uuid: &str, pan: &str) {
     }
 }
 
+/// Out-of-band keys from the leg `uuid`, one at a time, `gap_ms` apart (loopback queues a whole
+/// string at once, which no keypad does).
+pub fn send_keys(esl: &mut Esl, uuid: &str, digits: &str, gap_ms: u64) {
+    for d in digits.chars() {
+        let r = esl.api(&format!("uuid_send_dtmf {uuid} {d}@100"));
+        assert!(r.starts_with("+OK"), "{r}");
+        std::thread::sleep(Duration::from_millis(gap_ms));
+    }
+}
+
 /// Keys with `key` and waits with `done`; when `done` gives nothing, recovers once the way an
 /// agent would on a call: prints RETRY with the masked status of `uuid` (field, length,
 /// attempt), sends `uuid_secure_pay <uuid> restart` and keys and waits again. A loaded machine
