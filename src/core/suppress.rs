@@ -26,8 +26,9 @@
 //! can reach back over (25 ms for 2, 37.25 ms for 4; the default is 40 ms). A window is masked
 //! at once if it passes every capture test, carries ≥ 70 % of its energy in the pair (a tone
 //! on silence), or the same pair was masked in the last 25 ms. The span reaches back over the
-//! whole series, so the tone is still replaced from its first sample while voiced speech passes
-//! untouched: where speech harmonics line up with a row and a column, the column harmonic is
+//! whole series; the first decision on a keypad's pair (a stable series of it, or one window
+//! of it carrying ≥ 70 %) reaches back over the whole look-ahead. So the tone is still replaced
+//! from its first sample while voiced speech passes untouched: where speech harmonics line up with a row and a column, the column harmonic is
 //! typically 8–15 dB weaker (a twist no keypad sends), and a short series of such windows is
 //! common in vowels. With less look-ahead every passing window is masked at once.
 //!
@@ -47,10 +48,10 @@
 //! strongest of each group (each tone within ±3 %); such a series is masked after six steady
 //! windows instead of four, and a series whose first window holds a keypad's pair (each tone
 //! within ±1.5 %, twist −4…+3 dB, `Hop::bg_near`) after three, its windows may wobble more
-//! (0.9 rad, 3 dB) while the pair carries ≥ 45 % of them; the span of such a series
-//! reaches back 22 ms before its first window instead of 10 (as far as the look-ahead allows:
-//! over a background a keypad's tone often passes the test only well after it began). This
-//! needs 32 ms of look-ahead, 38 ms for a weak start (the default is 40). The front end watches the masked
+//! (0.9 rad, 3 dB) while the pair carries ≥ 45 % of them; the first span of such a series
+//! reaches back over the whole look-ahead instead of 10 ms before its first window (over a
+//! background a keypad's tone often passes the test only well after it began). This needs 32 ms
+//! of look-ahead, 38 ms for a weak start (the default is 40). The front end watches the masked
 //! pair's bins only for a pair found by `bg` or a plain series of a keypad's pair: watching
 //! speech harmonics that passed the plain test kept a whole vowel masked. Measured in
 //! `tests/masking_background.rs`, `tests/talkoff_real.rs` and docs/masking.md.
@@ -175,10 +176,6 @@ const BG_DPHI_TOL_NEAR: f32 = 0.9;
 const BG_AMP_NEAR: f32 = 1.995;
 const BG_NEAR_HOLD_COV: f32 = 0.45;
 const BG_GUARD_MS: u32 = 10;
-/// How far before the first window of a `bg` series of a keypad's pair its span reaches (as far
-/// as the look-ahead allows): over a background a tone often passes the test only well after
-/// its start, and what comes before is its head. Other series reach back [`BG_GUARD_MS`].
-const BG_PRE_GUARD_MS: u32 = 22;
 
 /// A series of consecutive `bg` windows of one pair.
 #[derive(Clone, Copy, Debug, Default)]
@@ -246,7 +243,6 @@ pub struct Masker {
     /// hangover of its spans.
     bg_run: BgRun,
     bg_back: u64,
-    bg_first_back: u64,
     bg_hang: u64,
     /// The `notch` option's band-stop, applied to the output after masking.
     notch: Option<Box<Notch>>,
@@ -289,7 +285,6 @@ impl Masker {
             watched: false,
             bg_run: BgRun::default(),
             bg_back: (det.window_samples() + rate.samples_for_ms(BG_GUARD_MS)) as u64,
-            bg_first_back: (det.window_samples() + rate.samples_for_ms(BG_PRE_GUARD_MS)) as u64,
             bg_hang: rate.samples_for_ms(BG_GUARD_MS) as u64,
             notch: cfg.notch.then(|| Box::new(Notch::new(rate))),
             det,
@@ -350,7 +345,6 @@ impl Masker {
             let watched = &mut self.watched;
             let bg_run = &mut self.bg_run;
             let (bg_back, bg_hang) = (self.bg_back, self.bg_hang);
-            let bg_first_back = self.bg_first_back;
             self.det.process_hops(frame, sink, &mut |h: &Hop| -> Watch {
                 let live = |active: &(u64, u8, u8), end: u64| {
                     active.0 != 0 && end <= active.0 + ACTIVE_HOPS * m
@@ -407,12 +401,16 @@ impl Masker {
                     r.t_row = h.t_row;
                     r.t_col = h.t_col;
                     if r.count >= r.need {
-                        let (from, back) = if r.count == r.need {
-                            (r.first, if r.near { bg_first_back } else { bg_back })
+                        let a = if r.count > r.need {
+                            h.end.saturating_sub(bg_back)
+                        } else if r.near {
+                            // The first decision on a keypad's pair: everything still in the
+                            // look-ahead (its head passed the test late, under the background).
+                            0
                         } else {
-                            (h.end, bg_back)
+                            r.first.saturating_sub(bg_back)
                         };
-                        let a = from.saturating_sub(back).max(h.end.saturating_sub(d));
+                        let a = a.max(h.end.saturating_sub(d));
                         push_span(spans, nspans, a, h.end + bg_hang);
                         *active = (h.end, h.bg_row, h.bg_col);
                         *watched = true;
@@ -451,18 +449,28 @@ impl Masker {
                 }
                 run.last = h.end;
                 let stable = run.count >= if run.near { need_near } else { need };
-                let from = if stable { run.first } else { h.end };
                 let recent = active.0 != 0
                     && h.end <= active.0 + ACTIVE_HOPS * m
                     && active.1 == h.row
                     && active.2 == h.col;
+                // The first decision on a keypad's pair (a stable series of it, or one window
+                // that carries PURE_COV of its energy) masks everything still in the
+                // look-ahead: over a background its head passes the tests late.
+                let from =
+                    if !recent && ((stable && run.near) || (h.mask_near && h.cov >= PURE_COV)) {
+                        0
+                    } else if stable {
+                        run.first.saturating_sub(back)
+                    } else {
+                        h.end.saturating_sub(back)
+                    };
                 if stable || h.strict || recent || h.cov >= PURE_COV {
                     // A new pair is watched only if it is a keypad's; the same pair masked again
                     // keeps its watch.
                     *watched = (*watched && recent) || (stable && run.near);
                     *active = (h.end, h.row, h.col);
                     // Never reach back into audio already output when this window is judged.
-                    let a = from.saturating_sub(back).max(h.end.saturating_sub(d));
+                    let a = from.max(h.end.saturating_sub(d));
                     push_span(spans, nspans, a, h.end + hang);
                 }
                 watch(active, *watched)
