@@ -34,11 +34,7 @@ fn key_card(esl: &mut Esl, cust_a: &str, secure: Option<&str>) {
         Some(uuid) => key_card_in_band(esl, cust_a, uuid, PAN),
         None => play_tones(esl, cust_a, &format!("{PAN}#")),
     }
-    for d in format!("{EXPIRY}{CVV}").chars() {
-        let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
-        assert!(r.starts_with("+OK"), "{r}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    send_keys(esl, cust_a, &format!("{EXPIRY}{CVV}"), 300);
     std::thread::sleep(Duration::from_millis(500));
 }
 

@@ -65,11 +65,7 @@ fn options() -> Options {
 
 /// Keys `digits` out of band from the customer's phone (the outbound SIP leg), ~200 ms apart.
 fn key_out_of_band(esl: &mut Esl, cust_a: &str, digits: &str) {
-    for d in digits.chars() {
-        let r = esl.api(&format!("uuid_send_dtmf {cust_a} {d}@100"));
-        assert!(r.starts_with("+OK"), "uuid_send_dtmf: {r}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    send_keys(esl, cust_a, digits, 200);
     std::thread::sleep(Duration::from_millis(400));
 }
 

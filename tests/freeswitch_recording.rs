@@ -41,11 +41,7 @@ const BEFORE: &str = "169";
 const AFTER: &str = "307";
 
 fn send_dtmf(esl: &mut Esl, uuid: &str, digits: &str) {
-    for d in digits.chars() {
-        let r = esl.api(&format!("uuid_send_dtmf {uuid} {d}@120"));
-        assert!(r.starts_with("+OK"), "uuid_send_dtmf: {r}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    send_keys_held(esl, uuid, digits, 120, 300);
 }
 
 /// Sends `digits` from the leg `uuid` as SIP INFO (application/dtmf-relay, 120 ms each), the
@@ -397,14 +393,16 @@ fn recording_pause_leaves_a_gap_over_the_secure_period_and_resumes() {
 
 #[test]
 fn recording_pause_resumes_after_a_timeout() {
-    let Some(fs) = sip_fs(&[("recording", "pause"), ("session_timeout_ms", "10000")]) else {
+    // 25 s: room for the keying and its one retry (key_card_in_band) before the timeout; with
+    // 10 s a key lost at the first keying let the session time out before the retry.
+    let Some(fs) = sip_fs(&[("recording", "pause"), ("session_timeout_ms", "25000")]) else {
         return;
     };
     let run = pause_run(&fs, 5, &|_, cust| {
-        // the session ends itself (reason timeout) 10 s after start
+        // the session ends itself (reason timeout) 25 s after start
         let mut w = fs.esl();
         w.subscribe("plain CUSTOM secure_pay::stop");
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(e) = w.next_event(Duration::from_millis(500)) {
                 if e.get("Unique-ID") == Some(cust) {

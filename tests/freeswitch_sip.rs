@@ -21,11 +21,7 @@ const CVV: &str = "737";
 /// Keys digits one at a time, ~300 ms apart, like a person (FreeSWITCH sends a whole SIP INFO
 /// string back to back, which no keypad does).
 fn send_dtmf(esl: &mut Esl, uuid: &str, digits: &str) {
-    for d in digits.chars() {
-        let r = esl.api(&format!("uuid_send_dtmf {uuid} {d}@120"));
-        assert!(r.starts_with("+OK"), "uuid_send_dtmf: {r}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    send_keys_held(esl, uuid, digits, 120, 300);
     std::thread::sleep(Duration::from_millis(600));
 }
 

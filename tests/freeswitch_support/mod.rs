@@ -727,9 +727,14 @@ pub fn key_card_in_band(esl: &mut Esl, cust_a: &str, uuid: &str, pan: &str) {
 /// Out-of-band keys from the leg `uuid`, one at a time, `gap_ms` apart (loopback queues a whole
 /// string at once, which no keypad does).
 pub fn send_keys(esl: &mut Esl, uuid: &str, digits: &str, gap_ms: u64) {
+    send_keys_held(esl, uuid, digits, 100, gap_ms);
+}
+
+/// [`send_keys`] with each key held `on_ms`.
+pub fn send_keys_held(esl: &mut Esl, uuid: &str, digits: &str, on_ms: u64, gap_ms: u64) {
     for d in digits.chars() {
-        let r = esl.api(&format!("uuid_send_dtmf {uuid} {d}@100"));
-        assert!(r.starts_with("+OK"), "{r}");
+        let r = esl.api(&format!("uuid_send_dtmf {uuid} {d}@{on_ms}"));
+        assert!(r.starts_with("+OK"), "uuid_send_dtmf: {r}");
         std::thread::sleep(Duration::from_millis(gap_ms));
     }
 }
