@@ -28,9 +28,9 @@
 //! on silence), or the same pair was masked in the last 25 ms. The span reaches back over the
 //! whole series; the first decision on a keypad's pair (a stable series of it, or one window
 //! of it carrying ≥ 70 %) reaches back over the whole look-ahead. So the tone is still replaced
-//! from its first sample while voiced speech passes untouched: where speech harmonics line up with a row and a column, the column harmonic is
-//! typically 8–15 dB weaker (a twist no keypad sends), and a short series of such windows is
-//! common in vowels. With less look-ahead every passing window is masked at once.
+//! from its first sample while voiced speech passes untouched: where speech harmonics line up
+//! with a row and a column, the column harmonic is typically 8–15 dB weaker (a twist no keypad
+//! sends), and a short series of such windows is common in vowels. With less look-ahead every passing window is masked at once.
 //!
 //! **Over a background** (speech, music, noise on the customer's side: issue #11) the pair's
 //! share of the window falls under 40 % and the test above gives up. A second, `bg` test judges
