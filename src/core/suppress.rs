@@ -6,8 +6,8 @@
 //! [`crate::core::dtmf`]). Besides the strict capture tests it applies a deliberately
 //! permissive **mask test**: a row and a column tone each down to −90 dBm0 (below a 1-LSB sine,
 //! so in practice no level floor: multimon-ng reads DTMF down to about −85 dBm0, and replacing
-//! near-silent audio with silence is inaudible; the decision rests on the relative tests), twist −18…+17 dB,
-//! each 6 dB above the rest of its group, together ≥ 40 % of the window energy, frequency
+//! near-silent audio with silence is inaudible; the decision rests on the relative tests),
+//! twist −18…+17 dB, each 6 dB above the rest of its group, together ≥ 40 % of the window energy, frequency
 //! within ±5.5 % (phase test without the capture's plateau condition; permissive decoders read
 //! low-group tones up to about 4 % off, so the window must be wider, or the boundary leaves
 //! readable fragments), no duration test.
@@ -30,7 +30,8 @@
 //! of it carrying ≥ 70 %) reaches back over the whole look-ahead. So the tone is still replaced
 //! from its first sample while voiced speech passes untouched: where speech harmonics line up
 //! with a row and a column, the column harmonic is typically 8–15 dB weaker (a twist no keypad
-//! sends), and a short series of such windows is common in vowels. With less look-ahead every passing window is masked at once.
+//! sends), and a short series of such windows is common in vowels. With less look-ahead every
+//! passing window is masked at once.
 //!
 //! **Over a background** (speech, music, noise on the customer's side: issue #11) the pair's
 //! share of the window falls under 40 % and the test above gives up. A second, `bg` test judges
