@@ -769,30 +769,25 @@ impl Analyzer {
         // test no candidate can pass.
         // (Filled in place: a returned array of 3-byte entries was read back with wide loads
         // that could not be forwarded from the byte stores, a stall on every judged window.)
-        let mut bg_cands = [BgCand::default(); 5];
-        let n_bg = if tr + tc >= ts.cov_bg * e
+        let bg_possible = tr + tc >= ts.cov_bg * e
             && tr >= ts.t_mask
             && tc >= ts.t_mask
             && tr >= ts.floor_bg * e
-            && tc >= ts.floor_bg * e
-        {
-            let last = self.last_bg;
-            let last = (last.0 == h).then_some((last.1, last.2));
-            bg_candidates(
-                &t,
-                (r, tr, sec_r),
-                (c, tc, sec_c),
-                e,
-                ts,
-                last,
-                &mut bg_cands,
-            )
-        } else {
-            0
+            && tc >= ts.floor_bg * e;
+        let mut bg_cands = [BgCand::default(); 5];
+        let mut n_bg = 0;
+        let bg_cands_of = |last_bg: (u64, u8, u8), out: &mut [BgCand; 5]| {
+            let last = (last_bg.0 == h).then_some((last_bg.1, last_bg.2));
+            bg_candidates(&t, (r, tr, sec_r), (c, tc, sec_c), e, ts, last, out)
         };
-        let bg = n_bg > 0;
-        if !hop.mask && !capture && !bg {
-            return hop;
+        if !hop.mask && !capture {
+            if !bg_possible {
+                return hop;
+            }
+            n_bg = bg_cands_of(self.last_bg, &mut bg_cands);
+            if n_bg == 0 {
+                return hop;
+            }
         }
         // Phase advance over half a window of the row and column tones (both spectra share
         // the absolute reference, so it is (ω_tone − ω_bin)·2M directly).
@@ -804,42 +799,6 @@ impl Analyzer {
         }
         let (sr, sc) = (sdphi(&z, prev2, r), sdphi(&z, prev2, 4 + c));
         let (pr, pc) = (sr.abs(), sc.abs());
-        for &BgCand {
-            row: br,
-            col: bc,
-            weak,
-        } in &bg_cands[..n_bg]
-        {
-            let (br, bc) = (br as usize & 3, bc as usize & 3);
-            let (btr, btc) = (t[br], t[4 + bc]);
-            let dr = if br == r { sr } else { sdphi(&z, prev2, br) };
-            let dc = if bc == c {
-                sc
-            } else {
-                sdphi(&z, prev2, 4 + bc)
-            };
-            let lim = if weak {
-                &ts.max_dphi_bg_weak
-            } else {
-                &ts.max_dphi_bg
-            };
-            if dr.abs() <= lim[br] && dc.abs() <= lim[4 + bc] {
-                hop.bg = true;
-                hop.bg_weak = weak;
-                hop.bg_near = dr.abs() <= ts.max_dphi_bg_near[br]
-                    && dc.abs() <= ts.max_dphi_bg_near[4 + bc]
-                    && btc >= ts.twist_bg_near_lo * btr
-                    && btc <= ts.twist_bg_near_hi * btr;
-                hop.bg_row = br as u8;
-                hop.bg_col = bc as u8;
-                hop.dphi_row = dr;
-                hop.dphi_col = dc;
-                hop.t_row = btr;
-                hop.t_col = btc;
-                self.last_bg = (h + 1, br as u8, bc as u8);
-                break;
-            }
-        }
         if hop.mask {
             // Loose frequency sanity (no plateau needed): rejects gliding speech harmonics,
             // keeps short bursts and tones well beyond what any decoder accepts.
@@ -883,6 +842,50 @@ impl Analyzer {
                     && tcc <= ts.twist_hi * trc
                     && rel_ok(sec_r, tr, ts.rel)
                     && rel_ok(sec_c, tc, ts.rel);
+            }
+        }
+        // Over a background (see [`bg_candidates`]); not for a window that passes every
+        // capture test (a clean keypad tone, masked at once by the plain path): half of the
+        // cost of judging a clean tone's windows went here.
+        if !hop.strict && bg_possible {
+            if n_bg == 0 {
+                n_bg = bg_cands_of(self.last_bg, &mut bg_cands);
+            }
+            for &BgCand {
+                row: br,
+                col: bc,
+                weak,
+            } in &bg_cands[..n_bg]
+            {
+                let (br, bc) = (br as usize & 3, bc as usize & 3);
+                let (btr, btc) = (t[br], t[4 + bc]);
+                let dr = if br == r { sr } else { sdphi(&z, prev2, br) };
+                let dc = if bc == c {
+                    sc
+                } else {
+                    sdphi(&z, prev2, 4 + bc)
+                };
+                let lim = if weak {
+                    &ts.max_dphi_bg_weak
+                } else {
+                    &ts.max_dphi_bg
+                };
+                if dr.abs() <= lim[br] && dc.abs() <= lim[4 + bc] {
+                    hop.bg = true;
+                    hop.bg_weak = weak;
+                    hop.bg_near = dr.abs() <= ts.max_dphi_bg_near[br]
+                        && dc.abs() <= ts.max_dphi_bg_near[4 + bc]
+                        && btc >= ts.twist_bg_near_lo * btr
+                        && btc <= ts.twist_bg_near_hi * btr;
+                    hop.bg_row = br as u8;
+                    hop.bg_col = bc as u8;
+                    hop.dphi_row = dr;
+                    hop.dphi_col = dc;
+                    hop.t_row = btr;
+                    hop.t_col = btc;
+                    self.last_bg = (h + 1, br as u8, bc as u8);
+                    break;
+                }
             }
         }
         // Whatever capture accepts is always masked, as a keypad's pair.
