@@ -373,7 +373,8 @@ pub(crate) struct Hop {
     /// fewer windows of such a pair; see [`crate::core::suppress`]).
     pub mask_near: bool,
     /// The pair stands out of a background in its own bands (see [`HopTests::cov_bg`]): mask
-    /// it once it is stable over consecutive windows (the masker's decision).
+    /// it once it is stable over consecutive windows (the masker's decision). Never set on a
+    /// window that passes every capture test (`strict`: masked at once anyway).
     pub bg: bool,
     /// The pair `bg` judged (one of the two strongest rows and columns; see
     /// [`Analyzer::judge`]), valid when `bg` is set.
@@ -769,6 +770,8 @@ impl Analyzer {
         // test no candidate can pass.
         // (Filled in place: a returned array of 3-byte entries was read back with wide loads
         // that could not be forwarded from the byte stores, a stall on every judged window.)
+        // Computed here for a window only `bg` can pass; for the others after the capture
+        // tests, and not at all for a window that passes them (see below).
         let bg_possible = tr + tc >= ts.cov_bg * e
             && tr >= ts.t_mask
             && tc >= ts.t_mask
