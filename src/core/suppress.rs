@@ -7,8 +7,8 @@
 //! permissive **mask test**: a row and a column tone each down to −90 dBm0 (below a 1-LSB sine,
 //! so in practice no level floor: multimon-ng reads DTMF down to about −85 dBm0, and replacing
 //! near-silent audio with silence is inaudible; the decision rests on the relative tests),
-//! twist −18…+17 dB, each 6 dB above the rest of its group, together ≥ 40 % of the window energy, frequency
-//! within ±5.5 % (phase test without the capture's plateau condition; permissive decoders read
+//! twist −18…+17 dB, each 6 dB above the rest of its group, together ≥ 40 % of the window
+//! energy, frequency within ±5.5 % (phase test without the capture's plateau condition; permissive decoders read
 //! low-group tones up to about 4 % off, so the window must be wider, or the boundary leaves
 //! readable fragments), no duration test.
 //! Every window that passes is replaced *whole*, from 6 ms before it starts to 6 ms after it
