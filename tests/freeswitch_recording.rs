@@ -27,6 +27,7 @@
 
 mod freeswitch_support;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -393,16 +394,22 @@ fn recording_pause_leaves_a_gap_over_the_secure_period_and_resumes() {
 
 #[test]
 fn recording_pause_resumes_after_a_timeout() {
-    // 25 s: room for the keying and its one retry (key_card_in_band) before the timeout; with
-    // 10 s a key lost at the first keying let the session time out before the retry.
-    let Some(fs) = sip_fs(&[("recording", "pause"), ("session_timeout_ms", "25000")]) else {
+    // 40 s: room for the keying and its one retry (key_card_in_band: up to 15 s of waiting for
+    // each keying) before the timeout; with 10 s a key lost at the first keying let the session
+    // time out before the retry, and with 25 s once before the expiry and CVV were keyed.
+    let Some(fs) = sip_fs(&[("recording", "pause"), ("session_timeout_ms", "40000")]) else {
         return;
     };
+    // Subscribed before secure mode starts: event-socket events are not kept for a later
+    // subscriber, so a watcher that subscribed after a slow keying missed the stop.
+    let watcher = RefCell::new(fs.esl());
+    watcher
+        .borrow_mut()
+        .subscribe("plain CUSTOM secure_pay::stop");
     let run = pause_run(&fs, 5, &|_, cust| {
-        // the session ends itself (reason timeout) 25 s after start
-        let mut w = fs.esl();
-        w.subscribe("plain CUSTOM secure_pay::stop");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // the session ends itself (reason timeout) 40 s after start
+        let mut w = watcher.borrow_mut();
+        let deadline = Instant::now() + Duration::from_secs(45);
         while Instant::now() < deadline {
             if let Some(e) = w.next_event(Duration::from_millis(500)) {
                 if e.get("Unique-ID") == Some(cust) {
