@@ -190,7 +190,10 @@ fn capture_over_real_backgrounds_at_least_spandsps() {
             let mut mix = audio[..(8000 * 600).min(audio.len())].to_vec();
             let mut silent = vec![0i16; mix.len()];
             let mut keyed = String::new();
-            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ name.len() as u64;
+            // Seeded by the corpus' name (FNV-1a): each corpus gets its own key sequence.
+            let mut rng = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
             let mut at = 8000;
             while at + 8000 / 2 <= mix.len() {
                 rng ^= rng << 13;
