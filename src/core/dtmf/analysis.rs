@@ -778,7 +778,8 @@ impl Analyzer {
             && tr >= ts.floor_bg * e
             && tc >= ts.floor_bg * e;
         let mut bg_cands = [BgCand::default(); 5];
-        let mut n_bg = 0;
+        // How many of `bg_cands` hold candidates; `None` until computed.
+        let mut n_bg: Option<usize> = None;
         let bg_cands_of = |last_bg: (u64, u8, u8), out: &mut [BgCand; 5]| {
             let last = (last_bg.0 == h).then_some((last_bg.1, last_bg.2));
             bg_candidates(&t, (r, tr, sec_r), (c, tc, sec_c), e, ts, last, out)
@@ -787,10 +788,11 @@ impl Analyzer {
             if !bg_possible {
                 return hop;
             }
-            n_bg = bg_cands_of(self.last_bg, &mut bg_cands);
-            if n_bg == 0 {
+            let n = bg_cands_of(self.last_bg, &mut bg_cands);
+            if n == 0 {
                 return hop;
             }
+            n_bg = Some(n);
         }
         // Phase advance over half a window of the row and column tones (both spectra share
         // the absolute reference, so it is (ω_tone − ω_bin)·2M directly).
@@ -851,9 +853,7 @@ impl Analyzer {
         // capture test (a clean keypad tone, masked at once by the plain path): half of the
         // cost of judging a clean tone's windows went here.
         if !hop.strict && bg_possible {
-            if n_bg == 0 {
-                n_bg = bg_cands_of(self.last_bg, &mut bg_cands);
-            }
+            let n_bg = *n_bg.get_or_insert_with(|| bg_cands_of(self.last_bg, &mut bg_cands));
             for &BgCand {
                 row: br,
                 col: bc,
