@@ -112,6 +112,10 @@ pub struct Channel {
     /// Native taps paused since the last report (atomics: the media thread counts, the
     /// dispatcher turns the counts into `recording` events).
     rec_reports: Reports,
+    /// Something for the dispatcher arrived (a key press, an outcome, a media or recording
+    /// change) since it last serviced this channel: serviced on the next wake-up, not only on
+    /// the 50 ms sweep (see [`kicked`]).
+    kicked: AtomicBool,
 }
 
 static REGISTRY: LazyLock<RwLock<HashMap<usize, Arc<Channel>>>> =
@@ -136,9 +140,10 @@ fn wake() {
     let _ = WAKE.0.try_send(());
 }
 
-/// Waits up to `d` for work (a digit, an outcome, a detach).
-pub fn wait_for_work(d: Duration) {
-    let _ = WAKE.1.recv_timeout(d);
+/// Waits up to `d` for work (a digit, an outcome, a media or recording change); true when
+/// woken by one, false after `d`.
+pub fn wait_for_work(d: Duration) -> bool {
+    WAKE.1.recv_timeout(d).is_ok()
 }
 
 fn reason_code(r: StopReason) -> u8 {
@@ -185,7 +190,38 @@ pub fn active() -> Vec<Arc<Channel>> {
         .collect()
 }
 
+/// All channels currently in secure mode, for the dispatcher's sweep: each one's kick is
+/// taken, as it is serviced now.
+pub fn sweep() -> Vec<Arc<Channel>> {
+    REGISTRY
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .inspect(|ch| ch.kicked.store(false, Ordering::Release))
+        .cloned()
+        .collect()
+}
+
+/// The channels kicked since they were last serviced (taking their kick): what the dispatcher
+/// services on a wake-up between sweeps. With 50 calls keying at once, servicing every channel
+/// on every key press was most of the module's dispatcher thread (docs/performance.md).
+pub fn kicked() -> Vec<Arc<Channel>> {
+    REGISTRY
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .filter(|ch| ch.kicked.swap(false, Ordering::AcqRel))
+        .cloned()
+        .collect()
+}
+
 impl Channel {
+    /// Work for the dispatcher on this channel: marks it and wakes the dispatcher.
+    fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        wake();
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -205,7 +241,7 @@ impl Channel {
         if !self.inbox.push(d, src, now, time) {
             self.overflow.store(true, Ordering::Relaxed);
         }
-        wake();
+        self.kick();
     }
 
     /// Media is out of the core (this leg's flags, seen per frame, or the last poll): the
@@ -247,7 +283,7 @@ impl Channel {
                 if !slot.closed {
                     slot.outcome = Some((o, ticket));
                     drop(slot);
-                    wake();
+                    me.kick();
                     return;
                 }
                 drop(slot);
@@ -522,6 +558,7 @@ pub unsafe fn start(
         module_lock: AtomicPtr::new(std::ptr::null_mut()),
         rec: Mutex::new(Recordings::new(cfg_recording)),
         rec_reports: Reports::default(),
+        kicked: AtomicBool::new(true),
     });
     let mut ctl = ch.ctl.lock().unwrap_or_else(|p| p.into_inner());
     if !registry_reserve(&ch) {
@@ -1092,7 +1129,7 @@ unsafe extern "C" fn read_frame_hook(
                 || util::test_flag(channel, fs::CF_PASS_RFC2833)
         };
         if ch.own_out.swap(out, Ordering::AcqRel) != out {
-            wake();
+            ch.kick();
         }
         // Native taps of the customer's payload run right after this hook, on this thread:
         // pause any that appeared (or was resumed) before it gets this frame. A state we cannot
@@ -1101,13 +1138,13 @@ unsafe extern "C" fn read_frame_hook(
             Ok(mut rec) => {
                 // SAFETY: live session; read_frame hooks run outside the bug list's lock.
                 if unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports) } {
-                    wake();
+                    ch.kick();
                 }
             }
             Err(TryLockError::Poisoned(p)) => {
                 // SAFETY: as above.
                 if unsafe { p.into_inner().scan(session, &ch.uuid, &ch.rec_reports) } {
-                    wake();
+                    ch.kick();
                 }
             }
             Err(TryLockError::WouldBlock) => return fs::SWITCH_STATUS_INUSE,

@@ -188,21 +188,29 @@ unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
     })
 }
 
-/// The module's runtime thread (FreeSWITCH calls it again until it returns TERM): services
-/// every secure channel when woken (digit, outcome) and at least every 50 ms (timers). A
-/// thread left over from a forced unload keeps going until its channels end or a new load
-/// starts a new thread.
+/// The module's runtime thread (FreeSWITCH calls it again until it returns TERM): when woken
+/// (digit, outcome, media or recording change) services the channels that were kicked, and
+/// every secure channel at least every 50 ms (timers, media polls). A thread left over from a
+/// forced unload keeps going until its channels end or a new load starts a new thread.
 unsafe extern "C" fn mod_runtime() -> fs::switch_status_t {
     guard("module runtime", fs::SWITCH_STATUS_SUCCESS, || {
+        const SWEEP: Duration = Duration::from_millis(50);
         let generation = GENERATION.load(Ordering::Acquire);
+        let mut last_sweep = std::time::Instant::now();
         while !SHUTTING_DOWN.load(Ordering::Acquire)
             && GENERATION.load(Ordering::Acquire) == generation
         {
             if ORPHANED.load(Ordering::Acquire) && channel::count() == 0 {
                 break;
             }
-            channel::wait_for_work(Duration::from_millis(50));
-            for ch in channel::active() {
+            let woken = channel::wait_for_work(SWEEP);
+            let channels = if !woken || last_sweep.elapsed() >= SWEEP {
+                last_sweep = std::time::Instant::now();
+                channel::sweep()
+            } else {
+                channel::kicked()
+            };
+            for ch in channels {
                 if SHUTTING_DOWN.load(Ordering::Acquire) {
                     break;
                 }
