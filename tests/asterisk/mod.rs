@@ -304,10 +304,16 @@ impl Ami {
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Option<Msg> {
         let end = Instant::now() + timeout;
         let mut g = self.shared.msgs.lock().unwrap();
+        // The list only grows: each wake-up looks at the messages that arrived since the last
+        // one. Scanning all of them on every message (tens of thousands in the 200-call load
+        // test) held the lock long enough to stall the reader thread, and with it Asterisk's
+        // writes to this session: an Originate's response once took over 60 s.
+        let mut seen = 0;
         loop {
-            if let Some(m) = g.iter().find(|m| pred(m)) {
+            if let Some(m) = g[seen..].iter().find(|m| pred(m)) {
                 return Some(m.clone());
             }
+            seen = g.len();
             let now = Instant::now();
             if now >= end {
                 return None;
