@@ -180,39 +180,37 @@ fn registry_remove(ch: &Arc<Channel>) {
     }
 }
 
-/// All channels currently in secure mode.
-pub fn active() -> Vec<Arc<Channel>> {
+/// The secure channels for which `keep` holds (it sees each one once, under the registry's
+/// read lock).
+fn select(keep: impl Fn(&Channel) -> bool) -> Vec<Arc<Channel>> {
     REGISTRY
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .values()
+        .filter(|ch| keep(ch))
         .cloned()
         .collect()
+}
+
+/// All channels currently in secure mode.
+pub fn active() -> Vec<Arc<Channel>> {
+    select(|_| true)
 }
 
 /// All channels currently in secure mode, for the dispatcher's sweep: each one's kick is
 /// taken, as it is serviced now.
 pub fn sweep() -> Vec<Arc<Channel>> {
-    REGISTRY
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .inspect(|ch| ch.kicked.store(false, Ordering::Release))
-        .cloned()
-        .collect()
+    select(|ch| {
+        ch.kicked.store(false, Ordering::Release);
+        true
+    })
 }
 
 /// The channels kicked since they were last serviced (taking their kick): what the dispatcher
 /// services on a wake-up between sweeps. With 50 calls keying at once, servicing every channel
 /// on every key press was most of the module's dispatcher thread (docs/performance.md).
 pub fn kicked() -> Vec<Arc<Channel>> {
-    REGISTRY
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .filter(|ch| ch.kicked.swap(false, Ordering::AcqRel))
-        .cloned()
-        .collect()
+    select(|ch| ch.kicked.swap(false, Ordering::AcqRel))
 }
 
 impl Channel {
