@@ -416,14 +416,6 @@ impl Spec {
             im: [f32x4::ZERO; 2],
         }
     }
-
-    fn re(&self, k: usize) -> f32 {
-        self.re[k / 4].to_array()[k % 4]
-    }
-
-    fn im(&self, k: usize) -> f32 {
-        self.im[k / 4].to_array()[k % 4]
-    }
 }
 
 /// A window past the cheap gates, handed to [`Analyzer::judge`].
@@ -794,15 +786,20 @@ impl Analyzer {
             }
             n_bg = Some(n);
         }
-        // Phase advance over half a window of the row and column tones (both spectra share
-        // the absolute reference, so it is (ω_tone − ω_bin)·2M directly).
-        #[inline(always)]
-        fn sdphi(z: &Spec, prev2: &Spec, k: usize) -> f32 {
-            let (zr, zi) = (z.re(k), z.im(k));
-            let (pr, pi) = (prev2.re(k), -prev2.im(k));
-            atan2(zr * pi + zi * pr, zr * pr - zi * pi)
-        }
-        let (sr, sc) = (sdphi(&z, prev2, r), sdphi(&z, prev2, 4 + c));
+        // Phase advance over half a window of every tone (both spectra share the absolute
+        // reference, so it is (ω_tone − ω_bin)·2M directly), all eight at once: the row and
+        // column tones and any `bg` candidate read theirs from it.
+        let sdphi = {
+            let mut d = [0.0f32; 8];
+            for h in 0..2 {
+                let (zr, zi) = (z.re[h], z.im[h]);
+                let (pr, pi) = (prev2.re[h], -prev2.im[h]);
+                let v = atan2x4(zr * pi + zi * pr, zr * pr - zi * pi).to_array();
+                d[4 * h..4 * h + 4].copy_from_slice(&v);
+            }
+            d
+        };
+        let (sr, sc) = (sdphi[r], sdphi[4 + c]);
         let (pr, pc) = (sr.abs(), sc.abs());
         if hop.mask {
             // Loose frequency sanity (no plateau needed): rejects gliding speech harmonics,
@@ -862,12 +859,7 @@ impl Analyzer {
             {
                 let (br, bc) = (br as usize & 3, bc as usize & 3);
                 let (btr, btc) = (t[br], t[4 + bc]);
-                let dr = if br == r { sr } else { sdphi(&z, prev2, br) };
-                let dc = if bc == c {
-                    sc
-                } else {
-                    sdphi(&z, prev2, 4 + bc)
-                };
+                let (dr, dc) = (sdphi[br], sdphi[4 + bc]);
                 let lim = if weak {
                     &ts.max_dphi_bg_weak
                 } else {
@@ -1121,7 +1113,7 @@ fn average<const D: usize>(x: &[i16], out: &mut [i16]) {
 
 /// atan2 by a polynomial (error about 1e-7 rad in f32, far under any threshold it is compared
 /// with), in plain arithmetic: the same result on every platform and libm.
-#[inline(always)]
+#[cfg(test)]
 fn atan2(y: f32, x: f32) -> f32 {
     let (ax, ay) = (x.abs(), y.abs());
     let (mx, mn) = (ax.max(ay), ax.min(ay));
@@ -1161,6 +1153,31 @@ fn atan2(y: f32, x: f32) -> f32 {
     } else {
         r
     }
+}
+
+/// [`atan2`] in four lanes: the same operations in the same order, so every lane equals the
+/// scalar result bit for bit (`atan2x4_is_the_scalar_atan2` checks it).
+#[inline(always)]
+fn atan2x4(y: f32x4, x: f32x4) -> f32x4 {
+    let (ax, ay) = (x.abs(), y.abs());
+    let (mx, mn) = (ax.max(ay), ax.min(ay));
+    let a = mn / mx;
+    let s = a * a;
+    let c = |v: f32| f32x4::splat(v);
+    let s2 = s * s;
+    let s4 = s2 * s2;
+    let q01 = c(-0.333_331_45) + c(0.199_935_51) * s;
+    let q23 = c(-0.142_089) + c(0.106_562_64) * s;
+    let q45 = c(-0.075_289_64) + c(0.042_909_614) * s;
+    let q67 = c(-0.016_165_737) + c(0.002_866_225_7) * s;
+    let p = (q01 + q23 * s2) + s4 * (q45 + q67 * s2);
+    let mut r = a + a * s * p;
+    r = ay.simd_gt(ax).select(c(std::f32::consts::FRAC_PI_2) - r, r);
+    r = x
+        .simd_lt(f32x4::ZERO)
+        .select(c(std::f32::consts::PI) - r, r);
+    r = y.simd_lt(f32x4::ZERO).select(-r, r);
+    mx.simd_eq(f32x4::ZERO).select(f32x4::ZERO, r)
 }
 
 /// 1 / sinc² of a tone whose phase advances `dphi` radians per half window off its bin: a
@@ -1547,6 +1564,46 @@ mod tests {
         }
         assert_eq!(atan2(0.0, 0.0), 0.0);
         assert!((atan2(0.0, -1.0) - std::f32::consts::PI).abs() < 1e-6);
+    }
+
+    #[test]
+    fn atan2x4_is_the_scalar_atan2() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let mut cases: Vec<(f32, f32)> = (0..4000)
+            .map(|i| {
+                let scale = 10f32.powi(i % 9 - 4);
+                (next() * scale, next() * scale)
+            })
+            .collect();
+        for v in [0.0f32, -0.0, 1.0, -1.0, 1e-30, -1e-30] {
+            for w in [0.0f32, -0.0, 1.0, -1.0, 1e-30, -1e-30] {
+                cases.push((v, w));
+            }
+        }
+        for q in cases.chunks(4) {
+            let mut ys = [0.0f32; 4];
+            let mut xs = [0.0f32; 4];
+            for (i, &(y, x)) in q.iter().enumerate() {
+                (ys[i], xs[i]) = (y, x);
+            }
+            let v = atan2x4(f32x4::from(ys), f32x4::from(xs)).to_array();
+            for i in 0..4 {
+                let want = atan2(ys[i], xs[i]);
+                assert_eq!(
+                    v[i].to_bits(),
+                    want.to_bits(),
+                    "atan2({}, {})",
+                    ys[i],
+                    xs[i]
+                );
+            }
+        }
     }
 
     #[test]
