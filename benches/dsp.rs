@@ -15,6 +15,11 @@
 //!
 //! Environment: `BENCH_REPS` (default 7) interleaved repetitions, `BENCH_AUDIO_S` (default 3600)
 //! seconds of audio decoded per measurement.
+//!
+//! `BENCH_ONE=detect8|mask8|detect48|mask48` with `BENCH_PASSES=n` (default 1) runs only that
+//! decoder over `n` passes of its 30 s clip and prints its digits, nothing else: what
+//! `scripts/bench-instructions` runs under Valgrind to count instructions, a measure a busy
+//! machine does not disturb.
 
 #[path = "../tests/judges/mod.rs"]
 mod judges;
@@ -288,6 +293,33 @@ fn main() {
     let reps = env_num("BENCH_REPS", 7.0).max(1.0) as usize;
     let audio_target_s = env_num("BENCH_AUDIO_S", 3600.0).max(30.0);
 
+    if let Ok(one) = std::env::var("BENCH_ONE") {
+        let passes = env_num("BENCH_PASSES", 1.0).max(0.0) as usize;
+        let (rate, mask) = match one.as_str() {
+            "detect8" => (8000, false),
+            "mask8" => (8000, true),
+            "detect48" => (48000, false),
+            "mask48" => (48000, true),
+            other => panic!("BENCH_ONE={other}: expected detect8, mask8, detect48 or mask48"),
+        };
+        let (audio, _) = bench_audio(rate);
+        if rate == 8000 {
+            // The clip spandsp gets in scripts/bench-instructions.
+            let file8 = judges::scratch_dir().join("bench-8k.raw");
+            let bytes: Vec<u8> = audio.iter().flat_map(|s| s.to_le_bytes()).collect();
+            std::fs::write(&file8, bytes)
+                .unwrap_or_else(|e| panic!("write {}: {e}", file8.display()));
+            println!("clip: {}", file8.display());
+            println!("harness: {}", judges::spandsp_harness().display());
+        }
+        let r = if mask {
+            run_mask(&audio, rate, passes)
+        } else {
+            run_detect(&audio, rate, passes)
+        };
+        println!("{one}: {passes} passes, {} digits per pass", r.digits);
+        return;
+    }
     let (a8, keyed) = bench_audio(8000);
     let (a48, _) = bench_audio(48000);
     let file8 = judges::scratch_dir().join("bench-8k.raw");
