@@ -186,9 +186,13 @@ fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
     // The channel variables ride along as variable_* headers (masked too).
     let v: Vec<String> = get("complete", "variable_secure_pay_card_number");
     assert_eq!(v, ["************1111"]);
-    // The per-key events (digit, capture, field) change no variable: they carry the channel's
-    // basic headers but not the variable_* copy (docs/performance.md), which the state events
-    // (start, complete, stop) keep.
+    // The per-key events (digit, capture, field) only name the channel, with the same values
+    // as the state events' basic headers (docs/performance.md): no caller profiles, no
+    // variable_* copy. The state events (start, complete, stop) keep both.
+    let state_name = get("start", "Channel-Name");
+    let state_call = get("start", "Channel-Call-UUID");
+    assert_eq!(state_name.len(), 1, "start: Channel-Name");
+    assert_eq!(state_call.len(), 1, "start: Channel-Call-UUID");
     for name in ["digit", "capture", "field"] {
         let n = events
             .iter()
@@ -196,14 +200,18 @@ fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
             .count();
         assert!(n > 0, "no {name} event");
         assert_eq!(
-            get(name, "Channel-Name").len(),
-            n,
-            "{name}: channel headers"
+            get(name, "Channel-Name"),
+            vec![state_name[0].clone(); n],
+            "{name}: Channel-Name"
         );
         assert_eq!(
-            get(name, "Caller-Unique-ID").len(),
-            n,
-            "{name}: caller profile"
+            get(name, "Channel-Call-UUID"),
+            vec![state_call[0].clone(); n],
+            "{name}: Channel-Call-UUID"
+        );
+        assert!(
+            get(name, "Caller-Unique-ID").is_empty(),
+            "{name}: carries the caller profile"
         );
         assert!(
             get(name, "variable_secure_pay_result").is_empty(),
@@ -214,6 +222,10 @@ fn modesl_agent_drives_bgapi_and_parses_the_documented_headers() {
         assert!(
             !get(name, "variable_secure_pay_result").is_empty(),
             "{name}: the state events keep the variables"
+        );
+        assert!(
+            !get(name, "Caller-Unique-ID").is_empty(),
+            "{name}: the state events keep the caller profile"
         );
     }
     let _ = esl.api(&format!("uuid_kill {cust_a}"));

@@ -1,5 +1,6 @@
-//! CUSTOM events `secure_pay::<name>`: subclasses reserved at load and freed at shutdown; each
-//! event carries the channel's standard headers (`switch_channel_event_set_data`) plus the core
+//! CUSTOM events `secure_pay::<name>`: subclasses reserved at load and freed at shutdown. A state
+//! event carries the channel's standard headers (`switch_channel_event_set_data`), a per-key
+//! event only the three that name the channel ([`changes_no_variable`]); both add the core
 //! event's masked headers ([`Event::for_each_header`]).
 
 use std::ffi::CStr;
@@ -67,8 +68,9 @@ pub fn fire_for_uuid(uuid: &str, event: &Event) {
 }
 
 /// Events that set no channel variable (see [`set_vars`]) and come once per key press or field:
-/// they carry the channel's basic headers (`Unique-ID`, `Channel-*`, `Caller-*`, `Other-Leg-*`)
-/// but not the `variable_*` copy of every channel variable.
+/// they name the channel (`Unique-ID`, `Channel-Name`, `Channel-Call-UUID`, as the basic headers
+/// spell them) and carry no other channel header: no `Caller-*`, `Other-Leg-*` or `variable_*`.
+/// The state events (`start`, `complete`, `stop`, ...) carry all of them.
 fn changes_no_variable(event: &Event) -> bool {
     matches!(
         event,
@@ -103,12 +105,37 @@ unsafe fn fire_with(session: *mut fs::switch_core_session_t, uuid: Option<&str>,
         // SAFETY: live session per the contract.
         let channel = unsafe { util::channel_of(session) };
         if changes_no_variable(event) {
-            // The per-key events: channel headers without the `variable_*` dump (the variables
-            // are unchanged since the last state event carried them). For a CUSTOM event
+            // The per-key events: only the headers that name the channel. For a CUSTOM event
             // `switch_channel_event_set_data` copies every channel variable (a hundred-odd
-            // headers, two allocations each): that was most of a digit's cost to FreeSWITCH.
-            // SAFETY: live session per the contract; `ev` is the event we just created.
-            unsafe { fs::switch_channel_event_set_basic_data(channel, ev) };
+            // headers), and even the basic data is about 90 (the caller profiles of both
+            // legs): each a few allocations here, a copy per event-socket listener and a
+            // URL-encoded line on its socket, on every key press. The state events carry them.
+            // SAFETY: live session per the contract.
+            let uuid = unsafe { util::uuid_of(session) };
+            // SAFETY: live channel; the name lives as long as the channel, copied at once.
+            let name = unsafe { util::opt_str(fs::switch_channel_get_name(channel)) }
+                .unwrap_or_default()
+                .to_owned();
+            // As `switch_channel_event_set_basic_data`: `call_uuid` if set, else the uuid.
+            // SAFETY: live channel.
+            let call =
+                unsafe { util::get_var(channel, c"call_uuid") }.unwrap_or_else(|| uuid.clone());
+            for (k, v) in [
+                (c"Unique-ID", uuid.as_str()),
+                (c"Channel-Name", name.as_str()),
+                (c"Channel-Call-UUID", call.as_str()),
+            ] {
+                let v = cstring(v);
+                // SAFETY: `ev` is live until fired; the core copies both strings.
+                unsafe {
+                    fs::switch_event_add_header_string(
+                        ev,
+                        fs::SWITCH_STACK_BOTTOM,
+                        k.as_ptr(),
+                        v.as_ptr(),
+                    )
+                };
+            }
         } else {
             // SAFETY: live session per the contract; `ev` is the event we just created.
             unsafe { fs::switch_channel_event_set_data(channel, ev) };
