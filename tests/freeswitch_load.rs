@@ -376,17 +376,22 @@ struct SipCall {
 /// bridge over sofia to `agent<round><call>` on the callers instance (answers and parks).
 /// `autoflush`: false sets `rtp_autoflush_during_bridge=false` on the customer leg (FreeSWITCH
 /// then never drops queued RTP packets of that leg while bridged; the default flushes them).
+/// `jb`: if not empty, `jitterbuffer_msec` of the customer leg (e.g. `60:200`).
 fn sip_bench_dialplan(
     callers_sip_port: u16,
     secure: bool,
     record: bool,
     autoflush: bool,
+    jb: &str,
 ) -> String {
-    let flush = if autoflush {
-        ""
+    let mut flush = if autoflush {
+        String::new()
     } else {
-        r#"<action application="set" data="rtp_autoflush_during_bridge=false"/>"#
+        r#"<action application="set" data="rtp_autoflush_during_bridge=false"/>"#.to_string()
     };
+    if !jb.is_empty() {
+        flush += &format!(r#"<action application="set" data="jitterbuffer_msec={jb}"/>"#);
+    }
     let ext = |name: &str, rec: bool| {
         format!(
             r#"<extension name="{name}">
@@ -540,6 +545,8 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
     let record = env_or::<u32>("SECURE_PAY_BENCH_SIP_RECORD", 1) != 0;
     // SECURE_PAY_BENCH_SIP_AUTOFLUSH=0: rtp_autoflush_during_bridge=false in both (diagnosis)
     let autoflush = env_or::<u32>("SECURE_PAY_BENCH_SIP_AUTOFLUSH", 1) != 0;
+    // SECURE_PAY_BENCH_SIP_JB=60:200: a jitter buffer on the customer legs in both
+    let jb = std::env::var("SECURE_PAY_BENCH_SIP_JB").unwrap_or_default();
     let sip = |rtp: (u16, u16)| Options {
         sip: true,
         rtp_ports: Some(rtp),
@@ -554,14 +561,14 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
         FreeSwitch::start(
             &prefix,
             &Options {
-                extra_dialplan: sip_bench_dialplan(callers.sip_port, false, record, autoflush),
+                extra_dialplan: sip_bench_dialplan(callers.sip_port, false, record, autoflush, &jb),
                 ..sip((62800, 63799))
             },
         ),
         FreeSwitch::start(
             &prefix,
             &Options {
-                extra_dialplan: sip_bench_dialplan(callers.sip_port, true, record, autoflush),
+                extra_dialplan: sip_bench_dialplan(callers.sip_port, true, record, autoflush, &jb),
                 ..sip((63800, 64799))
             },
         ),
@@ -593,6 +600,9 @@ fn bench_freeswitch_sip_cpu_secure_vs_plain() {
     );
     if !autoflush {
         println!("bench-freeswitch: rtp_autoflush_during_bridge=false on the customer legs");
+    }
+    if !jb.is_empty() {
+        println!("bench-freeswitch: jitterbuffer_msec={jb} on the customer legs");
     }
     let mut ratios = Vec::new();
     let mut totals = [0u64; 2];
