@@ -78,6 +78,18 @@ fn changes_no_variable(event: &Event) -> bool {
     )
 }
 
+/// Appends the header `k: v` (SWITCH_STACK_BOTTOM: the core copies both strings).
+///
+/// # Safety
+/// `ev` is a live event that has not been fired.
+unsafe fn add_header(ev: *mut fs::switch_event_t, k: &CStr, v: &str) {
+    let v = cstring(v);
+    // SAFETY: live event per the contract; both strings are NUL-terminated and outlive the call.
+    unsafe {
+        fs::switch_event_add_header_string(ev, fs::SWITCH_STACK_BOTTOM, k.as_ptr(), v.as_ptr())
+    };
+}
+
 /// # Safety
 /// As [`fire`].
 unsafe fn fire_with(session: *mut fs::switch_core_session_t, uuid: Option<&str>, event: &Event) {
@@ -125,16 +137,8 @@ unsafe fn fire_with(session: *mut fs::switch_core_session_t, uuid: Option<&str>,
                 (c"Channel-Name", name.as_str()),
                 (c"Channel-Call-UUID", call.as_str()),
             ] {
-                let v = cstring(v);
-                // SAFETY: `ev` is live until fired; the core copies both strings.
-                unsafe {
-                    fs::switch_event_add_header_string(
-                        ev,
-                        fs::SWITCH_STACK_BOTTOM,
-                        k.as_ptr(),
-                        v.as_ptr(),
-                    )
-                };
+                // SAFETY: `ev` is the live event we just created, not fired yet.
+                unsafe { add_header(ev, k, v) };
             }
         } else {
             // SAFETY: live session per the contract; `ev` is the event we just created.
@@ -142,25 +146,15 @@ unsafe fn fire_with(session: *mut fs::switch_core_session_t, uuid: Option<&str>,
         }
     }
     if let Some(uuid) = uuid {
-        let v = cstring(uuid);
         for k in [c"Unique-ID", c"Channel-Call-UUID"] {
-            // SAFETY: `ev` is live until fired; the core copies both strings.
-            unsafe {
-                fs::switch_event_add_header_string(
-                    ev,
-                    fs::SWITCH_STACK_BOTTOM,
-                    k.as_ptr(),
-                    v.as_ptr(),
-                )
-            };
+            // SAFETY: `ev` is the live event we just created, not fired yet.
+            unsafe { add_header(ev, k, uuid) };
         }
     }
     event.for_each_header(&mut |k: &str, v: &str| {
-        let (k, v) = (cstring(k), cstring(v));
-        // SAFETY: `ev` is live until fired; the core copies both strings (SWITCH_STACK_BOTTOM).
-        unsafe {
-            fs::switch_event_add_header_string(ev, fs::SWITCH_STACK_BOTTOM, k.as_ptr(), v.as_ptr())
-        };
+        let k = cstring(k);
+        // SAFETY: `ev` is the live event we just created, not fired yet.
+        unsafe { add_header(ev, &k, v) };
     });
     // SAFETY: fire takes ownership of `ev` (and NULLs our pointer).
     unsafe {
