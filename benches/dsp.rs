@@ -137,6 +137,14 @@ fn bench_audio(rate: u32) -> (Vec<i16>, String) {
     (out, keyed)
 }
 
+/// Writes the 8 kHz clip as raw little-endian PCM for the spandsp harness; returns its path.
+fn write_clip8(audio: &[i16]) -> std::path::PathBuf {
+    let file8 = judges::scratch_dir().join("bench-8k.raw");
+    let bytes: Vec<u8> = audio.iter().flat_map(|s| s.to_le_bytes()).collect();
+    std::fs::write(&file8, bytes).unwrap_or_else(|e| panic!("write {}: {e}", file8.display()));
+    file8
+}
+
 fn rate_of(hz: u32) -> SampleRate {
     SampleRate::from_hz(hz).unwrap_or_else(|| panic!("unsupported rate {hz}"))
 }
@@ -305,11 +313,7 @@ fn main() {
         let (audio, _) = bench_audio(rate);
         if rate == 8000 {
             // The clip spandsp gets in scripts/bench-instructions.
-            let file8 = judges::scratch_dir().join("bench-8k.raw");
-            let bytes: Vec<u8> = audio.iter().flat_map(|s| s.to_le_bytes()).collect();
-            std::fs::write(&file8, bytes)
-                .unwrap_or_else(|e| panic!("write {}: {e}", file8.display()));
-            println!("clip: {}", file8.display());
+            println!("clip: {}", write_clip8(&audio).display());
             println!("harness: {}", judges::spandsp_harness().display());
         }
         let r = if mask {
@@ -322,9 +326,7 @@ fn main() {
     }
     let (a8, keyed) = bench_audio(8000);
     let (a48, _) = bench_audio(48000);
-    let file8 = judges::scratch_dir().join("bench-8k.raw");
-    let bytes: Vec<u8> = a8.iter().flat_map(|s| s.to_le_bytes()).collect();
-    std::fs::write(&file8, bytes).unwrap_or_else(|e| panic!("write {}: {e}", file8.display()));
+    let file8 = write_clip8(&a8);
     let clip_s = a8.len() as f64 / 8000.0;
     let passes = (audio_target_s / clip_s).ceil() as usize;
     judges::spandsp_harness();

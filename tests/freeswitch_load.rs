@@ -384,19 +384,19 @@ fn sip_bench_dialplan(
     autoflush: bool,
     jb: &str,
 ) -> String {
-    let mut flush = if autoflush {
-        String::new()
-    } else {
-        r#"<action application="set" data="rtp_autoflush_during_bridge=false"/>"#.to_string()
-    };
+    // Variables of the customer leg, set before it is answered.
+    let mut leg_vars = String::new();
+    if !autoflush {
+        leg_vars += r#"<action application="set" data="rtp_autoflush_during_bridge=false"/>"#;
+    }
     if !jb.is_empty() {
-        flush += &format!(r#"<action application="set" data="jitterbuffer_msec={jb}"/>"#);
+        leg_vars += &format!(r#"<action application="set" data="jitterbuffer_msec={jb}"/>"#);
     }
     let ext = |name: &str, rec: bool| {
         format!(
             r#"<extension name="{name}">
         <condition field="destination_number" expression="^{name}(\d+)_(\d+)$">
-          {flush}
+          {leg_vars}
           <action application="answer"/>
           {rec}
           {sp}

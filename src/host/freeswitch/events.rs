@@ -113,9 +113,9 @@ unsafe fn fire_with(session: *mut fs::switch_core_session_t, uuid: Option<&str>,
     }
     if !session.is_null() {
         // SAFETY: live session per the contract.
-        unsafe { set_vars(util::channel_of(session), event) };
-        // SAFETY: live session per the contract.
         let channel = unsafe { util::channel_of(session) };
+        // SAFETY: the live session's channel.
+        unsafe { set_vars(channel, event) };
         if changes_no_variable(event) {
             // The per-key events: only the headers that name the channel. For a CUSTOM event
             // `switch_channel_event_set_data` copies every channel variable (a hundred-odd
