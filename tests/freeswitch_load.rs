@@ -1,6 +1,8 @@
-//! Load: LOAD_CALLS (default 100; scripts/load runs 200) concurrent secure loopback calls, each keying a full card in-band: every capture is
-//! right (per-call card, checked through the masked status) and no agent recording decodes to a
-//! single digit (multimon-ng), with a non-secure control call in the same run that does.
+//! Load: LOAD_CALLS (default 100; scripts/load runs 200) concurrent secure calls, each keying a
+//! full card in-band: the customer over a loopback pair, bridged to an agent channel of
+//! FreeSWITCH's null endpoint that is recorded. Every capture is right (per-call card, checked
+//! through the masked status) and no agent recording decodes to a single digit (multimon-ng),
+//! with a non-secure control call in the same run that does.
 //! Prints per-call memory and CPU.
 //!
 //! Bench (not a test of speed; run by scripts/bench-freeswitch): FreeSWITCH's CPU time for the
@@ -39,11 +41,29 @@ struct Call {
     rec: std::path::PathBuf,
 }
 
-fn setup_calls(fs: &FreeSwitch, esl: &mut Esl, n: u32, secure: bool, tag: &str) -> Vec<Call> {
+/// What the customer's B leg is bridged to: the agent side, whose recording is judged.
+#[derive(Clone, Copy)]
+enum Agent {
+    /// A loopback pair (agent A bridged and recorded, agent B parked): what the bench measures.
+    Loopback,
+    /// FreeSWITCH's null endpoint: one channel that the bridge writes the customer's audio to.
+    /// The load test uses it: a loopback pair costs FreeSWITCH about half as much CPU again per
+    /// call, and on a 2-core machine that alone starves the media threads at 200 calls
+    /// (docs/performance.md, "Load").
+    Null,
+}
+
+fn setup_calls(
+    fs: &FreeSwitch,
+    esl: &mut Esl,
+    n: u32,
+    secure: bool,
+    tag: &str,
+    agent: Agent,
+) -> Vec<Call> {
     let mut calls = Vec::new();
     for i in 1..=n {
-        let (cust_a, cust_b) = originate_customer(esl, &format!("cust{i}"));
-        let (agent_a, _) = agent_legs(esl, &cust_b);
+        let (cust_a, cust_b, agent_a) = customer_call(esl, i, agent);
         let rec = fs.rec(&format!("{tag}_agent_{i}.wav"));
         let r = esl.api(&format!("uuid_record {agent_a} start {}", rec.display()));
         assert!(r.starts_with("+OK"), "record: {r}");
@@ -60,6 +80,22 @@ fn setup_calls(fs: &FreeSwitch, esl: &mut Esl, n: u32, secure: bool, tag: &str) 
         });
     }
     calls
+}
+
+/// One customer call to `agent`: (customer A, customer B, the agent channel to record).
+fn customer_call(esl: &mut Esl, i: u32, agent: Agent) -> (String, String, String) {
+    match agent {
+        Agent::Loopback => {
+            let (cust_a, cust_b) = originate_customer(esl, &format!("cust{i}"));
+            let (agent_a, _) = agent_legs(esl, &cust_b);
+            (cust_a, cust_b, agent_a)
+        }
+        Agent::Null => {
+            let (cust_a, cust_b) = originate_customer(esl, &format!("custnull{i}"));
+            let agent = null_agent(esl, &cust_b);
+            (cust_a, cust_b, agent)
+        }
+    }
 }
 
 /// Keys card + `#` + expiry + CVV in-band on every call at once; returns when played.
@@ -101,12 +137,12 @@ fn concurrent_secure_calls_capture_right_and_leak_nothing() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let (rss0, cpu0, wall0) = (rss_kib(fs.pid()), cpu_ticks(fs.pid()), Instant::now());
-    let mut calls = setup_calls(&fs, &mut esl, n, true, "load");
-    // every call up and in secure mode (4 loopback channels, a recording, the bug each)
+    let mut calls = setup_calls(&fs, &mut esl, n, true, "load", Agent::Null);
+    // every call up and in secure mode (2 loopback channels, the null agent, a recording, the
+    // bug each)
     let rss_up = rss_kib(fs.pid());
-    // Control in the same run: call 0 is not in secure mode.
-    let (ca, cb) = originate_customer(&mut esl, "cust1000");
-    let (aa, _) = agent_legs(&mut esl, &cb);
+    // Control in the same run, the same way to the agent: call 1000 is not in secure mode.
+    let (ca, cb, aa) = customer_call(&mut esl, 1000, Agent::Null);
     let ctrl_rec = fs.rec("load_control_agent.wav");
     let r = esl.api(&format!("uuid_record {aa} start {}", ctrl_rec.display()));
     assert!(r.starts_with("+OK"), "{r}");
@@ -175,7 +211,7 @@ fn concurrent_secure_calls_capture_right_and_leak_nothing() {
     );
     assert!(esl.api("status").contains("UP"));
     println!(
-        "load-freeswitch: {n} concurrent secure calls, {n}/{n} cards right, 0 digits on {n} \
+        "load-freeswitch: {n} concurrent secure calls (loopback customer, null-endpoint agent), {n}/{n} cards right, 0 digits on {n} \
          agent recordings (control decoded); FreeSWITCH RSS {rss0} KiB -> {rss_up} KiB with all \
          calls up ({:.1} KiB per call); CPU {cpu_all:.2} s over {wall_all:.1} s ({:.1} ms per call)",
         (rss_up.saturating_sub(rss0)) as f64 / f64::from(n),
@@ -302,7 +338,7 @@ fn bench_freeswitch_cpu_secure_vs_plain() {
         let calls: Vec<Vec<Call>> = (0..2)
             .map(|k| {
                 let tag = format!("{}{rep}", if k == 1 { "bs" } else { "bp" });
-                setup_calls(&fss[k], &mut esls[k], n, k == 1, &tag)
+                setup_calls(&fss[k], &mut esls[k], n, k == 1, &tag, Agent::Loopback)
             })
             .collect();
         std::thread::sleep(Duration::from_millis(500));

@@ -282,6 +282,12 @@ impl FreeSwitch {
           <action application="bridge" data="{{loopback_bowout=false}}loopback/agent$1/sp"/>
         </condition>
       </extension>
+      <extension name="customer_null_agent">
+        <condition field="destination_number" expression="^custnull(\d+)$">
+          <action application="answer"/>
+          <action application="bridge" data="null/agent$1"/>
+        </condition>
+      </extension>
       <extension name="customer_app">
         <condition field="destination_number" expression="^custapp(\d+)$">
           <action application="answer"/>
@@ -634,6 +640,13 @@ pub fn agent_legs(esl: &mut Esl, cust_b: &str) -> (String, String) {
     let a = wait_var(esl, cust_b, "bridge_uuid");
     let b = wait_var(esl, &a, "other_loopback_leg_uuid");
     (a, b)
+}
+
+/// The agent of a customer B leg that dialled `custnull<N>`: the channel of FreeSWITCH's null
+/// endpoint (mod_loopback's `null/`) that the bridge writes the customer's audio to, as it would
+/// to an agent's phone. One channel thread instead of the two of a loopback pair.
+pub fn null_agent(esl: &mut Esl, cust_b: &str) -> String {
+    wait_var(esl, cust_b, "bridge_uuid")
 }
 
 /// In-band DTMF for `digits` as a tone_stream (100 ms on, 100 ms off), after 400 ms silence.
