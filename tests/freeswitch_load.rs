@@ -158,6 +158,7 @@ fn concurrent_secure_calls_capture_right_and_leak_nothing() {
     key_all(&mut esl, &calls);
     // Every secure call: capture complete with this call's card (masked: brand + last 4).
     let deadline = started + Duration::from_secs(60);
+    let mut incomplete = Vec::new();
     for c in &calls[..n as usize] {
         loop {
             let s = esl.api(&format!("uuid_secure_pay {} status", c.cust_b));
@@ -172,14 +173,21 @@ fn concurrent_secure_calls_capture_right_and_leak_nothing() {
                 assert!(!s.contains(&c.pan), "status leaks the card");
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "call {} never completed: {s}",
-                c.cust_b
-            );
+            if Instant::now() >= deadline {
+                incomplete.push(format!("{}: {}", c.cust_b, s.trim().replace('\n', " | ")));
+                break;
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    // All of them, not the first: how many calls lost a key says whether it is one call or the
+    // machine (docs/performance.md, "Load").
+    assert!(
+        incomplete.is_empty(),
+        "{} of {n} calls never completed (masked status of each):\n{}",
+        incomplete.len(),
+        incomplete.join("\n")
+    );
     let (cpu_all, wall_all) = (
         (cpu_ticks(fs.pid()) - cpu0) as f64 / 100.0,
         wall0.elapsed().as_secs_f64(),
