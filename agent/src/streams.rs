@@ -184,17 +184,21 @@ fn service(s: &mut Stream, now: Instant, unix: u64, t: StreamTiming) -> bool {
         if unix >= s.exp {
             s.close_after(b"event: expired\ndata: {}\n\n");
         } else {
+            // Access first, then the snapshot. The hub marks a call ended and bumps its version
+            // in one step, so a call seen ended here has its last snapshot (ended, outcome if
+            // any) read below. The other order lost it when the hangup came between the two
+            // reads: the page got `ended` without ever seeing the call end.
+            let over = match hub.access(&s.call) {
+                Access::Live => false,
+                Access::Unknown => true,
+                Access::Ended(at, pending) => !pending || now.duration_since(at) > t.outcome_grace,
+            };
             if hub.version(&s.call) != Some(s.seen) {
                 if let Some((json, v)) = hub.snapshot(&s.call) {
                     s.push(format!("event: snapshot\ndata: {json}\n\n").as_bytes());
                     s.seen = v;
                 }
             }
-            let over = match hub.access(&s.call) {
-                Access::Live => false,
-                Access::Unknown => true,
-                Access::Ended(at, pending) => !pending || now.duration_since(at) > t.outcome_grace,
-            };
             if over {
                 // the last snapshot (call ended, outcome if any) went out just above
                 s.close_after(b"event: ended\ndata: {}\n\n");
