@@ -636,6 +636,9 @@ impl PageSession {
 pub struct Sse {
     r: BufReader<TcpStream>,
     pub status: u16,
+    /// The newest snapshot read so far. The stream sends state, not events: two changes close
+    /// together come as one snapshot, so `until` first asks whether the state already holds.
+    latest: serde_json::Value,
 }
 
 impl Sse {
@@ -668,7 +671,11 @@ impl Sse {
                 break;
             }
         }
-        Sse { r, status }
+        Sse {
+            r,
+            status,
+            latest: serde_json::Value::Null,
+        }
     }
 
     /// The next named event (`snapshot`, `ended`, `expired`) and its data; None at the end.
@@ -703,20 +710,26 @@ impl Sse {
                 event = e.to_string();
             } else if let Some(d) = l.strip_prefix("data: ") {
                 if event == "snapshot" {
-                    return serde_json::from_str(d).unwrap();
+                    let v: serde_json::Value = serde_json::from_str(d).unwrap();
+                    self.latest = v.clone();
+                    return v;
                 }
             }
         }
     }
 
-    /// Reads snapshots until `f` holds (or panics after `timeout`, showing the last one).
+    /// Waits until the call's state satisfies `f`: the newest snapshot already read, or the next
+    /// ones (panics after `timeout`, showing the last one).
     pub fn until(
         &mut self,
         timeout: Duration,
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         let end = Instant::now() + timeout;
-        let mut last = serde_json::Value::Null;
+        let mut last = self.latest.clone();
+        if !last.is_null() && f(&last) {
+            return last;
+        }
         loop {
             assert!(
                 Instant::now() < end,
@@ -749,7 +762,9 @@ impl Sse {
                 event = e.to_string();
             } else if let Some(d) = l.strip_prefix("data: ") {
                 if event == "snapshot" {
-                    return serde_json::from_str(d).ok();
+                    let v: serde_json::Value = serde_json::from_str(d).ok()?;
+                    self.latest = v.clone();
+                    return Some(v);
                 }
             }
         }
