@@ -253,6 +253,20 @@ fn masked(input: &[i16], cfg: &MaskerConfig) -> Vec<i16> {
     out
 }
 
+/// As [`masked`], with the masker armed from the first sample to the last.
+fn masked_armed(input: &[i16], cfg: &MaskerConfig) -> Vec<i16> {
+    let mut m = Masker::new(SampleRate::Hz8000, cfg).expect("masker");
+    let d = m.delay_samples();
+    m.arm((input.len() / 8 + 1000) as u32);
+    let mut out = input.to_vec();
+    out.extend(std::iter::repeat(0).take(d));
+    for c in out.chunks_mut(160) {
+        m.process(c, &mut |_| {});
+    }
+    out.drain(..d);
+    out
+}
+
 #[derive(Default)]
 struct Bucket {
     n: usize,
@@ -410,6 +424,16 @@ fn masking_over_speech_music_and_noise() {
             speech_worst = speech_worst.max(f);
         }
     }
+    // The same while armed the whole time (as for 3 s after each captured digit: the customer
+    // is keying): what arming costs on speech. Reported, not asserted.
+    let _ = writeln!(
+        rep,
+        "the same, armed the whole time (after a captured digit):"
+    );
+    for (name, class, bg) in &bgs {
+        let f = frames_altered(bg, &masked_armed(bg, &cfg));
+        let _ = writeln!(rep, "  {name:<26} {class:<6} {:>6.2} %", 100.0 * f);
+    }
     save("masking-background-cost.txt", &rep);
     // Control 1: the judge measures a tone that is there (identity: 0 dB, whole span unaltered).
     let (rep, fails, total, _) = run(
@@ -450,8 +474,8 @@ fn masking_over_speech_music_and_noise() {
         "control: without the background test some tones of >= {LONG_MS} ms must pass whole\n{rep}"
     );
     // The default masker. Issue #11's target is 0 tones over the limit from SNR 0 dB on; what
-    // holds today (docs/masking.md): 0 from 6 dB on, at most 69 (of 1614) at 0 dB, and no tone
-    // of >= 50 ms passes whole.
+    // holds today (docs/masking.md): 0 from 6 dB on, at most 49 (of 1614) at 0 dB (armed after
+    // the first captured digit), and no tone of >= 50 ms passes whole.
     let (rep, fails, _, whole_long) = run(
         "default masker",
         &[0.0, 6.0, 12.0, 20.0],
@@ -461,13 +485,33 @@ fn masking_over_speech_music_and_noise() {
         false,
     );
     save("masking-background.txt", &rep);
+    // What arming buys: the tones are laid every 0.3 s, so after the first captured digit the
+    // masker is armed for nearly all of them. Unarmed, every tone is judged as the first of a
+    // call is (docs/masking.md): at most 69 of 1614 at 0 dB, 0 at 6 dB.
+    let mut unarmed = cfg.clone();
+    unarmed.detector.mask_armed_ms = 0;
+    let (rep_u, fails_u, _, _) = run(
+        "default masker, never armed",
+        &[0.0, 6.0],
+        -40.0,
+        &bgs,
+        &|x| masked(x, &unarmed),
+        false,
+    );
+    save("masking-background-unarmed.txt", &rep_u);
+    assert!(
+        fails_u[0] <= 69 && fails_u[1] == 0,
+        "unarmed masker over background: {} tones over the limit at SNR 0 dB, {} at 6 dB\n{rep_u}",
+        fails_u[0],
+        fails_u[1]
+    );
     assert_eq!(
         fails[1] + fails[2] + fails[3],
         0,
         "tones leaked over background at SNR >= 6 dB\n{rep}"
     );
     assert!(
-        fails[0] <= 69,
+        fails[0] <= 49,
         "masking over background: {} tones over the limit at SNR 0 dB\n{rep}",
         fails[0]
     );

@@ -66,6 +66,10 @@ pub struct DetectorParams {
     /// fails the share-of-window test, judged against its own bands instead (see
     /// [`crate::core::suppress`]). Default on; off only to measure what it buys.
     pub mask_over_background: bool,
+    /// Masking only: after each captured digit, for this long (ms), mask a pair after fewer
+    /// windows: the customer is keying (see [`crate::core::suppress`]). Default 3000; 0 = off,
+    /// only to measure what it buys.
+    pub mask_armed_ms: u32,
 }
 
 impl Default for DetectorParams {
@@ -82,6 +86,7 @@ impl Default for DetectorParams {
             max_freq_dev_pct: 2.2,
             mask_threshold_dbm0: -90.0,
             mask_over_background: true,
+            mask_armed_ms: 3000,
         }
     }
 }
