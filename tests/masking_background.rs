@@ -242,22 +242,20 @@ fn lay_tones(bg: &[i16], snr_db: f64, seed: u64) -> (Vec<i16>, Vec<Laid>) {
 
 /// The masker's output aligned with its input (20 ms frames).
 fn masked(input: &[i16], cfg: &MaskerConfig) -> Vec<i16> {
-    let mut m = Masker::new(SampleRate::Hz8000, cfg).expect("masker");
-    let d = m.delay_samples();
-    let mut out = input.to_vec();
-    out.extend(std::iter::repeat(0).take(d));
-    for c in out.chunks_mut(160) {
-        m.process(c, &mut |_| {});
-    }
-    out.drain(..d);
-    out
+    masked_with(input, cfg, false)
 }
 
 /// As [`masked`], with the masker armed from the first sample to the last.
 fn masked_armed(input: &[i16], cfg: &MaskerConfig) -> Vec<i16> {
+    masked_with(input, cfg, true)
+}
+
+fn masked_with(input: &[i16], cfg: &MaskerConfig, armed: bool) -> Vec<i16> {
     let mut m = Masker::new(SampleRate::Hz8000, cfg).expect("masker");
+    if armed {
+        m.arm((input.len() / 8 + 1000) as u32);
+    }
     let d = m.delay_samples();
-    m.arm((input.len() / 8 + 1000) as u32);
     let mut out = input.to_vec();
     out.extend(std::iter::repeat(0).take(d));
     for c in out.chunks_mut(160) {
