@@ -63,7 +63,9 @@
 //! Over a background at 0 dB SNR that leaves 49 of 1614 tones over the residual target instead
 //! of 69, at the cost of 0.7–5 % of speech frames altered in those 3 s (docs/masking.md). Speech
 //! with no key press before it is judged unarmed, and so is everything with the `notch` option
-//! on (arming made its residuals worse). A host can arm the masker itself ([`Masker::arm`]).
+//! on (arming made its residuals worse). The adapters also arm it for each out-of-band key
+//! press of the customer ([`Masker::key_pressed`]), and a host can arm it for any time
+//! ([`Masker::arm`]).
 //!
 //! Outside masked spans the output is the input delayed by exactly [`Masker::delay_samples`],
 //! sample for sample. Decisions never reach back further than the look-ahead, and the
@@ -573,6 +575,20 @@ impl Masker {
         }
         let until = self.t + self.rate.samples_for_ms(ms) as u64;
         self.armed_until = self.armed_until.max(until);
+    }
+
+    /// The host saw a key press the detector did not hear (an out-of-band digit: RFC 4733,
+    /// SIP INFO, an Asterisk DTMF frame): the customer is keying, so the masker is armed for
+    /// `DetectorParams::mask_armed_ms` from here, as after a digit it captured itself. Some
+    /// phones and gateways let the first tens of ms of each tone through in the audio before
+    /// they switch to the out-of-band event; armed, a head like that over a background is
+    /// masked after fewer windows. No effect when `mask_armed_ms` is 0 or the `notch` option
+    /// is on. Constant work, no allocation (called from the audio path).
+    pub fn key_pressed(&mut self) {
+        if self.arm == 0 {
+            return;
+        }
+        self.armed_until = self.armed_until.max(self.t + self.arm);
     }
 
     /// Input samples processed so far (the detector's stream position, the base of

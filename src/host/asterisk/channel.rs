@@ -891,6 +891,11 @@ pub extern "C" fn sp_rs_on_dtmf(
             st.frame_while_unanchored();
             return;
         }
+        // The customer is keying out of band (from the key-down frame on): a tone head their
+        // phone lets through is masked after fewer windows (see `Masker::key_pressed`).
+        if let Some(m) = st.masker.as_mut() {
+            m.key_pressed();
+        }
         if end == 0 {
             return;
         }

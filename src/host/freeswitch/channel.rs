@@ -91,6 +91,9 @@ pub struct Channel {
     poisoned: AtomicBool,
     /// The inbox was full once: a digit may be lost (reported as an error event).
     overflow: AtomicBool,
+    /// An out-of-band key press arrived since the media thread last looked: it arms the masker
+    /// (`Masker::key_pressed`) before the next frame.
+    oob_key: AtomicBool,
     /// Why it stops (0 = not set: hangup).
     stop_reason: AtomicU8,
     /// Serialises start and stop of this channel (see module docs).
@@ -238,6 +241,9 @@ impl Channel {
         };
         if !self.inbox.push(d, src, now, time) {
             self.overflow.store(true, Ordering::Relaxed);
+        }
+        if src != DigitSource::InBand {
+            self.oob_key.store(true, Ordering::Relaxed);
         }
         self.kick();
     }
@@ -547,6 +553,7 @@ pub unsafe fn start(
         outcome: Mutex::new(OutcomeSlot::default()),
         poisoned: AtomicBool::new(false),
         overflow: AtomicBool::new(false),
+        oob_key: AtomicBool::new(false),
         stop_reason: AtomicU8::new(0),
         ctl: Mutex::new(Ctl::default()),
         closed: AtomicBool::new(false),
@@ -954,6 +961,11 @@ impl Channel {
         let Some(masker) = m.masker.as_mut() else {
             return mute(samples);
         };
+        if self.oob_key.swap(false, Ordering::Relaxed) {
+            // The customer is keying out of band: a tone head their phone lets through is
+            // masked after fewer windows (see `Masker::key_pressed`).
+            masker.key_pressed();
+        }
         let stream_end = masker.samples_in() + samples.len() as u64;
         masker.process(samples, &mut |ev| {
             let at = |now| {
