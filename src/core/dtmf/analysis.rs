@@ -673,9 +673,11 @@ impl Analyzer {
                 sum >= ts.cov_gate_watch * e
             } else {
                 // The strongest row and column, as `judge` will find them.
+                // Plain comparisons (the energies are finite: no NaN handling needed).
+                let mx = |a: f32, b: f32| if b > a { b } else { a };
                 let max4 = |v: f32x4| {
                     let a = v.to_array();
-                    a[0].max(a[1]).max(a[2].max(a[3]))
+                    mx(mx(a[0], a[1]), mx(a[2], a[3]))
                 };
                 let (tr, tc) = (max4(t_lo), max4(t_hi));
                 let fl = ts.floor_bg * e;
