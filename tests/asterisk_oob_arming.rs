@@ -1,0 +1,267 @@
+//! The masker is armed by the customer's out-of-band key presses, on a REAL Asterisk 22
+//! (private instance on loopback; Local-channel calls, both in secure mode).
+//!
+//! Some phones and gateways let the first 20-30 ms of each tone through in the audio before
+//! they send the key out of band. Such a head is too short to capture, so over a background
+//! the masker judges it as it would speech, unless the host tells it the customer is keying
+//! (`Masker::key_pressed`, called by the adapter for every DTMF frame of the customer).
+//!
+//! Two calls play the same generated audio on the customer's phone: white noise with heads of
+//! 20, 25 and 30 ms at 0 dB SNR (the corpus of `masking_background`'s
+//! `an_out_of_band_key_press_arms_the_masker`), in files of 2.4 s. Before each file the
+//! customer of one call presses `*` as a DTMF frame (SendDTMF; `*` only clears the field, so
+//! the capture goes on); the other call waits instead. Judge: the tone-residual judge on the
+//! agent's MixMonitor recording, each file located in it by cross-correlation: the armed call
+//! must leave clearly fewer heads over the residual target (-40 dB). Control: the judge finds
+//! every head in the input, and the unarmed call leaves some over the target.
+#![cfg(feature = "asterisk")]
+
+mod asterisk;
+
+use std::path::Path;
+use std::time::Duration;
+
+use asterisk::judges::residual::{measure, ToneSpan};
+use asterisk::{Ami, Call, Instance, BASE_MODULES};
+
+const RATE: u32 = 8000;
+const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+/// Files per call, heads per file, and where in a file the heads are (samples).
+const FILES: usize = 30;
+const HEADS: usize = 6;
+const FILE_LEN: usize = RATE as usize * 24 / 10;
+const FIRST_HEAD: usize = RATE as usize / 2;
+const HEAD_STEP: usize = RATE as usize * 3 / 10;
+const T: Duration = Duration::from_secs(60);
+
+/// Small seeded xorshift64* RNG: the audio is identical on every run.
+struct Rng(u64);
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn gauss(&mut self) -> f64 {
+        let (u, v) = (self.unit().max(1e-12), self.unit());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// One file: white noise (about -18 dBm0) with `HEADS` tone heads at 0 dB SNR, each up to
+/// ±2 % off nominal, twist -4..+2 dB. Returns the samples and the heads.
+fn file_audio(rng: &mut Rng) -> (Vec<i16>, Vec<ToneSpan>) {
+    let mut x: Vec<f64> = (0..FILE_LEN).map(|_| rng.gauss() * 2000.0).collect();
+    let mut heads = Vec::new();
+    for h in 0..HEADS {
+        let ms = [20u32, 25, 30][h % 3];
+        let (at, n) = (FIRST_HEAD + h * HEAD_STEP, (RATE * ms / 1000) as usize);
+        let key = (rng.next_u64() % 16) as usize;
+        let fl = ROWS[key / 4] * (1.0 + (rng.unit() * 4.0 - 2.0) / 100.0);
+        let fh = COLS[key % 4] * (1.0 + (rng.unit() * 4.0 - 2.0) / 100.0);
+        let g = 10f64.powf((rng.unit() * 6.0 - 4.0) / 20.0);
+        let p_bg = x[at..at + n].iter().map(|v| v * v).sum::<f64>() / n as f64;
+        let al = (2.0 * p_bg / (1.0 + g * g)).sqrt();
+        let ph = rng.unit() * std::f64::consts::TAU;
+        for k in 0..n {
+            let t = k as f64 / f64::from(RATE);
+            x[at + k] += al * (std::f64::consts::TAU * fl * t + ph).sin()
+                + al * g * (std::f64::consts::TAU * fh * t).sin();
+        }
+        heads.push(ToneSpan {
+            start: at,
+            end: at + n,
+            low_hz: ROWS[key / 4],
+            high_hz: COLS[key % 4],
+        });
+    }
+    let x = x
+        .into_iter()
+        .map(|v| v.round().clamp(-32768.0, 32767.0) as i16)
+        .collect();
+    (x, heads)
+}
+
+fn dialplan() -> String {
+    r#"[general]
+[globals]
+[sp]
+exten => inbound,1,Answer()
+ same => n,UserEvent(SPInbound,Call: ${CALLNAME},Chan: ${CHANNEL})
+ same => n,Dial(Local/agent@sp/n)
+ same => n,Hangup()
+
+exten => agent,1,Answer()
+ same => n,MixMonitor(agent-${CALLNAME}.wav)
+ same => n,UserEvent(SPAgent,Call: ${CALLNAME},Chan: ${CHANNEL})
+ same => n,Wait(600)
+ same => n,Hangup()
+
+exten => customer,1,Answer()
+ same => n(go),GotoIf($["${GLOBAL(SPGO)}" = "1"]?play)
+ same => n,Wait(0.1)
+ same => n,Goto(go)
+ same => n(play),Set(I=1)
+ same => n(next),GotoIf($[${I} > ${FILES}]?end)
+ same => n,GotoIf($["${OOB}" = "1"]?key)
+ same => n,Wait(0.2)
+ same => n,Goto(file)
+ same => n(key),SendDTMF(*,100,100)
+ same => n(file),Playback(${MIXDIR}/mix-${I})
+ same => n,Set(I=$[${I} + 1])
+ same => n,Goto(next)
+ same => n(end),UserEvent(SPPlayed,Call: ${CALLNAME})
+ same => n,Wait(600)
+"#
+    .to_owned()
+}
+
+/// Where `file` starts in `rec` (searching `from` up to `span` samples later): the lag with
+/// the largest correlation over the file's first 0.4 s (noise only; the heads start at 0.5 s).
+fn locate(rec: &[i16], file: &[i16], from: usize, span: usize) -> usize {
+    let probe = &file[..RATE as usize * 2 / 5];
+    let last = rec.len().saturating_sub(FILE_LEN);
+    let end = (from + span).min(last);
+    let corr = |lag: usize| -> f64 {
+        probe
+            .iter()
+            .zip(&rec[lag..lag + probe.len()])
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum()
+    };
+    (from.min(end)..=end)
+        .max_by(|&a, &b| corr(a).total_cmp(&corr(b)))
+        .expect("a lag")
+}
+
+/// Heads over the residual target (-40 dB) in the agent's recording of one call.
+fn heads_over(rec: &[i16], files: &[(Vec<i16>, Vec<ToneSpan>)]) -> (usize, usize) {
+    // The last file's last 40 ms stay in the masker's delay line: pad the end.
+    let mut rec = rec.to_vec();
+    rec.resize(rec.len() + FILE_LEN, 0);
+    let (mut over, mut n, mut from) = (0, 0, 0);
+    for (i, (audio, heads)) in files.iter().enumerate() {
+        // The first file starts after the calls were set up; the others follow a key press.
+        let span = RATE as usize * if i == 0 { 30 } else { 2 };
+        let at = locate(&rec, audio, from, span);
+        let out = &rec[at..at + FILE_LEN];
+        for h in heads {
+            n += 1;
+            if measure(audio, out, RATE, h).db > -40.0 {
+                over += 1;
+            }
+        }
+        // A file may come out a frame short (Playback): search from a little before its end.
+        from = at + FILE_LEN - RATE as usize / 10;
+    }
+    (over, n)
+}
+
+fn read_recording(path: &Path) -> Vec<i16> {
+    let w = secure_pay::wav::read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(w.sample_rate, RATE, "{}", path.display());
+    w.samples
+}
+
+fn start_secure(ami: &mut Ami, c: &Call) {
+    let r = c.securepay(ami, &[("Command", "start")]);
+    assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+    ami.wait_event(T, "SecurePayStart", &[("Channel", &c.customer)])
+        .expect("SecurePayStart");
+}
+
+#[test]
+fn out_of_band_key_presses_arm_the_masker_on_a_call() {
+    // The capture must not end during the minute of audio (no key for the unarmed call).
+    let conf = "[general]\nfirst_digit_timeout_ms = 300000\ninter_digit_timeout_ms = 120000\n";
+    let inst = Instance::start(
+        "oobarm",
+        &dialplan(),
+        &[("secure_pay.conf", conf)],
+        &format!("{BASE_MODULES} app_playback.so"),
+    );
+    let dir = inst.dir.join("oob-mix");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = Rng(0x00B_A2D);
+    let files: Vec<(Vec<i16>, Vec<ToneSpan>)> = (0..FILES).map(|_| file_audio(&mut rng)).collect();
+    for (i, (audio, _)) in files.iter().enumerate() {
+        secure_pay::wav::write_file(dir.join(format!("mix-{}.wav", i + 1)), RATE, audio)
+            .expect("write mix");
+    }
+    // The same directory as Asterisk sees it inside its chroot.
+    let inside = format!(
+        "/{}",
+        dir.strip_prefix(asterisk::chroot_root()).unwrap().display()
+    );
+    let mut ami = inst.ami();
+    let files_s = FILES.to_string();
+    let armed = Call::originate(
+        &mut ami,
+        "arm",
+        &[("OOB", "1"), ("FILES", &files_s), ("MIXDIR", &inside)],
+    );
+    let plain = Call::originate(
+        &mut ami,
+        "plain",
+        &[("OOB", "0"), ("FILES", &files_s), ("MIXDIR", &inside)],
+    );
+    start_secure(&mut ami, &armed);
+    start_secure(&mut ami, &plain);
+    let r = ami.action(&[
+        ("Action", "Setvar"),
+        ("Variable", "GLOBAL(SPGO)"),
+        ("Value", "1"),
+    ]);
+    assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+    for c in [&armed, &plain] {
+        ami.wait_event(
+            Duration::from_secs(180),
+            "UserEvent",
+            &[("UserEvent", "SPPlayed"), ("Call", &c.name)],
+        )
+        .unwrap_or_else(|| panic!("call {}: the customer did not finish playing", c.name));
+    }
+    // Both calls were secure from the first file to the last.
+    for c in [&armed, &plain] {
+        assert!(
+            ami.events("SecurePayStop")
+                .iter()
+                .all(|m| m.get("Channel") != Some(c.customer.as_str())),
+            "call {}: secure mode ended early",
+            c.name
+        );
+        let r = ami.action(&[("Action", "Hangup"), ("Channel", &c.customer)]);
+        assert_eq!(r.get("Response"), Some("Success"), "{}", r.text());
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // MixMonitor closes its files
+
+    // Control: the judge finds every head in the input.
+    for (audio, heads) in &files {
+        for h in heads {
+            assert!(
+                measure(audio, audio, RATE, h).db > -1.0,
+                "control: a head is there"
+            );
+        }
+    }
+    let rec = |c: &Call| read_recording(&inst.monitor(&format!("agent-{}.wav", c.name)));
+    let (over_plain, n) = heads_over(&rec(&plain), &files);
+    let (over_armed, _) = heads_over(&rec(&armed), &files);
+    println!(
+        "tone heads over the residual target on the agent's recording: {over_plain} of {n} unarmed, {over_armed} armed by the customer's DTMF frames"
+    );
+    assert_eq!(n, FILES * HEADS);
+    assert!(
+        over_plain >= 5,
+        "control: the unarmed masker should miss some heads over 0 dB noise ({over_plain} of {n})"
+    );
+    assert!(
+        over_armed * 3 <= over_plain * 2,
+        "armed by the customer's key presses: {over_armed} heads over the target, unarmed {over_plain} (of {n})"
+    );
+}
