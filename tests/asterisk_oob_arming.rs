@@ -21,12 +21,11 @@ mod asterisk;
 use std::path::Path;
 use std::time::Duration;
 
+use asterisk::judges::heads::{lay_head, to_i16, Rng};
 use asterisk::judges::residual::{measure, ToneSpan};
 use asterisk::{Ami, Call, Instance, BASE_MODULES};
 
 const RATE: u32 = 8000;
-const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 /// Files per call, heads per file, and where in a file the heads are (samples).
 const FILES: usize = 30;
 const HEADS: usize = 6;
@@ -35,56 +34,21 @@ const FIRST_HEAD: usize = RATE as usize / 2;
 const HEAD_STEP: usize = RATE as usize * 3 / 10;
 const T: Duration = Duration::from_secs(60);
 
-/// Small seeded xorshift64* RNG: the audio is identical on every run.
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        let (u, v) = (self.unit().max(1e-12), self.unit());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
-
 /// One file: white noise (about -18 dBm0) with `HEADS` tone heads at 0 dB SNR, each up to
 /// ±2 % off nominal, twist -4..+2 dB. Returns the samples and the heads.
 fn file_audio(rng: &mut Rng) -> (Vec<i16>, Vec<ToneSpan>) {
     let mut x: Vec<f64> = (0..FILE_LEN).map(|_| rng.gauss() * 2000.0).collect();
-    let mut heads = Vec::new();
-    for h in 0..HEADS {
-        let ms = [20u32, 25, 30][h % 3];
-        let (at, n) = (FIRST_HEAD + h * HEAD_STEP, (RATE * ms / 1000) as usize);
-        let key = (rng.next_u64() % 16) as usize;
-        let fl = ROWS[key / 4] * (1.0 + (rng.unit() * 4.0 - 2.0) / 100.0);
-        let fh = COLS[key % 4] * (1.0 + (rng.unit() * 4.0 - 2.0) / 100.0);
-        let g = 10f64.powf((rng.unit() * 6.0 - 4.0) / 20.0);
-        let p_bg = x[at..at + n].iter().map(|v| v * v).sum::<f64>() / n as f64;
-        let al = (2.0 * p_bg / (1.0 + g * g)).sqrt();
-        let ph = rng.unit() * std::f64::consts::TAU;
-        for k in 0..n {
-            let t = k as f64 / f64::from(RATE);
-            x[at + k] += al * (std::f64::consts::TAU * fl * t + ph).sin()
-                + al * g * (std::f64::consts::TAU * fh * t).sin();
-        }
-        heads.push(ToneSpan {
-            start: at,
-            end: at + n,
-            low_hz: ROWS[key / 4],
-            high_hz: COLS[key % 4],
-        });
-    }
-    let x = x
-        .into_iter()
-        .map(|v| v.round().clamp(-32768.0, 32767.0) as i16)
+    let heads = (0..HEADS)
+        .map(|h| {
+            lay_head(
+                &mut x,
+                FIRST_HEAD + h * HEAD_STEP,
+                [20u32, 25, 30][h % 3],
+                rng,
+            )
+        })
         .collect();
-    (x, heads)
+    (to_i16(x), heads)
 }
 
 fn dialplan() -> String {

@@ -29,35 +29,16 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use judges::heads::{lay_head, to_i16, Rng, COLS, ROWS};
 use judges::residual::{measure, measure_differential, Residual, ToneSpan};
 use secure_pay::core::audio::SampleRate;
 use secure_pay::core::suppress::{Masker, MaskerConfig};
 
 const RATE: u32 = 8000;
-const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 /// Peak of a 0 dBm0 sine (full scale = +3.14 dBm0).
 const A0: f64 = judges::ZERO_DBM0_AMPLITUDE;
 /// Seconds of each background used.
 const SECONDS: usize = 60;
-
-/// Small seeded xorshift64* RNG: the corpus is identical on every run.
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        let (u, v) = (self.unit().max(1e-12), self.unit());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
 
 fn espeak(voice: &str, text: &str) -> PathBuf {
     let wav = judges::scratch_file("bg-espeak", "wav");
@@ -754,32 +735,11 @@ fn an_out_of_band_key_press_arms_the_masker() {
     let mut laid = Vec::new();
     let mut presses = Vec::new();
     for i in 0..heads {
-        let ms = [20u32, 25, 30][i % 3];
-        let (at, n) = (i * block + block * 3 / 5, (RATE * ms / 1000) as usize);
-        let key = (rng.next_u64() % 16) as usize;
-        let fl = ROWS[key / 4] * (1.0 + (rng.unit() * 4.0 - 2.0) / 100.0);
-        let fh = COLS[key % 4] * (1.0 + (rng.unit() * 4.0 - 2.0) / 100.0);
-        let g = 10f64.powf((rng.unit() * 6.0 - 4.0) / 20.0);
-        let p_bg = mix[at..at + n].iter().map(|v| v * v).sum::<f64>() / n as f64;
-        let al = (2.0 * p_bg / (1.0 + g * g)).sqrt();
-        let ph = rng.unit() * std::f64::consts::TAU;
-        for k in 0..n {
-            let t = k as f64 / RATE as f64;
-            mix[at + k] += al * (std::f64::consts::TAU * fl * t + ph).sin()
-                + al * g * (std::f64::consts::TAU * fh * t).sin();
-        }
-        laid.push(ToneSpan {
-            start: at,
-            end: at + n,
-            low_hz: ROWS[key / 4],
-            high_hz: COLS[key % 4],
-        });
+        let at = i * block + block * 3 / 5;
+        laid.push(lay_head(&mut mix, at, [20u32, 25, 30][i % 3], &mut rng));
         presses.push(at - RATE as usize * 3 / 10);
     }
-    let mix: Vec<i16> = mix
-        .into_iter()
-        .map(|v| v.round().clamp(-32768.0, 32767.0) as i16)
-        .collect();
+    let mix = to_i16(mix);
     let over = |out: &[i16]| {
         laid.iter()
             .filter(|t| {

@@ -13,6 +13,7 @@
 //! Scratch files live under the cargo target dir (`CARGO_TARGET_TMPDIR`), never in the repo.
 #![allow(dead_code)]
 
+pub mod heads;
 pub mod residual;
 
 use std::path::{Path, PathBuf};
