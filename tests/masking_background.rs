@@ -223,23 +223,42 @@ fn lay_tones(bg: &[i16], snr_db: f64, seed: u64) -> (Vec<i16>, Vec<Laid>) {
 
 /// The masker's output aligned with its input (20 ms frames).
 fn masked(input: &[i16], cfg: &MaskerConfig) -> Vec<i16> {
-    masked_with(input, cfg, false)
+    masked_by(input, cfg, &mut |_, _| {})
 }
 
 /// As [`masked`], with the masker armed from the first sample to the last.
 fn masked_armed(input: &[i16], cfg: &MaskerConfig) -> Vec<i16> {
-    masked_with(input, cfg, true)
+    let ms = (input.len() / 8 + 1000) as u32;
+    masked_by(input, cfg, &mut |m, at| {
+        if at.start == 0 {
+            m.arm(ms);
+        }
+    })
 }
 
-fn masked_with(input: &[i16], cfg: &MaskerConfig, armed: bool) -> Vec<i16> {
+/// As [`masked`], telling the masker of a key press (as the adapters do for an out-of-band
+/// digit) before each frame that contains one of `presses` (input sample indices).
+fn masked_with_presses(input: &[i16], cfg: &MaskerConfig, presses: &[usize]) -> Vec<i16> {
+    masked_by(input, cfg, &mut |m, at| {
+        if presses.iter().any(|p| at.contains(p)) {
+            m.key_pressed();
+        }
+    })
+}
+
+/// Runs the masker over `input` in 20 ms frames, calling `before` with each frame's input
+/// sample range first; returns the output aligned with the input.
+fn masked_by(
+    input: &[i16],
+    cfg: &MaskerConfig,
+    before: &mut dyn FnMut(&mut Masker, std::ops::Range<usize>),
+) -> Vec<i16> {
     let mut m = Masker::new(SampleRate::Hz8000, cfg).expect("masker");
-    if armed {
-        m.arm((input.len() / 8 + 1000) as u32);
-    }
     let d = m.delay_samples();
     let mut out = input.to_vec();
     out.extend(std::iter::repeat(0).take(d));
-    for c in out.chunks_mut(160) {
+    for (i, c) in out.chunks_mut(160).enumerate() {
+        before(&mut m, i * 160..i * 160 + c.len());
         m.process(c, &mut |_| {});
     }
     out.drain(..d);
@@ -700,25 +719,6 @@ fn output_over_background_does_not_depend_on_framing() {
             }
         }
     }
-}
-
-/// Masks `input` in 20 ms frames, telling the masker of a key press (as the adapters do for an
-/// out-of-band digit) at the start of each frame that contains one of `presses` (input sample
-/// indices).
-fn masked_with_presses(input: &[i16], cfg: &MaskerConfig, presses: &[usize]) -> Vec<i16> {
-    let mut m = Masker::new(SampleRate::Hz8000, cfg).expect("masker");
-    let d = m.delay_samples();
-    let mut out = input.to_vec();
-    out.extend(std::iter::repeat(0).take(d));
-    for (i, c) in out.chunks_mut(160).enumerate() {
-        let (a, b) = (i * 160, i * 160 + c.len());
-        if presses.iter().any(|&p| (a..b).contains(&p)) {
-            m.key_pressed();
-        }
-        m.process(c, &mut |_| {});
-    }
-    out.drain(..d);
-    out
 }
 
 #[test]
