@@ -21,35 +21,14 @@ mod asterisk;
 use std::path::Path;
 use std::time::Duration;
 
-use asterisk::judges::heads::{lay_head, to_i16, Rng};
-use asterisk::judges::residual::{measure, ToneSpan};
+use asterisk::judges::heads::calls::{
+    assert_heads_present, file_audio, heads_over, FILES, HEADS, RATE,
+};
+use asterisk::judges::heads::Rng;
+use asterisk::judges::residual::ToneSpan;
 use asterisk::{Ami, Call, Instance, BASE_MODULES};
 
-const RATE: u32 = 8000;
-/// Files per call, heads per file, and where in a file the heads are (samples).
-const FILES: usize = 30;
-const HEADS: usize = 6;
-const FILE_LEN: usize = RATE as usize * 24 / 10;
-const FIRST_HEAD: usize = RATE as usize / 2;
-const HEAD_STEP: usize = RATE as usize * 3 / 10;
 const T: Duration = Duration::from_secs(60);
-
-/// One file: white noise (about -18 dBm0) with `HEADS` tone heads at 0 dB SNR, each up to
-/// ±2 % off nominal, twist -4..+2 dB. Returns the samples and the heads.
-fn file_audio(rng: &mut Rng) -> (Vec<i16>, Vec<ToneSpan>) {
-    let mut x: Vec<f64> = (0..FILE_LEN).map(|_| rng.gauss() * 2000.0).collect();
-    let heads = (0..HEADS)
-        .map(|h| {
-            lay_head(
-                &mut x,
-                FIRST_HEAD + h * HEAD_STEP,
-                [20u32, 25, 30][h % 3],
-                rng,
-            )
-        })
-        .collect();
-    (to_i16(x), heads)
-}
 
 fn dialplan() -> String {
     r#"[general]
@@ -83,47 +62,6 @@ exten => customer,1,Answer()
  same => n,Wait(600)
 "#
     .to_owned()
-}
-
-/// Where `file` starts in `rec` (searching `from` up to `span` samples later): the lag with
-/// the largest correlation over the file's first 0.4 s (noise only; the heads start at 0.5 s).
-fn locate(rec: &[i16], file: &[i16], from: usize, span: usize) -> usize {
-    let probe = &file[..RATE as usize * 2 / 5];
-    let last = rec.len().saturating_sub(FILE_LEN);
-    let end = (from + span).min(last);
-    let corr = |lag: usize| -> f64 {
-        probe
-            .iter()
-            .zip(&rec[lag..lag + probe.len()])
-            .map(|(&a, &b)| f64::from(a) * f64::from(b))
-            .sum()
-    };
-    (from.min(end)..=end)
-        .max_by(|&a, &b| corr(a).total_cmp(&corr(b)))
-        .expect("a lag")
-}
-
-/// Heads over the residual target (-40 dB) in the agent's recording of one call.
-fn heads_over(rec: &[i16], files: &[(Vec<i16>, Vec<ToneSpan>)]) -> (usize, usize) {
-    // The last file's last 40 ms stay in the masker's delay line: pad the end.
-    let mut rec = rec.to_vec();
-    rec.resize(rec.len() + FILE_LEN, 0);
-    let (mut over, mut n, mut from) = (0, 0, 0);
-    for (i, (audio, heads)) in files.iter().enumerate() {
-        // The first file starts after the calls were set up; the others follow a key press.
-        let span = RATE as usize * if i == 0 { 30 } else { 2 };
-        let at = locate(&rec, audio, from, span);
-        let out = &rec[at..at + FILE_LEN];
-        for h in heads {
-            n += 1;
-            if measure(audio, out, RATE, h).db > -40.0 {
-                over += 1;
-            }
-        }
-        // A file may come out a frame short (Playback): search from a little before its end.
-        from = at + FILE_LEN - RATE as usize / 10;
-    }
-    (over, n)
 }
 
 fn read_recording(path: &Path) -> Vec<i16> {
@@ -205,17 +143,10 @@ fn out_of_band_key_presses_arm_the_masker_on_a_call() {
     std::thread::sleep(Duration::from_millis(1500)); // MixMonitor closes its files
 
     // Control: the judge finds every head in the input.
-    for (audio, heads) in &files {
-        for h in heads {
-            assert!(
-                measure(audio, audio, RATE, h).db > -1.0,
-                "control: a head is there"
-            );
-        }
-    }
+    assert_heads_present(&files);
     let rec = |c: &Call| read_recording(&inst.monitor(&format!("agent-{}.wav", c.name)));
-    let (over_plain, n) = heads_over(&rec(&plain), &files);
-    let (over_armed, _) = heads_over(&rec(&armed), &files);
+    let (over_plain, n) = heads_over(&rec(&plain), &files, 30, 2);
+    let (over_armed, _) = heads_over(&rec(&armed), &files, 30, 2);
     println!(
         "tone heads over the residual target on the agent's recording: {over_plain} of {n} unarmed, {over_armed} armed by the customer's DTMF frames"
     );

@@ -59,3 +59,98 @@ pub fn to_i16(x: Vec<f64>) -> Vec<i16> {
         .map(|v| v.round().clamp(-32768.0, 32767.0) as i16)
         .collect()
 }
+
+/// The out-of-band arming tests on a real PBX (`asterisk_oob_arming`, `freeswitch_oob_arming`):
+/// files of white noise with tone heads, played on the customer's side of a call, and the
+/// agent's recording judged head by head.
+pub mod calls {
+    use super::super::residual::{measure, ToneSpan};
+    use super::{lay_head, to_i16, Rng};
+
+    pub const RATE: u32 = 8000;
+    /// Files per call, heads per file, and where in a file the heads are (samples).
+    pub const FILES: usize = 30;
+    pub const HEADS: usize = 6;
+    pub const FILE_LEN: usize = RATE as usize * 24 / 10;
+    const FIRST_HEAD: usize = RATE as usize / 2;
+    const HEAD_STEP: usize = RATE as usize * 3 / 10;
+
+    /// One file: white noise (about -18 dBm0) with `HEADS` tone heads of 20, 25 and 30 ms at
+    /// 0 dB SNR, each up to ±2 % off nominal, twist -4..+2 dB. Returns the samples and the
+    /// heads.
+    pub fn file_audio(rng: &mut Rng) -> (Vec<i16>, Vec<ToneSpan>) {
+        let mut x: Vec<f64> = (0..FILE_LEN).map(|_| rng.gauss() * 2000.0).collect();
+        let heads = (0..HEADS)
+            .map(|h| {
+                lay_head(
+                    &mut x,
+                    FIRST_HEAD + h * HEAD_STEP,
+                    [20u32, 25, 30][h % 3],
+                    rng,
+                )
+            })
+            .collect();
+        (to_i16(x), heads)
+    }
+
+    /// Where `file` starts in `rec` (searching `from` up to `span` samples later): the lag
+    /// with the largest correlation over the file's first 0.4 s (noise only; the heads start
+    /// at 0.5 s).
+    fn locate(rec: &[i16], file: &[i16], from: usize, span: usize) -> usize {
+        let probe = &file[..RATE as usize * 2 / 5];
+        let last = rec.len().saturating_sub(FILE_LEN);
+        let end = (from + span).min(last);
+        let corr = |lag: usize| -> f64 {
+            probe
+                .iter()
+                .zip(&rec[lag..lag + probe.len()])
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum()
+        };
+        (from.min(end)..=end)
+            .max_by(|&a, &b| corr(a).total_cmp(&corr(b)))
+            .expect("a lag")
+    }
+
+    /// Heads over the residual target (-40 dB) in the agent's recording `rec` of one call
+    /// that played `files` in order, the first within `first_s` seconds of the recording's
+    /// start and each next one within `gap_s` seconds of the previous one's end. Returns
+    /// (heads over the target, heads judged).
+    pub fn heads_over(
+        rec: &[i16],
+        files: &[(Vec<i16>, Vec<ToneSpan>)],
+        first_s: usize,
+        gap_s: usize,
+    ) -> (usize, usize) {
+        // The last file's last 40 ms stay in the masker's delay line: pad the end.
+        let mut rec = rec.to_vec();
+        rec.resize(rec.len() + FILE_LEN, 0);
+        let (mut over, mut n, mut from) = (0, 0, 0);
+        for (i, (audio, heads)) in files.iter().enumerate() {
+            let span = RATE as usize * if i == 0 { first_s } else { gap_s };
+            let at = locate(&rec, audio, from, span);
+            let out = &rec[at..at + FILE_LEN];
+            for h in heads {
+                n += 1;
+                if measure(audio, out, RATE, h).db > -40.0 {
+                    over += 1;
+                }
+            }
+            // A file may come out a frame short: search from a little before its end.
+            from = at + FILE_LEN - RATE as usize / 10;
+        }
+        (over, n)
+    }
+
+    /// Control of the judge: it finds every head in the input.
+    pub fn assert_heads_present(files: &[(Vec<i16>, Vec<ToneSpan>)]) {
+        for (audio, heads) in files {
+            for h in heads {
+                assert!(
+                    measure(audio, audio, RATE, h).db > -1.0,
+                    "control: a head is there"
+                );
+            }
+        }
+    }
+}
