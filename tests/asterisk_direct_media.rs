@@ -13,7 +13,8 @@
 //!   is native;
 //! - secure: `SecurePay` start by AMI while the bridge is native; 50 ms after the reply the
 //!   customer keys and keeps keying: the agent's phone gets no DTMF event and its recording
-//!   decodes to nothing (both judges), the PBX captured the keys (masked events);
+//!   decodes to nothing (both judges), the PBX captured the keys (masked events); after the
+//!   stop the bridge is native again (the call costs the PBX no more than before);
 //! - hostile: a customer phone that sends no RTP (so its media is never seen in the core after
 //!   the bridge leaves native mode): the start is refused after the anchor timeout with a
 //!   `media-bypass` error, and no `SecurePayStart` is ever announced.
@@ -482,6 +483,24 @@ fn secure_call(r: &mut Rig, name: &str) -> Option<()> {
         .map(|m| m.text())
         .collect();
     assert_eq!(after, "", "secure: the agent's phone received DTMF events");
+    // After the payment the call costs what it did before: once secure mode stops (its hook
+    // detached), the PBX bridges natively again and the RTP goes phone-to-phone.
+    let resp = r.pami.action(&[
+        ("Action", "SecurePay"),
+        ("Channel", &c1.customer),
+        ("Command", "stop"),
+    ]);
+    assert_eq!(resp.get("Response"), Some("Success"), "{}", resp.text());
+    let t1 = Instant::now();
+    while !bridge_techs(&r.pbx).contains("native_rtp") {
+        assert!(
+            t1.elapsed() < WAIT,
+            "{name}: after stop the bridge stayed in the core: {}",
+            bridge_techs(&r.pbx)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("{name}: native again {:?} after stop", t1.elapsed());
     hangup(r, &c1);
     let wav1 = r.phones.monitor(&format!("agent-{name}.wav"));
     let d = multimon_digits(&wav1);
