@@ -112,6 +112,9 @@ fn per_call_options_cannot_redirect_widen_or_weaken() {
         ("repeat_window_ms=0", "repeat_window_ms"),
         ("reference_max_length=32", "reference_max_length"),
         ("postal_code_min_length=1", "postal_code_min_length"),
+        // Lowering the bound would answer "which year?" for a hidden expiry: with expiry
+        // 03/29 in 2026, 1 and 2 years say invalid, 3 says complete.
+        ("expiry_max_years=1", "expiry_max_years"),
     ];
     for (opts, want) in hostile {
         let e = a.for_call(opts).unwrap_err().to_string();

@@ -108,6 +108,33 @@ fn start_emits_start_and_first_capture() {
     assert_eq!(hdr(&ev[1], "SecurePay-Max-Attempts"), "3");
 }
 
+/// The digit at which the brand first shows must not depend on the number: shown as soon as it
+/// is known, a brand at the 4th digit would be one of a few issuer prefixes (Diners at the 4th
+/// digit is `3095`, UnionPay `6220`), leading digits `pan_display=last4` hides.
+#[test]
+fn the_brand_shows_at_the_sixth_digit_whatever_the_prefix() {
+    let mut shown = 0;
+    for p in 0..10_000u32 {
+        let mut h = H::default();
+        h.take();
+        h.keys(&format!("{p:04}00"));
+        let ev = h.take();
+        let digits = find(&ev, "digit");
+        assert_eq!(digits.len(), 6, "{p:04}");
+        for (i, d) in digits.iter().enumerate() {
+            let brand = d.header("SecurePay-Card-Brand");
+            if i < 5 {
+                assert_eq!(brand, None, "prefix {p:04}: a brand at digit {}", i + 1);
+            } else if brand.is_some() {
+                shown += 1;
+            }
+        }
+    }
+    // Control: the sixth digit does name the brand of most prefixes (4xxx Visa, 51xx-55xx
+    // Mastercard, 34xx/37xx Amex, ...).
+    assert!(shown > 3_000, "brands shown at the sixth digit: {shown}");
+}
+
 #[test]
 fn visa16_expiry_cvv_happy_path_and_masking() {
     let mut h = H::default();
@@ -120,7 +147,14 @@ fn visa16_expiry_cvv_happy_path_and_masking() {
         assert_eq!(hdr(d, "SecurePay-Length"), (i + 1).to_string());
         assert_eq!(hdr(d, "SecurePay-Masked"), "*".repeat(i + 1));
         assert_eq!(hdr(d, "SecurePay-Partial"), "true");
-        assert_eq!(hdr(d, "SecurePay-Card-Brand"), "visa");
+        // the brand from the sixth digit on (the issuer prefix), never earlier
+        let brand = d.header("SecurePay-Card-Brand");
+        assert_eq!(
+            brand.as_deref(),
+            (i >= 5).then_some("visa"),
+            "digit {}",
+            i + 1
+        );
         // the detection path of the key press (the agent service counts per path)
         assert_eq!(hdr(d, "SecurePay-Source"), "telephone-event");
     }
@@ -895,7 +929,18 @@ fn idempotency_key_is_stable_for_a_retry_of_the_same_card() {
     assert_eq!(submit_tx(&mut h), first, "second retry, same key");
     assert!(deliver(&mut h, outcome_unknown()));
     h.take();
-    // The customer re-enters the card (even the same number): a new payment, a new key.
+    // The customer re-enters the same number: the first payment may have gone through, so it
+    // is still the same key (the processor answers it once).
+    h.cmd("capture payment-card-number").unwrap();
+    h.keys("4242424242424242#");
+    assert_eq!(
+        submit_tx(&mut h),
+        first,
+        "same card after unknown, same key"
+    );
+    // A decline settles it: the same card entered again is a new payment, a new key.
+    assert!(deliver(&mut h, outcome_error("card_declined")));
+    h.take();
     h.cmd("capture payment-card-number").unwrap();
     h.keys("4242424242424242#");
     let second = submit_tx(&mut h);
@@ -922,6 +967,55 @@ fn idempotency_key_is_stable_for_a_retry_of_the_same_card() {
     h.cmd("restart").unwrap();
     h.keys("4242424242424242#1228123");
     assert_eq!(submit_tx(&mut h), "chan-7-4");
+}
+
+/// Hostile agent: after an `unknown` outcome (the card may have been charged), re-capturing an
+/// optional field or restarting must not send the same card again under a new idempotency key
+/// (a second charge the customer never keyed). Control: another card, or the same card for
+/// another amount, is a new payment.
+#[test]
+fn after_an_unknown_outcome_the_same_card_keeps_its_key_whatever_the_agent_does() {
+    let cfg = Config::default()
+        .for_call("allowed_fields=postal-code")
+        .map(|mut c| {
+            c.capture.connector = Some(profile());
+            c.capture
+        })
+        .unwrap();
+    let mut h = H::new(&cfg);
+    h.s.set_id("chan-9");
+    h.keys("4242424242424242#1228123");
+    let first = submit_tx(&mut h);
+    assert!(deliver(&mut h, outcome_unknown()));
+    // An optional field captured (no customer key needed to submit again).
+    h.cmd("capture postal-code").unwrap();
+    assert_eq!(submit_tx(&mut h), first, "re-captured optional field");
+    assert!(deliver(&mut h, outcome_unknown()));
+    // Restart: everything wiped, the customer keys the same card again.
+    h.cmd("restart").unwrap();
+    h.keys("4242424242424242#1229456");
+    assert_eq!(submit_tx(&mut h), first, "restart, same card");
+    assert!(deliver(&mut h, outcome_unknown()));
+    // Control: another card is another payment.
+    h.cmd("restart").unwrap();
+    h.keys("5555555555554444#1228123");
+    let other = submit_tx(&mut h);
+    assert_ne!(other, first, "another card");
+    assert!(deliver(&mut h, outcome_unknown()));
+    // ... and the first card still gets its own key back.
+    h.cmd("restart").unwrap();
+    h.keys("4242424242424242#1228123");
+    assert_eq!(submit_tx(&mut h), first, "back to the first card");
+    // A success settles it; the session is done.
+    assert!(deliver(
+        &mut h,
+        PaymentOutcome::Success {
+            charge_id: Some("ch_9".into()),
+            token_id: None
+        }
+    ));
+    h.take();
+    assert_eq!(h.cmd("submit"), Err(CommandError::AlreadySubmitted));
 }
 
 #[test]

@@ -388,7 +388,6 @@ pub fn per_call_rule(k: &str) -> PerCall {
         | "timeout_ms"
         | "session_timeout_ms"
         | "max_attempts"
-        | "expiry_max_years"
         | "postal_code_max_length"
         | "max_postal_code_length"
         | "reference_max_length"
@@ -813,9 +812,6 @@ impl Config {
                     }
                     "session_timeout_ms" => (c.session_timeout_ms, a.session_timeout_ms),
                     "max_attempts" => (u64::from(c.max_attempts), u64::from(a.max_attempts)),
-                    "expiry_max_years" => {
-                        (u64::from(c.expiry_max_years), u64::from(a.expiry_max_years))
-                    }
                     "postal_code_max_length" | "max_postal_code_length" => (
                         c.postal_code_max_length as u64,
                         a.postal_code_max_length as u64,

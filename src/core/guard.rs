@@ -204,6 +204,12 @@ impl CallSecrets {
         self.keys.hash_one(digits)
     }
 
+    /// A keyed fingerprint of several values together (with this call's keys): lets the
+    /// session recognise data it sent before without keeping a copy of it.
+    pub fn fingerprint_parts(&self, parts: &[&[u8]]) -> u64 {
+        self.keys.hash_one(parts)
+    }
+
     /// Records a secret (digits only). Values shorter than [`SECRET_MIN_DIGITS`] are ignored.
     /// When all slots are used the oldest is replaced.
     pub fn record(&self, digits: &[u8]) {

@@ -140,7 +140,8 @@ const RANGES: &[Range] = &[
     r(4, 4, 1, Brand::Visa),
 ];
 
-const IIN_DIGITS: u32 = 6;
+/// Digits of the issuer prefix (IIN) that decide the brand.
+pub const IIN_DIGITS: u32 = 6;
 
 fn scale(d: u32) -> u32 {
     10u32.pow(IIN_DIGITS.saturating_sub(d))

@@ -33,6 +33,7 @@ use crate::core::events::{Event, FieldResult, Masked, StatusSnapshot, SubmitResu
 use crate::core::guard::CallSecrets;
 use crate::core::payment::{PaymentOutcome, PaymentRequest};
 use crate::core::secret::SecretDigits;
+use arrayvec::ArrayVec;
 use std::sync::Arc;
 
 const N: usize = FieldKind::ALL.len();
@@ -79,9 +80,21 @@ pub struct Session {
     /// The transaction id (idempotency key) of the data captured now; `None` once any field
     /// is (re-)entered, so the next submit takes a new one.
     tx_id: Option<String>,
-    /// The transaction id of the submit in flight (phase `Submitting`).
+    /// The transaction id of the submit in flight (phase `Submitting`), and the keyed
+    /// fingerprint of its card number and amount.
     in_flight: Option<String>,
+    in_flight_card: u64,
+    /// Submits whose outcome was `unknown` (sent, no usable answer: may have been charged), by
+    /// the keyed fingerprint of their card number and amount. Until an answer settles one, a
+    /// later submit of the same card and amount in this call reuses its transaction id, so
+    /// the processor's idempotency stops a second charge, whatever was re-entered or
+    /// restarted in between (an agent cannot charge the card again by re-capturing a field).
+    unsettled: ArrayVec<(u64, String), UNSETTLED_MAX>,
 }
+
+/// Unsettled submits remembered per call (the oldest is forgotten after this many different
+/// cards or amounts ended `unknown`).
+const UNSETTLED_MAX: usize = 8;
 
 /// The sink every public entry point hands down: each event passes the outgoing guard
 /// ([`crate::core::guard`]) before it leaves the session.
@@ -144,6 +157,8 @@ impl Session {
             secrets: Arc::clone(&secrets),
             tx_id: None,
             in_flight: None,
+            in_flight_card: 0,
+            unsettled: ArrayVec::new(),
         };
         sink(Event::Start {
             required: s.cfg.fields.clone(),
@@ -261,9 +276,17 @@ impl Session {
         }
     }
 
+    /// The brand shown while a card number is typed (and for a rejected one): only from its
+    /// sixth digit on, the issuer prefix (IIN) the brand is read from. Shown as soon as it is
+    /// known, the digit it appears at would tell the agent more than the brand: a brand known
+    /// after 4 digits is one of a few IINs (Diners at the 4th digit is `3095`), so with
+    /// `pan_display=last4` or `none` the leading digits would leak.
     fn progress_brand(kind: FieldKind, digits: &[u8]) -> Option<Brand> {
-        match (kind, card::guess_brand(digits)) {
-            (FieldKind::CardNumber, BrandGuess::Known(b)) => Some(b),
+        if kind != FieldKind::CardNumber || digits.len() < card::IIN_DIGITS as usize {
+            return None;
+        }
+        match card::guess_brand(digits) {
+            BrandGuess::Known(b) => Some(b),
             _ => None,
         }
     }
@@ -721,9 +744,19 @@ impl Session {
                 String::from_utf8_lossy(reference).into_owned(),
             ));
         }
-        let tx_id = match &self.tx_id {
-            Some(t) => t.clone(),
-            None => {
+        let amount_minor = req.amount_minor.unwrap_or(u64::MAX).to_be_bytes();
+        let card = self
+            .secrets
+            .fingerprint_parts(&[req.card_number.expose(), &amount_minor]);
+        let unsettled = self
+            .unsettled
+            .iter()
+            .find(|(fp, _)| *fp == card)
+            .map(|(_, t)| t.clone());
+        let tx_id = match (unsettled, &self.tx_id) {
+            (Some(t), _) => t,
+            (None, Some(t)) => t.clone(),
+            (None, None) => {
                 self.submits += 1;
                 let id = if self.id.is_empty() {
                     format!("sp{}", self.started_ms)
@@ -736,7 +769,9 @@ impl Session {
             }
         };
         req.transaction_id = tx_id.clone();
+        self.tx_id = Some(tx_id.clone());
         self.in_flight = Some(tx_id);
+        self.in_flight_card = card;
         self.pending = Some(req);
         self.phase = Phase::Submitting;
         let _ = now_ms;
@@ -799,6 +834,16 @@ impl Session {
         }
         self.pending = None;
         let success = matches!(o, PaymentOutcome::Success { .. });
+        if let Some(t) = self.in_flight.as_deref() {
+            // An answer settles the transaction; `unknown` leaves it open (see `unsettled`).
+            self.unsettled.retain(|(_, u)| u != t);
+            if matches!(o, PaymentOutcome::Unknown { .. }) {
+                if self.unsettled.is_full() {
+                    self.unsettled.remove(0);
+                }
+                self.unsettled.push((self.in_flight_card, t.to_owned()));
+            }
+        }
         let ev = Event::Submit {
             result: o.into(),
             card_number: self.card_display,
