@@ -426,7 +426,7 @@ impl Ami {
             }
             match self.action(&[
                 ("Action", "SecurePay"),
-                ("Channel", &chan),
+                ("Channel", address(&id, &chan)),
                 ("Command", "status"),
             ]) {
                 Ok(r)
@@ -446,16 +446,29 @@ impl Ami {
     }
 }
 
+/// What an action names the call by: its Uniqueid (the call's key here), which the module
+/// takes as exactly as a channel name, or the name for a call known without one. Never the
+/// name when the Uniqueid is known: channel names are reused (their counter starts again when
+/// Asterisk restarts), so an old page could otherwise drive another customer's call that now
+/// has the same name; a Uniqueid carries its creation time.
+fn address<'a>(call_id: &'a str, channel: &'a str) -> &'a str {
+    if call_id.is_empty() {
+        channel
+    } else {
+        call_id
+    }
+}
+
 impl PbxControl for Ami {
     fn command(
         &self,
         channel: &str,
-        _call_id: &str,
+        call_id: &str,
         verb: &str,
         field: Option<&str>,
         options: &str,
     ) -> Result<Result<String, String>, String> {
-        self.secure_pay(channel, verb, field, options)
+        self.secure_pay(address(call_id, channel), verb, field, options)
     }
 
     fn stop(&self) {

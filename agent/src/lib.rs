@@ -192,8 +192,12 @@ impl Config {
         if self.max_connections == 0 || self.max_per_client == 0 || self.max_streams_per_call == 0 {
             return Err("connection limits must be at least 1".into());
         }
-        if self.request_timeout < Duration::from_millis(100) {
-            return Err("the request timeout must be at least 100 ms".into());
+        if self.request_timeout < Duration::from_millis(100)
+            || self.request_timeout > Duration::from_secs(300)
+        {
+            // Above 300 s the slow-client deadline means nothing (and an instant that far
+            // ahead can overflow).
+            return Err("the request timeout must be 100 ms to 300 s".into());
         }
         let mut seen = std::collections::HashSet::new();
         for n in &self.nodes {
@@ -343,7 +347,7 @@ impl Service {
                 c.streams.run(&c.notifier, &c.stop, t)
             })
             .map_err(|e| e.to_string())?;
-        let (tx, rx) = sync_channel(256);
+        let (tx, rx) = sync_channel(REFUSE_QUEUE);
         let c = Arc::clone(&ctx);
         thread::Builder::new()
             .name("http-refuse".into())
@@ -506,12 +510,24 @@ fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, refuse: SyncSender<(TcpStre
     }
 }
 
+/// Refused connections held open at once (waiting for their request head) by
+/// [`refuse_loop`]; more are closed at once without an answer. Counted in the open-files
+/// budget of the binary.
+pub const REFUSE_HELD_MAX: usize = 256;
+/// Refused connections queued for [`refuse_loop`] (more are closed by the accept thread).
+pub const REFUSE_QUEUE: usize = 64;
+
 /// Answers refused connections without holding a thread each: waits (non-blocking, at most
-/// 500 ms) for the request so closing does not reset it, writes the refusal, closes.
+/// 500 ms) for the request so closing does not reset it, writes the refusal, closes. At most
+/// [`REFUSE_HELD_MAX`] are held: a client over its limit that opens and closes connections in a
+/// loop must not run the service out of descriptors (the PBX links need some), and one whose
+/// peer has already closed is let go at once.
 fn refuse_loop(rx: Receiver<(TcpStream, Vec<u8>)>, stop: &AtomicBool) {
     let mut open: Vec<(TcpStream, Vec<u8>, Instant)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        loop {
+        // At most a queue's worth per round, so the held ones are looked at between (a flood
+        // would otherwise keep this loop taking new ones).
+        for _ in 0..REFUSE_QUEUE {
             let got = if open.is_empty() {
                 match rx.recv_timeout(Duration::from_millis(250)) {
                     Ok(x) => Some(x),
@@ -526,21 +542,29 @@ fn refuse_loop(rx: Receiver<(TcpStream, Vec<u8>)>, stop: &AtomicBool) {
                 }
             };
             let Some((s, bytes)) = got else { break };
-            if s.set_nonblocking(true).is_ok() {
+            // Over the cap: dropped here, i.e. closed without an answer.
+            if open.len() < REFUSE_HELD_MAX && s.set_nonblocking(true).is_ok() {
                 open.push((s, bytes, Instant::now() + Duration::from_millis(500)));
             }
         }
         let now = Instant::now();
         open.retain_mut(|(s, bytes, deadline)| {
             let mut buf = [0u8; 4096];
-            let mut head_done = false;
+            let (mut head_done, mut eof) = (false, false);
             loop {
                 match s.read(&mut buf) {
-                    Ok(0) => break,
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
                     Ok(n) => head_done |= buf[..n].windows(4).any(|w| w == b"\r\n\r\n"),
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => break,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => return false,
                 }
+            }
+            if eof && !head_done {
+                return false; // gone before asking: nobody to answer
             }
             if !head_done && now < *deadline {
                 return true;

@@ -98,13 +98,15 @@ impl Stream {
         self.out.len() <= MAX_PENDING
     }
 
-    /// Has the client gone away (end of stream or error on a non-blocking read)?
+    /// Has the client gone away (end of stream or error on a non-blocking read), or sent
+    /// anything? An EventSource sends nothing after its request: a client that does is not
+    /// one, and reading what it sends would keep the one writer thread of every page busy.
     fn peer_gone(&mut self) -> bool {
         let mut buf = [0u8; 256];
         loop {
             match (&self.sock).read(&mut buf) {
                 Ok(0) => return true,
-                Ok(_) => continue, // nothing is expected from an EventSource: discard
+                Ok(_) => return true,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return true,

@@ -131,7 +131,7 @@ fn one_service_follows_an_asterisk_and_a_freeswitch_node_and_a_node_down_marks_o
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         actions(&ast),
-        vec![(CHAN.to_string(), "start".to_string(), String::new())]
+        vec![(UID.to_string(), "start".to_string(), String::new())]
     );
     assert!(esl_commands(&fs).is_empty(), "{:?}", esl_commands(&fs));
     let r = f.command(svc.addr(), START);

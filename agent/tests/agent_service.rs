@@ -115,7 +115,7 @@ fn tracks_a_payment_from_start_to_success_with_masked_data_only() {
     // the start options are the operator's, sent with the action
     let acts = pbx.secure_pay_actions();
     assert!(
-        acts.contains(&(CHAN.into(), "start".into(), "".into())),
+        acts.contains(&(UID.into(), "start".into(), "".into())),
         "{acts:?}"
     );
     let start = pbx
@@ -217,7 +217,7 @@ fn reenter_restart_refusals_declines_and_timeouts_reach_the_page() {
     );
     assert_eq!(st, 200, "{body}");
     assert!(pbx.secure_pay_actions().contains(&(
-        CHAN.into(),
+        UID.into(),
         "capture".into(),
         "payment-card-number".into()
     )));
@@ -691,7 +691,7 @@ fn survives_pbx_restart_and_shows_the_true_state_again() {
     assert_eq!(s["call"]["card_number"], "************4242");
     let st = pbx.secure_pay_actions();
     assert!(
-        st.contains(&(CHAN.into(), "status".into(), "".into())),
+        st.contains(&(UID.into(), "status".into(), "".into())),
         "{st:?}"
     );
 
@@ -716,6 +716,31 @@ fn survives_pbx_restart_and_shows_the_true_state_again() {
     sse3.until(T, |v| v["call"]["mode"] == "secure");
 }
 
+/// A page client that writes up its event stream (no EventSource does) is cut off, so it
+/// cannot keep the one writer thread of every page reading its bytes. Control: a stream that
+/// only reads stays open.
+#[test]
+fn a_stream_client_that_sends_data_is_disconnected() {
+    let pbx = FakePbx::start(0);
+    pbx.add_channel_silently(CHAN, UID);
+    let svc = service(&pbx);
+    connected(&pbx, &svc);
+    assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
+    let mut quiet = open_sse(&svc, UID);
+    quiet.next_snapshot();
+    let mut noisy = open_sse(&svc, UID);
+    noisy.next_snapshot();
+    noisy.send(&[b'x'; 4096]);
+    assert!(
+        noisy.closed_within(Duration::from_secs(5)),
+        "the stream that sent data stayed open"
+    );
+    assert!(
+        !quiet.closed_within(Duration::from_millis(1500)),
+        "control: a stream that only reads stays open"
+    );
+}
+
 #[test]
 fn wrong_ami_credentials_are_reported_and_retried() {
     let pbx = FakePbx::start(0);
@@ -733,6 +758,13 @@ fn wrong_ami_credentials_are_reported_and_retried() {
     let mut cfg = Config::new(AmiConfig::new("127.0.0.1:1", "a", "b"), signer());
     cfg.frame_ancestors = "'self'; script-src *".into();
     assert!(Service::start(cfg).is_err());
+    // a request timeout so long it means nothing (Duration::MAX made every request panic)
+    for t in [Duration::MAX, Duration::from_secs(301)] {
+        let mut cfg = Config::new(AmiConfig::new("127.0.0.1:1", "a", "b"), signer());
+        cfg.request_timeout = t;
+        let e = Service::start(cfg).err().expect("refused");
+        assert!(e.contains("request timeout"), "{e}");
+    }
 }
 
 #[test]

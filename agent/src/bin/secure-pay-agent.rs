@@ -236,8 +236,10 @@ fn serve(mut a: Args) -> Result<(), String> {
              use it only in a lab"
         );
     }
-    // every connection is a descriptor, plus the PBX link, the listener, stdio and some slack
-    let want = cfg.max_connections as u64 + 64;
+    // every connection is a descriptor, plus the refused ones held for their answer, the PBX
+    // links, the listener, stdio and some slack
+    let refused = secure_pay_agent::REFUSE_HELD_MAX + secure_pay_agent::REFUSE_QUEUE;
+    let want = cfg.max_connections as u64 + refused as u64 + 64;
     let have = secure_pay_agent::limits::raise_nofile(want);
     if have < want {
         log::warn!(

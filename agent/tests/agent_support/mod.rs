@@ -155,7 +155,12 @@ fn handle_action(st: &mut State, m: &Message) -> String {
         }
         "securepay" => {
             let chan = m.get("Channel").unwrap_or("");
-            let Some(i) = st.chans.iter().position(|c| c.name == chan) else {
+            // As the module: a channel name or a Uniqueid, exactly.
+            let Some(i) = st
+                .chans
+                .iter()
+                .position(|c| c.name == chan || c.uid == chan)
+            else {
                 return err(&format!("No such channel: {chan}"));
             };
             let command = m.get("Command").unwrap_or("");
@@ -676,6 +681,37 @@ impl Sse {
             status,
             latest: serde_json::Value::Null,
         }
+    }
+
+    /// Writes `bytes` up the stream, as no EventSource ever does.
+    pub fn send(&mut self, bytes: &[u8]) {
+        let _ = self.r.get_mut().write_all(bytes);
+    }
+
+    /// Reads (and drops) what the server sends until it closes the stream: true if it did
+    /// within `timeout`, false if it was still open.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            let left = end.saturating_duration_since(Instant::now());
+            let _ = self
+                .r
+                .get_mut()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            match self.r.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+        false
     }
 
     /// The next named event (`snapshot`, `ended`, `expired`) and its data; None at the end.
