@@ -288,6 +288,14 @@ int sp_ast_hook_attach(struct ast_channel *chan, void *state)
 	return ast_framehook_attach(chan, &i);
 }
 
+int sp_ast_channel_gone(struct ast_channel *chan)
+{
+	/* ast_hangup sets it under the channel lock before it destroys the framehooks. (Not
+	 * ast_check_hangup: its soft-hangup flags are also set for a moment to move a live channel
+	 * out of a bridge or to a new dialplan location.) */
+	return ast_test_flag(ast_channel_flags(chan), AST_FLAG_ZOMBIE) ? 1 : 0;
+}
+
 int sp_ast_foreign_framehooks(struct ast_channel *chan)
 {
 	struct ast_framehook_list *l = ast_channel_framehooks(chan);

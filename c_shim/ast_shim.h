@@ -51,6 +51,9 @@ int sp_ast_hook_attach(struct ast_channel *chan, void *state);
  * (a hook without consume_cb counts): READ framehooks run in attach order, so such a hook
  * would see the customer's raw frames before one attached now. 0 otherwise. */
 int sp_ast_foreign_framehooks(struct ast_channel *chan);
+/* Channel locked. 1 if ast_hangup has run on the channel (zombie): a framehook attached now
+ * would never be destroyed (ast_hangup already destroyed the list). */
+int sp_ast_channel_gone(struct ast_channel *chan);
 /* Channel locked. Adds the "secure_pay" datastore holding the hook id and state pointer. 0 = ok. */
 int sp_ast_ds_add(struct ast_channel *chan, int hook_id, void *state);
 /* Channel locked. Returns the state pointer and hook id of the datastore, or NULL. */

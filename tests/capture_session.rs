@@ -135,6 +135,50 @@ fn the_brand_shows_at_the_sixth_digit_whatever_the_prefix() {
     assert!(shown > 3_000, "brands shown at the sixth digit: {shown}");
 }
 
+/// A host ticks only now and then (Asterisk's ticker once a second, FreeSWITCH on its sweeps):
+/// a key or a command that comes after a timeout has passed, before any tick, must not count
+/// as if it had not.
+#[test]
+fn keys_and_commands_after_a_timeout_without_a_tick_see_the_timeout() {
+    let mut h = H::with_connector();
+    h.keys("4242");
+    h.take();
+    // 60 s later (inter-digit timeout 5 s), no tick in between: the field timed out first.
+    h.now += 60_000;
+    h.keys("4");
+    let ev = h.take();
+    let f = find(&ev, "field");
+    assert_eq!(
+        f.len(),
+        1,
+        "{:?}",
+        ev.iter().map(|e| e.name()).collect::<Vec<_>>()
+    );
+    assert_eq!(hdr(f[0], "SecurePay-Error-Type"), "input-timeout");
+    // the key went to the next attempt, not to the stale field
+    let d = find(&ev, "digit");
+    assert_eq!(d.len(), 1);
+    assert_eq!(hdr(d[0], "SecurePay-Length"), "1");
+    // A whole card, then a submit one hour after the start (session timeout 10 min): stopped,
+    // never sent.
+    let mut h = H::with_connector();
+    h.keys("4242424242424242#1228123");
+    h.take();
+    h.now += 3_600_000;
+    assert_eq!(h.cmd("submit"), Err(CommandError::Finished));
+    assert!(
+        h.s.take_submission().is_none(),
+        "a request after the session timeout"
+    );
+    let ev = h.take();
+    assert_eq!(hdr(find(&ev, "stop")[0], "SecurePay-Reason"), "timeout");
+    // Control: the same submit in time is sent.
+    let mut h = H::with_connector();
+    h.keys("4242424242424242#1228123");
+    h.cmd("submit").unwrap();
+    assert!(h.s.take_submission().is_some());
+}
+
 #[test]
 fn visa16_expiry_cvv_happy_path_and_masking() {
     let mut h = H::default();
@@ -1016,6 +1060,39 @@ fn after_an_unknown_outcome_the_same_card_keeps_its_key_whatever_the_agent_does(
     ));
     h.take();
     assert_eq!(h.cmd("submit"), Err(CommandError::AlreadySubmitted));
+}
+
+/// The agent cancels right after submit, so the outcome comes from the ticket: it passes the
+/// same outgoing guard as the session's own events (a processor echoing the hidden postal
+/// code in its message).
+#[test]
+fn a_late_outcome_from_the_ticket_masks_a_hidden_postal_code() {
+    let cfg = Config::default()
+        .for_call("fields=payment-card-number,expiration-date,security-code,postal-code")
+        .map(|mut c| {
+            c.capture.connector = Some(profile());
+            c.capture
+        })
+        .unwrap();
+    assert!(!cfg.show_postal_code);
+    let mut h = H::new(&cfg);
+    h.keys("4242424242424242#1228123");
+    h.keys("94107#");
+    h.cmd("submit").unwrap();
+    let (_req, ticket) = h.s.take_submission().unwrap();
+    h.cmd("cancel").unwrap();
+    let echo = || PaymentOutcome::Error {
+        code: "avs_failed".into(),
+        message: "AVS: zip 94107 does not match".into(),
+    };
+    assert!(!deliver(&mut h, echo()), "cancelled: the ticket reports it");
+    let ev = ticket.outcome_event(echo());
+    let msg = hdr(&ev, "SecurePay-Error-Message");
+    assert!(!msg.contains("94107"), "{msg}");
+    assert!(
+        msg.contains("AVS: zip"),
+        "control: the message is there: {msg}"
+    );
 }
 
 #[test]

@@ -262,12 +262,17 @@ pub(crate) fn scrub_outcome(o: PaymentOutcome, req: &PaymentRequest) -> PaymentO
         join(&[b"20", yy, mm]),
     ];
     let expiry_set = mm.len() == 2 && yy.len() == 2;
-    let secrets: Vec<&[u8]> = spellings
+    let mut secrets: Vec<&[u8]> = spellings
         .iter()
         .enumerate()
         .filter(|(k, _)| *k == 0 || expiry_set)
         .map(|(_, v)| v.as_slice())
         .collect();
+    // The postal code too (an AVS message may echo it; it may be hidden from the agent).
+    let postal = req.postal_code.expose();
+    if postal.len() >= 3 {
+        secrets.push(postal);
+    }
     let clean = |s: String, max: usize| sanitize_message(&s, max, &secrets);
     // A charge/token id is an opaque reference the merchant needs whole: it gets the PAN rules
     // (already applied when parsed), and is masked completely only if it IS a secret; a
@@ -535,6 +540,33 @@ mod tests {
         assert_eq!(s("code 73 1 2"), "code 73 1 2");
         // Secrets shorter than 3 digits are ignored (would mask everything).
         assert_eq!(sanitize_message("12 34", 100, &[b"12"]), "12 34");
+    }
+
+    #[test]
+    fn scrub_outcome_masks_an_echoed_postal_code() {
+        let mut req = request(PaymentMethod::Charge);
+        req.postal_code = digits("94107");
+        let o = PaymentOutcome::Error {
+            code: "avs_failed".into(),
+            message: "AVS: zip 94107 does not match".into(),
+        };
+        match scrub_outcome(o, &req) {
+            PaymentOutcome::Error { message, .. } => {
+                assert_eq!(message, "AVS: zip ***** does not match")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Control: without a postal code in the request the text stays.
+        let o = PaymentOutcome::Error {
+            code: "avs_failed".into(),
+            message: "AVS: zip 94107 does not match".into(),
+        };
+        let mut other = request(PaymentMethod::Charge);
+        other.postal_code = digits("");
+        match scrub_outcome(o, &other) {
+            PaymentOutcome::Error { message, .. } => assert!(message.contains("94107")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

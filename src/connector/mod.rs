@@ -444,9 +444,9 @@ fn wipe_and_drop(mut req: Box<PaymentRequest>, observer: Option<&WipeObserver>) 
     drop(req);
 }
 
-/// One hand-off. The body buffer lives only until it is sent. The request's card number and
-/// postal code are wiped as soon as the body is built; its security code and expiry stay (in
-/// the same box) until the answer is read, so the sanitiser can mask an echo of them in the
+/// One hand-off. The body buffer lives only until it is sent. The request's card number is
+/// wiped as soon as the body is built; its security code, expiry and postal code stay (in the
+/// same box) until the answer is read, so the sanitiser can mask an echo of them in the
 /// processor's messages; then everything is wiped.
 fn hand_off(
     profile: &ConnectorProfile,
@@ -457,7 +457,6 @@ fn hand_off(
     let method = req.method;
     let body = body::build(profile, &req);
     req.card_number.clear();
-    req.postal_code.clear();
     let outcome = http::post(profile, method, &req.transaction_id, body, slot);
     let outcome = body::scrub_outcome(outcome, &req);
     wipe_and_drop(req, observer);

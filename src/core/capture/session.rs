@@ -109,22 +109,28 @@ fn guarded<'a>(secrets: &'a CallSecrets, sink: &'a mut dyn FnMut(Event)) -> impl
 /// when the session has ended (cancel, stop, timeout, hangup) before the answer came: if
 /// [`Session::on_payment_outcome`] returns false, the adapter publishes
 /// [`SubmitTicket::outcome_event`] itself. Masked data only.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SubmitTicket {
     pub transaction_id: String,
     pub card_number: Option<Masked>,
     pub brand: Option<CardBrand>,
+    /// The call's secret fingerprints: the ticket's event passes the same outgoing guard as
+    /// the session's (a processor echoing a hidden postal code or expiry in its message).
+    secrets: Arc<CallSecrets>,
 }
 
 impl SubmitTicket {
-    /// The `submit` event carrying `o`, as the session would have emitted it.
+    /// The `submit` event carrying `o`, as the session would have emitted it (through the
+    /// call's outgoing guard).
     pub fn outcome_event(&self, o: PaymentOutcome) -> Event {
-        Event::Submit {
+        let mut e = Event::Submit {
             result: o.into(),
             card_number: self.card_number,
             brand: self.brand,
             transaction_id: self.transaction_id.clone(),
-        }
+        };
+        self.secrets.guard_event(&mut e);
+        e
     }
 }
 
@@ -345,16 +351,18 @@ impl Session {
     ) {
         let secrets = Arc::clone(&self.secrets);
         let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
-        // Outside capture (submitting, done, finished) a key is ignored and not remembered.
+        self.expire(now_ms, sink);
+        // Outside capture (submitting, done, finished, or no field active) a key is ignored and
+        // not remembered.
         if self.phase != Phase::Active {
-            return;
-        }
-        if !self.dedup.accept_timed(d, src, time, now_ms) {
             return;
         }
         let Some(kind) = self.active.as_ref().map(|a| a.kind) else {
             return;
         };
+        if !self.dedup.accept_timed(d, src, time, now_ms) {
+            return;
+        }
         let key = Some(d.as_char());
         if key == self.cfg.terminator {
             if self.active.as_ref().is_some_and(|a| !a.digits.is_empty()) {
@@ -576,6 +584,13 @@ impl Session {
     pub fn tick(&mut self, now_ms: u64, sink: &mut dyn FnMut(Event)) {
         let secrets = Arc::clone(&self.secrets);
         let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
+        self.expire(now_ms, sink);
+    }
+
+    /// The timers of [`Session::tick`], with an already guarded sink. Also run before every
+    /// key and command: a host ticks only now and then (Asterisk's ticker every second), and a
+    /// key or a submit must not count after a timeout that has passed.
+    fn expire(&mut self, now_ms: u64, sink: &mut dyn FnMut(Event)) {
         if self.phase == Phase::Finished {
             return;
         }
@@ -620,6 +635,7 @@ impl Session {
     ) -> Result<(), CommandError> {
         let secrets = Arc::clone(&self.secrets);
         let sink: &mut dyn FnMut(Event) = &mut guarded(&secrets, sink);
+        self.expire(now_ms, sink);
         if let Command::Status = cmd {
             sink(Event::Status(self.status_raw()));
             return Ok(());
@@ -798,6 +814,7 @@ impl Session {
             transaction_id: req.transaction_id.clone(),
             card_number: self.card_display,
             brand: self.card_brand,
+            secrets: Arc::clone(&self.secrets),
         };
         Some((req, ticket))
     }

@@ -497,6 +497,13 @@ pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<()
     if unsafe { find_locked(chan) }.is_some() {
         return Err(StartError::AlreadyActive);
     }
+    // A start racing the hangup (the AMI thread holds a reference, ast_hangup ran before we
+    // locked): ast_hangup has destroyed the framehook list, so a hook attached now would never
+    // be destroyed (and its channel reference would keep the channel forever).
+    // SAFETY: channel locked (caller).
+    if unsafe { ffi::sp_ast_channel_gone(chan) } != 0 {
+        return Err(StartError::Ended);
+    }
     // READ framehooks run in attach order: one attached before ours sees the raw frames.
     // SAFETY: channel locked (caller).
     if unsafe { ffi::sp_ast_foreign_framehooks(chan) } != 0 {
@@ -887,8 +894,10 @@ pub extern "C" fn sp_rs_on_dtmf(
             return;
         }
         if !st.ready() {
-            // not anchored/announced yet (or media left the core): dropped, not captured
-            st.frame_while_unanchored();
+            // Not anchored/announced yet (or media left the core): dropped, not captured. A
+            // DTMF frame proves nothing about the media: SIP INFO comes by signalling while
+            // the phones may still send RTP to each other (direct media), so only a voice
+            // frame through the hook anchors.
             return;
         }
         // The customer is keying out of band (from the key-down frame on): a tone head their

@@ -454,6 +454,8 @@ pub enum StartError {
     BadOptions(String),
     Attach,
     Unloading,
+    /// The channel hung up (its bug closed) while secure mode was starting.
+    Ended,
 }
 
 impl std::fmt::Display for StartError {
@@ -468,6 +470,7 @@ impl std::fmt::Display for StartError {
                 "could not attach to the channel's media (no media, unsupported codec rate or channel count)",
             ),
             Self::Unloading => f.write_str("mod_secure_pay is being unloaded"),
+            Self::Ended => f.write_str("the channel hung up while secure mode was starting"),
         }
     }
 }
@@ -581,6 +584,11 @@ pub unsafe fn start(
     // paused in either mode (the read_frame hook keeps doing so on every frame).
     let rec_events = {
         let mut rec = ch.lock_rec();
+        if ch.closed.load(Ordering::Acquire) {
+            // Hung up since the bug was added: CLOSE has already resumed the recordings and
+            // announced `stop`; pausing them now would leave the agent's leg paused for good.
+            return Err(StartError::Ended);
+        }
         // SAFETY: live session; no bug lock held here.
         let mut evs = unsafe { rec.pause_all(session) };
         // SAFETY: as above.
@@ -645,19 +653,33 @@ unsafe fn attach(
         unsafe { release(session, ch) };
         return Err(StartError::Attach);
     }
-    // 4. Module lock: `unload`/`reload` (without -f) is refused while it is held.
+    // 4. Module lock: `unload`/`reload` (without -f) is refused while it is held. No
+    //    interface (a forced unload under way) is no start: shutdown may already have counted
+    //    the channels and let the loader unmap the module.
     let lock = super::module_rwlock();
-    if !lock.is_null() {
-        // SAFETY: the rwlock of our live module interface (created by the loader, lives as long
-        // as the module pool); try-lock never blocks.
-        if unsafe { fs::switch_thread_rwlock_tryrdlock(lock) } != fs::SWITCH_STATUS_SUCCESS {
-            // SAFETY: live session.
-            unsafe { release(session, ch) };
-            return Err(StartError::Unloading);
-        }
-        ch.module_lock.store(lock, Ordering::Release);
+    if lock.is_null() {
+        // SAFETY: live session.
+        unsafe { release(session, ch) };
+        return Err(StartError::Unloading);
     }
-    // 5. The media bug. INIT (sizing the masker) runs inside add, on this thread.
+    // SAFETY: the rwlock of our live module interface (created by the loader, lives as long as
+    // the module pool); try-lock never blocks.
+    if unsafe { fs::switch_thread_rwlock_tryrdlock(lock) } != fs::SWITCH_STATUS_SUCCESS {
+        // SAFETY: live session.
+        unsafe { release(session, ch) };
+        return Err(StartError::Unloading);
+    }
+    ch.module_lock.store(lock, Ordering::Release);
+    // 5. The media bug. INIT (sizing the masker) runs inside add, on this thread. With the
+    //    channel variable `media_bug_answer_req` true, add would make the bug skip every frame
+    //    until answer (pre-answer tones reaching early media and recordings unmasked): off
+    //    around the add, the admin's value back after it.
+    // SAFETY: live channel; copied at once.
+    let answer_req = unsafe { util::get_var(channel, c"media_bug_answer_req") };
+    if answer_req.is_some() {
+        // SAFETY: live channel.
+        unsafe { util::set_var(channel, c"media_bug_answer_req", None) };
+    }
     let user_data = Arc::into_raw(Arc::clone(ch)) as *mut c_void;
     let mut bug: *mut fs::switch_media_bug_t = std::ptr::null_mut();
     let flags = fs::SMBF_READ_REPLACE | fs::SMBF_NO_PAUSE | fs::SMBF_FIRST | fs::SMBF_ONE_ONLY;
@@ -675,6 +697,10 @@ unsafe fn attach(
             &mut bug,
         )
     };
+    if let Some(v) = answer_req.as_deref() {
+        // SAFETY: live channel.
+        unsafe { util::set_var(channel, c"media_bug_answer_req", Some(v)) };
+    }
     if st != fs::SWITCH_STATUS_SUCCESS || bug.is_null() {
         if st == fs::SWITCH_STATUS_SUCCESS {
             // Added but no pointer back: cannot happen; remove what we cannot address.

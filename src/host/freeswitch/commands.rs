@@ -148,8 +148,11 @@ unsafe extern "C" fn app_secure_pay(session: *mut fs::switch_core_session_t, dat
             }
             Err(e) => {
                 log::error!("secure_pay: app secure_pay refused: {e}");
-                // SAFETY: live channel.
-                unsafe { util::set_var(channel, c"secure_pay_result", Some("refused")) };
+                // Already on (the agent started it first): `active` stays true.
+                if !matches!(e, StartError::AlreadyActive) {
+                    // SAFETY: live channel.
+                    unsafe { util::set_var(channel, c"secure_pay_result", Some("refused")) };
+                }
                 if matches!(e, StartError::BadOptions(_) | StartError::Attach) {
                     // SAFETY: live session.
                     unsafe {

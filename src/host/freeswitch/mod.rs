@@ -127,11 +127,13 @@ unsafe extern "C" fn mod_load(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(Connector::start);
+        // Before the commands exist: a start needs the interface's lock (channel::attach).
+        MODULE_IFACE.store(mi, Ordering::Release);
         // SAFETY: `module_interface` now points to the interface created above.
         if unsafe { commands::register(module_interface) }.is_err() {
+            MODULE_IFACE.store(std::ptr::null_mut(), Ordering::Release);
             return fs::SWITCH_STATUS_GENERR;
         }
-        MODULE_IFACE.store(mi, Ordering::Release);
         ::log::info!("secure_pay: mod_secure_pay loaded");
         fs::SWITCH_STATUS_SUCCESS
     })
