@@ -594,6 +594,18 @@ pub unsafe fn start(
         // SAFETY: as above.
         unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports) };
         ch.rec_reports.take(ch.cfg.recording, &mut evs);
+        if ch.closed.load(Ordering::Acquire) {
+            // Hung up while we paused (CLOSE could not take `rec`, see `finish`): undo it here.
+            // SAFETY: live session (ours until we return); flags only.
+            evs.extend(unsafe { rec.resume_legs(session) });
+            drop(rec);
+            drop(ctl);
+            for e in &evs {
+                // SAFETY: live session.
+                unsafe { events::fire(session, e) };
+            }
+            return Err(StartError::Ended);
+        }
         evs
     };
     drop(ctl);
@@ -829,9 +841,36 @@ unsafe fn finish(session: *mut fs::switch_core_session_t, ch: &Arc<Channel>) {
     }
     {
         ch.rec_reports.take(ch.cfg.recording, &mut out);
-        let mut rec = ch.lock_rec();
-        // SAFETY: live session (CLOSE); touches channel flags only on it.
-        out.extend(unsafe { rec.resume_legs(session) });
+        // CLOSE may run with FreeSWITCH's bug list write-locked (hangup's remove_all) while a
+        // `start` on another thread holds `rec` and waits for that lock inside pause_all/scan:
+        // never block on `rec` here. The read_frame hook holds it for microseconds; a `start`
+        // that still holds it after 200 ms sees `closed` when it is done and resumes the legs
+        // itself (see `start`).
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            match ch.rec.try_lock() {
+                Ok(mut rec) => {
+                    // SAFETY: live session (CLOSE); touches channel flags only on it.
+                    out.extend(unsafe { rec.resume_legs(session) });
+                    break;
+                }
+                Err(TryLockError::Poisoned(p)) => {
+                    // SAFETY: as above.
+                    out.extend(unsafe { p.into_inner().resume_legs(session) });
+                    break;
+                }
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    log::warn!(
+                        "secure_pay: {}: recordings busy at hangup; the starting thread resumes them",
+                        ch.uuid
+                    );
+                    break;
+                }
+            }
+        }
     }
     ch.inbox.wipe();
     for e in &out {
