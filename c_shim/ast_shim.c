@@ -25,6 +25,7 @@
 #include "asterisk/pbx.h"
 #include "asterisk/stasis.h"
 #include "asterisk/stasis_channels.h"
+#include "asterisk/stream.h"
 #include "asterisk/strings.h"
 #include "asterisk/utils.h"
 
@@ -77,9 +78,26 @@ int sp_ast_chan_media_native(struct ast_channel *chan)
 	/* Lock order in the bridging core is bridge -> channel: take the bridge reference under
 	 * the channel lock, drop the channel lock, then look at the bridge under its own lock. */
 	struct ast_bridge *bridge;
-	int native = 0;
+	struct ast_stream_topology *topology;
+	int native = 0, audio = 0, i, n;
 
 	ast_channel_lock(chan);
+	/* Asterisk runs READ framehooks on the default stream only and lets frames of other
+	 * streams through untouched: a second audio stream (max_audio_streams > 1) would reach
+	 * the bridge unmasked. Reported like media out of the core (muted, refused at start). */
+	topology = ast_channel_get_stream_topology(chan);
+	n = topology ? ast_stream_topology_get_count(topology) : 0;
+	for (i = 0; i < n; i++) {
+		struct ast_stream *st = ast_stream_topology_get_stream(topology, i);
+		if (st && ast_stream_get_type(st) == AST_MEDIA_TYPE_AUDIO
+			&& ast_stream_get_state(st) != AST_STREAM_STATE_REMOVED) {
+			audio++;
+		}
+	}
+	if (audio > 1) {
+		ast_channel_unlock(chan);
+		return 1;
+	}
 	bridge = ast_channel_get_bridge(chan);
 	ast_channel_unlock(chan);
 	if (!bridge) {

@@ -68,7 +68,8 @@ void sp_ast_cli_unregister(void);
 struct ast_channel *sp_ast_channel_ref(struct ast_channel *chan);
 /* Channel UNLOCKED, caller holds a reference. 1 if the channel is in a bridge whose technology
  * is native (AST_BRIDGE_CAPABILITY_NATIVE, e.g. native_rtp: local RTP forwarding or direct
- * media), i.e. its media may bypass the core and every framehook; 0 otherwise. */
+ * media), i.e. its media may bypass the core and every framehook, or if it has more than one
+ * audio stream (READ framehooks only see the default stream); 0 otherwise. */
 int sp_ast_chan_media_native(struct ast_channel *chan);
 /* No channel locked. Mutes (mute != 0) or unmutes both directions of every MixMonitor on the
  * channel whose uniqueid is `uniqueid` (ast_audiohook_set_mute_all, source "MixMonitor").

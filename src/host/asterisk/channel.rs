@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_long, c_uint, c_void};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,48 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Hooks (and thus states) currently alive: unload is refused while this is non-zero.
 pub fn live_hooks() -> usize {
     LIVE_HOOKS.load(Ordering::SeqCst)
+}
+
+/// Starts currently inside [`start_locked`], and whether an unload has begun: a start checks
+/// the flag after counting itself, an unload sets it and then waits for the count to reach 0,
+/// so once [`quiesce_starts`] returns no start can attach a hook behind the unload's back
+/// (the loader would unmap the code under it).
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+static UNLOADING: AtomicBool = AtomicBool::new(false);
+
+/// Unload begins: new starts are refused; waits (at most 2 s) for the starts under way. True
+/// when none is left (then `live_hooks` is final until [`allow_starts`]).
+pub fn quiesce_starts() -> bool {
+    UNLOADING.store(true, Ordering::SeqCst);
+    let end = Instant::now() + Duration::from_secs(2);
+    while STARTING.load(Ordering::SeqCst) > 0 {
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// The unload was refused: starts are allowed again.
+pub fn allow_starts() {
+    UNLOADING.store(false, Ordering::SeqCst);
+}
+
+/// Counts a start for [`quiesce_starts`] while it lives.
+struct StartCount;
+
+impl StartCount {
+    fn enter() -> StartCount {
+        STARTING.fetch_add(1, Ordering::SeqCst);
+        StartCount
+    }
+}
+
+impl Drop for StartCount {
+    fn drop(&mut self) {
+        STARTING.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A counted reference to the customer channel of a session (taken at start, moved in a
@@ -131,11 +173,45 @@ pub fn is_live(sid: u64) -> bool {
     };
     // SAFETY: referenced channel, locked around the state access.
     unsafe {
-        ffi::sp_ast_channel_lock(chan.as_ptr());
-        let live = find_locked(chan.as_ptr()).is_some_and(|st| st.id == sid && st.is_active());
-        ffi::sp_ast_channel_unlock(chan.as_ptr());
+        let live = locked(chan.as_ptr(), || {
+            find_locked(chan.as_ptr()).is_some_and(|st| st.id == sid && st.is_active())
+        });
         live
     }
+}
+
+/// A channel's lock, held until the guard drops: also released when a panic unwinds through
+/// the holder, so a panic caught by `guard` never leaves the channel locked for good (the call
+/// would freeze, `ast_hangup` block, and bridge and CLI threads pile up behind it).
+pub struct ChanLock(*mut ffi::ast_channel);
+
+impl ChanLock {
+    /// Locks `chan`.
+    ///
+    /// # Safety
+    /// `chan` is a valid (referenced) channel that outlives the guard.
+    pub unsafe fn new(chan: *mut ffi::ast_channel) -> ChanLock {
+        // SAFETY: valid channel (contract).
+        unsafe { ffi::sp_ast_channel_lock(chan) };
+        ChanLock(chan)
+    }
+}
+
+impl Drop for ChanLock {
+    fn drop(&mut self) {
+        // SAFETY: locked by `new` on this thread; the channel outlives the guard.
+        unsafe { ffi::sp_ast_channel_unlock(self.0) };
+    }
+}
+
+/// Runs `f` with `chan` locked (unlocked afterwards, also if `f` panics).
+///
+/// # Safety
+/// `chan` is a valid (referenced) channel for the call.
+pub unsafe fn locked<R>(chan: *mut ffi::ast_channel, f: impl FnOnce() -> R) -> R {
+    // SAFETY: forwarded contract.
+    let _l = unsafe { ChanLock::new(chan) };
+    f()
 }
 
 /// A reference to the channel whose uniqueid is `uniqueid`, if it exists.
@@ -400,6 +476,8 @@ pub enum StartError {
     NotAnchored,
     /// Secure mode ended (hangup, stop) before it was announced.
     Ended,
+    /// The module is being unloaded.
+    Unloading,
     /// Another framehook that reads voice or DTMF is already attached to the channel: Asterisk
     /// runs READ framehooks in attach order, so it would see the customer's raw audio and
     /// digits before ours (fail closed instead).
@@ -413,6 +491,7 @@ impl std::fmt::Display for StartError {
             Self::BadOptions(e) => write!(f, "bad options: {e}"),
             Self::Masker(e) => write!(f, "masker: {e}"),
             Self::Attach => write!(f, "could not attach the framehook"),
+            Self::Unloading => write!(f, "res_secure_pay is being unloaded"),
             Self::NotAnchored => write!(
                 f,
                 "the customer's media does not pass through the PBX (native RTP bridge / direct \
@@ -493,6 +572,10 @@ unsafe fn hook_id_locked(chan: *mut ffi::ast_channel) -> c_int {
 /// # Safety
 /// `chan` is valid and locked by the caller.
 pub unsafe fn start_locked(chan: *mut ffi::ast_channel, opts: &str) -> Result<(), StartError> {
+    let _counted = StartCount::enter();
+    if UNLOADING.load(Ordering::SeqCst) {
+        return Err(StartError::Unloading);
+    }
     // SAFETY: channel locked (caller).
     if unsafe { find_locked(chan) }.is_some() {
         return Err(StartError::AlreadyActive);
@@ -607,9 +690,7 @@ pub unsafe fn start_anchored(
     let mut native_seen = unsafe { ffi::sp_ast_chan_media_native(chan) } != 0;
     // SAFETY: as above; locked around the datastore/framehook calls.
     unsafe {
-        ffi::sp_ast_channel_lock(chan);
-        let r = start_locked(chan, opts);
-        ffi::sp_ast_channel_unlock(chan);
+        let r = locked(chan, || start_locked(chan, opts));
         r?;
     }
     let deadline = Instant::now() + timeout;
@@ -619,7 +700,7 @@ pub unsafe fn start_anchored(
         native_seen |= native;
         // SAFETY: as above; the state is only touched under the channel lock.
         let done = unsafe {
-            ffi::sp_ast_channel_lock(chan);
+            let _l = ChanLock::new(chan);
             let hook_id = hook_id_locked(chan);
             let done = match find_locked(chan) {
                 None => Some(Err(StartError::Ended)),
@@ -641,7 +722,6 @@ pub unsafe fn start_anchored(
                     }
                 }
             };
-            ffi::sp_ast_channel_unlock(chan);
             done
         };
         match done {
@@ -833,9 +913,7 @@ pub fn tick_all() {
         // SAFETY: referenced channel, unlocked here; locked around the state access.
         unsafe {
             let native = ffi::sp_ast_chan_media_native(chan.0) != 0;
-            ffi::sp_ast_channel_lock(chan.0);
-            tick_locked(chan.0, sid, native);
-            ffi::sp_ast_channel_unlock(chan.0);
+            locked(chan.0, || tick_locked(chan.0, sid, native));
         }
     }
 }
@@ -1115,8 +1193,17 @@ pub extern "C" fn sp_rs_hook_destroy(state: *mut c_void) {
                 held,
                 ..
             } = &mut *st;
-            let mut sink = sink_st(ids, *id, *announced, held);
-            session.stop(StopReason::Hangup, now_ms(), &mut sink);
+            // Its own catch: whatever happens in the stop (events), the bookkeeping below must
+            // run, or the registry would keep this address after the box is freed (the
+            // datastore still points to it until the channel is destroyed, and the ticker
+            // trusts a registered address) and the module reference would leak.
+            let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut sink = sink_st(ids, *id, *announced, held);
+                session.stop(StopReason::Hangup, now_ms(), &mut sink);
+            }));
+            if stopped.is_err() {
+                log::error!("secure_pay: internal error stopping a session at hangup");
+            }
         }
         st.held.clear();
         drop_state(st);

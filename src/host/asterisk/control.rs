@@ -46,9 +46,7 @@ pub extern "C" fn app_secure_pay(chan: *mut ffi::ast_channel, data: *const c_cha
                     set_var(chan, "SECUREPAY_STATUS", "ALREADY")
                 }
                 Err(e) => {
-                    ffi::sp_ast_channel_lock(chan);
-                    let ids = channel::chan_ids(chan);
-                    ffi::sp_ast_channel_unlock(chan);
+                    let ids = channel::locked(chan, || channel::chan_ids(chan));
                     log::warn!("secure_pay: SecurePay on {}: {e}", ids.name);
                     events::publish_adapter_error(&ids, "start-refused", &e.to_string());
                     set_var(chan, "SECUREPAY_STATUS", "ERROR");
@@ -99,9 +97,7 @@ pub extern "C" fn sp_rs_func_write(
             }
             // SAFETY: as above; locked around the state access.
             "stop" => Ok(unsafe {
-                ffi::sp_ast_channel_lock(chan);
-                let r = channel::stop_locked(chan, StopReason::Agent);
-                ffi::sp_ast_channel_unlock(chan);
+                let r = channel::locked(chan, || channel::stop_locked(chan, StopReason::Agent));
                 crate::host::asterisk::recording::resume_ended();
                 if r {
                     "STOPPED"
@@ -117,17 +113,16 @@ pub extern "C" fn sp_rs_func_write(
                 };
                 match parse_command(&text) {
                     Err(e) => Err(format!("bad command: {e}")),
-                    // SAFETY: as above; locked around the state access.
-                    Ok(c) => match unsafe {
-                        ffi::sp_ast_channel_lock(chan);
-                        let r = channel::command_locked(chan, &c);
-                        ffi::sp_ast_channel_unlock(chan);
-                        r
-                    } {
-                        None => Err("secure mode is not active on this channel".into()),
-                        Some(Ok(())) => Ok("ACCEPTED"),
-                        Some(Err(e)) => Err(e),
-                    },
+                    Ok(c) => {
+                        // SAFETY: as above; locked around the state access.
+                        let r =
+                            unsafe { channel::locked(chan, || channel::command_locked(chan, &c)) };
+                        match r {
+                            None => Err("secure mode is not active on this channel".into()),
+                            Some(Ok(())) => Ok("ACCEPTED"),
+                            Some(Err(e)) => Err(e),
+                        }
+                    }
                 }
             }
         };
@@ -177,12 +172,7 @@ fn split_wait(raw: &str) -> (String, bool) {
 /// `chan` is the PBX thread's own channel, unlocked.
 unsafe fn wait_for_outcome(chan: *mut ffi::ast_channel) -> c_int {
     // SAFETY: own channel, locked around the state access.
-    let sid = unsafe {
-        ffi::sp_ast_channel_lock(chan);
-        let sid = channel::session_id_locked(chan);
-        ffi::sp_ast_channel_unlock(chan);
-        sid
-    };
+    let sid = unsafe { channel::locked(chan, || channel::session_id_locked(chan)) };
     let Some(sid) = sid else {
         return 0;
     };
@@ -199,7 +189,7 @@ unsafe fn wait_for_outcome(chan: *mut ffi::ast_channel) -> c_int {
         let o = channel::outcome_of(sid, false).unwrap_or_default();
         // SAFETY: own channel, locked around the state access.
         let done = unsafe {
-            ffi::sp_ast_channel_lock(chan);
+            let l = channel::ChanLock::new(chan);
             let active = channel::session_id_locked(chan) == Some(sid);
             let done = if !active {
                 true
@@ -218,7 +208,7 @@ unsafe fn wait_for_outcome(chan: *mut ffi::ast_channel) -> c_int {
             if done && active && channel::session_id_locked(chan) == Some(sid) {
                 channel::stop_locked(chan, StopReason::Dialplan);
             }
-            ffi::sp_ast_channel_unlock(chan);
+            drop(l);
             crate::host::asterisk::recording::resume_ended();
             done
         };
@@ -258,9 +248,7 @@ pub extern "C" fn app_stop_secure_pay(chan: *mut ffi::ast_channel, _data: *const
         }
         // SAFETY: the PBX thread's own channel; locked around the datastore/framehook calls.
         let stopped = unsafe {
-            ffi::sp_ast_channel_lock(chan);
-            let r = channel::stop_locked(chan, StopReason::Dialplan);
-            ffi::sp_ast_channel_unlock(chan);
+            let r = channel::locked(chan, || channel::stop_locked(chan, StopReason::Dialplan));
             crate::host::asterisk::recording::resume_ended();
             r
         };
@@ -362,11 +350,10 @@ fn find_channel(chan_name: &str) -> Result<channel::ChanRef, String> {
     let chan = unsafe { channel::ChanRef::adopt(chan) };
     // SAFETY: referenced channel; its name is only read under its lock.
     let exact = unsafe {
-        ffi::sp_ast_channel_lock(chan.as_ptr());
-        let exact = cstr(ffi::ast_channel_name(chan.as_ptr())) == Some(chan_name)
-            || cstr(ffi::ast_channel_uniqueid(chan.as_ptr())) == Some(chan_name);
-        ffi::sp_ast_channel_unlock(chan.as_ptr());
-        exact
+        channel::locked(chan.as_ptr(), || {
+            cstr(ffi::ast_channel_name(chan.as_ptr())) == Some(chan_name)
+                || cstr(ffi::ast_channel_uniqueid(chan.as_ptr())) == Some(chan_name)
+        })
     };
     if exact {
         Ok(chan)
@@ -379,12 +366,7 @@ fn find_channel(chan_name: &str) -> Result<channel::ChanRef, String> {
 fn ami_status(chan_name: &str) -> Result<String, String> {
     let chan = find_channel(chan_name)?;
     // SAFETY: referenced channel, locked around the state access.
-    let r = unsafe {
-        ffi::sp_ast_channel_lock(chan.as_ptr());
-        let r = channel::status_locked(chan.as_ptr());
-        ffi::sp_ast_channel_unlock(chan.as_ptr());
-        r
-    };
+    let r = unsafe { channel::locked(chan.as_ptr(), || channel::status_locked(chan.as_ptr())) };
     match r {
         None => Err("Secure mode is not active on this channel".into()),
         Some(Ok(body)) => Ok(body),
@@ -440,22 +422,16 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
                 };
                 if let Some(code) = code {
                     // SAFETY: referenced channel, locked while its identity is read.
-                    let ids = unsafe {
-                        ffi::sp_ast_channel_lock(chan);
-                        let ids = channel::chan_ids(chan);
-                        ffi::sp_ast_channel_unlock(chan);
-                        ids
-                    };
+                    let ids = unsafe { channel::locked(chan, || channel::chan_ids(chan)) };
                     events::publish_adapter_error(&ids, code, &e.to_string());
                 }
                 Reply::Error(format!("start refused: {e}"))
             }
         };
     }
-    // SAFETY: we hold a reference to `chan`; it is locked for the state access and unlocked
-    // exactly once below.
+    // SAFETY: we hold a reference to `chan`; it is locked for the state access.
     unsafe {
-        ffi::sp_ast_channel_lock(chan);
+        let l = channel::ChanLock::new(chan);
         let r = match (verb.as_str(), parsed) {
             ("stop", _) => {
                 if channel::stop_locked(chan, StopReason::Agent) {
@@ -471,7 +447,7 @@ fn ami_run(chan_name: &str, command: &str, options: &str, field: &str) -> Reply 
             },
             (_, None) => Reply::Error("bad command".into()),
         };
-        ffi::sp_ast_channel_unlock(chan);
+        drop(l);
         // a stop (or a cancel ending the session) resumes paused recordings before the reply
         crate::host::asterisk::recording::resume_ended();
         r
@@ -545,9 +521,9 @@ fn deliver_outcome(ids: &ChanIds, sid: u64, ticket: &SubmitTicket, o: PaymentOut
             // SAFETY: referenced channel (released when `chan` drops), locked around the state
             // access.
             unsafe {
-                ffi::sp_ast_channel_lock(chan.as_ptr());
-                channel::outcome_locked(chan.as_ptr(), sid, &mut o);
-                ffi::sp_ast_channel_unlock(chan.as_ptr());
+                channel::locked(chan.as_ptr(), || {
+                    channel::outcome_locked(chan.as_ptr(), sid, &mut o)
+                })
             }
         }
         if let Some(o) = o {

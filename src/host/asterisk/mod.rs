@@ -174,6 +174,8 @@ pub extern "C" fn sp_rs_load() -> c_int {
             return -1;
         }
         start_ticker();
+        // (a library the loader kept mapped after an unload starts again here)
+        channel::allow_starts();
         LOADED.store(true, Ordering::SeqCst);
         log::info!("secure_pay: loaded");
         0
@@ -194,8 +196,16 @@ fn unregister() {
 #[no_mangle]
 pub extern "C" fn sp_rs_unload() -> c_int {
     guard("unload", -1, || {
+        // No start may attach a hook from here on (the connectors' bounded wait below can
+        // take seconds, and the loader unmaps the code once we return 0).
+        if !channel::quiesce_starts() {
+            channel::allow_starts();
+            log::warn!("secure_pay: unload refused: a secure mode start is still under way");
+            return -1;
+        }
         let live = channel::live_hooks();
         if live > 0 {
+            channel::allow_starts();
             // The module's code runs inside those hooks: never pull it out from under them.
             log::warn!(
                 "secure_pay: unload refused: {live} channel(s) still have secure mode hooks; stop \
@@ -204,6 +214,7 @@ pub extern "C" fn sp_rs_unload() -> c_int {
             return -1;
         }
         if !join_connectors() {
+            channel::allow_starts();
             log::error!(
                 "secure_pay: unload refused: a payment hand-off is still running after the \
                  bounded wait; try again later"

@@ -174,12 +174,7 @@ pub fn tick(refresh: bool) {
         // the session's channel now (a masquerade moves secure mode, and the MixMonitors, to
         // another channel object): resume must find it by this uniqueid
         // SAFETY: referenced, unlocked channel; locked while its identity is read.
-        let live = unsafe {
-            ffi::sp_ast_channel_lock(chan.as_ptr());
-            let ids = channel::chan_ids(chan.as_ptr());
-            ffi::sp_ast_channel_unlock(chan.as_ptr());
-            ids
-        };
+        let live = unsafe { channel::locked(chan.as_ptr(), || channel::chan_ids(chan.as_ptr())) };
         match PAUSED.lock() {
             Ok(g) if g.contains_key(&sid) => {}
             Ok(_) => continue,
