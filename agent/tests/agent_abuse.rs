@@ -23,16 +23,7 @@ const CHAN: &str = "PJSIP/customer-00000001";
 const UID: &str = "1700000000.1";
 
 fn service(pbx: &FakePbx, tune: impl FnOnce(&mut Config)) -> Service {
-    let mut ami = AmiConfig::new(&pbx.addr(), AMI_USER, AMI_SECRET);
-    ami.backoff_min = Duration::from_millis(100);
-    ami.backoff_max = Duration::from_millis(400);
-    let mut cfg = Config::new(ami, Signer::new(LINK_SECRET).unwrap());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    tune(&mut cfg);
-    let svc = Service::start(cfg).unwrap();
-    assert!(pbx.wait_logins(1, T));
-    assert!(wait_until(T, || svc.hub().pbx().connected));
-    svc
+    agent_support::service_tuned(pbx, tune)
 }
 
 fn link(uid: &str) -> String {

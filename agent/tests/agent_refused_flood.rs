@@ -7,11 +7,7 @@ mod agent_support;
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use agent_support::{
-    connect_from, raw_request, wait_until, FakePbx, AMI_SECRET, AMI_USER, LINK_SECRET,
-};
-use secure_pay_agent::ami::AmiConfig;
-use secure_pay_agent::sign::Signer;
+use agent_support::{connect_from, raw_request, wait_until, FakePbx};
 use secure_pay_agent::{Config, Service};
 
 const T: Duration = Duration::from_secs(10);
@@ -22,15 +18,7 @@ fn ip(last: u8) -> Ipv4Addr {
 }
 
 fn service(pbx: &FakePbx, tune: impl FnOnce(&mut Config)) -> Service {
-    let mut ami = AmiConfig::new(&pbx.addr(), AMI_USER, AMI_SECRET);
-    ami.backoff_min = Duration::from_millis(100);
-    let mut cfg = Config::new(ami, Signer::new(LINK_SECRET).unwrap());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    tune(&mut cfg);
-    let svc = Service::start(cfg).unwrap();
-    assert!(pbx.wait_logins(1, T));
-    assert!(wait_until(T, || svc.hub().pbx().connected));
-    svc
+    agent_support::service_tuned(pbx, tune)
 }
 
 fn open_fds() -> usize {

@@ -142,6 +142,24 @@ pub mod calls {
         (over, n)
     }
 
+    /// The verdict of an out-of-band arming test: `over_plain` and `over_armed` heads over the
+    /// residual target of `n` on the unarmed and the armed call. Control: the unarmed masker
+    /// misses some (at least 5) over 0 dB noise; armed, at least a third fewer.
+    pub fn assert_arming_helps(over_plain: usize, over_armed: usize, n: usize, how: &str) {
+        println!(
+            "tone heads over the residual target on the agent's recording: {over_plain} of {n} unarmed, {over_armed} armed by {how}"
+        );
+        assert_eq!(n, FILES * HEADS);
+        assert!(
+            over_plain >= 5,
+            "control: the unarmed masker should miss some heads over 0 dB noise ({over_plain} of {n})"
+        );
+        assert!(
+            over_armed * 3 <= over_plain * 2,
+            "armed by {how}: {over_armed} heads over the target, unarmed {over_plain} (of {n})"
+        );
+    }
+
     /// Control of the judge: it finds every head in the input.
     pub fn assert_heads_present(files: &[(Vec<i16>, Vec<ToneSpan>)]) {
         for (audio, heads) in files {

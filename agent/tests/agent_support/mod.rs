@@ -27,6 +27,26 @@ pub const AMI_USER: &str = "agent";
 pub const AMI_SECRET: &str = "s3cret-ami";
 pub const LINK_SECRET: &[u8] = b"test-link-secret-0123456789abcdef";
 
+/// A service on 127.0.0.1 (any port) following `pbx` with fast reconnects, `tune` applied to
+/// its config; returns once it is logged in and connected.
+pub fn service_tuned(
+    pbx: &FakePbx,
+    tune: impl FnOnce(&mut secure_pay_agent::Config),
+) -> secure_pay_agent::Service {
+    let t = Duration::from_secs(10);
+    let mut ami = secure_pay_agent::ami::AmiConfig::new(&pbx.addr(), AMI_USER, AMI_SECRET);
+    ami.backoff_min = Duration::from_millis(100);
+    ami.backoff_max = Duration::from_millis(400);
+    let signer = secure_pay_agent::sign::Signer::new(LINK_SECRET).unwrap();
+    let mut cfg = secure_pay_agent::Config::new(ami, signer);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    tune(&mut cfg);
+    let svc = secure_pay_agent::Service::start(cfg).unwrap();
+    assert!(pbx.wait_logins(1, t));
+    assert!(wait_until(t, || svc.hub().pbx().connected));
+    svc
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
