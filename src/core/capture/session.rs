@@ -779,9 +779,7 @@ impl Session {
                 } else {
                     self.id.clone()
                 };
-                let t = format!("{id}-{}", self.submits);
-                self.tx_id = Some(t.clone());
-                t
+                format!("{id}-{}", self.submits)
             }
         };
         req.transaction_id = tx_id.clone();

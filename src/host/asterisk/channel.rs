@@ -1197,13 +1197,10 @@ pub extern "C" fn sp_rs_hook_destroy(state: *mut c_void) {
             // run, or the registry would keep this address after the box is freed (the
             // datastore still points to it until the channel is destroyed, and the ticker
             // trusts a registered address) and the module reference would leak.
-            let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            guard("hook destroy stop", (), || {
                 let mut sink = sink_st(ids, *id, *announced, held);
                 session.stop(StopReason::Hangup, now_ms(), &mut sink);
-            }));
-            if stopped.is_err() {
-                log::error!("secure_pay: internal error stopping a session at hangup");
-            }
+            });
         }
         st.held.clear();
         drop_state(st);
