@@ -423,21 +423,6 @@ fn unload_and_reload_during_a_secure_call() {
     );
 }
 
-/// Peak amplitude (0..1) of a recording, by `sox -n stat` (sox's own measurement).
-fn peak(wav: &std::path::Path) -> f64 {
-    let out = std::process::Command::new("sox")
-        .arg(wav)
-        .args(["-n", "stat"])
-        .output()
-        .expect("sox (apt install sox)");
-    let text = String::from_utf8_lossy(&out.stderr);
-    text.lines()
-        .find(|l| l.starts_with("Maximum amplitude"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("sox stat on {}: {text}", wav.display()))
-}
-
 /// Plays a plain 1 kHz tone (not DTMF, so the masker passes it) into the customer channel and
 /// keys `keys` out of band; returns the agent recording's peak amplitude.
 fn tone_and_keys(

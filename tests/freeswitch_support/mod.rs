@@ -1031,6 +1031,21 @@ pub fn originate_sip(
 }
 
 /// `uuid_record <uuid> <verb> <path>`, which must answer +OK.
+/// Peak amplitude (0..1) of a recording, by `sox -n stat` (sox's own measurement).
+pub fn peak(wav: &Path) -> f64 {
+    let out = Command::new("sox")
+        .arg(wav)
+        .args(["-n", "stat"])
+        .output()
+        .expect("sox (apt install sox)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find(|l| l.starts_with("Maximum amplitude"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("sox stat on {}: {text}", wav.display()))
+}
+
 pub fn record(esl: &mut Esl, uuid: &str, verb: &str, path: &std::path::Path) {
     let r = esl.api(&format!("uuid_record {uuid} {verb} {}", path.display()));
     assert!(r.starts_with("+OK"), "uuid_record {verb}: {r}");

@@ -37,6 +37,7 @@ use super::events;
 use super::inbox::Inbox;
 use super::recording::{Recordings, Reports};
 use super::util::{self, LockedSession};
+use super::watch::{ReplaceWatch, Verdict};
 
 /// How often the dispatcher looks at a secure channel's bridge partner and media variables
 /// (the customer leg's own media flags are checked on every frame by the read_frame hook).
@@ -59,6 +60,8 @@ struct State {
     /// The `media-not-in-core` error for the current departure of the media was fired.
     media_error_sent: bool,
     overflow_sent: bool,
+    /// The `media-bug-skipped` error for the current episode was fired.
+    skip_error_sent: bool,
 }
 
 /// Start/stop control of one channel (under `Channel::ctl`).
@@ -119,6 +122,8 @@ pub struct Channel {
     /// change) since it last serviced this channel: serviced on the next wake-up, not only on
     /// the 50 ms sweep (see [`kicked`]).
     kicked: AtomicBool,
+    /// Did every frame the read_frame hook let on reach our READ_REPLACE? (see `watch.rs`)
+    watch: ReplaceWatch,
 }
 
 static REGISTRY: LazyLock<RwLock<HashMap<usize, Arc<Channel>>>> =
@@ -318,21 +323,44 @@ impl Channel {
     pub fn service(self: &Arc<Self>) {
         let now = now_ms();
         let poll = now.saturating_sub(self.polled_ms.load(Ordering::Relaxed)) >= MEDIA_CHECK_MS;
+        let repair = self.watch.take_repair();
         let mut located = None;
-        if poll {
-            self.polled_ms.store(now, Ordering::Relaxed);
+        if poll || repair {
             let Some(ls) = LockedSession::locate(&self.uuid) else {
                 return; // hanging up: CLOSE finishes it
             };
-            // SAFETY: `ls` holds the session's read lock, so the session and channel live.
-            let out = unsafe { media_bypassed(ls.as_ptr()) };
-            self.polled_out.store(out, Ordering::Release);
+            if poll {
+                self.polled_ms.store(now, Ordering::Relaxed);
+                // SAFETY: `ls` holds the session's read lock, so the session and channel live.
+                let out = unsafe { media_bypassed(ls.as_ptr()) };
+                self.polled_out.store(out, Ordering::Release);
+            }
+            if repair {
+                // SAFETY: read-locked session; the dispatcher holds no bug-list lock.
+                let done = unsafe { repair_bug_list(ls.as_ptr()) };
+                log::error!(
+                    "secure_pay: {}: FreeSWITCH is not running our media bug on the customer's audio (tap-only flag?; frames skipped after it had run: {}); customer muted; bug list {}",
+                    self.uuid,
+                    self.watch.misses(),
+                    if done { "refreshed" } else { "could not be refreshed" }
+                );
+            }
             located = Some(ls);
         }
         let mut out = Vec::new();
         let finished = {
             let mut st = self.lock_state();
             self.pump(&mut st, &mut out);
+            if repair && !st.skip_error_sent {
+                st.skip_error_sent = true;
+                out.push(Event::Error {
+                    code: "media-bug-skipped",
+                    message: "FreeSWITCH stopped running secure_pay's media bug on the customer's audio: the customer is muted (in-band keys are not captured) until it runs again",
+                    field: None,
+                });
+            } else if self.watch.verified() {
+                st.skip_error_sent = false;
+            }
             self.rec_reports.take(self.cfg.recording, &mut out);
             if self.media_out() {
                 if !st.media_error_sent {
@@ -551,6 +579,7 @@ pub unsafe fn start(
             saved_sensitive: None,
             media_error_sent: false,
             overflow_sent: false,
+            skip_error_sent: false,
         }),
         inbox: Inbox::new(),
         outcome: Mutex::new(OutcomeSlot::default()),
@@ -567,6 +596,7 @@ pub unsafe fn start(
         rec: Mutex::new(Recordings::new(cfg_recording)),
         rec_reports: Reports::default(),
         kicked: AtomicBool::new(true),
+        watch: ReplaceWatch::new(),
     });
     let mut ctl = ch.ctl.lock().unwrap_or_else(|p| p.into_inner());
     if !registry_reserve(&ch) {
@@ -1100,6 +1130,7 @@ unsafe extern "C" fn bug_callback(
             }
         }),
         fs::SWITCH_ABC_TYPE_READ_REPLACE => {
+            ch.watch.on_replace();
             // SAFETY: the core passes its live bug; the frame is valid during this callback.
             let frame = unsafe { fs::switch_core_media_bug_get_read_replace_frame(bug) };
             // SAFETY: live read-replace frame of this callback.
@@ -1178,11 +1209,13 @@ unsafe extern "C" fn recv_dtmf_hook(
 /// read_frame hook (the thread reading the customer channel, every frame, also frames that
 /// skip media bugs: proxy-media packets): checks this leg's media flags and, while media is out
 /// of the core, replaces the frame with comfort noise (status INUSE makes the core hand back its
-/// dummy CNG frame), so nothing of the customer reaches the bridge. Never blocks: a registry
+/// dummy CNG frame), so nothing of the customer reaches the bridge; a proxied packet likewise.
+/// Frame accounting (`watch.rs`): a frame let on while our READ_REPLACE has not acknowledged
+/// the one before is a probe (encoded silence marked comfort noise). Never blocks: a registry
 /// it cannot read at once counts as "secure" (drops this one frame, fail closed).
 unsafe extern "C" fn read_frame_hook(
     session: *mut fs::switch_core_session_t,
-    _frame: *mut *mut fs::switch_frame_t,
+    frame: *mut *mut fs::switch_frame_t,
     _flags: fs::switch_io_flag_t,
     _stream_id: std::ffi::c_int,
 ) -> fs::switch_status_t {
@@ -1222,14 +1255,103 @@ unsafe extern "C" fn read_frame_hook(
                     ch.kick();
                 }
             }
-            Err(TryLockError::WouldBlock) => return fs::SWITCH_STATUS_INUSE,
+            Err(TryLockError::WouldBlock) => {
+                ch.watch.on_hook(false, true);
+                return fs::SWITCH_STATUS_INUSE;
+            }
         }
-        if ch.media_out() || ch.poisoned.load(Ordering::Relaxed) {
-            fs::SWITCH_STATUS_INUSE
-        } else {
+        // SAFETY: the core passes its frame pointer's address; the frame (if any) is live.
+        let f = unsafe { frame.as_ref().and_then(|p| p.as_mut()) };
+        let flags = f.as_ref().map_or(0, |f| f.flags);
+        // A proxied packet skips every bug: never let one through.
+        let passing = !(ch.media_out()
+            || ch.poisoned.load(Ordering::Relaxed)
+            || flags & fs::SFF_PROXY_PACKET != 0);
+        let audio = flags & fs::SFF_NOT_AUDIO == 0;
+        match ch.watch.on_hook(passing, audio) {
+            Verdict::Probe { repair } => {
+                if let Some(f) = f {
+                    // SAFETY: the live frame the endpoint just read, ours to edit until it
+                    // returns (the core itself edits its flags here).
+                    unsafe { silence_encoded(f) };
+                }
+                if repair {
+                    ch.kick();
+                }
+            }
+            Verdict::Pass => {}
+        }
+        if passing {
             fs::SWITCH_STATUS_SUCCESS
+        } else {
+            fs::SWITCH_STATUS_INUSE
         }
     })
+}
+
+/// A probe frame (see `watch.rs`): encoded silence, marked comfort noise. If the core runs our
+/// bug it decodes it as silence (or conceals it from the frames before, which our bug masks);
+/// if it skips the bugs, the bridge drops or forwards silence.
+///
+/// # Safety
+/// `f` is the live frame the endpoint just read.
+unsafe fn silence_encoded(f: &mut fs::switch_frame_t) {
+    f.flags |= fs::SFF_CNG;
+    if f.data.is_null() {
+        return;
+    }
+    let mut len = f.datalen as usize;
+    if f.buflen != 0 {
+        len = len.min(f.buflen as usize);
+    }
+    // SAFETY: a non-NULL codec of a live frame points at its codec, whose implementation (if
+    // any) lives as long as the codec.
+    let imp = unsafe { f.codec.as_ref() }.map_or(std::ptr::null(), |c| c.implementation);
+    if imp.is_null() {
+        // SAFETY: `data` holds at least `min(datalen, buflen)` bytes (see `mute_unchecked`).
+        unsafe { std::ptr::write_bytes(f.data as *mut u8, 0xff, len) };
+    } else {
+        // SAFETY: as above; the core's own filler (G.729 pattern or 0xff bytes), `len` bytes.
+        unsafe { fs::switch_core_gen_encoded_silence(f.data as *mut u8, imp, len as _) };
+    }
+}
+
+/// Makes FreeSWITCH decide `SSF_MEDIA_BUG_TAP_ONLY` again (see `watch.rs`): adds a no-op bug
+/// and removes it (add recomputes the flag over a list that holds our READ_REPLACE bug; remove
+/// clears it). Returns false if the add was refused.
+///
+/// # Safety
+/// `session` is live and read-locked by the caller, who holds no bug-list lock.
+unsafe fn repair_bug_list(session: *mut fs::switch_core_session_t) -> bool {
+    let mut bug: *mut fs::switch_media_bug_t = std::ptr::null_mut();
+    // SAFETY: live session; function/target are 'static literals; no user data.
+    let st = unsafe {
+        fs::switch_core_media_bug_add(
+            session,
+            c"secure_pay_repair".as_ptr(),
+            c"customer".as_ptr(),
+            Some(noop_bug),
+            std::ptr::null_mut(),
+            0,
+            fs::SMBF_READ_PING,
+            &mut bug,
+        )
+    };
+    if st != fs::SWITCH_STATUS_SUCCESS || bug.is_null() {
+        return false;
+    }
+    // SAFETY: the bug just added on this live session (removed by pointer: only this one).
+    unsafe { fs::switch_core_media_bug_remove(session, &mut bug) };
+    true
+}
+
+/// The repair bug's callback: nothing to do (READ_PING, INIT, CLOSE).
+unsafe extern "C" fn noop_bug(
+    _bug: *mut fs::switch_media_bug_t,
+    _user_data: *mut c_void,
+    _ty: fs::switch_abc_type_t,
+) -> fs::switch_bool_t {
+    guard("repair bug", fs::SWITCH_TRUE, || fs::SWITCH_TRUE)
 }
 
 /// Number of channels in secure mode (or starting).

@@ -8,8 +8,10 @@
 //!   sessions, runs timers and fires events (never on the media thread);
 //! - shutdown: stop every secure channel, connector, subclasses.
 //!
-//! Files: `channel.rs` (media bug, DTMF hook, per-channel state), `commands.rs` (apps, API),
-//! `conf.rs` (XML config), `events.rs` (CUSTOM events), `log.rs` (logger), `util.rs`.
+//! Files: `channel.rs` (media bug, DTMF hook, per-channel state), `watch.rs` (did FreeSWITCH run
+//! our media bug on every frame?), `recording.rs` (native taps, `recording=pause`), `inbox.rs`
+//! (digit queue), `commands.rs` (apps, API), `conf.rs` (XML config), `events.rs` (CUSTOM
+//! events), `log.rs` (logger), `util.rs`.
 
 mod channel;
 mod commands;
@@ -19,6 +21,7 @@ mod inbox;
 mod log;
 mod recording;
 mod util;
+mod watch;
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
