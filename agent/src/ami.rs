@@ -284,9 +284,14 @@ impl Ami {
         link::mark_connected(&self.hub, ever_connected);
         log::info!("secure-pay-agent: AMI connected to {}", self.cfg.addr);
         let me = Arc::clone(self);
+        let closer = c.closer()?;
         let _ = thread::Builder::new()
             .name("ami-resync".into())
-            .spawn(move || me.resync());
+            .spawn(move || {
+                if let Err(e) = me.resync() {
+                    closer.fail(format!("resync failed ({e}); reconnecting"));
+                }
+            });
         loop {
             let r = Message::read_from(&mut c.reader);
             if let Some(end) = c.ended(&r, &self.stop) {
@@ -412,17 +417,15 @@ impl Ami {
         res
     }
 
-    fn resync(&self) {
-        match self.core_show_channels() {
-            Ok(list) => self.hub.resync_channels(&list),
-            Err(e) => {
-                log::warn!("secure-pay-agent: resync: {e}");
-                return;
-            }
-        }
+    /// After a login: which calls still exist (`CoreShowChannels`), then each live call's
+    /// secure state. An error ends the connection (see [`link::Closer`]): the page must not
+    /// show calls that may be stale while the link is reported up.
+    fn resync(&self) -> Result<(), String> {
+        let list = self.core_show_channels()?;
+        self.hub.resync_channels(&list);
         for (id, chan) in self.hub.live_calls(crate::state::MAX_CALLS) {
             if self.stop.load(Ordering::SeqCst) {
-                return;
+                return Ok(());
             }
             match self.action(&[
                 ("Action", "SecurePay"),
@@ -437,12 +440,10 @@ impl Ami {
                     self.hub.mark_not_secure(&id);
                 }
                 Ok(_) => {} // the SecurePayStatus event carries the state
-                Err(e) => {
-                    log::warn!("secure-pay-agent: resync status: {e}");
-                    return;
-                }
+                Err(e) => return Err(format!("status of a call: {e}")),
             }
         }
+        Ok(())
     }
 }
 

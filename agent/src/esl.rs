@@ -325,9 +325,14 @@ impl Esl {
         *lock(&self.writer) = Some(w);
         link::mark_connected(&self.hub, ever);
         let me = Arc::clone(self);
+        let closer = c.closer()?;
         let _ = thread::Builder::new()
             .name("esl-resync".into())
-            .spawn(move || me.resync());
+            .spawn(move || {
+                if let Err(e) = me.resync() {
+                    closer.fail(format!("resync failed ({e}); reconnecting"));
+                }
+            });
         loop {
             let got = read_frame(&mut c.reader);
             if let Some(end) = c.ended(&got, &self.stop) {
@@ -382,14 +387,12 @@ impl Esl {
             .map_err(|_| "FreeSWITCH did not answer in time (or the connection was lost)".into())
     }
 
-    fn resync(&self) {
-        let body = match self.api("show channels as json") {
-            Ok(b) => b,
-            Err(e) => {
-                log::warn!("secure-pay-agent: ESL resync: {e}");
-                return;
-            }
-        };
+    /// After a login: which calls still exist (`show channels as json`; per call with
+    /// `uuid_exists` when the core has no SQL), then each live call's secure state. An error
+    /// ends the connection (see [`link::Closer`]): the page must not show calls that may be
+    /// stale while the link is reported up.
+    fn resync(&self) -> Result<(), String> {
+        let body = self.api("show channels as json")?;
         match channel_rows(&body) {
             Some(list) => {
                 log::debug!("secure-pay-agent: ESL resync: {} channels", list.len());
@@ -401,7 +404,9 @@ impl Esl {
                     if valid_call_id(&id)
                         && self
                             .api(&format!("uuid_exists {id}"))
-                            .is_ok_and(|b| b.trim() == "false")
+                            .map_err(|e| format!("uuid_exists: {e}"))?
+                            .trim()
+                            == "false"
                     {
                         self.hub.end(&id);
                     }
@@ -409,7 +414,10 @@ impl Esl {
             }
         }
         for (id, _) in self.hub.live_calls(crate::state::MAX_CALLS) {
-            if self.stop.load(Ordering::SeqCst) || !valid_call_id(&id) {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if !valid_call_id(&id) {
                 continue;
             }
             match self.api(&format!("uuid_secure_pay {id} status")) {
@@ -421,12 +429,10 @@ impl Esl {
                     self.hub.mark_not_secure(&id)
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    log::warn!("secure-pay-agent: ESL resync status: {e}");
-                    return;
-                }
+                Err(e) => return Err(format!("status of a call: {e}")),
             }
         }
+        Ok(())
     }
 }
 

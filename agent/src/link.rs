@@ -124,6 +124,14 @@ impl Conn {
         self.stream.try_clone().map_err(e)
     }
 
+    /// A handle that ends this connection from another thread (the resync's), see [`Closer`].
+    pub(crate) fn closer(&self) -> Result<Closer, (bool, String)> {
+        Ok(Closer {
+            sock: self.stream.try_clone().map_err(|e| (true, e.to_string()))?,
+            live: Arc::clone(&self.live),
+        })
+    }
+
     /// How a read that ended the session is reported: the watchdog's verdict first, then a
     /// clean end (`Ok`: closed by the PBX, or we are stopping) or the error.
     pub(crate) fn ended<T>(
@@ -131,6 +139,9 @@ impl Conn {
         got: &std::io::Result<Option<T>>,
         stop: &AtomicBool,
     ) -> Option<Result<(), (bool, String)>> {
+        if let Some(reason) = lock(&self.live.failed).clone() {
+            return Some(Err((false, reason)));
+        }
         if let Some(reason) = self.live.dead_reason() {
             return Some(Err((true, reason)));
         }
@@ -156,12 +167,31 @@ pub(crate) fn mark_connected(hub: &Hub, ever: &mut bool) {
     });
 }
 
+/// Ends a logged-in connection that turned out unusable: the resync after a login (the
+/// PBX's channel list, each call's secure state) failed, so the calls the service shows may be
+/// stale while the link would be reported up. The reader ends, the PBX is reported down with
+/// the reason (as a failed login: the reconnects back off) and the next login resyncs again.
+pub(crate) struct Closer {
+    sock: TcpStream,
+    live: Arc<Liveness>,
+}
+
+impl Closer {
+    pub(crate) fn fail(&self, reason: String) {
+        *lock(&self.live.failed) = Some(reason);
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+}
+
 /// Liveness of one PBX connection: when bytes last arrived, and why the watchdog killed it.
 pub(crate) struct Liveness {
     t0: Instant,
     last_ms: AtomicU64,
     alive: AtomicBool,
     dead: Mutex<Option<String>>,
+    /// Why the connection was declared unusable after its login (a resync failed, see
+    /// [`Closer`]); reported like a failed login, so the reconnects back off.
+    failed: Mutex<Option<String>>,
 }
 
 impl Liveness {
@@ -171,6 +201,7 @@ impl Liveness {
             last_ms: AtomicU64::new(0),
             alive: AtomicBool::new(true),
             dead: Mutex::new(None),
+            failed: Mutex::new(None),
         })
     }
 

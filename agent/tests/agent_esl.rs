@@ -209,3 +209,50 @@ fn a_silent_event_socket_is_declared_dead_within_seconds() {
     assert!(wait_until(T, || svc.hub().pbx().connected), "no reconnect");
     fake.shutdown();
 }
+
+/// A resync that fails after a login (`show channels as json` unanswered within the command
+/// timeout) ends that connection: the service logs in again until a resync succeeds, so it
+/// never reports a link up over a call list it could not refresh. Control: the channel is
+/// learnt once a list is answered, and the logins stop there.
+#[test]
+fn a_failed_resync_drops_the_link_until_the_call_list_comes() {
+    let st = new_st();
+    st.lock().unwrap().unanswered_lists = 2;
+    let fake = FakeEsl::start(0, st.clone());
+    let mut esl = EslConfig::new(&format!("127.0.0.1:{}", fake.port), PASSWORD);
+    esl.backoff_min = Duration::from_millis(100);
+    esl.backoff_max = Duration::from_millis(300);
+    esl.command_timeout = Duration::from_millis(500);
+    let mut cfg = Config::new(
+        secure_pay_agent::ami::AmiConfig::new("127.0.0.1:1", "", ""),
+        Signer::new(LINK_SECRET).unwrap(),
+    );
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.esl = Some(esl);
+    let svc = Service::start(cfg).unwrap();
+    let logins = || {
+        st.lock()
+            .unwrap()
+            .commands
+            .iter()
+            .filter(|c| c.starts_with("auth "))
+            .count()
+    };
+    assert!(
+        wait_until(T, || logins() >= 3),
+        "a login after each unanswered resync: {}",
+        logins()
+    );
+    assert!(
+        wait_until(T, || svc.hub().knows(UUID)),
+        "channel learnt once the list is answered"
+    );
+    assert!(wait_until(T, || svc.hub().pbx().connected));
+    let done = logins();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        logins(),
+        done,
+        "no reconnect after the resync that succeeded"
+    );
+}

@@ -4,8 +4,9 @@
 //! creation time), never by the channel name.
 //!
 //! A minimal AMI plays Asterisk before and after a restart: customer X on
-//! `PJSIP/cust-00000001`, then (after the restart, CoreShowChannels refused, so the service
-//! cannot tell X is gone) customer Y on the same name. X's page still holds its session.
+//! `PJSIP/cust-00000001`, then (after the restart its channel list still names X, so the
+//! service cannot tell X is gone: the state after a missed hangup) customer Y on the same name.
+//! X's page still holds its session.
 mod agent_support;
 
 use std::io::{BufReader, Write};
@@ -23,9 +24,10 @@ const X: &str = "1700000000.1";
 const Y: &str = "1700009999.1";
 const T: Duration = Duration::from_secs(10);
 
-/// One AMI connection: login accepted, CoreShowChannels refused (a user without the
-/// `reporting` class), every SecurePay action recorded ("<Channel> <Command>") and answered
-/// with success; `first` is sent after the login.
+/// One AMI connection: login accepted, CoreShowChannels lists X, every SecurePay action
+/// recorded ("<Channel> <Command>") and answered with success; `first` is sent after the login.
+/// (A refused list would end the connection: the service does not report a link up over a
+/// call list it could not refresh.)
 fn serve_one(s: TcpStream, first: &str, log: Arc<Mutex<Vec<String>>>) {
     let mut w = s.try_clone().unwrap();
     w.write_all(b"Asterisk Call Manager/11.0.0\r\n").unwrap();
@@ -37,9 +39,11 @@ fn serve_one(s: TcpStream, first: &str, log: Arc<Mutex<Vec<String>>>) {
             "Login" => format!(
                 "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n"
             ),
-            "CoreShowChannels" => {
-                format!("Response: Error\r\nActionID: {id}\r\nMessage: Permission denied\r\n\r\n")
-            }
+            "CoreShowChannels" => format!(
+                "Response: Success\r\nActionID: {id}\r\nEventList: start\r\n\r\n\
+                 Event: CoreShowChannel\r\nActionID: {id}\r\nChannel: {NAME}\r\nUniqueid: {X}\r\nLinkedid: {X}\r\n\r\n\
+                 Event: CoreShowChannelsComplete\r\nActionID: {id}\r\nEventList: Complete\r\nListItems: 1\r\n\r\n"
+            ),
             "SecurePay" => {
                 log.lock().unwrap().push(format!(
                     "{} {}",

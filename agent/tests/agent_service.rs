@@ -843,3 +843,42 @@ fn cli_mints_links_the_service_accepts() {
     );
     assert!(!ok && err.contains("unexpected argument"), "{err}");
 }
+
+/// A resync that fails after a login (the channel list refused) ends that connection: the
+/// service logs in again, backing off, until a resync succeeds, so a call that ended while the
+/// link was down is not shown live behind a link reported up. Control: the call is live before
+/// the restart and shown ended after the resync that succeeds; no reconnect after that one.
+#[test]
+fn a_failed_resync_drops_the_link_until_the_call_list_is_fresh() {
+    use secure_pay_agent::state::Access;
+    let pbx = FakePbx::start(0);
+    pbx.add_channel_silently(CHAN, UID);
+    let svc = service(&pbx);
+    connected(&pbx, &svc);
+    assert!(agent_support::wait_until(T, || svc.hub().knows(UID)));
+    assert_eq!(svc.hub().access(UID), Access::Live, "control: live");
+
+    // The PBX restarts; the call ended meanwhile; its next two channel lists are refused.
+    pbx.remove_channel_silently(UID);
+    pbx.refuse_channel_list(2);
+    let logins = pbx.logins();
+    let pbx = pbx.restart();
+    assert!(
+        pbx.wait_logins(logins + 3, T),
+        "a login after each refused resync: {} logins",
+        pbx.logins()
+    );
+    assert!(
+        agent_support::wait_until(T, || matches!(svc.hub().access(UID), Access::Ended(..))),
+        "the call is shown ended once a resync succeeds"
+    );
+    assert!(agent_support::wait_until(T, || svc.hub().pbx().connected));
+    let done = pbx.logins();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        pbx.logins(),
+        done,
+        "no reconnect after the resync that succeeded"
+    );
+    assert!(svc.hub().pbx().connected);
+}

@@ -41,6 +41,8 @@ pub struct St {
     pub extra_channels: usize,
     /// Stop answering (the PBX host vanished; the socket stays open).
     pub frozen: bool,
+    /// Leave this many more `show channels as json` unanswered (a resync that times out).
+    pub unanswered_lists: u32,
 }
 
 pub fn new_st() -> Arc<Mutex<St>> {
@@ -54,6 +56,7 @@ pub fn new_st() -> Arc<Mutex<St>> {
             .as_millis() as u64,
         extra_channels: 0,
         frozen: false,
+        unanswered_lists: 0,
     }))
 }
 
@@ -248,6 +251,10 @@ pub fn serve(st: Arc<Mutex<St>>, s: TcpStream) {
         } else if cmd.starts_with("event plain ") {
             let _ = w.write_all(reply("+OK event listener enabled plain").as_bytes());
         } else if let Some(a) = cmd.strip_prefix("api ") {
+            if a == "show channels as json" && g.unanswered_lists > 0 {
+                g.unanswered_lists -= 1;
+                continue;
+            }
             let body = api(&mut g, a);
             let _ = w.write_all(
                 format!(

@@ -70,6 +70,8 @@ struct State {
     logins: u32,
     /// The PBX host vanished: nothing is answered or sent, the sockets stay open.
     frozen: bool,
+    /// Refuse this many more `CoreShowChannels` (a resync that fails).
+    refuse_list: u32,
 }
 
 /// The fake PBX.
@@ -157,6 +159,10 @@ fn handle_action(st: &mut State, m: &Message) -> String {
     let ok = |msg: &str| format!("Response: Success\r\nActionID: {id}\r\nMessage: {msg}\r\n\r\n");
     let err = |msg: &str| format!("Response: Error\r\nActionID: {id}\r\nMessage: {msg}\r\n\r\n");
     match m.get("Action").unwrap_or("").to_ascii_lowercase().as_str() {
+        "coreshowchannels" if st.refuse_list > 0 => {
+            st.refuse_list -= 1;
+            err("Permission denied")
+        }
         "coreshowchannels" => {
             let mut out = format!(
                 "Response: Success\r\nActionID: {id}\r\nEventList: start\r\nMessage: Channels will follow\r\n\r\n"
@@ -306,6 +312,7 @@ impl FakePbx {
                 clock_ms: unix_ms(),
                 logins: 0,
                 frozen: false,
+                refuse_list: 0,
             })),
         )
     }
@@ -392,6 +399,11 @@ impl FakePbx {
         });
     }
 
+    /// Removes a channel without telling anyone (it ended while the service was away).
+    pub fn remove_channel_silently(&self, uid: &str) {
+        self.st.lock().unwrap().chans.retain(|c| c.uid != uid);
+    }
+
     pub fn hangup(&self, uid: &str) {
         let mut g = self.st.lock().unwrap();
         if let Some(i) = g.chans.iter().position(|c| c.uid == uid) {
@@ -464,6 +476,11 @@ impl FakePbx {
     /// connection as the service sees it when the PBX host vanished.
     pub fn freeze(&self, on: bool) {
         self.st.lock().unwrap().frozen = on;
+    }
+
+    /// The next `n` `CoreShowChannels` are refused (`Response: Error`).
+    pub fn refuse_channel_list(&self, n: u32) {
+        self.st.lock().unwrap().refuse_list = n;
     }
 
     pub fn set_outcome(&self, o: PaymentOutcome) {
