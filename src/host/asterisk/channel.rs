@@ -684,6 +684,8 @@ pub unsafe fn start_anchored(
     opts: &str,
     timeout: Duration,
 ) -> Result<(), StartError> {
+    // The loader's lock, never under the channel lock (see `events::refresh_stasis_loaded`).
+    events::refresh_stasis_loaded();
     // Checked before the attach too: the attach makes the bridge leave native mode, possibly
     // before the first check after it.
     // SAFETY: unlocked, referenced channel (contract).

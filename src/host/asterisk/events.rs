@@ -4,6 +4,7 @@
 //! [`Event::for_each_header`] headers (masked data only).
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::core::events::Event;
 use crate::ffi::asterisk as ffi;
@@ -101,11 +102,25 @@ pub fn publish(ids: &ChanIds, ev: &Event) {
     user_event(ids, &name, &own);
 }
 
-/// A Stasis channel user event can reach an ARI application: the channel is known and the ARI
-/// application layer is loaded.
-fn ari_possible(ids: &ChanIds) -> bool {
+/// `res_stasis.so` was loaded when secure mode last started (on any channel).
+static STASIS_LOADED: AtomicBool = AtomicBool::new(false);
+
+/// Asks the loader whether `res_stasis.so` is loaded, for the events of the secure sessions
+/// from now on. Called by every start before it locks the channel and before it counts itself
+/// as a start under way: the loader's module-list lock is never taken with a channel locked
+/// (where a `core reload` would stall the media path) nor where an unload holding that lock
+/// waits for us. ARI loaded later gets its copies from the next start on; unloaded later, a
+/// user event nobody consumes is published.
+pub fn refresh_stasis_loaded() {
     // SAFETY: no arguments; the shim only looks the module up in the loader's list.
-    ids.chan != 0 && unsafe { ffi::sp_ast_stasis_loaded() } != 0
+    let loaded = unsafe { ffi::sp_ast_stasis_loaded() } != 0;
+    STASIS_LOADED.store(loaded, Ordering::Relaxed);
+}
+
+/// A Stasis channel user event can reach an ARI application: the channel is known and the ARI
+/// application layer was loaded at the last start ([`refresh_stasis_loaded`]).
+fn ari_possible(ids: &ChanIds) -> bool {
+    ids.chan != 0 && STASIS_LOADED.load(Ordering::Relaxed)
 }
 
 fn user_event(ids: &ChanIds, name: &std::ffi::CStr, body: &str) {

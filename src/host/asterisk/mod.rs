@@ -171,6 +171,11 @@ pub extern "C" fn sp_rs_load() -> c_int {
         if rc != 0 {
             log::error!("secure_pay: registering applications/AMI/CLI failed");
             unregister();
+            // The loader unmaps a module whose load failed: no worker of ours may outlive it
+            // (idle workers join at once).
+            if !join_connectors() {
+                log::error!("secure_pay: a payment worker outlived the failed load");
+            }
             return -1;
         }
         start_ticker();
