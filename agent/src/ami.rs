@@ -284,14 +284,7 @@ impl Ami {
         link::mark_connected(&self.hub, ever_connected);
         log::info!("secure-pay-agent: AMI connected to {}", self.cfg.addr);
         let me = Arc::clone(self);
-        let closer = c.closer()?;
-        let _ = thread::Builder::new()
-            .name("ami-resync".into())
-            .spawn(move || {
-                if let Err(e) = me.resync() {
-                    closer.fail(format!("resync failed ({e}); reconnecting"));
-                }
-            });
+        c.spawn_resync("ami", move || me.resync())?;
         loop {
             let r = Message::read_from(&mut c.reader);
             if let Some(end) = c.ended(&r, &self.stop) {
@@ -418,7 +411,7 @@ impl Ami {
     }
 
     /// After a login: which calls still exist (`CoreShowChannels`), then each live call's
-    /// secure state. An error ends the connection (see [`link::Closer`]): the page must not
+    /// secure state. An error ends the connection (see [`link::Conn::spawn_resync`]): the page must not
     /// show calls that may be stale while the link is reported up.
     fn resync(&self) -> Result<(), String> {
         let list = self.core_show_channels()?;

@@ -325,14 +325,7 @@ impl Esl {
         *lock(&self.writer) = Some(w);
         link::mark_connected(&self.hub, ever);
         let me = Arc::clone(self);
-        let closer = c.closer()?;
-        let _ = thread::Builder::new()
-            .name("esl-resync".into())
-            .spawn(move || {
-                if let Err(e) = me.resync() {
-                    closer.fail(format!("resync failed ({e}); reconnecting"));
-                }
-            });
+        c.spawn_resync("esl", move || me.resync())?;
         loop {
             let got = read_frame(&mut c.reader);
             if let Some(end) = c.ended(&got, &self.stop) {
@@ -389,7 +382,7 @@ impl Esl {
 
     /// After a login: which calls still exist (`show channels as json`; per call with
     /// `uuid_exists` when the core has no SQL), then each live call's secure state. An error
-    /// ends the connection (see [`link::Closer`]): the page must not show calls that may be
+    /// ends the connection (see [`link::Conn::spawn_resync`]): the page must not show calls that may be
     /// stale while the link is reported up.
     fn resync(&self) -> Result<(), String> {
         let body = self.api("show channels as json")?;

@@ -124,12 +124,27 @@ impl Conn {
         self.stream.try_clone().map_err(e)
     }
 
-    /// A handle that ends this connection from another thread (the resync's), see [`Closer`].
-    pub(crate) fn closer(&self) -> Result<Closer, (bool, String)> {
-        Ok(Closer {
-            sock: self.stream.try_clone().map_err(|e| (true, e.to_string()))?,
-            live: Arc::clone(&self.live),
-        })
+    /// Runs `resync` (the first thing after a login: which calls still exist and their secure
+    /// state) on its own thread. If it fails the connection is unusable: the calls the service
+    /// shows may be stale while the link would be reported up. It is then ended from that
+    /// thread: the reader stops, the PBX is reported down with the reason (as a failed login,
+    /// so the reconnects back off) and the next login resyncs again.
+    pub(crate) fn spawn_resync(
+        &self,
+        name: &str,
+        resync: impl FnOnce() -> Result<(), String> + Send + 'static,
+    ) -> Result<(), (bool, String)> {
+        let sock = self.stream.try_clone().map_err(|e| (true, e.to_string()))?;
+        let live = Arc::clone(&self.live);
+        let _ = thread::Builder::new()
+            .name(format!("{name}-resync"))
+            .spawn(move || {
+                if let Err(e) = resync() {
+                    live.end_with(false, format!("resync failed ({e}); reconnecting"));
+                    let _ = sock.shutdown(Shutdown::Both);
+                }
+            });
+        Ok(())
     }
 
     /// How a read that ended the session is reported: the watchdog's verdict first, then a
@@ -139,11 +154,8 @@ impl Conn {
         got: &std::io::Result<Option<T>>,
         stop: &AtomicBool,
     ) -> Option<Result<(), (bool, String)>> {
-        if let Some(reason) = lock(&self.live.failed).clone() {
-            return Some(Err((false, reason)));
-        }
-        if let Some(reason) = self.live.dead_reason() {
-            return Some(Err((true, reason)));
+        if let Some(verdict) = self.live.verdict() {
+            return Some(Err(verdict));
         }
         match got {
             Ok(Some(_)) => None,
@@ -167,31 +179,15 @@ pub(crate) fn mark_connected(hub: &Hub, ever: &mut bool) {
     });
 }
 
-/// Ends a logged-in connection that turned out unusable: the resync after a login (the
-/// PBX's channel list, each call's secure state) failed, so the calls the service shows may be
-/// stale while the link would be reported up. The reader ends, the PBX is reported down with
-/// the reason (as a failed login: the reconnects back off) and the next login resyncs again.
-pub(crate) struct Closer {
-    sock: TcpStream,
-    live: Arc<Liveness>,
-}
-
-impl Closer {
-    pub(crate) fn fail(&self, reason: String) {
-        *lock(&self.live.failed) = Some(reason);
-        let _ = self.sock.shutdown(Shutdown::Both);
-    }
-}
-
 /// Liveness of one PBX connection: when bytes last arrived, and why the watchdog killed it.
 pub(crate) struct Liveness {
     t0: Instant,
     last_ms: AtomicU64,
     alive: AtomicBool,
-    dead: Mutex<Option<String>>,
-    /// Why the connection was declared unusable after its login (a resync failed, see
-    /// [`Closer`]); reported like a failed login, so the reconnects back off.
-    failed: Mutex<Option<String>>,
+    /// Why the connection was declared dead, as the session reports it: `(logged_in, reason)`
+    /// (the watchdog: `true`, a half-open link; a failed resync: `false`, so the reconnects
+    /// back off as after a failed login). The first verdict stays.
+    dead: Mutex<Option<(bool, String)>>,
 }
 
 impl Liveness {
@@ -201,7 +197,6 @@ impl Liveness {
             last_ms: AtomicU64::new(0),
             alive: AtomicBool::new(true),
             dead: Mutex::new(None),
-            failed: Mutex::new(None),
         })
     }
 
@@ -221,9 +216,14 @@ impl Liveness {
         self.alive.store(false, Ordering::SeqCst);
     }
 
-    /// Why the watchdog declared the connection dead, if it did.
-    pub(crate) fn dead_reason(&self) -> Option<String> {
+    /// Why the connection was declared dead, if it was: `(logged_in, reason)`.
+    pub(crate) fn verdict(&self) -> Option<(bool, String)> {
         lock(&self.dead).clone()
+    }
+
+    /// Declares the connection dead (the first verdict stays).
+    fn end_with(&self, logged_in: bool, reason: String) {
+        lock(&self.dead).get_or_insert((logged_in, reason));
     }
 }
 
@@ -276,7 +276,7 @@ pub(crate) fn spawn_watchdog(
                          is presumed dead (half-open); reconnecting",
                         (every + timeout).as_secs()
                     );
-                    *lock(&live.dead) = Some(reason);
+                    live.end_with(true, reason);
                     kill();
                     return;
                 }
