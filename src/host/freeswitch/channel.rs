@@ -935,21 +935,28 @@ fn mute(frame: &mut [i16]) {
 /// # Safety
 /// `frame` is NULL or the live read-replace frame of the current callback.
 unsafe fn mute_unchecked(frame: *mut fs::switch_frame_t) {
-    if frame.is_null() {
-        return;
+    // SAFETY: NULL or the live frame of the current callback (contract).
+    if let Some(bytes) = unsafe { frame.as_mut().and_then(|f| payload_bytes(f)) } {
+        bytes.fill(0);
     }
-    // SAFETY: non-NULL live frame for the duration of the callback.
-    let f = unsafe { &mut *frame };
+}
+
+/// The frame's payload as bytes: `min(datalen, buflen)` of them (`datalen` when the core gave
+/// no buflen: the same bound the core itself writes to). None without a data pointer.
+///
+/// # Safety
+/// `f` is a live frame whose `data` holds that many bytes, ours to edit while it is handed to
+/// us (a READ_REPLACE callback, the read_frame hook).
+unsafe fn payload_bytes(f: &mut fs::switch_frame_t) -> Option<&mut [u8]> {
     if f.data.is_null() {
-        return;
+        return None;
     }
     let mut len = f.datalen as usize;
     if f.buflen != 0 {
         len = len.min(f.buflen as usize);
     }
-    // SAFETY: `data` holds at least `min(datalen, buflen)` bytes (the whole buffer when the core
-    // gave no buflen: the same bound the core itself writes to); bytes need no alignment.
-    unsafe { std::ptr::write_bytes(f.data as *mut u8, 0, len) };
+    // SAFETY: non-NULL, `len` bytes per the contract; bytes need no alignment.
+    Some(unsafe { std::slice::from_raw_parts_mut(f.data as *mut u8, len) })
 }
 
 /// The frame's samples as a validated mutable slice, or None (the caller then mutes the raw
@@ -1297,22 +1304,18 @@ unsafe extern "C" fn read_frame_hook(
 /// `f` is the live frame the endpoint just read.
 unsafe fn silence_encoded(f: &mut fs::switch_frame_t) {
     f.flags |= fs::SFF_CNG;
-    if f.data.is_null() {
-        return;
-    }
-    let mut len = f.datalen as usize;
-    if f.buflen != 0 {
-        len = len.min(f.buflen as usize);
-    }
     // SAFETY: a non-NULL codec of a live frame points at its codec, whose implementation (if
     // any) lives as long as the codec.
     let imp = unsafe { f.codec.as_ref() }.map_or(std::ptr::null(), |c| c.implementation);
+    // SAFETY: the live frame the endpoint just read (contract).
+    let Some(bytes) = (unsafe { payload_bytes(f) }) else {
+        return;
+    };
     if imp.is_null() {
-        // SAFETY: `data` holds at least `min(datalen, buflen)` bytes (see `mute_unchecked`).
-        unsafe { std::ptr::write_bytes(f.data as *mut u8, 0xff, len) };
+        bytes.fill(0xff);
     } else {
-        // SAFETY: as above; the core's own filler (G.729 pattern or 0xff bytes), `len` bytes.
-        unsafe { fs::switch_core_gen_encoded_silence(f.data as *mut u8, imp, len as _) };
+        // SAFETY: the core's own filler (G.729 pattern or 0xff bytes) over exactly these bytes.
+        unsafe { fs::switch_core_gen_encoded_silence(bytes.as_mut_ptr(), imp, bytes.len() as _) };
     }
 }
 
