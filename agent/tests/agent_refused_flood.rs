@@ -46,7 +46,9 @@ fn a_refused_client_opening_connections_in_a_loop_cannot_exhaust_descriptors() {
     let base = open_fds();
     let mut flood = Vec::new();
     let mut most = 0;
-    let end = Instant::now() + Duration::from_secs(5);
+    // Up to 20 s for 2,000 connections: a loaded 2-core machine opened only 780 in 5 s once
+    // (the control below then failed although the caps held).
+    let end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < end && flood.len() < 2000 {
         if let Ok(s) = connect_from(ip(21), a) {
             flood.push(s);
