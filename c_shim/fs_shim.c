@@ -53,3 +53,25 @@ const char *sp_fs_channel_get_variable(switch_channel_t *channel, const char *na
 {
 	return switch_channel_get_variable(channel, name);
 }
+
+size_t sp_fs_bug_list(switch_core_session_t *session, char *buf, size_t len)
+{
+	switch_stream_handle_t stream = { 0 };
+	size_t n;
+
+	if (!session) {
+		return 0;
+	}
+	SWITCH_STANDARD_STREAM(stream);
+	switch_core_media_bug_enumerate(session, &stream);
+	n = stream.data ? strlen((const char *) stream.data) : 0;
+	if (buf && len) {
+		size_t c = n < len - 1 ? n : len - 1;
+		if (c) {
+			memcpy(buf, stream.data, c);
+		}
+		buf[c] = '\0';
+	}
+	switch_safe_free(stream.data);
+	return n;
+}

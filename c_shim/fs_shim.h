@@ -39,4 +39,10 @@ switch_core_session_t *sp_fs_session_locate(const char *uuid);
 /* switch_channel_get_variable(channel, name) (no dup: valid until the variable changes). */
 const char *sp_fs_channel_get_variable(switch_channel_t *channel, const char *name);
 
+/* switch_core_media_bug_enumerate(session) (every media bug's function and target, as
+ * FreeSWITCH's XML text) through a SWITCH_STANDARD_STREAM, copied into buf (NUL-terminated,
+ * cut at len - 1 bytes). Returns the text's whole length: call again with a larger buf if it is
+ * len or more. Takes the session's bug list read lock: never call it from a media bug callback. */
+size_t sp_fs_bug_list(switch_core_session_t *session, char *buf, size_t len);
+
 #endif

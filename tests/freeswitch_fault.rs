@@ -19,29 +19,11 @@
 
 mod freeswitch_support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use freeswitch_support::*;
 
 const PAN: &str = "4111111111111111";
-
-/// Compiles the fault module against this FreeSWITCH's headers into the instance's module dir.
-fn build_fault_module(fs: &FreeSwitch, prefix: &Path) {
-    let src =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support/fault/mod_sp_fault.c");
-    let out = fs.dir.join("mod/mod_sp_fault.so");
-    let st = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O1", "-I"])
-        .arg(prefix.join("include/freeswitch"))
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .expect("cc (apt install gcc)");
-    assert!(st.success(), "building {}", src.display());
-}
 
 /// Records the agent while a plain 1 kHz tone of `ms` plays into the customer channel;
 /// `before` runs after the recording started and before the tone. Returns the peak.
@@ -77,9 +59,7 @@ fn tap_only(esl: &mut Esl, uuid: &str, verb: &str) -> String {
 fn a_core_that_skips_our_bug_passes_silence_until_the_bug_list_is_repaired() {
     let Some(prefix) = prefix() else { return };
     let fs = FreeSwitch::start(&prefix, &Options::default());
-    build_fault_module(&fs, &prefix);
-    let r = fs.esl().api("load mod_sp_fault");
-    assert!(r.contains("+OK"), "load mod_sp_fault: {r}");
+    load_fault_module(&fs, &prefix);
     let mut esl = fs.esl();
     let mut ev = fs.esl();
     ev.subscribe("plain CUSTOM secure_pay::error secure_pay::digit");

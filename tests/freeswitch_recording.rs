@@ -20,6 +20,9 @@
 //!   agent and a SIP recorder that joins by INVITE; the customer keys the card in-band, the
 //!   expiry as RFC 2833 and the code as SIP INFO; every recording decodes controls, no card.
 //! - `tap_mode_eavesdrop_is_paused_in_secure_mode`: `native_eavesdrop ... read` hears no card.
+//! - `another_modules_codec_payload_tap_is_paused_in_secure_mode`: codec-payload taps of
+//!   functions secure_pay does not know (a test-only module's, one started before and one during
+//!   secure mode) get nothing of the card; controls before start and after stop.
 //! - `recording_pause_resumes_the_agent_after_the_customer_hangs_up`: the hangup exit path.
 //!
 //! Needs FreeSWITCH at $FREESWITCH_PREFIX (default /opt/freeswitch), else SKIPPED.
@@ -542,6 +545,84 @@ const TAP_DIALPLAN: &str = r#"
 
 /// `native_eavesdrop <customer> read` on an outbound SIP leg (PCMU like the customer): the tapped
 /// codec payload goes out as RTP to the inbound leg, whose wav recording is what the spy hears.
+/// `sp_fault native_tap` (the test-only module): another module's codec-payload tap of
+/// function `function` on `uuid`, writing what it gets to `path`.
+fn third_party_tap(esl: &mut Esl, uuid: &str, verb: &str, function: &str, path: &Path) {
+    let r = match verb {
+        "start" => esl.api(&format!(
+            "sp_fault native_tap {uuid} start {function} {}",
+            path.display()
+        )),
+        _ => esl.api(&format!("sp_fault native_tap {uuid} stop {function}")),
+    };
+    assert!(r.starts_with("+OK"), "native_tap {verb} {function}: {r}");
+}
+
+#[test]
+fn another_modules_codec_payload_tap_is_paused_in_secure_mode() {
+    let Some(fs) = sip_fs(&[]) else { return };
+    let Some(prefix) = prefix() else { return };
+    load_fault_module(&fs, &prefix);
+    let mut esl = fs.esl();
+    let mut ev = fs.esl();
+    ev.subscribe("plain CUSTOM secure_pay::recording");
+    let (cust_a, cust_b) = originate_sip(&fs, &mut esl, "sipcust6", "rfc2833");
+    let _ = agent_legs(&mut esl, &cust_b);
+    std::thread::sleep(Duration::from_millis(700));
+
+    // A tap of a module secure_pay knows nothing of, running before secure mode, and one of
+    // another such module started during it (learned from FreeSWITCH's MEDIA_BUG_START).
+    let before = native_path("acme_tap_before");
+    let during = native_path("acme_tap_during");
+    third_party_tap(&mut esl, &cust_b, "start", "acme_fork", &before);
+    play_tones(&mut esl, &cust_a, BEFORE);
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
+    assert!(r.starts_with("+OK"), "start: {r}");
+    let evs = recording_events(&ev.drain(Duration::from_millis(800)), &cust_b);
+    assert!(
+        evs.iter()
+            .any(|(a, k, l, n)| a == "paused" && k == "tap" && l == "customer" && n == "1"),
+        "paused event for the other module's tap: {evs:?}"
+    );
+    third_party_tap(&mut esl, &cust_b, "start", "other_vendor_tap", &during);
+    std::thread::sleep(Duration::from_millis(300));
+    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
+    let evs = recording_events(&ev.drain(Duration::from_millis(300)), &cust_b);
+    assert!(
+        has(&evs, "paused", "tap", "customer"),
+        "the tap started during secure mode paused: {evs:?}"
+    );
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
+    assert!(r.starts_with("+OK"), "stop: {r}");
+    let evs = recording_events(&ev.drain(Duration::from_millis(800)), &cust_b);
+    assert!(
+        has(&evs, "resumed", "native", "customer"),
+        "resumed event: {evs:?}"
+    );
+    play_tones(&mut esl, &cust_a, AFTER);
+    std::thread::sleep(Duration::from_millis(1000));
+    third_party_tap(&mut esl, &cust_b, "stop", "acme_fork", &before);
+    third_party_tap(&mut esl, &cust_b, "stop", "other_vendor_tap", &during);
+
+    // Judge: multimon-ng on what each tap got. Controls: the keys before start and after stop
+    // reached the taps (they work and were resumed).
+    for (p, controls) in [(&before, &[BEFORE, AFTER][..]), (&during, &[AFTER][..])] {
+        let d = native_digits(p);
+        assert!(!card_keys_in(&d), "{}: the card leaked: {d:?}", p.display());
+        for c in controls {
+            assert!(d.contains(c), "{}: control {c} missing: {d:?}", p.display());
+        }
+    }
+    assert!(!native_digits(&during).contains(BEFORE));
+    let log = fs.log_text();
+    assert!(!log.contains(PAN), "the log holds the card number");
+    assert!(
+        log.contains("other_vendor_tap"),
+        "the log names the tap learned during secure mode"
+    );
+    let _ = esl.api(&format!("uuid_kill {cust_a}"));
+}
+
 #[test]
 fn tap_mode_eavesdrop_is_paused_in_secure_mode() {
     let Some(prefix) = prefix() else { return };

@@ -1050,3 +1050,22 @@ pub fn record(esl: &mut Esl, uuid: &str, verb: &str, path: &std::path::Path) {
     let r = esl.api(&format!("uuid_record {uuid} {verb} {}", path.display()));
     assert!(r.starts_with("+OK"), "uuid_record {verb}: {r}");
 }
+
+/// Compiles the test-only module `tests/freeswitch_support/fault/mod_sp_fault.c` against this
+/// FreeSWITCH's headers into the instance's module dir and loads it (never installed).
+pub fn load_fault_module(fs: &FreeSwitch, prefix: &Path) {
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/freeswitch_support/fault/mod_sp_fault.c");
+    let out = fs.dir.join("mod/mod_sp_fault.so");
+    let st = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-I"])
+        .arg(prefix.join("include/freeswitch"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("cc (apt install gcc)");
+    assert!(st.success(), "building {}", src.display());
+    let r = fs.esl().api("load mod_sp_fault");
+    assert!(r.contains("+OK"), "load mod_sp_fault: {r}");
+}

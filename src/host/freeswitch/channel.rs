@@ -35,7 +35,7 @@ use crate::host::guard;
 
 use super::events;
 use super::inbox::Inbox;
-use super::recording::{Recordings, Reports};
+use super::recording::{BugNames, Learned, Recordings, Reports};
 use super::util::{self, LockedSession};
 use super::watch::{ReplaceWatch, Verdict};
 
@@ -43,7 +43,9 @@ use super::watch::{ReplaceWatch, Verdict};
 /// (the customer leg's own media flags are checked on every frame by the read_frame hook).
 const MEDIA_CHECK_MS: u64 = 1000;
 /// Name of our media bug (also `Media-Bug-Function` in MEDIA_BUG_START: no secrets in it).
-const BUG_FUNCTION: &std::ffi::CStr = c"secure_pay";
+pub(super) const BUG_FUNCTION: &std::ffi::CStr = c"secure_pay";
+/// The function of the no-op bug that makes FreeSWITCH recompute its tap-only flag.
+pub(super) const REPAIR_FUNCTION: &std::ffi::CStr = c"secure_pay_repair";
 
 /// Media-thread state.
 struct Media {
@@ -118,6 +120,11 @@ pub struct Channel {
     /// Native taps paused since the last report (atomics: the media thread counts, the
     /// dispatcher turns the counts into `recording` events).
     rec_reports: Reports,
+    /// Other modules' media bug functions on this channel, whose codec-payload taps the
+    /// per-frame check pauses too (`recording.rs`).
+    bug_names: BugNames,
+    /// An untracked media bug function was logged for this channel.
+    untracked_logged: AtomicBool,
     /// Something for the dispatcher arrived (a key press, an outcome, a media or recording
     /// change) since it last serviced this channel: serviced on the next wake-up, not only on
     /// the 50 ms sweep (see [`kicked`]).
@@ -179,6 +186,27 @@ fn registry_get(key: usize) -> Option<Arc<Channel>> {
     // host calls; a poisoned lock still holds a consistent map.
     let map = REGISTRY.read().unwrap_or_else(|p| p.into_inner());
     map.get(&key).cloned()
+}
+
+/// A media bug was added to the session `uuid` (its `MEDIA_BUG_START` event, on the event
+/// thread): a secure channel checks that function's bugs from its next frame on.
+pub fn media_bug_started(uuid: &str, function: &[u8]) {
+    let Some(ls) = LockedSession::locate(uuid) else {
+        return;
+    };
+    let Some(ch) = registry_get(ls.as_ptr() as usize) else {
+        return;
+    };
+    let name = String::from_utf8_lossy(function);
+    match ch.bug_names.learn(function) {
+        Learned::New => log::info!(
+            "secure_pay: {uuid}: media bug '{name}' of another module: its codec-payload taps are paused while secure"
+        ),
+        Learned::Untracked if !ch.untracked_logged.swap(true, Ordering::AcqRel) => log::warn!(
+            "secure_pay: {uuid}: media bug '{name}' of another module not tracked (name too long or too many); a codec-payload tap of it is not paused"
+        ),
+        _ => {}
+    }
 }
 
 fn registry_remove(ch: &Arc<Channel>) {
@@ -316,6 +344,23 @@ impl Channel {
         }
     }
 
+    /// Learns the functions of the media bugs on the session ([`BugNames`]); logs, once per
+    /// channel, the ones it cannot track.
+    ///
+    /// # Safety
+    /// `session` is this channel's live session; the caller holds no bug-list lock.
+    unsafe fn learn_bug_names(&self, session: *mut fs::switch_core_session_t) {
+        // SAFETY: forwarded contract.
+        let untracked = unsafe { self.bug_names.learn_from_list(session) };
+        if !untracked.is_empty() && !self.untracked_logged.swap(true, Ordering::AcqRel) {
+            log::warn!(
+                "secure_pay: {}: media bugs of other modules not tracked (name too long or too many): {}; a codec-payload tap among them is not paused",
+                self.uuid,
+                untracked.join(", ")
+            );
+        }
+    }
+
     /// Dispatcher step: pump the inbox, outcome and timers into the session; once a second
     /// poll the bridge partner's media; fire events (one `media-not-in-core` error each time
     /// the media leaves the core); detach a finished session. The session is only located
@@ -334,6 +379,9 @@ impl Channel {
                 // SAFETY: `ls` holds the session's read lock, so the session and channel live.
                 let out = unsafe { media_bypassed(ls.as_ptr()) };
                 self.polled_out.store(out, Ordering::Release);
+                // Other modules' media bugs (their MEDIA_BUG_START event may have been missed).
+                // SAFETY: read-locked session; the dispatcher holds no bug-list lock.
+                unsafe { self.learn_bug_names(ls.as_ptr()) };
             }
             if repair {
                 // SAFETY: read-locked session; the dispatcher holds no bug-list lock.
@@ -595,6 +643,8 @@ pub unsafe fn start(
         module_lock: AtomicPtr::new(std::ptr::null_mut()),
         rec: Mutex::new(Recordings::new(cfg_recording)),
         rec_reports: Reports::default(),
+        bug_names: BugNames::default(),
+        untracked_logged: AtomicBool::new(false),
         kicked: AtomicBool::new(true),
         watch: ReplaceWatch::new(),
     });
@@ -622,7 +672,9 @@ pub unsafe fn start(
         // SAFETY: live session; no bug lock held here.
         let mut evs = unsafe { rec.pause_all(session) };
         // SAFETY: as above.
-        unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports) };
+        unsafe { ch.learn_bug_names(session) };
+        // SAFETY: as above.
+        unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports, &ch.bug_names) };
         ch.rec_reports.take(ch.cfg.recording, &mut evs);
         if ch.closed.load(Ordering::Acquire) {
             // Hung up while we paused (CLOSE could not take `rec`, see `finish`): undo it here.
@@ -1252,13 +1304,16 @@ unsafe extern "C" fn read_frame_hook(
         match ch.rec.try_lock() {
             Ok(mut rec) => {
                 // SAFETY: live session; read_frame hooks run outside the bug list's lock.
-                if unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports) } {
+                if unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports, &ch.bug_names) } {
                     ch.kick();
                 }
             }
             Err(TryLockError::Poisoned(p)) => {
                 // SAFETY: as above.
-                if unsafe { p.into_inner().scan(session, &ch.uuid, &ch.rec_reports) } {
+                if unsafe {
+                    p.into_inner()
+                        .scan(session, &ch.uuid, &ch.rec_reports, &ch.bug_names)
+                } {
                     ch.kick();
                 }
             }
@@ -1331,7 +1386,7 @@ unsafe fn repair_bug_list(session: *mut fs::switch_core_session_t) -> bool {
     let st = unsafe {
         fs::switch_core_media_bug_add(
             session,
-            c"secure_pay_repair".as_ptr(),
+            REPAIR_FUNCTION.as_ptr(),
             c"customer".as_ptr(),
             Some(noop_bug),
             std::ptr::null_mut(),

@@ -124,6 +124,7 @@ unsafe extern "C" fn mod_load(
 
         conf::apply("load");
         conf::watch();
+        recording::watch_bugs();
         events::reserve();
         // Kept if a forced unload left secure channels running (their payments use it).
         CONNECTOR
@@ -163,6 +164,7 @@ unsafe extern "C" fn mod_shutdown() -> fs::switch_status_t {
         MODULE_IFACE.store(std::ptr::null_mut(), Ordering::Release);
         SHUTTING_DOWN.store(true, Ordering::Release);
         conf::unwatch();
+        recording::unwatch_bugs();
         commands::unregister();
         channel::stop_all();
         // A channel we could not stop (its session already going away) still has our bug and

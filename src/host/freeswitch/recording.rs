@@ -6,7 +6,9 @@
 //! - A *codec-payload* tap reads the customer's packets before any bug and cannot be masked:
 //!   `record_session` to a path without a file extension (FreeSWITCH writes `<path>-in.<codec>`
 //!   and `<path>-out.<codec>`, flag `SMBF_TAP_NATIVE_READ`) and eavesdrop in tap mode
-//!   (`native_eavesdrop`). Decision: such a tap is **paused** (`SMBF_PAUSE` on that bug) for the
+//!   (`native_eavesdrop`), and any other module's media bug with `SMBF_TAP_NATIVE_READ` (found
+//!   by function name: FreeSWITCH lists bugs by name only; see [`BugNames`]). Decision: such a
+//!   tap is **paused** (`SMBF_PAUSE` on that bug) for the
 //!   secure period and resumed when secure mode ends, with `secure_pay::recording` events
 //!   (action `paused`/`resumed`, kind `native`/`tap`). Secure mode is not refused: a tap
 //!   started *during* secure mode could not be refused either, and one rule for both keeps the
@@ -25,7 +27,8 @@
 
 use arrayvec::ArrayVec;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use crate::core::config::RecordingMode;
 use crate::core::events::{Event, Leg, RecordingAction, RecordingKind};
@@ -37,6 +40,176 @@ use super::util::{self, LockedSession};
 /// Media bug functions of FreeSWITCH's own recorders and taps (switch_ivr_async.c).
 const RECORD_FUNCTION: &std::ffi::CStr = c"session_record";
 const EAVESDROP_FUNCTION: &std::ffi::CStr = c"eavesdrop";
+
+/// Longest media bug function name of another module that a channel can track (bytes, with
+/// its NUL), and how many such names per channel.
+const NAME_CAP: usize = 64;
+const MAX_NAMES: usize = 8;
+
+/// A media bug function name, NUL-terminated in place (copied without allocating).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct BugName([u8; NAME_CAP]);
+
+impl BugName {
+    fn new(name: &[u8]) -> Option<Self> {
+        if name.is_empty() || name.len() >= NAME_CAP || name.contains(&0) {
+            return None;
+        }
+        let mut b = [0u8; NAME_CAP];
+        b[..name.len()].copy_from_slice(name);
+        Some(Self(b))
+    }
+
+    fn as_cstr(&self) -> &std::ffi::CStr {
+        std::ffi::CStr::from_bytes_until_nul(&self.0).unwrap_or(c"")
+    }
+}
+
+/// What [`BugNames::learn`] did with a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Learned {
+    /// A new name: its bugs are checked from the next frame on.
+    New,
+    /// Known already, or FreeSWITCH's own recorders and taps, or ours.
+    Known,
+    /// Too long, or the channel tracks [`MAX_NAMES`] names already: its bugs are not checked.
+    Untracked,
+}
+
+/// Function names of the media bugs *other modules* put on the customer's channel (learned from
+/// FreeSWITCH's bug list at start and every second, and from its `MEDIA_BUG_START` events), so
+/// that the per-frame check also pauses their codec-payload taps (`SMBF_TAP_NATIVE_READ`): the
+/// core lists media bugs only by function name. Written by the start, dispatcher and event
+/// threads; the read_frame hook copies the list (no allocation) when `gen` moved, with a
+/// `try_lock` only.
+#[derive(Default)]
+pub(super) struct BugNames {
+    gen: AtomicU32,
+    names: Mutex<ArrayVec<BugName, MAX_NAMES>>,
+}
+
+impl BugNames {
+    /// Tracks the bugs of function `name` on this channel from the next frame on.
+    pub fn learn(&self, name: &[u8]) -> Learned {
+        let own = [
+            RECORD_FUNCTION,
+            EAVESDROP_FUNCTION,
+            super::channel::BUG_FUNCTION,
+        ]
+        .iter()
+        .any(|f| f.to_bytes() == name)
+            || name == super::channel::REPAIR_FUNCTION.to_bytes();
+        if own {
+            return Learned::Known;
+        }
+        let Some(b) = BugName::new(name) else {
+            return Learned::Untracked;
+        };
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if names.contains(&b) {
+            return Learned::Known;
+        }
+        if names.try_push(b).is_err() {
+            return Learned::Untracked;
+        }
+        self.gen.fetch_add(1, Ordering::AcqRel);
+        Learned::New
+    }
+
+    /// Learns the function of every media bug on the session (FreeSWITCH's bug list). Returns
+    /// the names that could not be tracked, for the log (names only: never audio or digits).
+    ///
+    /// # Safety
+    /// `session` is live (own thread or read-locked) and the caller holds no bug-list lock
+    /// (not inside a media bug callback).
+    pub unsafe fn learn_from_list(&self, session: *mut fs::switch_core_session_t) -> Vec<String> {
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: live session (contract); `buf` is writable for its length.
+        let mut n = unsafe { fs::sp_fs_bug_list(session, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= buf.len() {
+            buf = vec![0u8; n + 1];
+            // SAFETY: as above.
+            n = unsafe { fs::sp_fs_bug_list(session, buf.as_mut_ptr().cast(), buf.len()) };
+        }
+        let text = String::from_utf8_lossy(&buf[..n.min(buf.len().saturating_sub(1))]);
+        let mut untracked = Vec::new();
+        for name in bug_functions(&text) {
+            if self.learn(name.as_bytes()) == Learned::Untracked {
+                untracked.push(name.to_string());
+            }
+        }
+        untracked
+    }
+}
+
+/// Our MEDIA_BUG_START binding (NULL when not bound).
+static BUG_START_NODE: AtomicPtr<fs::switch_event_node_t> = AtomicPtr::new(std::ptr::null_mut());
+
+/// FreeSWITCH fires `MEDIA_BUG_START` (headers `Unique-ID`, `Media-Bug-Function`) right after a
+/// media bug is added: a secure channel learns a new function at once, not at the next poll.
+unsafe extern "C" fn on_media_bug_start(event: *mut fs::switch_event_t) {
+    guard("media bug start", (), || {
+        if event.is_null() {
+            return;
+        }
+        let header = |name: &std::ffi::CStr| {
+            // SAFETY: the live event of this callback; the header string lives as long as it.
+            let p = unsafe { fs::switch_event_get_header_idx(event, name.as_ptr(), -1) };
+            // SAFETY: NULL or a NUL-terminated header value of the live event.
+            (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) })
+        };
+        let (Some(uuid), Some(function)) = (header(c"Unique-ID"), header(c"Media-Bug-Function"))
+        else {
+            return;
+        };
+        if let Ok(uuid) = uuid.to_str() {
+            super::channel::media_bug_started(uuid, function.to_bytes());
+        }
+    });
+}
+
+/// Binds [`on_media_bug_start`] (module load; kept from a forced unload that left channels).
+pub fn watch_bugs() {
+    if !BUG_START_NODE.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    let mut node: *mut fs::switch_event_node_t = std::ptr::null_mut();
+    // SAFETY: 'static id literal, no subclass, 'static callback without user data; `node` is a
+    // local out-parameter, kept until `unwatch_bugs`.
+    let st = unsafe {
+        fs::switch_event_bind_removable(
+            c"mod_secure_pay".as_ptr(),
+            fs::SWITCH_EVENT_MEDIA_BUG_START,
+            std::ptr::null(),
+            Some(on_media_bug_start),
+            std::ptr::null_mut::<c_void>(),
+            &mut node,
+        )
+    };
+    if st == fs::SWITCH_STATUS_SUCCESS {
+        BUG_START_NODE.store(node, Ordering::Release);
+    } else {
+        log::warn!(
+            "secure_pay: could not bind MEDIA_BUG_START; other modules' taps are found by the 1 s poll"
+        );
+    }
+}
+
+/// Removes the MEDIA_BUG_START binding (module shutdown: no callback into an unloaded module).
+pub fn unwatch_bugs() {
+    let mut node = BUG_START_NODE.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !node.is_null() {
+        // SAFETY: the node `watch_bugs` got from bind_removable, unbound once (swapped out).
+        unsafe { fs::switch_event_unbind(&mut node) };
+    }
+}
+
+/// The `<function>` values of `switch_core_media_bug_enumerate`'s text.
+fn bug_functions(text: &str) -> impl Iterator<Item = &str> {
+    text.split("<function>")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("</function>").map(|(name, _)| name))
+}
 
 /// Per-channel recording state (under `Channel::rec`).
 #[derive(Default)]
@@ -55,6 +228,10 @@ pub(super) struct Recordings {
     agent_count: u32,
     /// Secure mode ended: the per-frame check pauses nothing any more.
     ended: bool,
+    /// The other modules' bug functions checked with FreeSWITCH's own, copied from the
+    /// channel's [`BugNames`] at generation `extra_gen`.
+    extra: ArrayVec<BugName, MAX_NAMES>,
+    extra_gen: u32,
 }
 
 /// Native recordings / taps paused and not yet reported: the media thread counts, the
@@ -154,12 +331,20 @@ unsafe extern "C" fn resume_native_cb(bug: *mut fs::switch_media_bug_t, user_dat
 ///
 /// # Safety
 /// `session` is live and the caller does not hold its bug lock (not inside a bug callback).
-unsafe fn recorder_count(session: *mut fs::switch_core_session_t) -> u32 {
-    // SAFETY: live session per contract.
-    unsafe {
-        fs::switch_core_media_bug_count(session, RECORD_FUNCTION.as_ptr())
-            + fs::switch_core_media_bug_count(session, EAVESDROP_FUNCTION.as_ptr())
-    }
+unsafe fn recorder_count(session: *mut fs::switch_core_session_t, extra: &[BugName]) -> u32 {
+    functions(extra)
+        // SAFETY: live session per contract; each name is NUL-terminated and outlives the call.
+        .map(|(f, _)| unsafe { fs::switch_core_media_bug_count(session, f.as_ptr()) })
+        .sum()
+}
+
+/// The media bug functions whose codec-payload taps are paused: FreeSWITCH's recorder and
+/// eavesdrop, then the other modules' functions this channel learned. `true`: reported as kind
+/// `tap`.
+fn functions(extra: &[BugName]) -> impl Iterator<Item = (&std::ffi::CStr, bool)> {
+    [(RECORD_FUNCTION, false), (EAVESDROP_FUNCTION, true)]
+        .into_iter()
+        .chain(extra.iter().map(|n| (n.as_cstr(), true)))
 }
 
 impl Recordings {
@@ -182,9 +367,19 @@ impl Recordings {
         session: *mut fs::switch_core_session_t,
         uuid: &str,
         reports: &Reports,
+        names: &BugNames,
     ) -> bool {
         if self.ended {
             return false;
+        }
+        let gen = names.gen.load(Ordering::Acquire);
+        if gen != self.extra_gen {
+            // A copy of at most MAX_NAMES fixed arrays; retried on the next frame if a writer
+            // holds the list this moment.
+            if let Ok(n) = names.names.try_lock() {
+                self.extra = n.clone();
+                self.extra_gen = gen;
+            }
         }
         if self.customer_paused {
             // SAFETY: live session.
@@ -197,12 +392,13 @@ impl Recordings {
             }
         }
         // SAFETY: forwarded contract.
-        if unsafe { recorder_count(session) } == 0 {
+        if unsafe { recorder_count(session, &self.extra) } == 0 {
             return false;
         }
         let mut overflow = false;
         let mut found = false;
-        for (function, tap) in [(RECORD_FUNCTION, false), (EAVESDROP_FUNCTION, true)] {
+        let extra = self.extra.clone();
+        for (function, tap) in functions(&extra) {
             let mut ctx = ScanCtx {
                 rec: self,
                 reports,
@@ -283,7 +479,7 @@ impl Recordings {
             return out;
         }
         let list = std::mem::take(&mut self.paused);
-        for function in [RECORD_FUNCTION, EAVESDROP_FUNCTION] {
+        for (function, _) in functions(&self.extra) {
             // SAFETY: live session, bug lock not held; `list` outlives the call.
             unsafe {
                 fs::switch_core_media_bug_exec_all(
@@ -379,4 +575,65 @@ unsafe fn pause_leg(session: *mut fs::switch_core_session_t) -> Option<u32> {
     unsafe { fs::switch_core_media_bug_pause(session) };
     // SAFETY: live session.
     Some(unsafe { fs::switch_core_media_bug_count(session, RECORD_FUNCTION.as_ptr()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bug_functions_reads_every_function_of_the_bug_list() {
+        let text = "<media-bugs>\n <media-bug>\n  <function>session_record</function>\n  <target>/tmp/a</target>\n  <thread-locked>0</thread-locked>\n </media-bug>\n <media-bug>\n  <function>audio_fork</function>\n  <target>wss://x</target>\n  <thread-locked>0</thread-locked>\n </media-bug>\n</media-bugs>\n";
+        assert_eq!(
+            bug_functions(text).collect::<Vec<_>>(),
+            ["session_record", "audio_fork"]
+        );
+        assert_eq!(bug_functions("<media-bugs>\n</media-bugs>\n").count(), 0);
+        // Cut text (a longer list than the buffer): the unterminated name is not taken.
+        assert_eq!(
+            bug_functions("<function>a</function><function>trunc").collect::<Vec<_>>(),
+            ["a"]
+        );
+    }
+
+    #[test]
+    fn learn_tracks_other_modules_functions_once_and_skips_the_known_ones() {
+        let n = BugNames::default();
+        for own in [
+            "session_record",
+            "eavesdrop",
+            "secure_pay",
+            "secure_pay_repair",
+        ] {
+            assert_eq!(n.learn(own.as_bytes()), Learned::Known, "{own}");
+        }
+        assert_eq!(n.gen.load(Ordering::Acquire), 0);
+        assert_eq!(n.learn(b"audio_fork"), Learned::New);
+        assert_eq!(n.learn(b"audio_fork"), Learned::Known);
+        assert_eq!(n.gen.load(Ordering::Acquire), 1);
+        assert_eq!(n.learn(&[b'x'; NAME_CAP]), Learned::Untracked, "too long");
+        assert_eq!(n.learn(b""), Learned::Untracked);
+        assert_eq!(n.learn(b"a\0b"), Learned::Untracked);
+        for i in 1..MAX_NAMES {
+            assert_eq!(n.learn(format!("tap{i}").as_bytes()), Learned::New);
+        }
+        assert_eq!(n.learn(b"one_too_many"), Learned::Untracked);
+        let names = n.names.lock().unwrap();
+        assert_eq!(names.len(), MAX_NAMES);
+        assert_eq!(names[0].as_cstr(), c"audio_fork");
+    }
+
+    #[test]
+    fn the_checked_functions_are_freeswitch_s_then_the_learned_ones() {
+        let extra = [BugName::new(b"audio_fork").unwrap()];
+        let f: Vec<_> = functions(&extra).collect();
+        assert_eq!(
+            f,
+            [
+                (c"session_record", false),
+                (c"eavesdrop", true),
+                (c"audio_fork", true)
+            ]
+        );
+    }
 }

@@ -10,6 +10,12 @@
  * every frame on without running any READ_REPLACE bug. The race itself cannot be forced from
  * outside; this writes its outcome.
  *
+ * API `sp_fault native_tap <uuid> start <function> <path>` / `stop <function>`: another module's
+ * codec-payload tap, as a third-party recorder or audio fork would add it: a media bug of
+ * function <function> with SMBF_TAP_NATIVE_READ that appends every native read frame's payload
+ * (what the channel received, before any decoding or media bug) to <path>. secure_pay must
+ * pause it in secure mode (src/host/freeswitch/recording.rs) although it knows nothing of it.
+ *
  * Copyright (C) the secure_pay authors. GPL-2.0-or-later.
  */
 #include <switch.h>
@@ -32,16 +38,22 @@ struct sp_session_head {
 
 #define SP_SSF_MEDIA_BUG_TAP_ONLY (1u << 10)
 
+static void sp_native_tap(switch_stream_handle_t *stream, int argc, char **argv);
+
 SWITCH_STANDARD_API(sp_fault_api)
 {
-	char *argv[4] = { 0 };
+	char *argv[5] = { 0 };
 	char *dup = NULL;
 	int argc = 0;
 	switch_core_session_t *s = NULL;
 	struct sp_session_head *h;
 
 	if (!zstr(cmd) && (dup = strdup(cmd))) {
-		argc = switch_separate_string(dup, ' ', argv, 4);
+		argc = switch_separate_string(dup, ' ', argv, 5);
+	}
+	if (argc >= 4 && !strcmp(argv[0], "native_tap")) {
+		sp_native_tap(stream, argc, argv);
+		goto end;
 	}
 	if (argc != 3 || strcmp(argv[0], "tap_only") || (strcmp(argv[2], "set") && strcmp(argv[2], "get"))) {
 		stream->write_function(stream, "-ERR usage: sp_fault tap_only <uuid> set|get\n");
@@ -68,11 +80,71 @@ end:
 	return SWITCH_STATUS_SUCCESS;
 }
 
+struct sp_tap {
+	FILE *f;
+};
+
+static switch_bool_t sp_tap_cb(switch_media_bug_t *bug, void *user_data, switch_abc_type_t type)
+{
+	struct sp_tap *t = user_data;
+
+	switch (type) {
+	case SWITCH_ABC_TYPE_TAP_NATIVE_READ: {
+		switch_frame_t *f = switch_core_media_bug_get_native_read_frame(bug);
+		if (t && t->f && f && f->data && f->datalen) {
+			fwrite(f->data, 1, f->datalen, t->f);
+			fflush(t->f);
+		}
+		break;
+	}
+	case SWITCH_ABC_TYPE_CLOSE:
+		if (t && t->f) {
+			fclose(t->f);
+			t->f = NULL;
+		}
+		break;
+	default:
+		break;
+	}
+	return SWITCH_TRUE;
+}
+
+static void sp_native_tap(switch_stream_handle_t *stream, int argc, char **argv)
+{
+	switch_core_session_t *s;
+	switch_media_bug_t *bug = NULL;
+	struct sp_tap *t;
+
+	if (!(s = switch_core_session_locate(argv[1]))) {
+		stream->write_function(stream, "-ERR no such channel\n");
+		return;
+	}
+	if (argc == 5 && !strcmp(argv[2], "start")) {
+		t = switch_core_session_alloc(s, sizeof(*t));
+		if (!(t->f = fopen(argv[4], "wb"))) {
+			stream->write_function(stream, "-ERR cannot open the file\n");
+		} else if (switch_core_media_bug_add(s, switch_core_session_strdup(s, argv[3]), "sp_fault", sp_tap_cb, t, 0,
+											 SMBF_TAP_NATIVE_READ, &bug) != SWITCH_STATUS_SUCCESS) {
+			fclose(t->f);
+			t->f = NULL;
+			stream->write_function(stream, "-ERR media bug refused\n");
+		} else {
+			stream->write_function(stream, "+OK tapping\n");
+		}
+	} else if (argc == 4 && !strcmp(argv[2], "stop")) {
+		switch_core_media_bug_remove_all_function(s, argv[3]);
+		stream->write_function(stream, "+OK stopped\n");
+	} else {
+		stream->write_function(stream, "-ERR usage: sp_fault native_tap <uuid> start <function> <path> | stop <function>\n");
+	}
+	switch_core_session_rwunlock(s);
+}
+
 SWITCH_MODULE_LOAD_FUNCTION(mod_sp_fault_load)
 {
 	switch_api_interface_t *api;
 
 	*module_interface = switch_loadable_module_create_module_interface(pool, modname);
-	SWITCH_ADD_API(api, "sp_fault", "secure_pay test fault injection", sp_fault_api, "tap_only <uuid> set|get");
+	SWITCH_ADD_API(api, "sp_fault", "secure_pay test fault injection", sp_fault_api, "tap_only <uuid> set|get | native_tap <uuid> start <function> <path> | native_tap <uuid> stop <function>");
 	return SWITCH_STATUS_SUCCESS;
 }
