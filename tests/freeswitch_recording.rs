@@ -23,6 +23,10 @@
 //! - `another_modules_codec_payload_tap_is_paused_in_secure_mode`: codec-payload taps of
 //!   functions secure_pay does not know (a test-only module's, one started before and one during
 //!   secure mode) get nothing of the card; controls before start and after stop.
+//! - `another_modules_replace_bug_put_ahead_of_ours_is_paused_in_secure_mode`: a decoded-audio
+//!   bug of another module added with `SMBF_FIRST` during secure mode (FreeSWITCH would run it
+//!   before our masker) is paused; one added before secure mode runs after ours and gets the
+//!   masked audio.
 //! - `recording_pause_resumes_the_agent_after_the_customer_hangs_up`: the hangup exit path.
 //!
 //! Needs FreeSWITCH at $FREESWITCH_PREFIX (default /opt/freeswitch), else SKIPPED.
@@ -620,6 +624,87 @@ fn another_modules_codec_payload_tap_is_paused_in_secure_mode() {
         log.contains("other_vendor_tap"),
         "the log names the tap learned during secure mode"
     );
+    let _ = esl.api(&format!("uuid_kill {cust_a}"));
+}
+
+/// multimon-ng on raw 16-bit 8 kHz audio (what a decoded-audio tap wrote), converted with sox.
+fn l16_digits(path: &Path) -> String {
+    assert!(path.is_file(), "tap file {} missing", path.display());
+    let wav = PathBuf::from(format!("{}.wav", path.display()));
+    let st = Command::new("sox")
+        .args([
+            "-t", "raw", "-e", "signed", "-b", "16", "-r", "8000", "-c", "1",
+        ])
+        .arg(path)
+        .arg(&wav)
+        .status()
+        .expect("sox");
+    assert!(st.success(), "sox on {}", path.display());
+    multimon_digits(&wav)
+}
+
+#[test]
+fn another_modules_replace_bug_put_ahead_of_ours_is_paused_in_secure_mode() {
+    let Some(fs) = sip_fs(&[]) else { return };
+    let Some(prefix) = prefix() else { return };
+    load_fault_module(&fs, &prefix);
+    let mut esl = fs.esl();
+    let mut ev = fs.esl();
+    ev.subscribe("plain CUSTOM secure_pay::recording");
+    let (cust_a, cust_b) = originate_sip(&fs, &mut esl, "sipcust5", "rfc2833");
+    let _ = agent_legs(&mut esl, &cust_b);
+    std::thread::sleep(Duration::from_millis(700));
+
+    // Decoded-audio bugs that replace the read frame, added at the head of the list
+    // (SMBF_FIRST): one before secure mode (our bug, also added first, then runs ahead of it),
+    // one during secure mode (FreeSWITCH then runs it before our masker).
+    let before = native_path("vendor_replace_before");
+    let during = native_path("vendor_replace_during");
+    let tap = |esl: &mut Esl, verb: &str, function: &str, path: &Path| {
+        let r = match verb {
+            "start" => esl.api(&format!(
+                "sp_fault replace_tap {cust_b} start {function} {}",
+                path.display()
+            )),
+            _ => esl.api(&format!("sp_fault replace_tap {cust_b} stop {function}")),
+        };
+        assert!(r.starts_with("+OK"), "replace_tap {verb} {function}: {r}");
+    };
+    tap(&mut esl, "start", "vendor_asr", &before);
+    play_tones(&mut esl, &cust_a, BEFORE);
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
+    assert!(r.starts_with("+OK"), "start: {r}");
+    std::thread::sleep(Duration::from_millis(500));
+    tap(&mut esl, "start", "vendor_asr_first", &during);
+    std::thread::sleep(Duration::from_millis(300));
+    let evs = recording_events(&ev.drain(Duration::from_millis(300)), &cust_b);
+    assert!(
+        evs.iter()
+            .any(|(a, k, l, n)| a == "paused" && k == "tap" && l == "customer" && n == "1"),
+        "paused event for the bug put ahead of ours: {evs:?}"
+    );
+    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
+    assert!(r.starts_with("+OK"), "stop: {r}");
+    let evs = recording_events(&ev.drain(Duration::from_millis(800)), &cust_b);
+    assert!(
+        has(&evs, "resumed", "native", "customer"),
+        "resumed event: {evs:?}"
+    );
+    play_tones(&mut esl, &cust_a, AFTER);
+    std::thread::sleep(Duration::from_millis(1000));
+    tap(&mut esl, "stop", "vendor_asr", &before);
+    tap(&mut esl, "stop", "vendor_asr_first", &during);
+
+    // Judge: multimon-ng on what each bug was handed. Controls: the keys before start and
+    // after stop reached them.
+    for (p, controls) in [(&before, &[BEFORE, AFTER][..]), (&during, &[AFTER][..])] {
+        let d = l16_digits(p);
+        assert!(!card_keys_in(&d), "{}: the card leaked: {d:?}", p.display());
+        for c in controls {
+            assert!(d.contains(c), "{}: control {c} missing: {d:?}", p.display());
+        }
+    }
     let _ = esl.api(&format!("uuid_kill {cust_a}"));
 }
 

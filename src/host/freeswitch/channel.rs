@@ -198,7 +198,11 @@ pub fn media_bug_started(uuid: &str, function: &[u8]) {
         return;
     };
     let name = String::from_utf8_lossy(function);
-    match ch.bug_names.learn(function) {
+    let learned = ch.bug_names.learn(function);
+    // A bug added ahead of ours (SMBF_FIRST) that replaces the read frame: paused at once.
+    // SAFETY: `ls` read-locks the session; the event thread holds no bug-list lock.
+    unsafe { ch.learn_bug_names(ls.as_ptr()) };
+    match learned {
         Learned::New => log::info!(
             "secure_pay: {uuid}: media bug '{name}' of another module: its codec-payload taps are paused while secure"
         ),
@@ -351,7 +355,10 @@ impl Channel {
     /// `session` is this channel's live session; the caller holds no bug-list lock.
     unsafe fn learn_bug_names(&self, session: *mut fs::switch_core_session_t) {
         // SAFETY: forwarded contract.
-        let untracked = unsafe { self.bug_names.learn_from_list(session) };
+        let untracked = unsafe { self.bug_names.learn_from_list(session, &self.rec_reports) };
+        if self.rec_reports.pending() {
+            self.kick();
+        }
         if !untracked.is_empty() && !self.untracked_logged.swap(true, Ordering::AcqRel) {
             log::warn!(
                 "secure_pay: {}: media bugs of other modules not tracked (name too long or too many): {}; a codec-payload tap among them is not paused",
@@ -884,7 +891,7 @@ unsafe fn detach(
     // Our bug is gone and remove released the bug list's lock: resume the native taps we
     // paused (the read_frame hook, removed in CLOSE, no longer pauses them).
     // SAFETY: live session; no bug lock held.
-    let evs = unsafe { ch.lock_rec().resume_taps(session) };
+    let evs = unsafe { ch.lock_rec().resume_taps(session, &ch.bug_names) };
     for e in &evs {
         // SAFETY: live session.
         unsafe { events::fire(session, e) };

@@ -86,6 +86,9 @@ pub(super) enum Learned {
 pub(super) struct BugNames {
     gen: AtomicU32,
     names: Mutex<ArrayVec<BugName, MAX_NAMES>>,
+    /// Addresses of the read-replacing bugs ahead of ours that this channel paused (resumed at
+    /// the end; compared with live bugs inside `exec_all` only, never dereferenced).
+    ahead: Mutex<ArrayVec<usize, MAX_NAMES>>,
 }
 
 impl BugNames {
@@ -122,7 +125,16 @@ impl BugNames {
     /// # Safety
     /// `session` is live (own thread or read-locked) and the caller holds no bug-list lock
     /// (not inside a media bug callback).
-    pub unsafe fn learn_from_list(&self, session: *mut fs::switch_core_session_t) -> Vec<String> {
+    ///
+    /// Also pauses every bug that replaces the read frame (`SMBF_READ_REPLACE`) and sits ahead
+    /// of ours in the list (another module's bug added with `SMBF_FIRST` after secure mode
+    /// started): FreeSWITCH runs replace bugs in list order, so it would get the customer's
+    /// audio before the masker. Counted in `reports` (kind `tap`); resumed by `resume_taps`.
+    pub unsafe fn learn_from_list(
+        &self,
+        session: *mut fs::switch_core_session_t,
+        reports: &Reports,
+    ) -> Vec<String> {
         let mut buf = vec![0u8; 4096];
         // SAFETY: live session (contract); `buf` is writable for its length.
         let mut n = unsafe { fs::sp_fs_bug_list(session, buf.as_mut_ptr().cast(), buf.len()) };
@@ -138,7 +150,97 @@ impl BugNames {
                 untracked.push(name.to_string());
             }
         }
+        for (name, limit) in ahead_of_ours(&text) {
+            let Ok(function) = std::ffi::CString::new(name) else {
+                continue;
+            };
+            let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ctx = AheadCtx {
+                limit,
+                seen: 0,
+                paused: &mut ahead,
+                count: 0,
+            };
+            // SAFETY: live session, no bug lock held (contract); the callback only uses `ctx`
+            // during the call.
+            unsafe {
+                fs::switch_core_media_bug_exec_all(
+                    session,
+                    function.as_ptr(),
+                    Some(pause_ahead_cb),
+                    &mut ctx as *mut AheadCtx<'_> as *mut c_void,
+                )
+            };
+            reports.tap.fetch_add(ctx.count, Ordering::AcqRel);
+        }
         untracked
+    }
+
+    /// The read-replacing bugs paused by [`BugNames::learn_from_list`], for resuming.
+    fn take_ahead(&self) -> ArrayVec<usize, MAX_NAMES> {
+        std::mem::take(&mut *self.ahead.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The functions of the bugs ahead of ours in `switch_core_media_bug_enumerate`'s text (list
+/// order), each with how many of its bugs are ahead. Empty when our bug is not in the list.
+fn ahead_of_ours(text: &str) -> Vec<(&str, usize)> {
+    let mut out: Vec<(&str, usize)> = Vec::new();
+    for name in bug_functions(text) {
+        if name.as_bytes() == super::channel::BUG_FUNCTION.to_bytes() {
+            return out;
+        }
+        if name.as_bytes() == super::channel::REPAIR_FUNCTION.to_bytes() {
+            continue;
+        }
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some(e) => e.1 += 1,
+            None => out.push((name, 1)),
+        }
+    }
+    Vec::new()
+}
+
+struct AheadCtx<'a> {
+    /// How many bugs of this function are ahead of ours (exec_all walks the list in order).
+    limit: usize,
+    seen: usize,
+    paused: &'a mut ArrayVec<usize, MAX_NAMES>,
+    count: u32,
+}
+
+/// exec_all callback: pause a bug ahead of ours that replaces the read frame. Behind the panic
+/// guard; if the body fails such a bug is paused anyway (fail closed: it then stays paused).
+unsafe extern "C" fn pause_ahead_cb(bug: *mut fs::switch_media_bug_t, user_data: *mut c_void) {
+    let done = guard("replace bug pause", false, || {
+        if bug.is_null() || user_data.is_null() {
+            return true;
+        }
+        // SAFETY: `user_data` is the `AheadCtx` of `learn_from_list`, alive for the call.
+        let ctx = unsafe { &mut *(user_data as *mut AheadCtx<'_>) };
+        ctx.seen += 1;
+        // SAFETY: exec_all passes live bugs of the session under its write lock.
+        let replace =
+            unsafe { fs::switch_core_media_bug_test_flag(bug, fs::SMBF_READ_REPLACE) } != 0;
+        // SAFETY: as above.
+        let paused = unsafe { fs::switch_core_media_bug_test_flag(bug, fs::SMBF_PAUSE) } != 0;
+        if ctx.seen > ctx.limit || !replace || paused {
+            return true;
+        }
+        // SAFETY: as above; readers of the list wait for exec_all's write lock.
+        unsafe { fs::switch_core_media_bug_set_flag(bug, fs::SMBF_PAUSE) };
+        // Past the capacity it is paused all the same and stays paused.
+        let _ = ctx.paused.try_push(bug as usize);
+        ctx.count += 1;
+        true
+    });
+    if done || bug.is_null() {
+        return;
+    }
+    // SAFETY: a live bug under exec_all's write lock (the guard caught a panic above).
+    if unsafe { fs::switch_core_media_bug_test_flag(bug, fs::SMBF_READ_REPLACE) } != 0 {
+        // SAFETY: as above.
+        unsafe { fs::switch_core_media_bug_set_flag(bug, fs::SMBF_PAUSE) };
     }
 }
 
@@ -244,6 +346,11 @@ pub(super) struct Reports {
 }
 
 impl Reports {
+    /// Something paused is not reported yet.
+    pub fn pending(&self) -> bool {
+        self.native.load(Ordering::Acquire) > 0 || self.tap.load(Ordering::Acquire) > 0
+    }
+
     /// The `paused` events for taps paused since the last call.
     pub fn take(&self, mode: RecordingMode, out: &mut Vec<Event>) {
         for (kind, n) in [
@@ -472,13 +579,27 @@ impl Recordings {
     ///
     /// # Safety
     /// `session` is the customer's live session; the caller does not hold its bug lock.
-    pub unsafe fn resume_taps(&mut self, session: *mut fs::switch_core_session_t) -> Vec<Event> {
+    pub unsafe fn resume_taps(
+        &mut self,
+        session: *mut fs::switch_core_session_t,
+        names: &BugNames,
+    ) -> Vec<Event> {
         let mut out = Vec::new();
         self.ended = true;
-        if self.paused.is_empty() {
+        let mut list = std::mem::take(&mut self.paused);
+        for p in names.take_ahead() {
+            // Past the capacity a bug stays paused (fail closed).
+            let _ = list.try_push(p);
+        }
+        if list.is_empty() {
             return out;
         }
-        let list = std::mem::take(&mut self.paused);
+        // The names learned since the hook last copied them (a blocking lock is fine here).
+        self.extra = names
+            .names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (function, _) in functions(&self.extra) {
             // SAFETY: live session, bug lock not held; `list` outlives the call.
             unsafe {
@@ -621,6 +742,30 @@ mod tests {
         let names = n.names.lock().unwrap();
         assert_eq!(names.len(), MAX_NAMES);
         assert_eq!(names[0].as_cstr(), c"audio_fork");
+    }
+
+    #[test]
+    fn ahead_of_ours_counts_the_bugs_before_our_bug_in_list_order() {
+        let list = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| format!(" <media-bug>\n  <function>{n}</function>\n </media-bug>\n"))
+                .collect::<String>()
+        };
+        assert_eq!(
+            ahead_of_ours(&list(&[
+                "vendor",
+                "secure_pay_repair",
+                "vendor",
+                "x",
+                "secure_pay",
+                "y"
+            ])),
+            [("vendor", 2), ("x", 1)]
+        );
+        assert!(ahead_of_ours(&list(&["secure_pay", "vendor"])).is_empty());
+        // Our bug not (or no longer) in the list: nothing is ahead of it.
+        assert!(ahead_of_ours(&list(&["vendor"])).is_empty());
     }
 
     #[test]

@@ -16,6 +16,11 @@
  * (what the channel received, before any decoding or media bug) to <path>. secure_pay must
  * pause it in secure mode (src/host/freeswitch/recording.rs) although it knows nothing of it.
  *
+ * API `sp_fault replace_tap <uuid> start <function> <path>` / `stop <function>`: another module's
+ * decoded-audio bug added at the head of the list (SMBF_READ_REPLACE | SMBF_FIRST): it appends
+ * the decoded read frame (L16) it is handed to <path> and leaves the frame as it is. Added after
+ * secure_pay's bug, FreeSWITCH runs it before secure_pay's masker; secure_pay must pause it.
+ *
  * Copyright (C) the secure_pay authors. GPL-2.0-or-later.
  */
 #include <switch.h>
@@ -51,7 +56,7 @@ SWITCH_STANDARD_API(sp_fault_api)
 	if (!zstr(cmd) && (dup = strdup(cmd))) {
 		argc = switch_separate_string(dup, ' ', argv, 5);
 	}
-	if (argc >= 4 && !strcmp(argv[0], "native_tap")) {
+	if (argc >= 4 && (!strcmp(argv[0], "native_tap") || !strcmp(argv[0], "replace_tap"))) {
 		sp_native_tap(stream, argc, argv);
 		goto end;
 	}
@@ -97,6 +102,14 @@ static switch_bool_t sp_tap_cb(switch_media_bug_t *bug, void *user_data, switch_
 		}
 		break;
 	}
+	case SWITCH_ABC_TYPE_READ_REPLACE: {
+		switch_frame_t *f = switch_core_media_bug_get_read_replace_frame(bug);
+		if (t && t->f && f && f->data && f->datalen) {
+			fwrite(f->data, 1, f->datalen, t->f);
+			fflush(t->f);
+		}
+		break;
+	}
 	case SWITCH_ABC_TYPE_CLOSE:
 		if (t && t->f) {
 			fclose(t->f);
@@ -111,6 +124,7 @@ static switch_bool_t sp_tap_cb(switch_media_bug_t *bug, void *user_data, switch_
 
 static void sp_native_tap(switch_stream_handle_t *stream, int argc, char **argv)
 {
+	switch_media_bug_flag_t flags = !strcmp(argv[0], "replace_tap") ? (SMBF_READ_REPLACE | SMBF_FIRST) : SMBF_TAP_NATIVE_READ;
 	switch_core_session_t *s;
 	switch_media_bug_t *bug = NULL;
 	struct sp_tap *t;
@@ -124,7 +138,7 @@ static void sp_native_tap(switch_stream_handle_t *stream, int argc, char **argv)
 		if (!(t->f = fopen(argv[4], "wb"))) {
 			stream->write_function(stream, "-ERR cannot open the file\n");
 		} else if (switch_core_media_bug_add(s, switch_core_session_strdup(s, argv[3]), "sp_fault", sp_tap_cb, t, 0,
-											 SMBF_TAP_NATIVE_READ, &bug) != SWITCH_STATUS_SUCCESS) {
+											 flags, &bug) != SWITCH_STATUS_SUCCESS) {
 			fclose(t->f);
 			t->f = NULL;
 			stream->write_function(stream, "-ERR media bug refused\n");
@@ -145,6 +159,6 @@ SWITCH_MODULE_LOAD_FUNCTION(mod_sp_fault_load)
 	switch_api_interface_t *api;
 
 	*module_interface = switch_loadable_module_create_module_interface(pool, modname);
-	SWITCH_ADD_API(api, "sp_fault", "secure_pay test fault injection", sp_fault_api, "tap_only <uuid> set|get | native_tap <uuid> start <function> <path> | native_tap <uuid> stop <function>");
+	SWITCH_ADD_API(api, "sp_fault", "secure_pay test fault injection", sp_fault_api, "tap_only <uuid> set|get | native_tap <uuid> start <function> <path> | native_tap <uuid> stop <function> | replace_tap <uuid> start|stop ...");
 	return SWITCH_STATUS_SUCCESS;
 }
