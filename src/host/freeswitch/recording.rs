@@ -122,14 +122,16 @@ impl BugNames {
     /// Learns the function of every media bug on the session (FreeSWITCH's bug list). Returns
     /// the names that could not be tracked, for the log (names only: never audio or digits).
     ///
-    /// # Safety
-    /// `session` is live (own thread or read-locked) and the caller holds no bug-list lock
-    /// (not inside a media bug callback).
-    ///
     /// Also pauses every bug that replaces the read frame (`SMBF_READ_REPLACE`) and sits ahead
     /// of ours in the list (another module's bug added with `SMBF_FIRST` after secure mode
     /// started): FreeSWITCH runs replace bugs in list order, so it would get the customer's
     /// audio before the masker. Counted in `reports` (kind `tap`); resumed by `resume_taps`.
+    /// One paused by a call racing a stop (listed before our bug went, paused after
+    /// `resume_taps` ran) stays paused: fail closed.
+    ///
+    /// # Safety
+    /// `session` is live (own thread or read-locked) and the caller holds no bug-list lock
+    /// (not inside a media bug callback).
     pub unsafe fn learn_from_list(
         &self,
         session: *mut fs::switch_core_session_t,
