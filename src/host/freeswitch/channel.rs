@@ -47,6 +47,24 @@ pub(super) const BUG_FUNCTION: &std::ffi::CStr = c"secure_pay";
 /// The function of the no-op bug that makes FreeSWITCH recompute its tap-only flag.
 pub(super) const REPAIR_FUNCTION: &std::ffi::CStr = c"secure_pay_repair";
 
+/// `bind_digit_action` on the customer channel: FreeSWITCH feeds every digit the channel
+/// receives to the session's digit-action parser (`dmachine`, target self) *before* any
+/// recv_dtmf hook, and a binding can copy the matched digits into an event (`digits` header),
+/// run an API or application with them, or act on them. While secure the parser is taken out
+/// of its slot (by the read_frame hook, first frame on: no digit is fed to it) and put back in
+/// `release` (every exit path). A parser bound during secure mode is taken out too; only the
+/// first is put back, a later one stays out (its bindings are lost for the rest of the call,
+/// logged; never destroyed: a bridge loop may still hold it).
+#[derive(Default)]
+struct DigitActions {
+    /// The parser taken out first (an address, compared and handed back to FreeSWITCH only).
+    saved: usize,
+    /// Parsers taken out after the first.
+    extra: u32,
+    /// `release` ran: nothing is taken out any more.
+    closed: bool,
+}
+
 /// Media-thread state.
 struct Media {
     masker: Option<Masker>,
@@ -125,6 +143,10 @@ pub struct Channel {
     bug_names: BugNames,
     /// An untracked media bug function was logged for this channel.
     untracked_logged: AtomicBool,
+    /// The channel's digit-action parser (`bind_digit_action`), out of its slot while secure.
+    digit_actions: Mutex<DigitActions>,
+    /// The read_frame hook took a digit-action parser out (the dispatcher logs it).
+    digit_actions_moved: AtomicBool,
     /// Something for the dispatcher arrived (a key press, an outcome, a media or recording
     /// change) since it last serviced this channel: serviced on the next wake-up, not only on
     /// the 50 ms sweep (see [`kicked`]).
@@ -402,6 +424,24 @@ impl Channel {
             }
             located = Some(ls);
         }
+        if self.digit_actions_moved.swap(false, Ordering::AcqRel) {
+            let extra = self
+                .digit_actions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extra;
+            if extra == 0 {
+                log::info!(
+                    "secure_pay: {}: digit actions (bind_digit_action) suspended while secure",
+                    self.uuid
+                );
+            } else {
+                log::warn!(
+                    "secure_pay: {}: digit actions bound during secure mode suspended ({extra}); they stay unbound after it",
+                    self.uuid
+                );
+            }
+        }
         let mut out = Vec::new();
         let finished = {
             let mut st = self.lock_state();
@@ -652,6 +692,8 @@ pub unsafe fn start(
         rec_reports: Reports::default(),
         bug_names: BugNames::default(),
         untracked_logged: AtomicBool::new(false),
+        digit_actions: Mutex::new(DigitActions::default()),
+        digit_actions_moved: AtomicBool::new(false),
         kicked: AtomicBool::new(true),
         watch: ReplaceWatch::new(),
     });
@@ -680,6 +722,14 @@ pub unsafe fn start(
         let mut evs = unsafe { rec.pause_all(session) };
         // SAFETY: as above.
         unsafe { ch.learn_bug_names(session) };
+        // Digit actions: out of FreeSWITCH's digit path before the first key (the hook keeps
+        // doing it per frame).
+        // SAFETY: live session; reads one slot.
+        let dm = unsafe { fs::switch_core_session_get_dmachine(session, fs::DIGIT_TARGET_SELF) };
+        if !dm.is_null() {
+            // SAFETY: live session; `dm` is its current parser.
+            unsafe { suspend_digit_actions(session, &ch, dm) };
+        }
         // SAFETY: as above.
         unsafe { rec.scan(session, &ch.uuid, &ch.rec_reports, &ch.bug_names) };
         ch.rec_reports.take(ch.cfg.recording, &mut evs);
@@ -829,6 +879,8 @@ unsafe fn release(session: *mut fs::switch_core_session_t, ch: &Channel) {
     unsafe { fs::switch_core_event_hook_remove_recv_dtmf(session, Some(recv_dtmf_hook)) };
     // SAFETY: as above.
     unsafe { fs::switch_core_event_hook_remove_read_frame(session, Some(read_frame_hook)) };
+    // SAFETY: live session (contract); the hook that takes parsers out is gone.
+    unsafe { restore_digit_actions(session, ch) };
     let lock = ch.module_lock.swap(std::ptr::null_mut(), Ordering::AcqRel);
     if !lock.is_null() {
         // SAFETY: we took exactly one read lock on it in `attach`; the swap makes this the
@@ -840,6 +892,64 @@ unsafe fn release(session: *mut fs::switch_core_session_t, ch: &Channel) {
     let channel = unsafe { util::channel_of(session) };
     // SAFETY: live channel.
     unsafe { util::set_var(channel, c"sensitive_dtmf", saved.as_deref()) };
+}
+
+/// Puts the digit-action parser taken out while secure back into its slot (see
+/// [`DigitActions`]). A read_frame hook still running on another thread takes the lock with
+/// `try_lock` and sees `closed` under it, so it takes nothing out after this.
+///
+/// # Safety
+/// `session` is live.
+unsafe fn restore_digit_actions(session: *mut fs::switch_core_session_t, ch: &Channel) {
+    let mut d = ch.digit_actions.lock().unwrap_or_else(|p| p.into_inner());
+    d.closed = true;
+    let saved = std::mem::take(&mut d.saved) as *mut fs::switch_ivr_dmachine_t;
+    if saved.is_null() {
+        return;
+    }
+    // SAFETY: live session; reads its slot.
+    let now = unsafe { fs::switch_core_session_get_dmachine(session, fs::DIGIT_TARGET_SELF) };
+    if now.is_null() {
+        // SAFETY: live session; `saved` is the parser this channel took out of this slot and
+        // nothing freed it since (only the slot and session destroy free a parser).
+        unsafe { fs::switch_core_session_set_dmachine(session, saved, fs::DIGIT_TARGET_SELF) };
+        log::info!("secure_pay: {}: digit actions resumed", ch.uuid);
+    } else {
+        log::warn!(
+            "secure_pay: {}: digit actions bound during secure mode stay in place; the ones bound before are dropped",
+            ch.uuid
+        );
+    }
+}
+
+/// Takes the digit-action parser `dm` out of its slot (read_frame hook, see [`DigitActions`]).
+/// Never blocks: if `release` holds the lock this frame, the next frame tries again.
+///
+/// # Safety
+/// `session` is live; `dm` is its current self-target parser.
+unsafe fn suspend_digit_actions(
+    session: *mut fs::switch_core_session_t,
+    ch: &Channel,
+    dm: *mut fs::switch_ivr_dmachine_t,
+) {
+    let Ok(mut d) = ch.digit_actions.try_lock() else {
+        return;
+    };
+    if d.closed {
+        return;
+    }
+    // SAFETY: live session; empties the slot (the parser itself is not touched).
+    unsafe {
+        fs::switch_core_session_set_dmachine(session, std::ptr::null_mut(), fs::DIGIT_TARGET_SELF)
+    };
+    if d.saved == 0 {
+        d.saved = dm as usize;
+    } else {
+        d.extra += 1;
+    }
+    drop(d);
+    ch.digit_actions_moved.store(true, Ordering::Release);
+    ch.kick();
 }
 
 /// Ends secure mode (the core emits `stop` with `reason`): removes the bug, whose CLOSE does
@@ -1294,6 +1404,12 @@ unsafe extern "C" fn read_frame_hook(
         let Some(ch) = ch else {
             return fs::SWITCH_STATUS_SUCCESS; // secure mode off: the hook is being removed
         };
+        // SAFETY: the core calls the hook with its live session; reads one slot.
+        let dm = unsafe { fs::switch_core_session_get_dmachine(session, fs::DIGIT_TARGET_SELF) };
+        if !dm.is_null() {
+            // SAFETY: live session; `dm` is its current parser.
+            unsafe { suspend_digit_actions(session, &ch, dm) };
+        }
         // SAFETY: the core calls the hook with its live session.
         let channel = unsafe { util::channel_of(session) };
         // SAFETY: live channel; each test takes the channel's flag mutex for one read.
