@@ -51,8 +51,8 @@ pub(super) const REPAIR_FUNCTION: &std::ffi::CStr = c"secure_pay_repair";
 /// receives to the session's digit-action parser (`dmachine`, target self) *before* any
 /// recv_dtmf hook, and a binding can copy the matched digits into an event (`digits` header),
 /// run an API or application with them, or act on them. While secure the parser is taken out
-/// of its slot (by the read_frame hook, first frame on: no digit is fed to it) and put back in
-/// `release` (every exit path). A parser bound during secure mode is taken out too; only the
+/// of its slot (at start, before the first key, and by the read_frame hook on every frame) and
+/// put back in `release` (every exit path). A parser bound during secure mode is taken out too; only the
 /// first is put back, a later one stays out (its bindings are lost for the rest of the call,
 /// logged; never destroyed: a bridge loop may still hold it).
 #[derive(Default)]
