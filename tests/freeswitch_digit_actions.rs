@@ -20,22 +20,6 @@ use freeswitch_support::*;
 
 const PAN: &str = "5555555555554444";
 
-/// The channel variable `name` once it is set (or None after `ms`).
-fn var_within(esl: &mut Esl, uuid: &str, name: &str, ms: u64) -> Option<String> {
-    let deadline = Instant::now() + Duration::from_millis(ms);
-    loop {
-        let v = esl.api(&format!("uuid_getvar {uuid} {name}"));
-        let v = v.trim();
-        if !v.is_empty() && v != "_undef_" && !v.starts_with("-ERR") {
-            return Some(v.to_string());
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn digit_actions_get_no_key_while_secure_and_work_again_after() {
     let Some(prefix) = prefix() else { return };

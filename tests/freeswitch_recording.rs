@@ -549,85 +549,7 @@ const TAP_DIALPLAN: &str = r#"
 
 /// `native_eavesdrop <customer> read` on an outbound SIP leg (PCMU like the customer): the tapped
 /// codec payload goes out as RTP to the inbound leg, whose wav recording is what the spy hears.
-/// `sp_fault native_tap` (the test-only module): another module's codec-payload tap of
-/// function `function` on `uuid`, writing what it gets to `path`.
-fn third_party_tap(esl: &mut Esl, uuid: &str, verb: &str, function: &str, path: &Path) {
-    let r = match verb {
-        "start" => esl.api(&format!(
-            "sp_fault native_tap {uuid} start {function} {}",
-            path.display()
-        )),
-        _ => esl.api(&format!("sp_fault native_tap {uuid} stop {function}")),
-    };
-    assert!(r.starts_with("+OK"), "native_tap {verb} {function}: {r}");
-}
-
-#[test]
-fn another_modules_codec_payload_tap_is_paused_in_secure_mode() {
-    let Some(fs) = sip_fs(&[]) else { return };
-    let Some(prefix) = prefix() else { return };
-    load_fault_module(&fs, &prefix);
-    let mut esl = fs.esl();
-    let mut ev = fs.esl();
-    ev.subscribe("plain CUSTOM secure_pay::recording");
-    let (cust_a, cust_b) = originate_sip(&fs, &mut esl, "sipcust6", "rfc2833");
-    let _ = agent_legs(&mut esl, &cust_b);
-    std::thread::sleep(Duration::from_millis(700));
-
-    // A tap of a module secure_pay knows nothing of, running before secure mode, and one of
-    // another such module started during it (learned from FreeSWITCH's MEDIA_BUG_START).
-    let before = native_path("acme_tap_before");
-    let during = native_path("acme_tap_during");
-    third_party_tap(&mut esl, &cust_b, "start", "acme_fork", &before);
-    play_tones(&mut esl, &cust_a, BEFORE);
-    let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
-    assert!(r.starts_with("+OK"), "start: {r}");
-    let evs = recording_events(&ev.drain(Duration::from_millis(800)), &cust_b);
-    assert!(
-        evs.iter()
-            .any(|(a, k, l, n)| a == "paused" && k == "tap" && l == "customer" && n == "1"),
-        "paused event for the other module's tap: {evs:?}"
-    );
-    third_party_tap(&mut esl, &cust_b, "start", "other_vendor_tap", &during);
-    std::thread::sleep(Duration::from_millis(300));
-    key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
-    let evs = recording_events(&ev.drain(Duration::from_millis(300)), &cust_b);
-    assert!(
-        has(&evs, "paused", "tap", "customer"),
-        "the tap started during secure mode paused: {evs:?}"
-    );
-    let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
-    assert!(r.starts_with("+OK"), "stop: {r}");
-    let evs = recording_events(&ev.drain(Duration::from_millis(800)), &cust_b);
-    assert!(
-        has(&evs, "resumed", "native", "customer"),
-        "resumed event: {evs:?}"
-    );
-    play_tones(&mut esl, &cust_a, AFTER);
-    std::thread::sleep(Duration::from_millis(1000));
-    third_party_tap(&mut esl, &cust_b, "stop", "acme_fork", &before);
-    third_party_tap(&mut esl, &cust_b, "stop", "other_vendor_tap", &during);
-
-    // Judge: multimon-ng on what each tap got. Controls: the keys before start and after stop
-    // reached the taps (they work and were resumed).
-    for (p, controls) in [(&before, &[BEFORE, AFTER][..]), (&during, &[AFTER][..])] {
-        let d = native_digits(p);
-        assert!(!card_keys_in(&d), "{}: the card leaked: {d:?}", p.display());
-        for c in controls {
-            assert!(d.contains(c), "{}: control {c} missing: {d:?}", p.display());
-        }
-    }
-    assert!(!native_digits(&during).contains(BEFORE));
-    let log = fs.log_text();
-    assert!(!log.contains(PAN), "the log holds the card number");
-    assert!(
-        log.contains("other_vendor_tap"),
-        "the log names the tap learned during secure mode"
-    );
-    let _ = esl.api(&format!("uuid_kill {cust_a}"));
-}
-
-/// multimon-ng on raw 16-bit 8 kHz audio (what a decoded-audio tap wrote), converted with sox.
+/// multimon-ng on raw 16-bit 8 kHz audio (what a decoded-audio bug wrote), converted with sox.
 fn l16_digits(path: &Path) -> String {
     assert!(path.is_file(), "tap file {} missing", path.display());
     let wav = PathBuf::from(format!("{}.wav", path.display()));
@@ -643,45 +565,68 @@ fn l16_digits(path: &Path) -> String {
     multimon_digits(&wav)
 }
 
-#[test]
-fn another_modules_replace_bug_put_ahead_of_ours_is_paused_in_secure_mode() {
-    let Some(fs) = sip_fs(&[]) else { return };
-    let Some(prefix) = prefix() else { return };
+/// A media bug of another module, added by the test-only module (`sp_fault <verb>`): its two
+/// function names (one bug before secure mode, one during it), how to decode what it wrote,
+/// and whether secure_pay pauses the one added before secure mode.
+struct ThirdParty {
+    verb: &'static str,
+    dest: &'static str,
+    before: &'static str,
+    during: &'static str,
+    decode: fn(&Path) -> String,
+    pauses_the_first: bool,
+}
+
+/// One secure period with two such bugs on the customer's SIP leg: the card keyed in-band,
+/// controls keyed before start and after stop. Asserts the `recording` events and that each bug
+/// got the controls and nothing of the card; returns FreeSWITCH's log.
+fn third_party_bugs_get_no_card(t: &ThirdParty) -> Option<String> {
+    let fs = sip_fs(&[])?;
+    let prefix = prefix()?;
     load_fault_module(&fs, &prefix);
     let mut esl = fs.esl();
     let mut ev = fs.esl();
     ev.subscribe("plain CUSTOM secure_pay::recording");
-    let (cust_a, cust_b) = originate_sip(&fs, &mut esl, "sipcust5", "rfc2833");
+    let (cust_a, cust_b) = originate_sip(&fs, &mut esl, t.dest, "rfc2833");
     let _ = agent_legs(&mut esl, &cust_b);
     std::thread::sleep(Duration::from_millis(700));
-
-    // Decoded-audio bugs that replace the read frame, added at the head of the list
-    // (SMBF_FIRST): one before secure mode (our bug, also added first, then runs ahead of it),
-    // one during secure mode (FreeSWITCH then runs it before our masker).
-    let before = native_path("vendor_replace_before");
-    let during = native_path("vendor_replace_during");
-    let tap = |esl: &mut Esl, verb: &str, function: &str, path: &Path| {
-        let r = match verb {
-            "start" => esl.api(&format!(
-                "sp_fault replace_tap {cust_b} start {function} {}",
+    let bug = |esl: &mut Esl, start: bool, function: &str, path: &Path| {
+        let r = if start {
+            esl.api(&format!(
+                "sp_fault {} {cust_b} start {function} {}",
+                t.verb,
                 path.display()
-            )),
-            _ => esl.api(&format!("sp_fault replace_tap {cust_b} stop {function}")),
+            ))
+        } else {
+            esl.api(&format!("sp_fault {} {cust_b} stop {function}", t.verb))
         };
-        assert!(r.starts_with("+OK"), "replace_tap {verb} {function}: {r}");
+        assert!(r.starts_with("+OK"), "{} {function}: {r}", t.verb);
     };
-    tap(&mut esl, "start", "vendor_asr", &before);
+    let paused_one = |evs: &[(String, String, String, String)]| {
+        evs.iter()
+            .any(|(a, k, l, n)| a == "paused" && k == "tap" && l == "customer" && n == "1")
+    };
+    let before = native_path(t.before);
+    let during = native_path(t.during);
+
+    bug(&mut esl, true, t.before, &before);
     play_tones(&mut esl, &cust_a, BEFORE);
     let r = esl.api(&format!("uuid_secure_pay {cust_b} start"));
     assert!(r.starts_with("+OK"), "start: {r}");
-    std::thread::sleep(Duration::from_millis(500));
-    tap(&mut esl, "start", "vendor_asr_first", &during);
+    let evs = recording_events(&ev.drain(Duration::from_millis(800)), &cust_b);
+    assert_eq!(
+        paused_one(&evs),
+        t.pauses_the_first,
+        "{}: the bug added before secure mode paused at start: {evs:?}",
+        t.verb
+    );
+    bug(&mut esl, true, t.during, &during);
     std::thread::sleep(Duration::from_millis(300));
     let evs = recording_events(&ev.drain(Duration::from_millis(300)), &cust_b);
     assert!(
-        evs.iter()
-            .any(|(a, k, l, n)| a == "paused" && k == "tap" && l == "customer" && n == "1"),
-        "paused event for the bug put ahead of ours: {evs:?}"
+        paused_one(&evs),
+        "{}: the bug added during secure mode paused: {evs:?}",
+        t.verb
     );
     key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
     let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
@@ -693,19 +638,59 @@ fn another_modules_replace_bug_put_ahead_of_ours_is_paused_in_secure_mode() {
     );
     play_tones(&mut esl, &cust_a, AFTER);
     std::thread::sleep(Duration::from_millis(1000));
-    tap(&mut esl, "stop", "vendor_asr", &before);
-    tap(&mut esl, "stop", "vendor_asr_first", &during);
+    bug(&mut esl, false, t.before, &before);
+    bug(&mut esl, false, t.during, &during);
 
-    // Judge: multimon-ng on what each bug was handed. Controls: the keys before start and
-    // after stop reached them.
+    // Judge: multimon-ng on what each bug got. Controls: the keys before start and after stop
+    // reached them (they work and were resumed).
     for (p, controls) in [(&before, &[BEFORE, AFTER][..]), (&during, &[AFTER][..])] {
-        let d = l16_digits(p);
+        let d = (t.decode)(p);
         assert!(!card_keys_in(&d), "{}: the card leaked: {d:?}", p.display());
         for c in controls {
             assert!(d.contains(c), "{}: control {c} missing: {d:?}", p.display());
         }
     }
+    assert!(!(t.decode)(&during).contains(BEFORE));
+    let log = fs.log_text();
+    assert!(!log.contains(PAN), "the log holds the card number");
     let _ = esl.api(&format!("uuid_kill {cust_a}"));
+    Some(log)
+}
+
+/// Codec-payload taps (`SMBF_TAP_NATIVE_READ`) of functions secure_pay does not know: paused
+/// like FreeSWITCH's own, the second learned from its MEDIA_BUG_START event.
+#[test]
+fn another_modules_codec_payload_tap_is_paused_in_secure_mode() {
+    let Some(log) = third_party_bugs_get_no_card(&ThirdParty {
+        verb: "native_tap",
+        dest: "sipcust6",
+        before: "acme_fork",
+        during: "other_vendor_tap",
+        decode: native_digits,
+        pauses_the_first: true,
+    }) else {
+        return;
+    };
+    assert!(
+        log.contains("other_vendor_tap"),
+        "the log names the tap learned during secure mode"
+    );
+}
+
+/// Decoded-audio bugs that replace the read frame, added at the head of the list
+/// (`SMBF_FIRST`): the one added before secure mode runs after ours (our bug is also added
+/// first) and is left alone; the one added during secure mode would run before our masker and
+/// is paused.
+#[test]
+fn another_modules_replace_bug_put_ahead_of_ours_is_paused_in_secure_mode() {
+    third_party_bugs_get_no_card(&ThirdParty {
+        verb: "replace_tap",
+        dest: "sipcust5",
+        before: "vendor_asr",
+        during: "vendor_asr_first",
+        decode: l16_digits,
+        pauses_the_first: false,
+    });
 }
 
 #[test]

@@ -623,14 +623,21 @@ pub fn new_uuid(esl: &mut Esl) -> String {
 
 /// Waits until a channel variable is set; returns it.
 pub fn wait_var(esl: &mut Esl, uuid: &str, var: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    var_within(esl, uuid, var, 10_000).unwrap_or_else(|| panic!("{var} never set on {uuid}"))
+}
+
+/// The channel variable `var` of `uuid` once it is set, or None after `ms`.
+pub fn var_within(esl: &mut Esl, uuid: &str, var: &str, ms: u64) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_millis(ms);
     loop {
         let v = esl.api(&format!("uuid_getvar {uuid} {var}"));
         let v = v.trim();
         if !v.is_empty() && v != "_undef_" && !v.starts_with("-ERR") {
-            return v.to_string();
+            return Some(v.to_string());
         }
-        assert!(Instant::now() < deadline, "{var} never set on {uuid}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

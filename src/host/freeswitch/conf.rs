@@ -22,14 +22,13 @@
 //! applies to secure sessions started after it; a live session keeps the settings it started
 //! with (each session holds its own copy).
 
-use std::ffi::{c_void, CStr};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::ffi::CStr;
 use std::sync::Arc;
 
 use crate::core::config::Config;
 use crate::ffi::freeswitch as fs;
 
-use super::util::opt_str;
+use super::util::{opt_str, EventBinding};
 
 /// # Safety
 /// `x` is NULL or a node of a live XML tree.
@@ -144,8 +143,8 @@ pub fn apply(why: &str) -> bool {
     }
 }
 
-/// Our RELOADXML binding (NULL when not bound).
-static RELOAD_NODE: AtomicPtr<fs::switch_event_node_t> = AtomicPtr::new(std::ptr::null_mut());
+/// Our RELOADXML binding.
+static RELOAD: EventBinding = EventBinding::new();
 
 unsafe extern "C" fn on_reloadxml(_event: *mut fs::switch_event_t) {
     crate::host::guard("reloadxml", (), || {
@@ -155,33 +154,14 @@ unsafe extern "C" fn on_reloadxml(_event: *mut fs::switch_event_t) {
 
 /// Re-reads the file after every `reloadxml` (bound to the core's RELOADXML event).
 pub fn watch() {
-    let mut node: *mut fs::switch_event_node_t = std::ptr::null_mut();
-    // SAFETY: 'static id literal, no subclass, 'static callback without user data; `node` is a
-    // local out-parameter, kept until `unwatch`.
-    let st = unsafe {
-        fs::switch_event_bind_removable(
-            c"mod_secure_pay".as_ptr(),
-            fs::SWITCH_EVENT_RELOADXML,
-            std::ptr::null(),
-            Some(on_reloadxml),
-            std::ptr::null_mut::<c_void>(),
-            &mut node,
-        )
-    };
-    if st == fs::SWITCH_STATUS_SUCCESS {
-        RELOAD_NODE.store(node, Ordering::Release);
-    } else {
+    if !RELOAD.bind(fs::SWITCH_EVENT_RELOADXML, on_reloadxml) {
         log::warn!(
             "secure_pay: could not bind RELOADXML; use reload mod_secure_pay after reloadxml"
         );
     }
 }
 
-/// Removes the RELOADXML binding (module shutdown: no callback into an unloaded module).
+/// Removes the RELOADXML binding (module shutdown).
 pub fn unwatch() {
-    let mut node = RELOAD_NODE.swap(std::ptr::null_mut(), Ordering::AcqRel);
-    if !node.is_null() {
-        // SAFETY: the node `watch` got from bind_removable, unbound once (swapped out above).
-        unsafe { fs::switch_event_unbind(&mut node) };
-    }
+    RELOAD.unbind();
 }

@@ -27,7 +27,7 @@
 
 use arrayvec::ArrayVec;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::core::config::RecordingMode;
@@ -246,8 +246,8 @@ unsafe extern "C" fn pause_ahead_cb(bug: *mut fs::switch_media_bug_t, user_data:
     }
 }
 
-/// Our MEDIA_BUG_START binding (NULL when not bound).
-static BUG_START_NODE: AtomicPtr<fs::switch_event_node_t> = AtomicPtr::new(std::ptr::null_mut());
+/// Our MEDIA_BUG_START binding.
+static BUG_START: util::EventBinding = util::EventBinding::new();
 
 /// FreeSWITCH fires `MEDIA_BUG_START` (headers `Unique-ID`, `Media-Bug-Function`) right after a
 /// media bug is added: a secure channel learns a new function at once, not at the next poll.
@@ -272,40 +272,18 @@ unsafe extern "C" fn on_media_bug_start(event: *mut fs::switch_event_t) {
     });
 }
 
-/// Binds [`on_media_bug_start`] (module load; kept from a forced unload that left channels).
+/// Binds [`on_media_bug_start`] (module load).
 pub fn watch_bugs() {
-    if !BUG_START_NODE.load(Ordering::Acquire).is_null() {
-        return;
-    }
-    let mut node: *mut fs::switch_event_node_t = std::ptr::null_mut();
-    // SAFETY: 'static id literal, no subclass, 'static callback without user data; `node` is a
-    // local out-parameter, kept until `unwatch_bugs`.
-    let st = unsafe {
-        fs::switch_event_bind_removable(
-            c"mod_secure_pay".as_ptr(),
-            fs::SWITCH_EVENT_MEDIA_BUG_START,
-            std::ptr::null(),
-            Some(on_media_bug_start),
-            std::ptr::null_mut::<c_void>(),
-            &mut node,
-        )
-    };
-    if st == fs::SWITCH_STATUS_SUCCESS {
-        BUG_START_NODE.store(node, Ordering::Release);
-    } else {
+    if !BUG_START.bind(fs::SWITCH_EVENT_MEDIA_BUG_START, on_media_bug_start) {
         log::warn!(
             "secure_pay: could not bind MEDIA_BUG_START; other modules' taps are found by the 1 s poll"
         );
     }
 }
 
-/// Removes the MEDIA_BUG_START binding (module shutdown: no callback into an unloaded module).
+/// Removes the MEDIA_BUG_START binding (module shutdown).
 pub fn unwatch_bugs() {
-    let mut node = BUG_START_NODE.swap(std::ptr::null_mut(), Ordering::AcqRel);
-    if !node.is_null() {
-        // SAFETY: the node `watch_bugs` got from bind_removable, unbound once (swapped out).
-        unsafe { fs::switch_event_unbind(&mut node) };
-    }
+    BUG_START.unbind();
 }
 
 /// The `<function>` values of `switch_core_media_bug_enumerate`'s text.

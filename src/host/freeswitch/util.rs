@@ -122,3 +122,56 @@ pub fn is_true(v: Option<&str>) -> bool {
         ) || v.parse::<i64>().is_ok_and(|n| n != 0)
     })
 }
+
+/// One of the module's core event bindings (`switch_event_bind_removable`, no subclass), kept
+/// until [`EventBinding::unbind`] (module shutdown: no callback into an unloaded module).
+pub struct EventBinding(std::sync::atomic::AtomicPtr<fs::switch_event_node_t>);
+
+impl EventBinding {
+    pub const fn new() -> Self {
+        Self(std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// Binds `callback` to the core event `event`, once (a load after a forced unload that
+    /// kept the module keeps the binding). False if FreeSWITCH refused it.
+    pub fn bind(
+        &self,
+        event: fs::switch_event_types_t,
+        callback: unsafe extern "C" fn(*mut fs::switch_event_t),
+    ) -> bool {
+        use std::sync::atomic::Ordering;
+        if !self.0.load(Ordering::Acquire).is_null() {
+            return true;
+        }
+        let mut node: *mut fs::switch_event_node_t = std::ptr::null_mut();
+        // SAFETY: 'static id literal, no subclass, a 'static callback without user data;
+        // `node` is a local out-parameter, kept until `unbind`.
+        let st = unsafe {
+            fs::switch_event_bind_removable(
+                c"mod_secure_pay".as_ptr(),
+                event,
+                std::ptr::null(),
+                Some(callback),
+                std::ptr::null_mut(),
+                &mut node,
+            )
+        };
+        if st != fs::SWITCH_STATUS_SUCCESS {
+            return false;
+        }
+        self.0.store(node, Ordering::Release);
+        true
+    }
+
+    /// Removes the binding, if any (`switch_event_unbind` takes the event-node write lock, so
+    /// no callback is still running when this returns).
+    pub fn unbind(&self) {
+        let mut node = self
+            .0
+            .swap(std::ptr::null_mut(), std::sync::atomic::Ordering::AcqRel);
+        if !node.is_null() {
+            // SAFETY: the node `bind` got from bind_removable, unbound once (swapped out).
+            unsafe { fs::switch_event_unbind(&mut node) };
+        }
+    }
+}
