@@ -160,6 +160,20 @@ fn has(evs: &[(String, String, String, String)], action: &str, kind: &str, leg: 
         .any(|(a, k, l, _)| a == action && k == kind && l == leg)
 }
 
+/// Stops secure mode, expects the `resumed` event for the paused native taps, then keys the
+/// AFTER control in-band.
+fn stop_then_key_after(esl: &mut Esl, ev: &mut Esl, cust_a: &str, cust_b: &str) {
+    let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
+    assert!(r.starts_with("+OK"), "stop: {r}");
+    let evs = recording_events(&ev.drain(Duration::from_millis(800)), cust_b);
+    assert!(
+        has(&evs, "resumed", "native", "customer"),
+        "resumed event: {evs:?}"
+    );
+    play_tones(esl, cust_a, AFTER);
+    std::thread::sleep(Duration::from_millis(1000));
+}
+
 fn sip_fs(settings: &[(&str, &str)]) -> Option<FreeSwitch> {
     let prefix = prefix()?;
     Some(FreeSwitch::start(
@@ -244,15 +258,7 @@ fn native_recordings_are_paused_in_secure_mode_and_resumed_after() {
         "the recording started during secure mode (and the resumed one) paused: {evs:?}"
     );
 
-    let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
-    assert!(r.starts_with("+OK"), "stop: {r}");
-    let evs = recording_events(&ev.drain(Duration::from_millis(800)), &cust_b);
-    assert!(
-        has(&evs, "resumed", "native", "customer"),
-        "resumed event: {evs:?}"
-    );
-    play_tones(&mut esl, &cust_a, AFTER);
-    std::thread::sleep(Duration::from_millis(1000));
+    stop_then_key_after(&mut esl, &mut ev, &cust_a, &cust_b);
     for p in [&nat1, &nat2, &nat3] {
         record(&mut esl, &cust_b, "stop", p);
     }
@@ -629,15 +635,7 @@ fn third_party_bugs_get_no_card(t: &ThirdParty) -> Option<String> {
         t.verb
     );
     key_card_in_band(&mut esl, &cust_a, &cust_b, PAN);
-    let r = esl.api(&format!("uuid_secure_pay {cust_b} stop"));
-    assert!(r.starts_with("+OK"), "stop: {r}");
-    let evs = recording_events(&ev.drain(Duration::from_millis(800)), &cust_b);
-    assert!(
-        has(&evs, "resumed", "native", "customer"),
-        "resumed event: {evs:?}"
-    );
-    play_tones(&mut esl, &cust_a, AFTER);
-    std::thread::sleep(Duration::from_millis(1000));
+    stop_then_key_after(&mut esl, &mut ev, &cust_a, &cust_b);
     bug(&mut esl, false, t.before, &before);
     bug(&mut esl, false, t.during, &during);
 

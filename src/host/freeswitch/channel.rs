@@ -35,7 +35,7 @@ use crate::host::guard;
 
 use super::events;
 use super::inbox::Inbox;
-use super::recording::{BugNames, Learned, Recordings, Reports};
+use super::recording::{BugNames, Recordings, Reports};
 use super::util::{self, LockedSession};
 use super::watch::{ReplaceWatch, Verdict};
 
@@ -211,27 +211,15 @@ fn registry_get(key: usize) -> Option<Arc<Channel>> {
 }
 
 /// A media bug was added to the session `uuid` (its `MEDIA_BUG_START` event, on the event
-/// thread): a secure channel checks that function's bugs from its next frame on.
-pub fn media_bug_started(uuid: &str, function: &[u8]) {
+/// thread): a secure channel reads its bug list now (new functions are checked from the next
+/// frame on; a replace bug put ahead of ours is paused at once).
+pub fn media_bug_started(uuid: &str) {
     let Some(ls) = LockedSession::locate(uuid) else {
         return;
     };
-    let Some(ch) = registry_get(ls.as_ptr() as usize) else {
-        return;
-    };
-    let name = String::from_utf8_lossy(function);
-    let learned = ch.bug_names.learn(function);
-    // A bug added ahead of ours (SMBF_FIRST) that replaces the read frame: paused at once.
-    // SAFETY: `ls` read-locks the session; the event thread holds no bug-list lock.
-    unsafe { ch.learn_bug_names(ls.as_ptr()) };
-    match learned {
-        Learned::New => log::info!(
-            "secure_pay: {uuid}: media bug '{name}' of another module: its codec-payload taps are paused while secure"
-        ),
-        Learned::Untracked if !ch.untracked_logged.swap(true, Ordering::AcqRel) => log::warn!(
-            "secure_pay: {uuid}: media bug '{name}' of another module not tracked (name too long or too many); a codec-payload tap of it is not paused"
-        ),
-        _ => {}
+    if let Some(ch) = registry_get(ls.as_ptr() as usize) {
+        // SAFETY: `ls` read-locks the session; the event thread holds no bug-list lock.
+        unsafe { ch.learn_bug_names(ls.as_ptr()) };
     }
 }
 
@@ -370,16 +358,23 @@ impl Channel {
         }
     }
 
-    /// Learns the functions of the media bugs on the session ([`BugNames`]); logs, once per
-    /// channel, the ones it cannot track.
+    /// Learns the functions of the media bugs on the session ([`BugNames`]); logs the new
+    /// ones and, once per channel, those it cannot track.
     ///
     /// # Safety
     /// `session` is this channel's live session; the caller holds no bug-list lock.
     unsafe fn learn_bug_names(&self, session: *mut fs::switch_core_session_t) {
         // SAFETY: forwarded contract.
-        let untracked = unsafe { self.bug_names.learn_from_list(session, &self.rec_reports) };
+        let (new, untracked) =
+            unsafe { self.bug_names.learn_from_list(session, &self.rec_reports) };
         if self.rec_reports.pending() {
             self.kick();
+        }
+        for name in new {
+            log::info!(
+                "secure_pay: {}: media bug '{name}' of another module: its codec-payload taps are paused while secure",
+                self.uuid
+            );
         }
         if !untracked.is_empty() && !self.untracked_logged.swap(true, Ordering::AcqRel) {
             log::warn!(

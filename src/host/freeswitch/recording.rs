@@ -120,7 +120,8 @@ impl BugNames {
     }
 
     /// Learns the function of every media bug on the session (FreeSWITCH's bug list). Returns
-    /// the names that could not be tracked, for the log (names only: never audio or digits).
+    /// the names it learned now and those it could not track, for the log (names only: never
+    /// audio or digits).
     ///
     /// Also pauses every bug that replaces the read frame (`SMBF_READ_REPLACE`) and sits ahead
     /// of ours in the list (another module's bug added with `SMBF_FIRST` after secure mode
@@ -136,7 +137,7 @@ impl BugNames {
         &self,
         session: *mut fs::switch_core_session_t,
         reports: &Reports,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, Vec<String>) {
         let mut buf = vec![0u8; 4096];
         // SAFETY: live session (contract); `buf` is writable for its length.
         let mut n = unsafe { fs::sp_fs_bug_list(session, buf.as_mut_ptr().cast(), buf.len()) };
@@ -146,10 +147,12 @@ impl BugNames {
             n = unsafe { fs::sp_fs_bug_list(session, buf.as_mut_ptr().cast(), buf.len()) };
         }
         let text = String::from_utf8_lossy(&buf[..n.min(buf.len().saturating_sub(1))]);
-        let mut untracked = Vec::new();
+        let (mut new, mut untracked) = (Vec::new(), Vec::new());
         for name in bug_functions(&text) {
-            if self.learn(name.as_bytes()) == Learned::Untracked {
-                untracked.push(name.to_string());
+            match self.learn(name.as_bytes()) {
+                Learned::New => new.push(name.to_string()),
+                Learned::Untracked => untracked.push(name.to_string()),
+                Learned::Known => {}
             }
         }
         for (name, limit) in ahead_of_ours(&text) {
@@ -175,7 +178,7 @@ impl BugNames {
             };
             reports.tap.fetch_add(ctx.count, Ordering::AcqRel);
         }
-        untracked
+        (new, untracked)
     }
 
     /// The read-replacing bugs paused by [`BugNames::learn_from_list`], for resuming.
@@ -249,25 +252,18 @@ unsafe extern "C" fn pause_ahead_cb(bug: *mut fs::switch_media_bug_t, user_data:
 /// Our MEDIA_BUG_START binding.
 static BUG_START: util::EventBinding = util::EventBinding::new();
 
-/// FreeSWITCH fires `MEDIA_BUG_START` (headers `Unique-ID`, `Media-Bug-Function`) right after a
-/// media bug is added: a secure channel learns a new function at once, not at the next poll.
+/// FreeSWITCH fires `MEDIA_BUG_START` (header `Unique-ID`) right after a media bug is added: a
+/// secure channel reads its bug list at once, not at the next poll.
 unsafe extern "C" fn on_media_bug_start(event: *mut fs::switch_event_t) {
     guard("media bug start", (), || {
         if event.is_null() {
             return;
         }
-        let header = |name: &std::ffi::CStr| {
-            // SAFETY: the live event of this callback; the header string lives as long as it.
-            let p = unsafe { fs::switch_event_get_header_idx(event, name.as_ptr(), -1) };
-            // SAFETY: NULL or a NUL-terminated header value of the live event.
-            (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) })
-        };
-        let (Some(uuid), Some(function)) = (header(c"Unique-ID"), header(c"Media-Bug-Function"))
-        else {
-            return;
-        };
-        if let Ok(uuid) = uuid.to_str() {
-            super::channel::media_bug_started(uuid, function.to_bytes());
+        // SAFETY: the live event of this callback; the header string lives as long as it.
+        let p = unsafe { fs::switch_event_get_header_idx(event, c"Unique-ID".as_ptr(), -1) };
+        // SAFETY: NULL or a NUL-terminated header value of the live event.
+        if let Some(uuid) = unsafe { util::opt_str(p) } {
+            super::channel::media_bug_started(uuid);
         }
     });
 }
@@ -345,7 +341,8 @@ impl Reports {
 }
 
 struct ScanCtx<'a> {
-    rec: &'a mut Recordings,
+    /// `Recordings::paused`.
+    paused: &'a mut ArrayVec<usize, 16>,
     reports: &'a Reports,
     tap: bool,
     overflow: bool,
@@ -386,7 +383,7 @@ unsafe fn pause_native(bug: *mut fs::switch_media_bug_t, user_data: *mut c_void)
     // SAFETY: as above; exec_all holds the bug list's write lock, readers wait for it.
     unsafe { fs::switch_core_media_bug_set_flag(bug, fs::SMBF_PAUSE) };
     let addr = bug as usize;
-    if !ctx.rec.paused.contains(&addr) && ctx.rec.paused.try_push(addr).is_err() {
+    if !ctx.paused.contains(&addr) && ctx.paused.try_push(addr).is_err() {
         ctx.overflow = true;
     }
     ctx.found = true;
@@ -484,10 +481,9 @@ impl Recordings {
         }
         let mut overflow = false;
         let mut found = false;
-        let extra = self.extra.clone();
-        for (function, tap) in functions(&extra) {
+        for (function, tap) in functions(&self.extra) {
             let mut ctx = ScanCtx {
-                rec: self,
+                paused: &mut self.paused,
                 reports,
                 tap,
                 overflow: false,
